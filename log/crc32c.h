@@ -1,0 +1,16 @@
+// CRC32C (Castagnoli), the checksum of Kafka RecordBatch v2. Uses the SSE4.2 crc32 instruction
+// when the CPU has it (checked once at start-up), a table-driven fallback otherwise.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::storage {
+
+// Extends `crc` (0 for a fresh checksum) over `data[0, n)`. Crc32c(0, "123456789", 9) == 0xE3069283.
+uint32_t Crc32c(uint32_t crc, const void* data, size_t n);
+
+// True when the hardware path is in use (reported in the start-up log).
+bool Crc32cIsHardwareAccelerated();
+
+}  // namespace sluice::storage

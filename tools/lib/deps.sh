@@ -1,0 +1,39 @@
+# Sourced by tools/run and tools/test: installs the Debian packages Sluice needs, only when
+# something is missing (a repeated run does no apt work).
+
+# Compiler, build system and the libraries the broker links against.
+SLUICE_BUILD_PKGS=(
+  cmake ninja-build clang libclang-rt-14-dev pkg-config
+  liburing-dev libxxhash-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
+)
+# Real clients and reference tools used by the test suite and benchmarks.
+SLUICE_TEST_PKGS=(
+  librdkafka-dev librabbitmq-dev kcat amqp-tools
+  python3 python3-confluent-kafka python3-kafka python3-pika python3-kombu
+  fio
+)
+
+sluice_missing_pkgs() {
+  local p missing=()
+  for p in "$@"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$p")
+    fi
+  done
+  echo "${missing[@]}"
+}
+
+# sluice_ensure_pkgs PKG...: apt-get installs whichever of PKG are not installed.
+sluice_ensure_pkgs() {
+  local missing
+  missing=$(sluice_missing_pkgs "$@")
+  [ -z "$missing" ] && return 0
+  echo "sluice: installing missing Debian packages: $missing" >&2
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq >&2
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -qq --no-install-recommends $missing >&2
+}
