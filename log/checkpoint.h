@@ -1,0 +1,29 @@
+// The recovery-point checkpoint of one partition log (`recovery-point` in the partition's
+// directory), written atomically (temp file, fdatasync, rename, fsync dir). Layout in
+// log/FORMAT.md: magic, version, fields, XXH3 checksum; a file failing its checksum is
+// reported as DataLoss and never trusted.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sluice::storage {
+
+struct RecoveryCheckpoint {
+  int64_t recovery_offset = 0;   // every batch below this offset was fdatasync'ed
+  int64_t segment_base = 0;      // base offset of the segment holding recovery_offset
+  uint64_t position = 0;         // batch-aligned byte position of recovery_offset in it
+  int64_t log_start_offset = 0;  // first offset readers may see (retention / AMQP acks)
+};
+
+inline constexpr char kRecoveryCheckpointFile[] = "recovery-point";
+inline constexpr char kCleanShutdownFile[] = "clean-shutdown";
+
+absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp);
+// NotFoundError when absent; DataLossError when damaged or of an unknown version.
+absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path);
+
+}  // namespace sluice::storage

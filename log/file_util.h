@@ -1,0 +1,37 @@
+// Small POSIX file helpers shared by the storage engine. All return absl::Status with the
+// path and errno text in the message.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace sluice::storage {
+
+absl::Status ErrnoStatus(std::string_view what, const std::string& path, int err);
+
+absl::Status CreateDirIfMissing(const std::string& path);
+absl::Status SyncDir(const std::string& dir);
+// Names (not paths) of the entries of `dir`, "." and ".." excluded.
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir);
+absl::StatusOr<uint64_t> FileSize(const std::string& path);
+bool FileExists(const std::string& path);
+absl::Status RemoveFile(const std::string& path);  // OK if already missing
+absl::Status RemoveTree(const std::string& path);  // rm -r
+absl::Status RenameFile(const std::string& from, const std::string& to);
+
+// Writes `data` to `path` atomically and durably: temp file, write, fdatasync, rename over
+// `path`, fsync of the directory. After a crash the file holds either the old or the new bytes.
+absl::Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> data);
+absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const std::string& path);
+
+// pread() of exactly `n` bytes unless the file ends first; returns the bytes read.
+absl::StatusOr<size_t> PreadFully(int fd, void* buf, size_t n, uint64_t offset);
+
+std::string DirName(const std::string& path);
+
+}  // namespace sluice::storage

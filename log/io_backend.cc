@@ -1,0 +1,249 @@
+#include "log/io_backend.h"
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "log/logging.h"
+
+namespace sluice::storage {
+
+std::string_view IoBackendName(IoBackendKind kind) {
+  return kind == IoBackendKind::kIoUring ? "io_uring" : "pwrite";
+}
+
+namespace {
+
+enum class OpKind : uint8_t { kWrite, kSync };
+
+struct Op {
+  OpKind kind;
+  int fd;
+  const uint8_t* data;
+  uint32_t len;
+  uint32_t done_bytes;  // progress across short writes
+  uint64_t position;
+  IoCallback done;
+};
+
+// Synchronous fallback: Submit() performs the queued operations with pwrite/fdatasync and
+// Poll() runs their callbacks, so callers see the same asynchronous shape as with io_uring.
+class PwriteBackend final : public IoBackend {
+ public:
+  IoBackendKind kind() const override { return IoBackendKind::kPwrite; }
+
+  void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
+             IoCallback done) override {
+    queued_.push_back(Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
+  }
+  void Sync(int fd, IoCallback done) override {
+    queued_.push_back(Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
+  }
+  void Submit() override {
+    while (!queued_.empty()) {
+      Op op = std::move(queued_.front());
+      queued_.pop_front();
+      int result = op.kind == OpKind::kWrite ? DoWrite(op) : DoSync(op.fd);
+      completed_.emplace_back(std::move(op.done), result);
+    }
+  }
+  int Poll(absl::Duration) override {
+    Submit();
+    int n = 0;
+    // Callbacks may queue more work; run only what completed before this call.
+    size_t count = completed_.size();
+    for (size_t i = 0; i < count; ++i) {
+      auto [cb, result] = std::move(completed_.front());
+      completed_.pop_front();
+      cb(result);
+      ++n;
+    }
+    return n;
+  }
+  size_t pending() const override { return queued_.size() + completed_.size(); }
+
+ private:
+  static int DoWrite(const Op& op) {
+    uint32_t done = 0;
+    while (done < op.len) {
+      ssize_t n = ::pwrite(op.fd, op.data + done, op.len - done,
+                           static_cast<off_t>(op.position + done));
+      if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN) continue;
+        return -errno;
+      }
+      done += static_cast<uint32_t>(n);
+    }
+    return static_cast<int>(done);
+  }
+  static int DoSync(int fd) { return ::fdatasync(fd) == 0 ? 0 : -errno; }
+
+  std::deque<Op> queued_;
+  std::deque<std::pair<IoCallback, int>> completed_;
+};
+
+// io_uring backend. Each operation is a heap Op whose address is the SQE's user_data.
+class UringBackend final : public IoBackend {
+ public:
+  static std::unique_ptr<UringBackend> Create(std::string* why_not) {
+    auto backend = std::unique_ptr<UringBackend>(new UringBackend());
+    io_uring_params params;
+    memset(&params, 0, sizeof(params));
+    // Only the owning shard thread submits; let the kernel skip cross-thread bookkeeping.
+    params.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN;
+    int rc = io_uring_queue_init_params(kEntries, &backend->ring_, &params);
+    if (rc == -EINVAL) {
+      memset(&params, 0, sizeof(params));
+      rc = io_uring_queue_init_params(kEntries, &backend->ring_, &params);
+    }
+    if (rc < 0) {
+      *why_not = absl::StrFormat("io_uring_queue_init: %s", strerror(-rc));
+      return nullptr;
+    }
+    backend->ring_ok_ = true;
+    backend->event_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (backend->event_fd_ >= 0 &&
+        io_uring_register_eventfd(&backend->ring_, backend->event_fd_) < 0) {
+      ::close(backend->event_fd_);
+      backend->event_fd_ = -1;
+    }
+    return backend;
+  }
+
+  ~UringBackend() override {
+    // Drain: the kernel may still write into buffers owned by callers' callbacks.
+    while (in_flight_ > 0) Poll(absl::Seconds(1));
+    if (ring_ok_) io_uring_queue_exit(&ring_);
+    if (event_fd_ >= 0) ::close(event_fd_);
+  }
+
+  IoBackendKind kind() const override { return IoBackendKind::kIoUring; }
+
+  void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
+             IoCallback done) override {
+    Queue(new Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
+  }
+  void Sync(int fd, IoCallback done) override {
+    Queue(new Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
+  }
+
+  void Submit() override {
+    if (unsubmitted_ == 0) return;
+    int rc;
+    do {
+      rc = io_uring_submit(&ring_);
+    } while (rc == -EINTR);
+    if (rc >= 0) unsubmitted_ = 0;
+  }
+
+  int Poll(absl::Duration timeout) override {
+    Submit();
+    int n = Drain();
+    if (n == 0 && in_flight_ > 0 && timeout > absl::ZeroDuration()) {
+      timespec t = absl::ToTimespec(timeout);
+      __kernel_timespec ts{t.tv_sec, t.tv_nsec};
+      io_uring_cqe* cqe = nullptr;
+      io_uring_wait_cqe_timeout(&ring_, &cqe, &ts);
+      n = Drain();
+    }
+    if (event_fd_ >= 0) {
+      uint64_t v;
+      ssize_t ignored = ::read(event_fd_, &v, sizeof(v));  // re-arm the notification
+      (void)ignored;
+    }
+    return n;
+  }
+
+  size_t pending() const override { return in_flight_; }
+  int notify_fd() const override { return event_fd_; }
+
+ private:
+  static constexpr unsigned kEntries = 256;
+
+  UringBackend() = default;
+
+  void Queue(Op* op) {
+    ++in_flight_;
+    Prep(op);
+  }
+
+  void Prep(Op* op) {
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (sqe == nullptr) {
+      // Submission queue full: hand what we have to the kernel and retry.
+      Submit();
+      sqe = io_uring_get_sqe(&ring_);
+      while (sqe == nullptr) {
+        Drain();
+        Submit();
+        sqe = io_uring_get_sqe(&ring_);
+      }
+    }
+    if (op->kind == OpKind::kWrite) {
+      io_uring_prep_write(sqe, op->fd, op->data + op->done_bytes, op->len - op->done_bytes,
+                          op->position + op->done_bytes);
+    } else {
+      io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+    }
+    io_uring_sqe_set_data(sqe, op);
+    ++unsubmitted_;
+  }
+
+  int Drain() {
+    int n = 0;
+    io_uring_cqe* cqe;
+    while (io_uring_peek_cqe(&ring_, &cqe) == 0) {
+      Op* op = static_cast<Op*>(io_uring_cqe_get_data(cqe));
+      int res = cqe->res;
+      io_uring_cqe_seen(&ring_, cqe);
+      if (res == -EAGAIN || res == -EINTR) {
+        Prep(op);  // transient: try again
+        continue;
+      }
+      if (op->kind == OpKind::kWrite && res >= 0) {
+        op->done_bytes += static_cast<uint32_t>(res);
+        if (res > 0 && op->done_bytes < op->len) {
+          Prep(op);  // short write: continue where it stopped
+          continue;
+        }
+        if (op->done_bytes < op->len) res = -EIO;  // zero-length write: no progress possible
+        else res = static_cast<int>(op->done_bytes);
+      }
+      --in_flight_;
+      IoCallback done = std::move(op->done);
+      delete op;
+      done(res);
+      ++n;
+    }
+    Submit();  // retries and work queued by callbacks
+    return n;
+  }
+
+  io_uring ring_;
+  bool ring_ok_ = false;
+  int event_fd_ = -1;
+  size_t in_flight_ = 0;
+  unsigned unsubmitted_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<IoBackend> IoBackend::CreatePwrite() { return std::make_unique<PwriteBackend>(); }
+
+std::unique_ptr<IoBackend> IoBackend::Create(IoBackendKind preferred) {
+  if (preferred == IoBackendKind::kIoUring) {
+    std::string why_not;
+    if (auto uring = UringBackend::Create(&why_not)) return uring;
+    LogWarning("io_uring unavailable (%s); storage falls back to pwrite/fdatasync", why_not);
+  }
+  return CreatePwrite();
+}
+
+}  // namespace sluice::storage

@@ -1,0 +1,57 @@
+// The storage engine's asynchronous file I/O: writes at explicit positions and fdatasync, with
+// completions delivered on the thread that drives the backend.
+//
+// One IoBackend per shard, owned by that shard's LogManager; not thread-safe. Operations are
+// queued by Write()/Sync(), handed to the kernel together by Submit() (one io_uring_submit for
+// everything queued during a loop iteration: that is how appends from many partitions are
+// gathered), and their callbacks run inside Poll().
+//
+// Ordering contract: operations on one fd may complete in any order. A Sync() covers only the
+// writes that had *completed* before it was queued; callers that need "durable up to X" issue
+// the sync after the writes up to X completed (PartitionLog does exactly that).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/time/time.h"
+
+namespace sluice::storage {
+
+// Called with the operation's result: >= 0 on success (bytes written for writes), -errno on
+// failure. Short writes are retried inside the backend, so success means the whole range.
+using IoCallback = absl::AnyInvocable<void(int result)>;
+
+enum class IoBackendKind { kIoUring, kPwrite };
+std::string_view IoBackendName(IoBackendKind kind);
+
+class IoBackend {
+ public:
+  // Makes the preferred backend, falling back to kPwrite (with a log line saying why) when
+  // io_uring cannot be set up, e.g. under a seccomp profile that forbids it.
+  static std::unique_ptr<IoBackend> Create(IoBackendKind preferred);
+  static std::unique_ptr<IoBackend> CreatePwrite();
+
+  virtual ~IoBackend() = default;
+  virtual IoBackendKind kind() const = 0;
+
+  // Queues a write of data[0, len) at `position` of `fd`. `data` must stay valid until `done`
+  // has run.
+  virtual void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
+                     IoCallback done) = 0;
+  // Queues an fdatasync(fd).
+  virtual void Sync(int fd, IoCallback done) = 0;
+  // Hands every queued operation to the kernel.
+  virtual void Submit() = 0;
+  // Runs the callbacks of completed operations. When nothing has completed yet and operations
+  // are in flight, waits up to `timeout` for one. Returns the number of callbacks run.
+  virtual int Poll(absl::Duration timeout) = 0;
+  // Operations queued or in flight whose callbacks have not run yet.
+  virtual size_t pending() const = 0;
+  // An fd that becomes readable when completions are waiting (for a reactor to watch), or -1.
+  virtual int notify_fd() const { return -1; }
+};
+
+}  // namespace sluice::storage

@@ -1,0 +1,401 @@
+#include "log/segment.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "log/file_util.h"
+#include "log/logging.h"
+
+namespace sluice::storage {
+
+namespace {
+
+constexpr size_t kReadBlock = 256 * 1024;
+
+// Sequential reader over [start, limit) of a file that serves spans out of one buffer and
+// refills with pread when asked for bytes outside it. Keeps scans to a few large reads.
+class BlockReader {
+ public:
+  BlockReader(int fd, uint64_t limit) : fd_(fd), limit_(limit) {}
+
+  // Bytes [pos, pos + n) or an error if the file ends first.
+  absl::StatusOr<std::span<const uint8_t>> Get(uint64_t pos, size_t n) {
+    if (pos < start_ || pos + n > start_ + filled_) {
+      size_t want = std::max(n, kReadBlock);
+      if (pos + want > limit_) want = std::max<uint64_t>(n, limit_ - pos);
+      buf_.resize(want);
+      auto got = PreadFully(fd_, buf_.data(), want, pos);
+      if (!got.ok()) return got.status();
+      start_ = pos;
+      filled_ = *got;
+      if (filled_ < n) {
+        return absl::OutOfRangeError(absl::StrFormat("file ends at %d", pos + filled_));
+      }
+    }
+    return std::span<const uint8_t>(buf_.data() + (pos - start_), n);
+  }
+
+ private:
+  int fd_;
+  uint64_t limit_;
+  std::vector<uint8_t> buf_;
+  uint64_t start_ = 0;
+  size_t filled_ = 0;
+};
+
+uint32_t ClampU32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : static_cast<uint32_t>(v); }
+
+}  // namespace
+
+SegmentFile::~SegmentFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
+                       const std::function<void(const BatchHeader&, uint64_t)>& visit) {
+  ScanResult r;
+  BlockReader reader(fd, limit);
+  uint64_t pos = from;
+  while (pos < limit) {
+    if (limit - pos < kBatchHeaderSize) {
+      r.stop_reason = absl::DataLossError(
+          absl::StrFormat("torn batch header at position %d (%d bytes left)", pos, limit - pos));
+      break;
+    }
+    auto head = reader.Get(pos, kBatchHeaderSize);
+    if (!head.ok()) {
+      r.stop_reason = head.status();
+      break;
+    }
+    auto header = ParseBatchHeader(*head, ClampU32(limit - pos));
+    if (!header.ok()) {
+      r.stop_reason = absl::DataLossError(
+          absl::StrFormat("bad batch at position %d: %s", pos, header.status().message()));
+      break;
+    }
+    const uint64_t size = header->size_bytes();
+    if (size > limit - pos) {
+      r.stop_reason = absl::DataLossError(
+          absl::StrFormat("batch at position %d of %d bytes runs past the end (%d)", pos, size,
+                          limit));
+      break;
+    }
+    if (verify_crc) {
+      auto whole = reader.Get(pos, size);
+      absl::Status s = whole.ok() ? ValidateBatch(*whole, ClampU32(size)) : whole.status();
+      if (!s.ok()) {
+        r.stop_reason =
+            absl::DataLossError(absl::StrFormat("bad batch at position %d: %s", pos, s.message()));
+        break;
+      }
+    }
+    if (r.next_offset >= 0 && header->base_offset < r.next_offset) {
+      r.stop_reason = absl::DataLossError(absl::StrFormat(
+          "batch at position %d has base offset %d below the previous batch's end %d", pos,
+          header->base_offset, r.next_offset));
+      break;
+    }
+    if (visit) visit(*header, pos);
+    r.next_offset = header->last_offset() + 1;
+    if (header->max_timestamp > r.max_timestamp) {
+      r.max_timestamp = header->max_timestamp;
+      r.offset_of_max_timestamp = header->base_offset;
+    }
+    ++r.batches;
+    pos += size;
+  }
+  r.end_position = pos;
+  return r;
+}
+
+std::string Segment::FileStem(int64_t base_offset) {
+  return absl::StrFormat("%020d", base_offset);
+}
+
+bool Segment::ParseLogFileName(const std::string& name, int64_t* base_offset) {
+  if (name.size() != 24 || name.compare(20, 4, ".log") != 0) return false;
+  int64_t v = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (name[i] < '0' || name[i] > '9') return false;
+    if (v > (INT64_MAX - 9) / 10) return false;
+    v = v * 10 + (name[i] - '0');
+  }
+  *base_offset = v;
+  return true;
+}
+
+Segment::Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFile> file,
+                 const LogConfig& config)
+    : dir_(std::move(dir)),
+      base_offset_(base_offset),
+      file_(std::move(file)),
+      index_interval_bytes_(config.index_interval_bytes),
+      max_index_bytes_(config.max_index_bytes),
+      next_offset_(base_offset) {}
+
+Segment::~Segment() = default;
+
+std::string Segment::PathWithSuffix(const char* suffix) const {
+  return absl::StrCat(dir_, "/", FileStem(base_offset_), suffix);
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& dir,
+                                                         int64_t base_offset,
+                                                         const LogConfig& config) {
+  std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log");
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return ErrnoStatus("create segment", path, errno);
+  auto seg = std::unique_ptr<Segment>(
+      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
+  auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset,
+                                config.max_index_bytes);
+  if (!oi.ok()) return oi.status();
+  auto ti = TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset,
+                              config.max_index_bytes);
+  if (!ti.ok()) return ti.status();
+  seg->offset_index_ = std::move(*oi);
+  seg->time_index_ = std::move(*ti);
+  return seg;
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(const std::string& dir,
+                                                       int64_t base_offset,
+                                                       const LogConfig& config) {
+  std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log");
+  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return ErrnoStatus("open segment", path, errno);
+  off_t end = ::lseek(fd, 0, SEEK_END);
+  if (end < 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoStatus("lseek", path, err);
+  }
+  auto seg = std::unique_ptr<Segment>(
+      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
+  seg->size_ = static_cast<uint64_t>(end);
+  return seg;
+}
+
+void Segment::ResetIndexBookkeeping() {
+  next_offset_ = base_offset_;
+  max_timestamp_ = -1;
+  offset_of_max_timestamp_ = -1;
+  bytes_since_index_entry_ = 0;
+}
+
+absl::Status Segment::OpenIndexes() {
+  auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_);
+  if (!oi.ok()) return oi.status();
+  auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_);
+  if (!ti.ok()) return ti.status();
+  offset_index_ = std::move(*oi);
+  time_index_ = std::move(*ti);
+  // Entries can only point inside the file; anything else means the index is not ours to trust.
+  if (auto last = offset_index_->last(); last && last->position >= size_ && size_ > 0) {
+    return absl::DataLossError(absl::StrFormat("%s: entry position %d past log end %d",
+                                               offset_index_->path(), last->position, size_));
+  }
+  // Recover next offset and max timestamp from the last index entry: a walk of at most one
+  // index interval, so opening a segment costs the same whatever its size.
+  ResetIndexBookkeeping();
+  uint64_t from = 0;
+  if (auto last = offset_index_->last()) from = last->position;
+  if (auto tlast = time_index_->last(); tlast && tlast->timestamp >= 0) {
+    max_timestamp_ = tlast->timestamp;
+    offset_of_max_timestamp_ = tlast->offset;
+  }
+  ScanResult r = ScanBatches(fd(), from, size_, /*verify_crc=*/false, nullptr);
+  if (!r.stop_reason.ok()) {
+    return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
+                                               file_->path(), r.stop_reason.message()));
+  }
+  if (r.next_offset >= 0) next_offset_ = r.next_offset;
+  if (r.max_timestamp > max_timestamp_) {
+    max_timestamp_ = r.max_timestamp;
+    offset_of_max_timestamp_ = r.offset_of_max_timestamp;
+  }
+  bytes_since_index_entry_ = size_ - from;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScanResult> Segment::RebuildIndexes(uint64_t limit, bool verify_crc) {
+  offset_index_.reset();
+  time_index_.reset();
+  auto oi = OffsetIndex::Create(PathWithSuffix(".index"), base_offset_, max_index_bytes_);
+  if (!oi.ok()) return oi.status();
+  auto ti = TimeIndex::Create(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_);
+  if (!ti.ok()) return ti.status();
+  offset_index_ = std::move(*oi);
+  time_index_ = std::move(*ti);
+  ResetIndexBookkeeping();
+  size_ = 0;
+  ScanResult r = ScanBatches(fd(), 0, limit, verify_crc,
+                             [this](const BatchHeader& h, uint64_t pos) {
+                               OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
+                             });
+  return r;
+}
+
+ScanResult Segment::RecoverTail(uint64_t from, uint64_t limit) {
+  offset_index_->TruncateToPosition(static_cast<uint32_t>(from));
+  time_index_->TruncateTo(next_offset_);
+  size_ = from;
+  return ScanBatches(fd(), from, limit, /*verify_crc=*/true,
+                     [this](const BatchHeader& h, uint64_t pos) {
+                       OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
+                     });
+}
+
+void Segment::OnAppend(const BatchHeader& header, uint64_t position, uint32_t size) {
+  if (header.max_timestamp > max_timestamp_) {
+    max_timestamp_ = header.max_timestamp;
+    offset_of_max_timestamp_ = header.base_offset;
+  }
+  if (bytes_since_index_entry_ >= index_interval_bytes_ && position > 0) {
+    // A full index only costs lookup precision; rolling on indexes_full() keeps it rare.
+    if (offset_index_->Append(header.base_offset, static_cast<uint32_t>(position)).ok()) {
+      (void)time_index_->MaybeAppend(max_timestamp_, offset_of_max_timestamp_);
+    }
+    bytes_since_index_entry_ = 0;
+  }
+  bytes_since_index_entry_ += size;
+  size_ = position + size;
+  next_offset_ = header.last_offset() + 1;
+}
+
+absl::Status Segment::TruncateTo(uint64_t position, int64_t next_offset) {
+  if (::ftruncate(fd(), static_cast<off_t>(position)) != 0) {
+    return ErrnoStatus("ftruncate", file_->path(), errno);
+  }
+  offset_index_->TruncateToPosition(static_cast<uint32_t>(position));
+  time_index_->TruncateTo(next_offset);
+  size_ = position;
+  next_offset_ = next_offset;
+  return absl::OkStatus();
+}
+
+absl::Status Segment::Seal() {
+  if (max_timestamp_ >= 0) {
+    // The last time entry must carry the segment's max timestamp (retention.ms reads it).
+    (void)time_index_->MaybeAppend(max_timestamp_, offset_of_max_timestamp_);
+  }
+  absl::Status s = offset_index_->Seal();
+  if (s.ok()) s = time_index_->Seal();
+  return s;
+}
+
+absl::Status Segment::SyncIndexes() {
+  absl::Status s = offset_index_->Sync();
+  if (s.ok()) s = time_index_->Sync();
+  return s;
+}
+
+absl::Status Segment::Delete() {
+  const std::string log_path = file_->path();
+  const std::string doomed = log_path + ".deleted";
+  // The rename is the commit point: after it, start-up treats the segment as gone.
+  absl::Status s = RenameFile(log_path, doomed);
+  if (!s.ok()) return s;
+  std::string index_path = offset_index_ ? offset_index_->path() : PathWithSuffix(".index");
+  std::string time_path = time_index_ ? time_index_->path() : PathWithSuffix(".timeindex");
+  offset_index_.reset();
+  time_index_.reset();
+  (void)RemoveFile(index_path);
+  (void)RemoveFile(time_path);
+  return RemoveFile(doomed);
+}
+
+absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) const {
+  if (offset >= next_offset_) return absl::NotFoundError("offset past segment end");
+  OffsetPosition start = offset_index_->Lookup(offset);
+  uint64_t found = 0;
+  bool hit = false;
+  BlockReader reader(fd(), limit);
+  uint64_t pos = start.position;
+  while (pos < limit) {
+    auto head = reader.Get(pos, kBatchHeaderSize);
+    if (!head.ok()) return head.status();
+    auto h = ParseBatchHeader(*head, ClampU32(limit - pos));
+    if (!h.ok()) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: bad batch at %d: %s", file_->path(), pos, h.status().message()));
+    }
+    if (h->last_offset() >= offset) {
+      found = pos;
+      hit = true;
+      break;
+    }
+    pos += h->size_bytes();
+  }
+  if (!hit) return absl::NotFoundError("offset not in the readable part of the segment");
+  return found;
+}
+
+absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from,
+                                                             uint64_t position_limit,
+                                                             uint64_t written_limit) const {
+  const uint64_t hard = std::min(position_limit, written_limit);
+  // Start from the last index entry at or below the limit, if it is past `from`.
+  uint64_t pos = from;
+  size_t lo = 0, hi = offset_index_->entries();
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (offset_index_->entry(mid).position <= hard) lo = mid + 1;
+    else hi = mid;
+  }
+  if (lo > 0) pos = std::max<uint64_t>(pos, offset_index_->entry(lo - 1).position);
+  BlockReader reader(fd(), written_limit);
+  while (pos + kBatchHeaderSize <= hard) {
+    auto head = reader.Get(pos, kBatchHeaderSize);
+    if (!head.ok()) return head.status();
+    auto h = ParseBatchHeader(*head, ClampU32(written_limit - pos));
+    if (!h.ok()) {
+      return absl::DataLossError(
+          absl::StrFormat("%s: bad batch at %d: %s", file_->path(), pos, h.status().message()));
+    }
+    if (pos + h->size_bytes() > hard) break;
+    pos += h->size_bytes();
+  }
+  return pos;
+}
+
+absl::StatusOr<int64_t> Segment::FindOffsetForTime(int64_t timestamp, uint64_t limit) const {
+  if (max_timestamp_ < timestamp) return absl::NotFoundError("segment is older");
+  TimestampOffset entry = time_index_->Lookup(timestamp);
+  int64_t from_offset = std::max(entry.offset, base_offset_);
+  uint64_t pos = offset_index_->Lookup(from_offset).position;
+  BlockReader reader(fd(), limit);
+  while (pos < limit) {
+    auto head = reader.Get(pos, kBatchHeaderSize);
+    if (!head.ok()) return head.status();
+    auto h = ParseBatchHeader(*head, ClampU32(limit - pos));
+    if (!h.ok()) return absl::DataLossError(h.status().message());
+    if (h->max_timestamp >= timestamp && h->last_offset() >= from_offset) {
+      // Within an uncompressed CreateTime batch, find the exact record; otherwise the batch.
+      if (static_cast<Compression>(h->attributes & 0x7) == Compression::kNone &&
+          (h->attributes & 0x8) == 0) {
+        auto whole = reader.Get(pos, h->size_bytes());
+        if (whole.ok()) {
+          auto records = DecodeRecords(*whole);
+          if (records.ok()) {
+            for (const RecordView& r : *records) {
+              if (r.timestamp >= timestamp && r.offset >= from_offset) return r.offset;
+            }
+          }
+        }
+      }
+      return std::max(h->base_offset, from_offset);
+    }
+    pos += h->size_bytes();
+  }
+  return absl::NotFoundError("no batch at or after the timestamp");
+}
+
+}  // namespace sluice::storage

@@ -1,0 +1,139 @@
+// One segment of a partition log: `<20-digit base offset>.log` holding whole RecordBatch v2
+// batches back to back, plus its sparse `.index` and `.timeindex` (index/). See log/FORMAT.md.
+//
+// A Segment is owned by its PartitionLog and used only on the owning shard thread. Its .log
+// file is shared (SegmentFile) with readers that send file ranges zero-copy, so the fd stays
+// open until the last such send finishes, even after retention has deleted the segment.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "index/offset_index.h"
+#include "index/time_index.h"
+#include "log/log_config.h"
+#include "log/record_batch.h"
+
+namespace sluice::storage {
+
+class SegmentFile {
+ public:
+  SegmentFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  ~SegmentFile();
+  SegmentFile(const SegmentFile&) = delete;
+  SegmentFile& operator=(const SegmentFile&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  int fd_;
+  std::string path_;
+};
+
+// Result of walking the batches of a .log file.
+struct ScanResult {
+  uint64_t end_position = 0;  // position after the last good batch
+  int64_t next_offset = -1;   // last offset of the last good batch + 1 (-1: no batch)
+  int64_t max_timestamp = -1;
+  int64_t offset_of_max_timestamp = -1;
+  uint64_t batches = 0;
+  // OK when the walk reached `limit` exactly; otherwise why it stopped early (torn or
+  // corrupt batch at end_position).
+  absl::Status stop_reason;
+};
+
+// Walks batches of `fd` in [from, limit). With `verify_crc`, each batch is fully validated;
+// otherwise only headers are read. `visit` sees each good batch's header and position.
+ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
+                       const std::function<void(const BatchHeader&, uint64_t position)>& visit);
+
+class Segment {
+ public:
+  static std::string FileStem(int64_t base_offset);  // 20-digit, zero-padded
+  // Parses "<20 digits>.log"; false for any other name.
+  static bool ParseLogFileName(const std::string& name, int64_t* base_offset);
+
+  // A new, empty segment with fresh (preallocated) index files.
+  static absl::StatusOr<std::unique_ptr<Segment>> Create(const std::string& dir,
+                                                         int64_t base_offset,
+                                                         const LogConfig& config);
+  // Opens an existing segment's .log file. Indexes are opened by OpenIndexes() or rebuilt by
+  // RebuildIndexes(); until one of them succeeds the segment must not be read.
+  static absl::StatusOr<std::unique_ptr<Segment>> Open(const std::string& dir,
+                                                       int64_t base_offset,
+                                                       const LogConfig& config);
+  ~Segment();
+
+  // Opens the existing index files; DataLossError (or NotFound) means they must be rebuilt.
+  absl::Status OpenIndexes();
+  // Recreates both indexes by walking the log's batches in [0, limit). Returns the walk.
+  absl::StatusOr<ScanResult> RebuildIndexes(uint64_t limit, bool verify_crc);
+  // Continues the index from a walk over [from, limit) validating every batch; used for the
+  // tail past the recovery point. Entries at or past `from` are dropped first.
+  ScanResult RecoverTail(uint64_t from, uint64_t limit);
+
+  // Records a batch appended at `position` (already in the file or queued for writing):
+  // updates sizes, max timestamp and, every index.interval.bytes, the indexes.
+  void OnAppend(const BatchHeader& header, uint64_t position, uint32_t size);
+
+  // Cuts the segment at `position` (a batch boundary): file, indexes and bookkeeping.
+  absl::Status TruncateTo(uint64_t position, int64_t next_offset);
+  // Called when the segment stops being active: final time index entry, indexes sealed.
+  absl::Status Seal();
+  // Renames the files to *.deleted and unlinks them. Open SegmentFile handles stay readable.
+  absl::Status Delete();
+  // fdatasync of the index files (the .log file is synced through the IoBackend).
+  absl::Status SyncIndexes();
+
+  int64_t base_offset() const { return base_offset_; }
+  const std::shared_ptr<SegmentFile>& file() const { return file_; }
+  int fd() const { return file_->fd(); }
+  uint64_t size() const { return size_; }
+  int64_t next_offset() const { return next_offset_; }
+  bool empty() const { return size_ == 0; }
+  int64_t max_timestamp() const { return max_timestamp_; }
+  // Wall-clock ms when the first batch was appended (segment.ms rolling).
+  int64_t first_append_ms() const { return first_append_ms_; }
+  void set_first_append_ms(int64_t ms) { first_append_ms_ = ms; }
+  OffsetIndex& offset_index() { return *offset_index_; }
+  TimeIndex& time_index() { return *time_index_; }
+  const OffsetIndex& offset_index() const { return *offset_index_; }
+  bool indexes_full() const { return offset_index_->full() || time_index_->full(); }
+  const std::string& dir() const { return dir_; }
+
+  // Position of the batch containing `offset`, searched from the index entry at or below it.
+  // NotFoundError when `offset` >= next_offset(). Reads at most `limit` bytes of the file.
+  absl::StatusOr<uint64_t> FindPosition(int64_t offset, uint64_t limit) const;
+  // Largest batch-aligned position p with p <= `position_limit` (and >= `from`), walking at
+  // most one index interval of headers; `from` must be a batch boundary.
+  absl::StatusOr<uint64_t> FindBatchBoundaryAtOrBelow(uint64_t from, uint64_t position_limit,
+                                                      uint64_t written_limit) const;
+  // First offset >= the first batch whose max timestamp >= `timestamp`, or NotFound.
+  absl::StatusOr<int64_t> FindOffsetForTime(int64_t timestamp, uint64_t limit) const;
+
+ private:
+  Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFile> file,
+          const LogConfig& config);
+  std::string PathWithSuffix(const char* suffix) const;
+  void ResetIndexBookkeeping();
+
+  const std::string dir_;
+  const int64_t base_offset_;
+  std::shared_ptr<SegmentFile> file_;
+  const uint32_t index_interval_bytes_;
+  const uint32_t max_index_bytes_;
+  std::unique_ptr<OffsetIndex> offset_index_;
+  std::unique_ptr<TimeIndex> time_index_;
+  uint64_t size_ = 0;
+  int64_t next_offset_;
+  int64_t max_timestamp_ = -1;
+  int64_t offset_of_max_timestamp_ = -1;
+  uint64_t bytes_since_index_entry_ = 0;
+  int64_t first_append_ms_ = -1;
+};
+
+}  // namespace sluice::storage
