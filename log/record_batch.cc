@@ -1,0 +1,467 @@
+#include "log/record_batch.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+
+#include "absl/strings/str_format.h"
+#include "log/crc32c.h"
+#include "log/varint.h"
+
+namespace sluice::storage {
+namespace {
+
+// Header field offsets (see record_batch.h).
+constexpr size_t kBaseOffsetPos = 0;
+constexpr size_t kBatchLengthPos = 8;
+constexpr size_t kLeaderEpochPos = 12;
+constexpr size_t kMagicPos = 16;
+constexpr size_t kCrcPos = 17;
+constexpr size_t kAttributesPos = 21;
+constexpr size_t kLastOffsetDeltaPos = 23;
+constexpr size_t kBaseTimestampPos = 27;
+constexpr size_t kMaxTimestampPos = 35;
+constexpr size_t kProducerIdPos = 43;
+constexpr size_t kProducerEpochPos = 51;
+constexpr size_t kBaseSequencePos = 53;
+constexpr size_t kRecordsCountPos = 57;
+static_assert(kRecordsCountPos + 4 == kBatchHeaderSize);
+
+// Smallest legal batchLength: everything after the batchLength field up to the records.
+constexpr int32_t kMinBatchLength = static_cast<int32_t>(kBatchHeaderSize - kBatchLengthFieldEnd);
+
+constexpr int16_t kCompressionMask = 0x07;
+constexpr int16_t kTimestampTypeBit = 0x08;
+constexpr int16_t kTransactionalBit = 0x10;
+constexpr int16_t kControlBit = 0x20;
+
+// Smallest encoded record: length, attributes, timestampDelta, offsetDelta, keyLength,
+// valueLength and headerCount, one byte each. Bounds vector reservations on hostile counts.
+constexpr size_t kMinRecordBytes = 7;
+// Smallest encoded header: keyLength and valueLength, one byte each.
+constexpr size_t kMinHeaderBytes = 2;
+
+template <typename U>
+U ByteSwapToHost(U v) {
+  if constexpr (std::endian::native == std::endian::big || sizeof(U) == 1) {
+    return v;
+  } else if constexpr (sizeof(U) == 2) {
+    return __builtin_bswap16(v);
+  } else if constexpr (sizeof(U) == 4) {
+    return __builtin_bswap32(v);
+  } else {
+    static_assert(sizeof(U) == 8);
+    return __builtin_bswap64(v);
+  }
+}
+
+// Big-endian load of a T at data[pos]. memcpy because batch bytes have no alignment guarantee.
+template <typename T>
+T LoadBe(const uint8_t* data, size_t pos) {
+  using U = std::make_unsigned_t<T>;
+  U u;
+  std::memcpy(&u, data + pos, sizeof(u));
+  return static_cast<T>(ByteSwapToHost(u));
+}
+
+template <typename T>
+void StoreBe(uint8_t* data, size_t pos, T value) {
+  using U = std::make_unsigned_t<T>;
+  const U u = ByteSwapToHost(static_cast<U>(value));
+  std::memcpy(data + pos, &u, sizeof(u));
+}
+
+// Hostile headers can hold any base, so offsets and timestamps wrap instead of overflowing.
+int64_t WrappingAdd(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) + static_cast<uint64_t>(b));
+}
+int64_t WrappingSub(int64_t a, int64_t b) {
+  return static_cast<int64_t>(static_cast<uint64_t>(a) - static_cast<uint64_t>(b));
+}
+
+uint32_t ComputeBatchCrc(std::span<const uint8_t> batch) {
+  return Crc32c(0, batch.data() + kBatchCrcStart, batch.size() - kBatchCrcStart);
+}
+
+// Reads a varint length-prefixed byte string at records[*pos]. -1 means null; other negative
+// lengths and lengths running past `records` are corruption.
+absl::Status ReadNullableBytes(std::span<const uint8_t> records, size_t* pos, const char* what,
+                               std::optional<std::string_view>* out) {
+  int32_t len;
+  if (!ReadVarint32(records, pos, &len)) {
+    return absl::DataLossError(absl::StrFormat("%s length: malformed varint", what));
+  }
+  if (len == -1) {
+    *out = std::nullopt;
+    return absl::OkStatus();
+  }
+  if (len < 0) return absl::DataLossError(absl::StrFormat("%s length %d is negative", what, len));
+  if (static_cast<size_t>(len) > records.size() - *pos) {
+    return absl::DataLossError(absl::StrFormat("%s length %d past the end of the record (%d left)",
+                                               what, len, records.size() - *pos));
+  }
+  *out = std::string_view(reinterpret_cast<const char*>(records.data() + *pos),
+                          static_cast<size_t>(len));
+  *pos += static_cast<size_t>(len);
+  return absl::OkStatus();
+}
+
+// Decodes the body of one record (everything after its length varint).
+absl::Status DecodeRecordBody(const BatchHeader& header, std::span<const uint8_t> body,
+                              RecordView* rec) {
+  size_t pos = 0;
+  if (body.empty()) return absl::DataLossError("missing attributes");
+  ++pos;  // record attributes: unused by Kafka so far
+  int64_t timestamp_delta;
+  if (!ReadVarint64(body, &pos, &timestamp_delta)) {
+    return absl::DataLossError("timestampDelta: malformed varint");
+  }
+  int32_t offset_delta;
+  if (!ReadVarint32(body, &pos, &offset_delta)) {
+    return absl::DataLossError("offsetDelta: malformed varint");
+  }
+  rec->offset = WrappingAdd(header.base_offset, offset_delta);
+  // With LogAppendTime the broker's time in maxTimestamp overrides every record's own.
+  rec->timestamp = (header.attributes & kTimestampTypeBit)
+                       ? header.max_timestamp
+                       : WrappingAdd(header.base_timestamp, timestamp_delta);
+  if (absl::Status s = ReadNullableBytes(body, &pos, "key", &rec->key); !s.ok()) return s;
+  if (absl::Status s = ReadNullableBytes(body, &pos, "value", &rec->value); !s.ok()) return s;
+
+  int32_t header_count;
+  if (!ReadVarint32(body, &pos, &header_count)) {
+    return absl::DataLossError("header count: malformed varint");
+  }
+  if (header_count < 0) {
+    return absl::DataLossError(absl::StrFormat("header count %d is negative", header_count));
+  }
+  rec->headers.reserve(
+      std::min(static_cast<size_t>(header_count), (body.size() - pos) / kMinHeaderBytes));
+  for (int32_t h = 0; h < header_count; ++h) {
+    std::optional<std::string_view> key;
+    if (absl::Status s = ReadNullableBytes(body, &pos, "header key", &key); !s.ok()) return s;
+    if (!key.has_value()) {
+      return absl::DataLossError(absl::StrFormat("header %d has a null key", h));
+    }
+    RecordHeaderView hv{*key, std::nullopt};
+    if (absl::Status s = ReadNullableBytes(body, &pos, "header value", &hv.value); !s.ok()) {
+      return s;
+    }
+    rec->headers.push_back(hv);
+  }
+  if (pos != body.size()) {
+    return absl::DataLossError(
+        absl::StrFormat("%d bytes after the last field of the record", body.size() - pos));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WithRecordIndex(const absl::Status& s, int32_t index) {
+  return absl::Status(s.code(), absl::StrFormat("record %d: %s", index, s.message()));
+}
+
+}  // namespace
+
+// ---- RecordBatchView ----
+
+int64_t RecordBatchView::base_offset() const {
+  return LoadBe<int64_t>(bytes_.data(), kBaseOffsetPos);
+}
+int32_t RecordBatchView::batch_length() const {
+  return LoadBe<int32_t>(bytes_.data(), kBatchLengthPos);
+}
+int32_t RecordBatchView::partition_leader_epoch() const {
+  return LoadBe<int32_t>(bytes_.data(), kLeaderEpochPos);
+}
+int8_t RecordBatchView::magic() const { return static_cast<int8_t>(bytes_[kMagicPos]); }
+uint32_t RecordBatchView::crc() const { return LoadBe<uint32_t>(bytes_.data(), kCrcPos); }
+int16_t RecordBatchView::attributes() const {
+  return LoadBe<int16_t>(bytes_.data(), kAttributesPos);
+}
+Compression RecordBatchView::compression() const {
+  return static_cast<Compression>(attributes() & kCompressionMask);
+}
+TimestampType RecordBatchView::timestamp_type() const {
+  return (attributes() & kTimestampTypeBit) ? TimestampType::kLogAppendTime
+                                            : TimestampType::kCreateTime;
+}
+bool RecordBatchView::is_transactional() const { return attributes() & kTransactionalBit; }
+bool RecordBatchView::is_control() const { return attributes() & kControlBit; }
+int32_t RecordBatchView::last_offset_delta() const {
+  return LoadBe<int32_t>(bytes_.data(), kLastOffsetDeltaPos);
+}
+int64_t RecordBatchView::base_timestamp() const {
+  return LoadBe<int64_t>(bytes_.data(), kBaseTimestampPos);
+}
+int64_t RecordBatchView::max_timestamp() const {
+  return LoadBe<int64_t>(bytes_.data(), kMaxTimestampPos);
+}
+int64_t RecordBatchView::producer_id() const {
+  return LoadBe<int64_t>(bytes_.data(), kProducerIdPos);
+}
+int16_t RecordBatchView::producer_epoch() const {
+  return LoadBe<int16_t>(bytes_.data(), kProducerEpochPos);
+}
+int32_t RecordBatchView::base_sequence() const {
+  return LoadBe<int32_t>(bytes_.data(), kBaseSequencePos);
+}
+int32_t RecordBatchView::records_count() const {
+  return LoadBe<int32_t>(bytes_.data(), kRecordsCountPos);
+}
+
+// ---- Header parsing and validation ----
+
+absl::StatusOr<BatchHeader> ParseBatchHeader(std::span<const uint8_t> prefix,
+                                             uint32_t max_batch_bytes) {
+  if (prefix.size() < kBatchHeaderSize) {
+    return absl::OutOfRangeError(
+        absl::StrFormat("batch header needs %d bytes, have %d", kBatchHeaderSize, prefix.size()));
+  }
+  const RecordBatchView v(prefix);
+  BatchHeader h;
+  h.base_offset = v.base_offset();
+  h.batch_length = v.batch_length();
+  h.magic = v.magic();
+  h.crc = v.crc();
+  h.attributes = v.attributes();
+  h.last_offset_delta = v.last_offset_delta();
+  h.base_timestamp = v.base_timestamp();
+  h.max_timestamp = v.max_timestamp();
+  h.producer_id = v.producer_id();
+  h.producer_epoch = v.producer_epoch();
+  h.base_sequence = v.base_sequence();
+  h.records_count = v.records_count();
+
+  // Magic first: with another magic the remaining fields mean something else.
+  if (h.magic != kBatchMagicV2) {
+    return absl::DataLossError(absl::StrFormat("bad magic %d", h.magic));
+  }
+  if (h.batch_length < kMinBatchLength) {
+    return absl::DataLossError(
+        absl::StrFormat("batchLength %d below header size %d", h.batch_length, kMinBatchLength));
+  }
+  if (static_cast<uint32_t>(h.batch_length) > max_batch_bytes) {
+    return absl::DataLossError(absl::StrFormat("batchLength %d above max_batch_bytes %d",
+                                               h.batch_length, max_batch_bytes));
+  }
+  if (h.last_offset_delta < 0) {
+    return absl::DataLossError(absl::StrFormat("negative lastOffsetDelta %d", h.last_offset_delta));
+  }
+  if (h.records_count < 0) {
+    return absl::DataLossError(absl::StrFormat("negative recordsCount %d", h.records_count));
+  }
+  return h;
+}
+
+absl::Status ValidateBatch(std::span<const uint8_t> bytes, uint32_t max_batch_bytes) {
+  // Every failure here is DataLoss, a short buffer included: the caller claims `bytes` is one
+  // complete batch, so missing bytes are corruption, not "read more".
+  if (bytes.size() < kBatchHeaderSize) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, header needs %d",
+                                               bytes.size(), kBatchHeaderSize));
+  }
+  absl::StatusOr<BatchHeader> h = ParseBatchHeader(bytes, max_batch_bytes);
+  if (!h.ok()) return h.status();
+  if (bytes.size() < h->size_bytes()) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, 12 + batchLength = %d",
+                                               bytes.size(), h->size_bytes()));
+  }
+  if (bytes.size() > h->size_bytes()) {
+    return absl::DataLossError(absl::StrFormat("batch size %d exceeds 12 + batchLength = %d",
+                                               bytes.size(), h->size_bytes()));
+  }
+  const uint32_t computed = ComputeBatchCrc(bytes);
+  if (computed != h->crc) {
+    return absl::DataLossError(
+        absl::StrFormat("crc mismatch: stored 0x%08x computed 0x%08x", h->crc, computed));
+  }
+  return absl::OkStatus();
+}
+
+// ---- In-place rewrites ----
+
+void SetBaseOffset(std::span<uint8_t> batch, int64_t base_offset) {
+  assert(batch.size() >= kBatchHeaderSize);
+  if (batch.size() < kBatchHeaderSize) return;
+  StoreBe<int64_t>(batch.data(), kBaseOffsetPos, base_offset);
+}
+
+void SetPartitionLeaderEpoch(std::span<uint8_t> batch, int32_t epoch) {
+  assert(batch.size() >= kBatchHeaderSize);
+  if (batch.size() < kBatchHeaderSize) return;
+  StoreBe<int32_t>(batch.data(), kLeaderEpochPos, epoch);
+}
+
+void SetLogAppendTime(std::span<uint8_t> batch, int64_t timestamp) {
+  assert(batch.size() >= kBatchHeaderSize);
+  if (batch.size() < kBatchHeaderSize) return;
+  const int16_t attributes = LoadBe<int16_t>(batch.data(), kAttributesPos);
+  StoreBe<int16_t>(batch.data(), kAttributesPos, attributes | kTimestampTypeBit);
+  StoreBe<int64_t>(batch.data(), kMaxTimestampPos, timestamp);
+  // The CRC covers the batch itself only, even if the span runs on into following bytes.
+  const size_t size = std::min(RecordBatchView(batch).size_bytes(), batch.size());
+  StoreBe<uint32_t>(batch.data(), kCrcPos, ComputeBatchCrc(batch.first(size)));
+}
+
+// ---- Record decoding ----
+
+absl::StatusOr<std::vector<RecordView>> DecodeRecords(std::span<const uint8_t> batch) {
+  if (batch.size() < kBatchHeaderSize) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, header needs %d",
+                                               batch.size(), kBatchHeaderSize));
+  }
+  absl::StatusOr<BatchHeader> h = ParseBatchHeader(batch, std::numeric_limits<uint32_t>::max());
+  if (!h.ok()) return h.status();
+  const auto codec = static_cast<Compression>(h->attributes & kCompressionMask);
+  if (codec != Compression::kNone) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("batch is compressed (codec %d); decompress the records section first",
+                        static_cast<int>(codec)));
+  }
+  if (batch.size() < h->size_bytes()) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, 12 + batchLength = %d",
+                                               batch.size(), h->size_bytes()));
+  }
+  // Bytes after this batch (e.g. the next batch of a segment) are not ours to decode.
+  return DecodeRecords(*h, batch.subspan(kBatchHeaderSize, h->size_bytes() - kBatchHeaderSize));
+}
+
+absl::StatusOr<std::vector<RecordView>> DecodeRecords(const BatchHeader& header,
+                                                      std::span<const uint8_t> records) {
+  if (header.records_count < 0) {
+    return absl::DataLossError(absl::StrFormat("negative recordsCount %d", header.records_count));
+  }
+  std::vector<RecordView> out;
+  // A hostile recordsCount must not drive the allocation; the bytes present bound it.
+  out.reserve(
+      std::min(static_cast<size_t>(header.records_count), records.size() / kMinRecordBytes));
+  size_t pos = 0;
+  for (int32_t i = 0; i < header.records_count; ++i) {
+    if (pos == records.size()) {
+      return absl::DataLossError(
+          absl::StrFormat("record count mismatch: recordsCount %d, records section holds %d",
+                          header.records_count, i));
+    }
+    int32_t length;
+    if (!ReadVarint32(records, &pos, &length)) {
+      return absl::DataLossError(absl::StrFormat("record %d: length: malformed varint", i));
+    }
+    if (length < 0 || static_cast<size_t>(length) > records.size() - pos) {
+      return absl::DataLossError(
+          absl::StrFormat("record %d: length %d past the end of the records section (%d left)", i,
+                          length, records.size() - pos));
+    }
+    RecordView rec;
+    if (absl::Status s =
+            DecodeRecordBody(header, records.subspan(pos, static_cast<size_t>(length)), &rec);
+        !s.ok()) {
+      return WithRecordIndex(s, i);
+    }
+    pos += static_cast<size_t>(length);
+    out.push_back(std::move(rec));
+  }
+  if (pos != records.size()) {
+    return absl::DataLossError(
+        absl::StrFormat("record count mismatch: %d bytes left after recordsCount %d records",
+                        records.size() - pos, header.records_count));
+  }
+  return out;
+}
+
+// ---- Builder ----
+
+// records_ holds the whole batch: 61 header bytes reserved up front, filled in by Build(), so
+// Build() hands the buffer over without copying the records.
+RecordBatchBuilder::RecordBatchBuilder(int64_t base_offset, int64_t base_timestamp)
+    : base_offset_(base_offset),
+      base_timestamp_(base_timestamp),
+      max_timestamp_(std::numeric_limits<int64_t>::min()),
+      records_(kBatchHeaderSize, 0) {}
+
+RecordBatchBuilder& RecordBatchBuilder::set_producer(int64_t producer_id, int16_t epoch,
+                                                     int32_t base_sequence) {
+  producer_id_ = producer_id;
+  producer_epoch_ = epoch;
+  base_sequence_ = base_sequence;
+  return *this;
+}
+
+RecordBatchBuilder& RecordBatchBuilder::set_timestamp_type(TimestampType type) {
+  timestamp_type_ = type;
+  return *this;
+}
+
+void RecordBatchBuilder::Add(std::optional<std::string_view> key,
+                             std::optional<std::string_view> value, std::span<const Header> headers,
+                             int64_t timestamp) {
+  if (timestamp == -1) timestamp = base_timestamp_;
+  max_timestamp_ = std::max(max_timestamp_, timestamp);
+  const int64_t timestamp_delta = WrappingSub(timestamp, base_timestamp_);
+  const int32_t offset_delta = count_;
+
+  auto bytes_size = [](std::optional<std::string_view> b) {
+    return b ? VarintSize32(static_cast<int32_t>(b->size())) + b->size() : VarintSize32(-1);
+  };
+  // Size the body first: the record starts with its own length.
+  size_t body = 1 + VarintSize64(timestamp_delta) + VarintSize32(offset_delta) + bytes_size(key) +
+                bytes_size(value) + VarintSize32(static_cast<int32_t>(headers.size()));
+  for (const Header& h : headers) {
+    body += bytes_size(h.key);
+    body += bytes_size(h.value ? std::optional<std::string_view>(*h.value) : std::nullopt);
+  }
+  // Grow geometrically: reserving the exact size on every Add would make building quadratic.
+  const size_t needed = records_.size() + kMaxVarint32Bytes + body;
+  if (needed > records_.capacity()) records_.reserve(std::max(needed, 2 * records_.capacity()));
+
+  auto append_bytes = [this](std::optional<std::string_view> b) {
+    if (!b) {
+      AppendVarint32(&records_, -1);
+      return;
+    }
+    AppendVarint32(&records_, static_cast<int32_t>(b->size()));
+    records_.insert(records_.end(), b->begin(), b->end());
+  };
+  AppendVarint32(&records_, static_cast<int32_t>(body));
+  records_.push_back(0);  // record attributes
+  AppendVarint64(&records_, timestamp_delta);
+  AppendVarint32(&records_, offset_delta);
+  append_bytes(key);
+  append_bytes(value);
+  AppendVarint32(&records_, static_cast<int32_t>(headers.size()));
+  for (const Header& h : headers) {
+    append_bytes(h.key);
+    append_bytes(h.value ? std::optional<std::string_view>(*h.value) : std::nullopt);
+  }
+  ++count_;
+}
+
+size_t RecordBatchBuilder::records() const { return static_cast<size_t>(count_); }
+
+size_t RecordBatchBuilder::estimated_size() const { return records_.size(); }
+
+std::vector<uint8_t> RecordBatchBuilder::Build() {
+  uint8_t* p = records_.data();
+  const int16_t attributes =
+      timestamp_type_ == TimestampType::kLogAppendTime ? kTimestampTypeBit : 0;
+  StoreBe<int64_t>(p, kBaseOffsetPos, base_offset_);
+  StoreBe<int32_t>(p, kBatchLengthPos,
+                   static_cast<int32_t>(records_.size() - kBatchLengthFieldEnd));
+  StoreBe<int32_t>(p, kLeaderEpochPos, -1);  // producers send "no epoch"; the leader sets it
+  p[kMagicPos] = static_cast<uint8_t>(kBatchMagicV2);
+  StoreBe<int16_t>(p, kAttributesPos, attributes);
+  // An empty batch keeps lastOffsetDelta 0: a negative delta would fail validation.
+  StoreBe<int32_t>(p, kLastOffsetDeltaPos, count_ > 0 ? count_ - 1 : 0);
+  StoreBe<int64_t>(p, kBaseTimestampPos, base_timestamp_);
+  StoreBe<int64_t>(p, kMaxTimestampPos, count_ > 0 ? max_timestamp_ : base_timestamp_);
+  StoreBe<int64_t>(p, kProducerIdPos, producer_id_);
+  StoreBe<int16_t>(p, kProducerEpochPos, producer_epoch_);
+  StoreBe<int32_t>(p, kBaseSequencePos, base_sequence_);
+  StoreBe<int32_t>(p, kRecordsCountPos, count_);
+  StoreBe<uint32_t>(p, kCrcPos, ComputeBatchCrc(records_));
+  return std::move(records_);
+}
+
+}  // namespace sluice::storage
