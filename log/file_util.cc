@@ -12,7 +12,7 @@
 
 namespace sluice::storage {
 
-absl::Status ErrnoStatus(std::string_view what, const std::string& path, int err) {
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int err) {
   std::string msg = absl::StrCat(what, " ", path, ": ", strerror(err));
   switch (err) {
     case ENOENT:

@@ -9,10 +9,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace sluice::storage {
 
-absl::Status ErrnoStatus(std::string_view what, const std::string& path, int err);
+absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int err);
 
 absl::Status CreateDirIfMissing(const std::string& path);
 absl::Status SyncDir(const std::string& dir);

@@ -190,38 +190,61 @@ void Segment::ResetIndexBookkeeping() {
   bytes_since_index_entry_ = 0;
 }
 
-absl::Status Segment::OpenIndexes() {
+absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
   auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_);
   if (!oi.ok()) return oi.status();
   auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_);
   if (!ti.ok()) return ti.status();
   offset_index_ = std::move(*oi);
   time_index_ = std::move(*ti);
+  trusted_limit = std::min(trusted_limit, size_);
+  if (!offset_index_->sealed()) {
+    // Entries past the trusted end may describe writes that never reached the file.
+    offset_index_->TruncateToPosition(static_cast<uint32_t>(trusted_limit));
+  }
   // Entries can only point inside the file; anything else means the index is not ours to trust.
   if (auto last = offset_index_->last(); last && last->position >= size_ && size_ > 0) {
     return absl::DataLossError(absl::StrFormat("%s: entry position %d past log end %d",
                                                offset_index_->path(), last->position, size_));
   }
-  // Recover next offset and max timestamp from the last index entry: a walk of at most one
-  // index interval, so opening a segment costs the same whatever its size.
+  // Recover next offset and max timestamp from the last index entry below the limit: a walk
+  // of about one index interval, so opening a segment costs the same whatever its size.
   ResetIndexBookkeeping();
   uint64_t from = 0;
-  if (auto last = offset_index_->last()) from = last->position;
-  if (auto tlast = time_index_->last(); tlast && tlast->timestamp >= 0) {
-    max_timestamp_ = tlast->timestamp;
-    offset_of_max_timestamp_ = tlast->offset;
+  {
+    size_t lo = 0, hi = offset_index_->entries();
+    while (lo < hi) {
+      size_t mid = (lo + hi) / 2;
+      if (offset_index_->entry(mid).position <= trusted_limit) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo > 0) from = offset_index_->entry(lo - 1).position;
   }
-  ScanResult r = ScanBatches(fd(), from, size_, /*verify_crc=*/false, nullptr);
+  ScanResult r = ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, nullptr);
   if (!r.stop_reason.ok()) {
     return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
                                                file_->path(), r.stop_reason.message()));
   }
-  if (r.next_offset >= 0) next_offset_ = r.next_offset;
+  if (r.next_offset >= 0) {
+    next_offset_ = r.next_offset;
+  } else if (from > 0) {
+    return absl::DataLossError(file_->path() + ": index entry at the trusted end");
+  }
+  if (!time_index_->sealed()) time_index_->TruncateTo(next_offset_);
+  for (size_t i = time_index_->entries(); i > 0; --i) {
+    TimestampOffset e = time_index_->entry(i - 1);
+    if (e.offset < next_offset_ && e.timestamp >= 0) {
+      max_timestamp_ = e.timestamp;
+      offset_of_max_timestamp_ = e.offset;
+      break;
+    }
+  }
   if (r.max_timestamp > max_timestamp_) {
     max_timestamp_ = r.max_timestamp;
     offset_of_max_timestamp_ = r.offset_of_max_timestamp;
   }
-  bytes_since_index_entry_ = size_ - from;
+  bytes_since_index_entry_ = trusted_limit - from;
+  size_ = trusted_limit;
   return absl::OkStatus();
 }
 
@@ -244,13 +267,29 @@ absl::StatusOr<ScanResult> Segment::RebuildIndexes(uint64_t limit, bool verify_c
 }
 
 ScanResult Segment::RecoverTail(uint64_t from, uint64_t limit) {
-  offset_index_->TruncateToPosition(static_cast<uint32_t>(from));
-  time_index_->TruncateTo(next_offset_);
   size_ = from;
-  return ScanBatches(fd(), from, limit, /*verify_crc=*/true,
-                     [this](const BatchHeader& h, uint64_t pos) {
-                       OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
-                     });
+  if (!offset_index_->sealed() && !time_index_->sealed()) {
+    return ScanBatches(fd(), from, limit, /*verify_crc=*/true,
+                       [this](const BatchHeader& h, uint64_t pos) {
+                         OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
+                       });
+  }
+  // Sealed indexes already describe the whole segment: validate without touching them, and
+  // rebuild them only if the tail turns out to be torn.
+  ScanResult r = ScanBatches(fd(), from, limit, /*verify_crc=*/true,
+                             [this](const BatchHeader& h, uint64_t pos) {
+                               if (h.max_timestamp > max_timestamp_) {
+                                 max_timestamp_ = h.max_timestamp;
+                                 offset_of_max_timestamp_ = h.base_offset;
+                               }
+                               size_ = pos + h.size_bytes();
+                               next_offset_ = h.last_offset() + 1;
+                             });
+  if (!r.stop_reason.ok()) {
+    auto rebuilt = RebuildIndexes(r.end_position, /*verify_crc=*/false);
+    if (!rebuilt.ok()) r.stop_reason = rebuilt.status();
+  }
+  return r;
 }
 
 void Segment::OnAppend(const BatchHeader& header, uint64_t position, uint32_t size) {

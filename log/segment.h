@@ -68,12 +68,17 @@ class Segment {
                                                        const LogConfig& config);
   ~Segment();
 
-  // Opens the existing index files; DataLossError (or NotFound) means they must be rebuilt.
-  absl::Status OpenIndexes();
+  // Opens the existing index files, trusting them (and the log) only below `trusted_limit`, a
+  // batch boundary: unsealed entries at or past it are dropped, and the bookkeeping (next
+  // offset, max timestamp) is recovered by walking the headers after the last entry below it.
+  // DataLossError (or NotFound) means the indexes must be rebuilt.
+  absl::Status OpenIndexes(uint64_t trusted_limit);
   // Recreates both indexes by walking the log's batches in [0, limit). Returns the walk.
   absl::StatusOr<ScanResult> RebuildIndexes(uint64_t limit, bool verify_crc);
-  // Continues the index from a walk over [from, limit) validating every batch; used for the
-  // tail past the recovery point. Entries at or past `from` are dropped first.
+  // Re-validates [from, limit) batch by batch (after OpenIndexes(from) or
+  // RebuildIndexes(from)), extending the indexes; used for the tail past the recovery point.
+  // The segment then ends at the returned end_position; the caller truncates the file when
+  // stop_reason is not OK.
   ScanResult RecoverTail(uint64_t from, uint64_t limit);
 
   // Records a batch appended at `position` (already in the file or queued for writing):

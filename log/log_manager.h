@@ -1,0 +1,77 @@
+// All partition logs of one shard, and the IoBackend they share.
+//
+// The shard's loop drives it: appends during an iteration only fill write buffers; Submit()
+// at the end of the iteration hands every dirty log's buffer to the IoBackend and submits them
+// all at once (one io_uring_submit for every partition: the gathered write path); Poll() runs
+// completions, which advance high watermarks, fire acks and start group-commit syncs; Tick()
+// runs time-driven work (flush.ms, checkpoints, retention).
+//
+// Layout: `<data_dir>/<topic>-<partition>/` per log (Kafka's). Threading: one shard thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "log/io_backend.h"
+#include "log/log_config.h"
+#include "log/partition_log.h"
+
+namespace sluice::storage {
+
+struct TopicPartition {
+  std::string topic;
+  int32_t partition = 0;
+
+  std::string DirName() const;
+  // Parses "<topic>-<partition>"; false for names that are not log directories.
+  static bool FromDirName(const std::string& name, TopicPartition* out);
+  bool operator==(const TopicPartition& o) const {
+    return partition == o.partition && topic == o.topic;
+  }
+  template <typename H>
+  friend H AbslHashValue(H h, const TopicPartition& tp) {
+    return H::combine(std::move(h), tp.topic, tp.partition);
+  }
+};
+
+class LogManager {
+ public:
+  struct Options {
+    std::string data_dir;
+    IoBackendKind io = IoBackendKind::kIoUring;
+    // Config of a log found on disk at start-up (the broker supplies per-topic configs).
+    std::function<LogConfig(const TopicPartition&)> config_for;
+  };
+
+  // Opens (recovering) every log directory under data_dir.
+  static absl::StatusOr<std::unique_ptr<LogManager>> Open(Options options);
+  ~LogManager();
+
+  absl::StatusOr<PartitionLog*> CreateLog(const TopicPartition& tp, const LogConfig& config);
+  PartitionLog* GetLog(const TopicPartition& tp) const;
+  absl::Status DeleteLog(const TopicPartition& tp);
+  std::vector<TopicPartition> ListLogs() const;
+
+  void Submit();
+  int Poll(absl::Duration timeout);
+  void Tick(int64_t now_ms);
+  absl::Status Close();
+
+  IoBackend& io() { return *io_; }
+  const std::string& data_dir() const { return options_.data_dir; }
+
+ private:
+  explicit LogManager(Options options);
+
+  Options options_;
+  std::unique_ptr<IoBackend> io_;
+  absl::flat_hash_map<TopicPartition, std::unique_ptr<PartitionLog>> logs_;
+};
+
+}  // namespace sluice::storage

@@ -1,0 +1,637 @@
+#include "log/partition_log.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "log/checkpoint.h"
+#include "log/file_util.h"
+#include "log/logging.h"
+
+namespace sluice::storage {
+
+namespace {
+
+// A chunk is handed to the IoBackend when it reaches this size even mid-iteration, so one
+// write never grows unbounded and large produce bursts start hitting the disk early.
+constexpr size_t kChunkSubmitBytes = 1 << 20;
+constexpr size_t kMaxSpareBuffers = 8;
+
+int64_t WallClockMs() { return absl::ToUnixMillis(absl::Now()); }
+
+absl::Status IoStatus(absl::string_view what, const std::string& path, int result) {
+  return ErrnoStatus(what, path, -result);
+}
+
+}  // namespace
+
+PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* io)
+    : dir_(std::move(dir)), config_(config), io_(io), now_ms_(WallClockMs) {}
+
+PartitionLog::~PartitionLog() {
+  // The kernel may still be writing from our chunk buffers: wait for every write and sync.
+  // (Dropping a log without Close() is otherwise like a crash: nothing more is made durable.)
+  while (!in_flight_.empty() || sync_in_flight_) {
+    if (io_->Poll(absl::Milliseconds(100)) == 0 && io_->pending() == 0) break;
+  }
+}
+
+absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::string& dir,
+                                                                 const LogConfig& config,
+                                                                 IoBackend* io) {
+  absl::Status s = CreateDirIfMissing(dir);
+  if (!s.ok()) return s;
+  auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, io));
+  absl::Time start = absl::Now();
+  s = log->Recover();
+  if (!s.ok()) return s;
+  log->report_.took = absl::Now() - start;
+  log->last_flush_ms_ = log->last_checkpoint_ms_ = log->Now();
+  return log;
+}
+
+absl::Status PartitionLog::Recover() {
+  auto names = ListDir(dir_);
+  if (!names.ok()) return names.status();
+  std::vector<int64_t> bases;
+  for (const std::string& name : *names) {
+    const std::string path = absl::StrCat(dir_, "/", name);
+    // Leftovers of interrupted deletes and checkpoint writes.
+    if (absl::EndsWith(name, ".deleted") || absl::EndsWith(name, ".tmp")) {
+      (void)RemoveFile(path);
+      continue;
+    }
+    int64_t base;
+    if (Segment::ParseLogFileName(name, &base)) bases.push_back(base);
+  }
+  std::sort(bases.begin(), bases.end());
+  // Index files whose .log is gone belong to a deleted segment.
+  for (const std::string& name : *names) {
+    for (const char* suffix : {".index", ".timeindex"}) {
+      if (absl::EndsWith(name, suffix)) {
+        std::string log_name = name.substr(0, name.size() - strlen(suffix)) + ".log";
+        int64_t base;
+        if (!Segment::ParseLogFileName(log_name, &base) ||
+            !std::binary_search(bases.begin(), bases.end(), base)) {
+          (void)RemoveFile(absl::StrCat(dir_, "/", name));
+        }
+      }
+    }
+  }
+
+  const std::string marker = absl::StrCat(dir_, "/", kCleanShutdownFile);
+  const bool clean = FileExists(marker);
+  report_.clean_shutdown = clean;
+  RecoveryCheckpoint cp;
+  bool have_cp = false;
+  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile));
+  if (read_cp.ok()) {
+    cp = *read_cp;
+    have_cp = true;
+  } else if (!absl::IsNotFound(read_cp.status())) {
+    LogError("%s: recovery checkpoint unusable (%s); re-validating the whole log", dir_,
+             read_cp.status().message());
+  }
+
+  if (bases.empty()) {
+    int64_t base = have_cp ? std::max(cp.log_start_offset, cp.recovery_offset) : 0;
+    auto seg = Segment::Create(dir_, base, config_);
+    if (!seg.ok()) return seg.status();
+    segments_.push_back(std::move(*seg));
+    log_start_offset_ = next_offset_ = written_offset_ = durable_offset_ = base;
+    written_end_ = durable_end_ = FilePosition{base, 0};
+    return SyncDir(dir_);
+  }
+
+  // Where re-validation starts: the checkpointed segment and position. Without a checkpoint,
+  // or after a clean shutdown (everything flushed), trust accordingly.
+  int64_t rp_base = bases.front();
+  uint64_t rp_pos = 0;
+  if (clean) {
+    rp_base = bases.back();
+    rp_pos = UINT64_MAX;  // nothing to re-validate
+  } else if (have_cp) {
+    auto it = std::upper_bound(bases.begin(), bases.end(), cp.segment_base);
+    if (it == bases.begin()) {
+      rp_base = bases.front();  // checkpointed segment deleted by retention since
+    } else {
+      rp_base = *(it - 1);
+      if (rp_base == cp.segment_base) {
+        rp_pos = cp.position;
+      } else {
+        LogError("%s: segment %s named by the recovery checkpoint is missing; re-validating "
+                 "from segment %s", dir_, Segment::FileStem(cp.segment_base),
+                 Segment::FileStem(rp_base));
+      }
+    }
+    report_.recovery_offset = cp.recovery_offset;
+  }
+
+  bool cut = false;
+  for (int64_t base : bases) {
+    if (cut) {
+      // Data after a truncation point cannot be attached to the log: remove it.
+      auto doomed = Segment::Open(dir_, base, config_);
+      if (doomed.ok()) {
+        report_.bytes_truncated += (*doomed)->size();
+        (void)(*doomed)->Delete();
+      }
+      LogWarning("%s: removed segment %s after the truncation point", dir_,
+                 Segment::FileStem(base));
+      continue;
+    }
+    auto opened = Segment::Open(dir_, base, config_);
+    if (!opened.ok()) return opened.status();
+    std::unique_ptr<Segment> seg = std::move(*opened);
+    const uint64_t file_size = seg->size();
+    ++report_.segments;
+    if (base < rp_base || (clean && base == rp_base)) {
+      // Trusted: below the recovery point (or everything, after a clean shutdown).
+      absl::Status s = seg->OpenIndexes(file_size);
+      if (!s.ok()) {
+        LogWarning("%s: rebuilding indexes of segment %s: %s", dir_, Segment::FileStem(base),
+                   s.message());
+        ++report_.indexes_rebuilt;
+        auto r = seg->RebuildIndexes(file_size, /*verify_crc=*/true);
+        if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok()) {
+          LogError("CORRUPTION in %s below the recovery point at position %d: %s. Committed "
+                   "data is not truncated; the log stays offline until repaired.",
+                   seg->file()->path(), r->end_position, r->stop_reason.message());
+          return absl::DataLossError(absl::StrFormat(
+              "%s: corrupt batch below the recovery point at position %d: %s",
+              seg->file()->path(), r->end_position, r->stop_reason.message()));
+        }
+      }
+    } else {
+      // At or past the recovery point: trust [0, from), re-validate [from, end).
+      uint64_t from = base == rp_base ? rp_pos : 0;
+      if (from > file_size) {
+        LogError("CORRUPTION in %s: file is %d bytes but %d were checkpointed as durable",
+                 seg->file()->path(), file_size, from);
+        return absl::DataLossError(absl::StrFormat("%s: durable data missing (%d < %d)",
+                                                   seg->file()->path(), file_size, from));
+      }
+      absl::Status s = seg->OpenIndexes(from);
+      if (!s.ok()) {
+        ++report_.indexes_rebuilt;
+        auto r = seg->RebuildIndexes(from, /*verify_crc=*/true);
+        if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok()) {
+          LogError("CORRUPTION in %s below the recovery point at position %d: %s",
+                   seg->file()->path(), r->end_position, r->stop_reason.message());
+          return absl::DataLossError(absl::StrFormat(
+              "%s: corrupt batch below the recovery point at position %d: %s",
+              seg->file()->path(), r->end_position, r->stop_reason.message()));
+        }
+      }
+      std::optional<ScanResult> tail = seg->RecoverTail(from, file_size);
+      report_.bytes_validated += tail->end_position - from;
+      if (!tail->stop_reason.ok()) {
+        LogWarning("%s: truncating segment %s at position %d (%d bytes): %s", dir_,
+                   Segment::FileStem(base), tail->end_position,
+                   file_size - tail->end_position, tail->stop_reason.message());
+        report_.bytes_truncated += file_size - tail->end_position;
+        absl::Status t = seg->TruncateTo(tail->end_position, seg->next_offset());
+        if (!t.ok()) return t;
+        cut = true;
+      }
+    }
+    segments_.push_back(std::move(seg));
+  }
+
+  // A trailing segment whose indexes were sealed (crash between roll steps) cannot take
+  // appends: start a fresh one.
+  if (segments_.back()->offset_index().sealed() || segments_.back()->time_index().sealed()) {
+    absl::Status s = Roll();
+    if (!s.ok()) return s;
+  }
+
+  next_offset_ = written_offset_ = segments_.back()->next_offset();
+  written_end_ = FilePosition{segments_.back()->base_offset(), segments_.back()->size()};
+  log_start_offset_ = segments_.front()->base_offset();
+  if (have_cp) log_start_offset_ = std::max(log_start_offset_, cp.log_start_offset);
+  log_start_offset_ = std::min(log_start_offset_, next_offset_);
+  if (clean) {
+    durable_offset_ = next_offset_;
+    durable_end_ = written_end_;
+  } else {
+    // What was only in the page cache at the crash is readable but not yet known durable:
+    // the next sync covers it.
+    durable_offset_ = have_cp ? std::min(cp.recovery_offset, next_offset_) : log_start_offset_;
+    durable_end_ = have_cp ? FilePosition{rp_base, std::min<uint64_t>(rp_pos, UINT32_MAX)}
+                           : FilePosition{segments_.front()->base_offset(), 0};
+    for (auto& seg : segments_) {
+      if (seg->base_offset() >= rp_base) unsynced_files_.push_back(seg->file());
+    }
+    flush_requested_ = durable_offset_ < next_offset_;
+  }
+  checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
+  checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
+  if (clean) {
+    absl::Status s = RemoveFile(marker);
+    if (s.ok()) s = SyncDir(dir_);
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch, AckLevel ack,
+                                                  AppendCallback done) {
+  if (!failure_.ok()) return failure_;
+  if (closed_) return absl::FailedPreconditionError("log is closed");
+  if (batch.size() > config_.max_batch_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "batch of %d bytes exceeds max.message.bytes %d", batch.size(), config_.max_batch_bytes));
+  }
+  absl::Status valid = ValidateBatch(batch, config_.max_batch_bytes);
+  if (!valid.ok()) return valid;
+
+  const int64_t now = Now();
+  absl::Status rolled = MaybeRoll(batch.size(), now);
+  if (!rolled.ok()) return rolled;
+  Segment& active = *segments_.back();
+
+  if (open_chunk_ == nullptr) {
+    open_chunk_ = std::make_unique<Chunk>();
+    open_chunk_->file = active.file();
+    open_chunk_->segment_base = active.base_offset();
+    open_chunk_->position = active.size();
+    if (!spare_buffers_.empty()) {
+      open_chunk_->bytes = std::move(spare_buffers_.back());
+      spare_buffers_.pop_back();
+      open_chunk_->bytes.clear();
+    }
+  }
+  std::vector<uint8_t>& buf = open_chunk_->bytes;
+  const uint64_t position = open_chunk_->position + buf.size();
+  const size_t at = buf.size();
+  buf.insert(buf.end(), batch.begin(), batch.end());
+  std::span<uint8_t> copy(buf.data() + at, batch.size());
+
+  AppendResult result;
+  result.base_offset = next_offset_;
+  SetBaseOffset(copy, next_offset_);
+  if (config_.timestamp_type == TimestampType::kLogAppendTime) {
+    SetLogAppendTime(copy, now);
+    result.log_append_time_ms = now;
+  }
+  auto header = ParseBatchHeader(copy, static_cast<uint32_t>(copy.size()));
+  if (!header.ok()) return header.status();  // cannot happen after ValidateBatch
+  result.last_offset = header->last_offset();
+  if (active.empty()) active.set_first_append_ms(now);
+  active.OnAppend(*header, position, static_cast<uint32_t>(copy.size()));
+  next_offset_ = result.last_offset + 1;
+  open_chunk_->end_offset = next_offset_;
+  unflushed_messages_ += std::max(header->records_count, 1);
+
+  if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
+  if (done) {
+    (ack == AckLevel::kDurable ? durable_waiters_ : written_waiters_)
+        .push_back(Waiter{result.last_offset, result, std::move(done)});
+  }
+  if (unflushed_messages_ >= config_.flush_messages) flush_requested_ = true;
+  if (buf.size() >= kChunkSubmitBytes) SubmitBuffered();
+  return result;
+}
+
+absl::Status PartitionLog::MaybeRoll(size_t batch_size, int64_t now_ms) {
+  Segment& active = *segments_.back();
+  if (active.empty()) return absl::OkStatus();
+  const bool full = active.size() + batch_size > config_.segment_bytes;
+  const bool old = active.first_append_ms() >= 0 && now_ms - active.first_append_ms() >= config_.segment_ms;
+  if (!full && !old && !active.indexes_full()) return absl::OkStatus();
+  return Roll();
+}
+
+absl::Status PartitionLog::Roll() {
+  SubmitBuffered();
+  auto seg = Segment::Create(dir_, next_offset_, config_);
+  if (!seg.ok()) return seg.status();
+  Segment* old = segments_.back().get();
+  segments_.push_back(std::move(*seg));
+  // The old segment is sealed once its last write completed (its index must describe
+  // bytes that are in the file); a flush makes it durable so the checkpoint can move on.
+  if (old->offset_index().sealed()) return absl::OkStatus();
+  pending_seal_.push_back(old);
+  flush_requested_ = true;
+  if (in_flight_.empty()) {
+    written_end_ = FilePosition{segments_.back()->base_offset(), 0};
+    OnWriteDone(nullptr, 0);
+  }
+  return absl::OkStatus();
+}
+
+void PartitionLog::SubmitBuffered() {
+  if (open_chunk_ == nullptr || open_chunk_->bytes.empty()) return;
+  Chunk* chunk = open_chunk_.get();
+  in_flight_.push_back(std::move(open_chunk_));
+  io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
+             chunk->position, [this, chunk](int result) { OnWriteDone(chunk, result); });
+}
+
+void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
+  if (chunk != nullptr) {
+    chunk->done = true;
+    if (result < 0) Fail(IoStatus("write", chunk->file->path(), result));
+  }
+  // Readers see a prefix of the log: advance only over chunks completed in order.
+  while (!in_flight_.empty() && in_flight_.front()->done) {
+    std::unique_ptr<Chunk> c = std::move(in_flight_.front());
+    in_flight_.pop_front();
+    written_offset_ = c->end_offset;
+    written_end_ = FilePosition{c->segment_base, c->position + c->bytes.size()};
+    if (unsynced_files_.empty() || unsynced_files_.back() != c->file) {
+      unsynced_files_.push_back(c->file);
+    }
+    if (spare_buffers_.size() < kMaxSpareBuffers && c->bytes.capacity() <= 4 * kChunkSubmitBytes) {
+      spare_buffers_.push_back(std::move(c->bytes));
+    }
+  }
+  if (in_flight_.empty() && open_chunk_ == nullptr &&
+      written_offset_ == next_offset_ && !segments_.empty()) {
+    // Everything is written: the written end is the end of the active segment.
+    written_end_ = FilePosition{segments_.back()->base_offset(), segments_.back()->size()};
+  }
+  // Seal rolled segments whose writes are all done.
+  while (!pending_seal_.empty() && pending_seal_.front()->base_offset() < written_end_.segment_base) {
+    Segment* seg = pending_seal_.front();
+    pending_seal_.erase(pending_seal_.begin());
+    absl::Status s = seg->Seal();
+    if (!s.ok()) LogError("%s: sealing segment %s: %s", dir_, Segment::FileStem(seg->base_offset()), s.message());
+  }
+  if (failure_.ok()) FireWaiters(written_waiters_, written_offset_);
+  MaybeStartSync();
+}
+
+void PartitionLog::MaybeStartSync() {
+  if (sync_in_flight_ || !failure_.ok()) return;
+  const bool waiters = !durable_waiters_.empty() &&
+                       durable_waiters_.front().last_offset < written_offset_;
+  if (!waiters && !flush_requested_) return;
+  if (written_offset_ <= durable_offset_ || unsynced_files_.empty()) {
+    if (written_offset_ == next_offset_) flush_requested_ = false;
+    return;
+  }
+  flush_requested_ = false;
+  sync_in_flight_ = true;
+  const int64_t target = written_offset_;
+  const FilePosition target_end = written_end_;
+  const int64_t messages_covered = unflushed_messages_;
+  std::vector<std::shared_ptr<SegmentFile>> files = std::move(unsynced_files_);
+  unsynced_files_.clear();
+  auto remaining = std::make_shared<size_t>(files.size());
+  auto first_error = std::make_shared<int>(0);
+  for (auto& file : files) {
+    io_->Sync(file->fd(), [this, file, remaining, first_error, target, target_end,
+                           messages_covered](int result) {
+      if (result < 0 && *first_error == 0) *first_error = result;
+      if (result < 0) Fail(IoStatus("fdatasync", file->path(), result));
+      if (--*remaining == 0) {
+        unflushed_messages_ = std::max<int64_t>(0, unflushed_messages_ - messages_covered);
+        OnSyncDone(target, target_end, *first_error);
+      }
+    });
+  }
+}
+
+void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int result) {
+  sync_in_flight_ = false;
+  last_flush_ms_ = Now();
+  if (result >= 0 && failure_.ok()) {
+    durable_offset_ = std::max(durable_offset_, target);
+    durable_end_ = target_end;
+    FireWaiters(durable_waiters_, durable_offset_);
+  }
+  MaybeStartSync();
+}
+
+void PartitionLog::FireWaiters(std::deque<Waiter>& waiters, int64_t below) {
+  while (!waiters.empty() && waiters.front().last_offset < below) {
+    Waiter w = std::move(waiters.front());
+    waiters.pop_front();
+    w.done(absl::OkStatus(), w.result);
+  }
+}
+
+void PartitionLog::Fail(absl::Status status) {
+  if (failure_.ok()) {
+    LogError("%s: log failed, no further appends: %s", dir_, status.message());
+    failure_ = status;
+  }
+  for (auto* waiters : {&written_waiters_, &durable_waiters_}) {
+    while (!waiters->empty()) {
+      Waiter w = std::move(waiters->front());
+      waiters->pop_front();
+      w.done(failure_, w.result);
+    }
+  }
+}
+
+void PartitionLog::Tick(int64_t now_ms) {
+  if (!failure_.ok() || closed_) return;
+  if (config_.flush_ms != kNever && now_ms - last_flush_ms_ >= config_.flush_ms &&
+      durable_offset_ < next_offset_) {
+    flush_requested_ = true;
+  }
+  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms) {
+    last_checkpoint_ms_ = now_ms;
+    if (durable_offset_ < next_offset_) flush_requested_ = true;  // background flush
+    if (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_) {
+      absl::Status s = WriteCheckpoint();
+      if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
+    }
+  }
+  ApplyRetention(now_ms);
+  SubmitBuffered();
+  MaybeStartSync();
+}
+
+absl::Status PartitionLog::WriteCheckpoint() {
+  // Index pages below the recovery point must survive power loss too, or a restart would
+  // walk whole segments to rebuild them.
+  for (auto& seg : segments_) {
+    if (seg->base_offset() >= durable_end_.segment_base && !seg->offset_index().sealed()) {
+      absl::Status s = seg->SyncIndexes();
+      if (!s.ok()) return s;
+    }
+  }
+  RecoveryCheckpoint cp;
+  cp.recovery_offset = durable_offset_;
+  cp.segment_base = durable_end_.segment_base;
+  cp.position = durable_end_.position;
+  cp.log_start_offset = log_start_offset_;
+  absl::Status s =
+      WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp);
+  if (s.ok()) {
+    checkpointed_offset_ = cp.recovery_offset;
+    checkpointed_log_start_ = cp.log_start_offset;
+  }
+  return s;
+}
+
+uint64_t PartitionLog::size_bytes() const {
+  uint64_t total = 0;
+  for (const auto& seg : segments_) total += seg->size();
+  return total;
+}
+
+std::vector<int64_t> PartitionLog::segment_base_offsets() const {
+  std::vector<int64_t> out;
+  for (const auto& seg : segments_) out.push_back(seg->base_offset());
+  return out;
+}
+
+void PartitionLog::ApplyRetention(int64_t now_ms) {
+  uint64_t total = size_bytes();
+  while (segments_.size() > 1) {
+    Segment& first = *segments_.front();
+    const int64_t next_base = segments_[1]->base_offset();
+    // Never delete what is not fully written (or still waiting to be sealed).
+    if (first.base_offset() >= written_end_.segment_base) break;
+    if (!pending_seal_.empty() && pending_seal_.front() == &first) break;
+    const bool below_start = next_base <= log_start_offset_;
+    const bool by_bytes = config_.retention_bytes >= 0 &&
+                          total - first.size() >= static_cast<uint64_t>(config_.retention_bytes);
+    const bool by_time = config_.retention_ms >= 0 && first.max_timestamp() >= 0 &&
+                         now_ms - first.max_timestamp() > config_.retention_ms;
+    if (!below_start && !by_bytes && !by_time) break;
+    total -= first.size();
+    absl::Status s = first.Delete();
+    if (!s.ok()) {
+      LogError("%s: deleting segment: %s", dir_, s.message());
+      break;
+    }
+    segments_.erase(segments_.begin());
+    log_start_offset_ = std::max(log_start_offset_, segments_.front()->base_offset());
+  }
+}
+
+absl::Status PartitionLog::AdvanceLogStart(int64_t offset) {
+  if (offset > written_offset_) {
+    return absl::OutOfRangeError(absl::StrFormat("log start %d past high watermark %d", offset,
+                                                 written_offset_));
+  }
+  if (offset <= log_start_offset_) return absl::OkStatus();
+  log_start_offset_ = offset;
+  ApplyRetention(Now());
+  return absl::OkStatus();
+}
+
+size_t PartitionLog::SegmentIndexFor(int64_t offset) const {
+  auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
+                             [](int64_t o, const std::unique_ptr<Segment>& s) {
+                               return o < s->base_offset();
+                             });
+  return it == segments_.begin() ? 0 : static_cast<size_t>(it - segments_.begin()) - 1;
+}
+
+uint64_t PartitionLog::ReadableLimit(const Segment& segment) const {
+  if (segment.base_offset() < written_end_.segment_base) return segment.size();
+  if (segment.base_offset() == written_end_.segment_base) return written_end_.position;
+  return 0;
+}
+
+absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes) const {
+  if (offset < log_start_offset_ || offset > written_offset_) {
+    return absl::OutOfRangeError(absl::StrFormat("offset %d outside [%d, %d]", offset,
+                                                 log_start_offset_, written_offset_));
+  }
+  FileSlice slice;
+  slice.first_offset = offset;
+  if (offset == written_offset_) return slice;
+  for (size_t i = SegmentIndexFor(offset); i < segments_.size(); ++i) {
+    const Segment& seg = *segments_[i];
+    const uint64_t limit = ReadableLimit(seg);
+    if (limit == 0) break;
+    auto pos = seg.FindPosition(std::max(offset, seg.base_offset()), limit);
+    if (absl::IsNotFound(pos.status())) continue;  // offset in a gap: next segment
+    if (!pos.ok()) return pos.status();
+    uint8_t head[kBatchHeaderSize];
+    auto got = PreadFully(seg.fd(), head, sizeof(head), *pos);
+    if (!got.ok()) return got.status();
+    auto header = ParseBatchHeader(std::span<const uint8_t>(head, *got),
+                                   static_cast<uint32_t>(limit - *pos));
+    if (!header.ok()) return absl::DataLossError(header.status().message());
+    auto end = seg.FindBatchBoundaryAtOrBelow(*pos, *pos + max_bytes, limit);
+    if (!end.ok()) return end.status();
+    uint64_t stop = *end;
+    if (stop == *pos) stop = *pos + header->size_bytes();  // at least one whole batch
+    slice.file = seg.file();
+    slice.position = *pos;
+    slice.size = static_cast<uint32_t>(stop - *pos);
+    slice.first_offset = header->base_offset;
+    return slice;
+  }
+  return slice;
+}
+
+absl::StatusOr<int64_t> PartitionLog::OffsetForTime(int64_t timestamp_ms) const {
+  for (size_t i = SegmentIndexFor(log_start_offset_); i < segments_.size(); ++i) {
+    const Segment& seg = *segments_[i];
+    const uint64_t limit = ReadableLimit(seg);
+    if (limit == 0) break;
+    if (seg.max_timestamp() < timestamp_ms) continue;
+    auto off = seg.FindOffsetForTime(timestamp_ms, limit);
+    if (absl::IsNotFound(off.status())) continue;
+    if (!off.ok()) return off.status();
+    return std::max(*off, log_start_offset_);
+  }
+  return absl::NotFoundError(absl::StrFormat("no record with timestamp >= %d", timestamp_ms));
+}
+
+absl::Status PartitionLog::Flush() {
+  flush_requested_ = true;
+  SubmitBuffered();
+  io_->Submit();
+  MaybeStartSync();
+  while (failure_.ok() && durable_offset_ < next_offset_) {
+    io_->Poll(absl::Milliseconds(100));
+    MaybeStartSync();
+  }
+  return failure_;
+}
+
+absl::Status PartitionLog::Close() {
+  if (closed_) return absl::OkStatus();
+  absl::Status s = Flush();
+  while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  if (!s.ok()) return s;
+  for (auto& seg : segments_) {
+    if (!seg->offset_index().sealed()) {
+      s = seg->SyncIndexes();
+      if (!s.ok()) return s;
+    }
+  }
+  s = WriteCheckpoint();
+  if (!s.ok()) return s;
+  closed_ = true;
+  s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {});
+  return s;
+}
+
+absl::Status PartitionLog::DeleteAll() {
+  closed_ = true;
+  while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  segments_.clear();
+  return RemoveTree(dir_);
+}
+
+absl::StatusOr<std::vector<uint8_t>> PartitionLog::ReadBytes(const FileSlice& slice) {
+  std::vector<uint8_t> out(slice.size);
+  if (slice.size == 0) return out;
+  auto got = PreadFully(slice.file->fd(), out.data(), out.size(), slice.position);
+  if (!got.ok()) return got.status();
+  if (*got != out.size()) return absl::DataLossError("file shorter than the slice");
+  return out;
+}
+
+}  // namespace sluice::storage

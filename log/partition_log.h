@@ -1,0 +1,205 @@
+// The commit log of one partition: a directory of segments (log/segment.h) with one active
+// segment at the end, appended to through the shard's IoBackend.
+//
+// Threading: owned by one shard; every method runs on that shard's thread (the one that
+// drives the IoBackend). Not thread-safe.
+//
+// Offsets, lowest to highest (each <= the next):
+//   log_start_offset()  first offset readers may see (retention, AdvanceLogStart)
+//   durable_offset()    every batch below it was fdatasync'ed ("flushed")
+//   high_watermark()    every batch below it is written to the file (page cache) and readable
+//   log_end_offset()    the next offset to assign; batches between high_watermark and this are
+//                       buffered or in flight and invisible to readers
+//
+// Durability contract of Append(): the batch is copied into the active segment's write buffer
+// and given its offsets at once. Its callback runs when it is readable (AckLevel::kWritten) or
+// when it is durable (AckLevel::kDurable: fdatasync done). With flush.messages=1 every append
+// is kDurable. Syncs are group commits: one fdatasync per dirty file covers every append whose
+// write completed before it, however many producers they came from. A write error fails every
+// pending and future append of this log (the log goes read-only), like Kafka taking a log
+// directory offline.
+//
+// Recovery contract of Open(): after a clean shutdown nothing is re-read. After a crash, data
+// below the recovery-point checkpoint is trusted (its index is rebuilt, with CRC checks, only
+// when missing or damaged; a bad batch there fails Open with DataLossError and truncates
+// nothing); data past it is re-validated batch by batch and the log is cut at the first
+// invalid batch (torn write, zero fill, bad CRC), with later segments removed.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "log/io_backend.h"
+#include "log/log_config.h"
+#include "log/segment.h"
+
+namespace sluice::storage {
+
+enum class AckLevel { kWritten, kDurable };
+
+struct AppendResult {
+  int64_t base_offset = -1;
+  int64_t last_offset = -1;
+  int64_t log_append_time_ms = -1;  // set when the log stamps LogAppendTime
+};
+using AppendCallback = absl::AnyInvocable<void(absl::Status, const AppendResult&)>;
+
+// A byte range of one segment file holding whole batches, for sending as is (sendfile/splice)
+// or reading with pread. `file` keeps the fd open as long as the slice lives.
+struct FileSlice {
+  std::shared_ptr<SegmentFile> file;
+  uint64_t position = 0;
+  uint32_t size = 0;         // 0: nothing readable at the requested offset yet
+  int64_t first_offset = -1;  // base offset of the first batch in the slice
+};
+
+struct RecoveryReport {
+  bool clean_shutdown = false;
+  int segments = 0;
+  int indexes_rebuilt = 0;
+  uint64_t bytes_validated = 0;  // re-checked past the recovery point
+  uint64_t bytes_truncated = 0;  // cut off as torn/invalid
+  int64_t recovery_offset = 0;   // from the checkpoint (0 when there was none)
+  absl::Duration took;
+};
+
+class PartitionLog {
+ public:
+  // Opens (creating if needed) the log in `dir`, recovering it as described above.
+  // `io` must outlive the log. `now_ms` is wall-clock milliseconds (injectable for tests).
+  static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(const std::string& dir,
+                                                            const LogConfig& config,
+                                                            IoBackend* io);
+  ~PartitionLog();
+  PartitionLog(const PartitionLog&) = delete;
+  PartitionLog& operator=(const PartitionLog&) = delete;
+
+  // Validates `batch` (size against max.message.bytes, then header and CRC), assigns its
+  // offsets and queues it for writing. Errors: ResourceExhaustedError (too large),
+  // DataLossError (corrupt batch), FailedPreconditionError (log failed or closed), or the
+  // error of creating a new segment. `done` may be empty.
+  absl::StatusOr<AppendResult> Append(std::span<const uint8_t> batch, AckLevel ack,
+                                      AppendCallback done);
+  // Hands buffered appends to the IoBackend (the caller then calls io->Submit()). The
+  // LogManager does both once per loop iteration; appends also do it when a buffer fills.
+  void SubmitBuffered();
+  // Time-driven work: flush.ms, background flush + recovery checkpoint, retention.
+  void Tick(int64_t now_ms);
+
+  // Whole batches starting with the one that holds `offset`, at most `max_bytes` unless the
+  // first batch alone is larger (then exactly that batch, as Kafka does). An empty slice when
+  // offset == high_watermark(); OutOfRangeError below log start or above the high watermark.
+  absl::StatusOr<FileSlice> Read(int64_t offset, uint32_t max_bytes) const;
+  // Earliest offset whose record timestamp >= `timestamp_ms`; NotFoundError if none.
+  absl::StatusOr<int64_t> OffsetForTime(int64_t timestamp_ms) const;
+
+  // Blocks (driving the IoBackend) until everything appended so far is durable.
+  absl::Status Flush();
+  // Flush, checkpoint, clean-shutdown marker. Further appends fail.
+  absl::Status Close();
+  // Raises the log start offset; segments wholly below it are deleted (AMQP acks, DeleteRecords).
+  absl::Status AdvanceLogStart(int64_t offset);
+  // Deletes every file of the log and the directory. The object must not be used afterwards.
+  absl::Status DeleteAll();
+  void UpdateConfig(const LogConfig& config) { config_ = config; }
+
+  int64_t log_start_offset() const { return log_start_offset_; }
+  int64_t durable_offset() const { return durable_offset_; }
+  int64_t high_watermark() const { return written_offset_; }
+  int64_t log_end_offset() const { return next_offset_; }
+  uint64_t size_bytes() const;
+  size_t segment_count() const { return segments_.size(); }
+  const std::string& dir() const { return dir_; }
+  const LogConfig& config() const { return config_; }
+  const RecoveryReport& recovery_report() const { return report_; }
+  absl::Status health() const { return failure_; }
+  std::vector<int64_t> segment_base_offsets() const;
+
+  // Reads a slice's bytes with pread (tools, tests, the AMQP layer).
+  static absl::StatusOr<std::vector<uint8_t>> ReadBytes(const FileSlice& slice);
+  // For tests: the wall clock used for timestamps, rolling and retention.
+  void TEST_SetClock(std::function<int64_t()> now_ms) {
+    now_ms_ = std::move(now_ms);
+    last_flush_ms_ = last_checkpoint_ms_ = now_ms_();
+  }
+
+ private:
+  // Bytes of consecutive batches of one segment, written with one write operation.
+  struct Chunk {
+    std::shared_ptr<SegmentFile> file;
+    int64_t segment_base = 0;
+    uint64_t position = 0;
+    std::vector<uint8_t> bytes;
+    int64_t end_offset = 0;  // next offset after the chunk's last batch
+    bool done = false;
+  };
+  struct Waiter {
+    int64_t last_offset;
+    AppendResult result;
+    AppendCallback done;
+  };
+  struct FilePosition {
+    int64_t segment_base = 0;
+    uint64_t position = 0;
+  };
+
+  PartitionLog(std::string dir, const LogConfig& config, IoBackend* io);
+  absl::Status Recover();
+  absl::Status MaybeRoll(size_t batch_size, int64_t now_ms);
+  absl::Status Roll();
+  void OnWriteDone(Chunk* chunk, int result);
+  void MaybeStartSync();
+  void OnSyncDone(int64_t target, FilePosition target_end, int result);
+  void Fail(absl::Status status);
+  void FireWaiters(std::deque<Waiter>& waiters, int64_t below);
+  void ApplyRetention(int64_t now_ms);
+  absl::Status WriteCheckpoint();
+  int64_t Now() const { return now_ms_(); }
+  // How far readers may read in `segment`.
+  uint64_t ReadableLimit(const Segment& segment) const;
+  size_t SegmentIndexFor(int64_t offset) const;  // last segment with base <= offset
+
+  const std::string dir_;
+  LogConfig config_;
+  IoBackend* const io_;
+  std::function<int64_t()> now_ms_;
+
+  std::vector<std::unique_ptr<Segment>> segments_;  // by base offset; back() is active
+  std::vector<Segment*> pending_seal_;  // rolled, sealed once their writes completed
+  std::unique_ptr<Chunk> open_chunk_;
+  std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
+  std::vector<std::vector<uint8_t>> spare_buffers_;
+
+  int64_t log_start_offset_ = 0;
+  int64_t next_offset_ = 0;
+  int64_t written_offset_ = 0;
+  FilePosition written_end_;
+  int64_t durable_offset_ = 0;
+  FilePosition durable_end_;
+  int64_t unflushed_messages_ = 0;
+
+  std::deque<Waiter> written_waiters_;
+  std::deque<Waiter> durable_waiters_;
+  std::vector<std::shared_ptr<SegmentFile>> unsynced_files_;
+  bool sync_in_flight_ = false;
+  bool flush_requested_ = false;
+  int64_t last_flush_ms_ = 0;
+  int64_t last_checkpoint_ms_ = 0;
+  int64_t checkpointed_offset_ = -1;
+  int64_t checkpointed_log_start_ = -1;
+
+  absl::Status failure_;
+  bool closed_ = false;
+  RecoveryReport report_;
+};
+
+}  // namespace sluice::storage
