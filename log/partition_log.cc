@@ -137,6 +137,15 @@ absl::Status PartitionLog::Recover() {
 
   bool cut = false;
   for (int64_t base : bases) {
+    // A segment is named by the offset the previous one ended with when it rolled. If the
+    // previous segment now ends earlier (its last writes never reached the file), this one
+    // starts after a hole, and nothing in it was ever acknowledged: it goes.
+    if (!cut && !segments_.empty() && segments_.back()->next_offset() != base &&
+        base >= rp_base && !clean) {
+      LogWarning("%s: segment %s does not continue the previous one (which ends at %d)", dir_,
+                 Segment::FileStem(base), segments_.back()->next_offset());
+      cut = true;
+    }
     if (cut) {
       // Data after a truncation point cannot be attached to the log: remove it.
       auto doomed = Segment::Open(dir_, base, config_);
@@ -211,8 +220,10 @@ absl::Status PartitionLog::Recover() {
   // A trailing segment whose indexes were sealed (crash between roll steps) cannot take
   // appends: start a fresh one.
   if (segments_.back()->offset_index().sealed() || segments_.back()->time_index().sealed()) {
-    absl::Status s = Roll();
-    if (!s.ok()) return s;
+    next_offset_ = segments_.back()->next_offset();
+    auto seg = Segment::Create(dir_, next_offset_, config_);
+    if (!seg.ok()) return seg.status();
+    segments_.push_back(std::move(*seg));
   }
 
   next_offset_ = written_offset_ = segments_.back()->next_offset();
