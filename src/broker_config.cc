@@ -1,0 +1,120 @@
+#include "src/broker_config.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace sluice::broker {
+
+namespace {
+
+absl::Status ParsePort(const std::string& name, const std::string& value, int* out) {
+  int v;
+  if (!absl::SimpleAtoi(value, &v) || v < 0 || v > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--%s: '%s' is not a port number (0-65535, 0 disables)", name, value));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
+template <typename T>
+absl::Status ParseInt(const std::string& name, const std::string& value, T min, T* out) {
+  T v;
+  if (!absl::SimpleAtoi(value, &v) || v < min) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("--%s: '%s' is not an integer >= %d", name, value, min));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string Usage() {
+  return "usage: sluice [flags]\n"
+         "  --data-dir DIR            where logs live (default ./data)\n"
+         "  --kafka-port N            Kafka listener port, 0 disables (default 9092)\n"
+         "  --amqp-port N             AMQP 0-9-1 listener port, 0 disables (default 5672)\n"
+         "  --http-port N             HTTP metrics/admin port, 0 disables (default 8080)\n"
+         "  --listen-host ADDR        address the listeners bind (default 0.0.0.0)\n"
+         "  --shards N                reactor threads, 0 = one per CPU (default 0)\n"
+         "  --io-backend B            io_uring (default) or pwrite\n"
+         "  --num-partitions N        partitions of auto-created topics (default 1)\n"
+         "  --auto-create-topics B    true/false (default true)\n"
+         "  --segment-bytes N         log.segment.bytes (default 1073741824)\n"
+         "  --retention-ms N          log.retention.ms, -1 = forever (default 7 days)\n"
+         "  --retention-bytes N       log.retention.bytes, -1 = unlimited (default -1)\n"
+         "  --flush-messages N        log.flush.interval.messages (default: never)\n"
+         "  --flush-ms N              log.flush.interval.ms (default: never)\n"
+         "  --max-message-bytes N     message.max.bytes (default 1048588)\n";
+}
+
+absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
+  BrokerConfig c;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string arg = args[i];
+    if (arg == "--help" || arg == "-h") return absl::CancelledError(Usage());
+    if (arg.rfind("--", 0) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", arg, "'"));
+    }
+    std::string name = arg.substr(2), value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+      }
+      value = args[++i];
+    }
+    absl::Status s;
+    if (name == "data-dir") {
+      if (value.empty()) return absl::InvalidArgumentError("--data-dir must not be empty");
+      c.data_dir = value;
+    } else if (name == "kafka-port") {
+      s = ParsePort(name, value, &c.kafka_port);
+    } else if (name == "amqp-port") {
+      s = ParsePort(name, value, &c.amqp_port);
+    } else if (name == "http-port") {
+      s = ParsePort(name, value, &c.http_port);
+    } else if (name == "listen-host") {
+      c.listen_host = value;
+    } else if (name == "shards") {
+      s = ParseInt<int>(name, value, 0, &c.shards);
+    } else if (name == "io-backend") {
+      if (value == "io_uring") c.io_backend = storage::IoBackendKind::kIoUring;
+      else if (value == "pwrite") c.io_backend = storage::IoBackendKind::kPwrite;
+      else s = absl::InvalidArgumentError("--io-backend: io_uring or pwrite");
+    } else if (name == "num-partitions") {
+      s = ParseInt<int32_t>(name, value, 1, &c.default_partitions);
+    } else if (name == "auto-create-topics") {
+      if (value == "true") c.auto_create_topics = true;
+      else if (value == "false") c.auto_create_topics = false;
+      else s = absl::InvalidArgumentError("--auto-create-topics: true or false");
+    } else if (name == "segment-bytes") {
+      int64_t v;
+      s = ParseInt<int64_t>(name, value, 1024, &v);
+      if (s.ok() && v > INT32_MAX) s = absl::InvalidArgumentError("--segment-bytes: at most 2 GiB - 1");
+      if (s.ok()) c.default_log.segment_bytes = static_cast<uint32_t>(v);
+    } else if (name == "retention-ms") {
+      s = ParseInt<int64_t>(name, value, -1, &c.default_log.retention_ms);
+    } else if (name == "retention-bytes") {
+      s = ParseInt<int64_t>(name, value, -1, &c.default_log.retention_bytes);
+    } else if (name == "flush-messages") {
+      s = ParseInt<int64_t>(name, value, 1, &c.default_log.flush_messages);
+    } else if (name == "flush-ms") {
+      s = ParseInt<int64_t>(name, value, 0, &c.default_log.flush_ms);
+    } else if (name == "max-message-bytes") {
+      int64_t v;
+      s = ParseInt<int64_t>(name, value, 128, &v);
+      if (s.ok()) c.default_log.max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, "\n", Usage()));
+    }
+    if (!s.ok()) return s;
+  }
+  return c;
+}
+
+}  // namespace sluice::broker

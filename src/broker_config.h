@@ -1,0 +1,33 @@
+// Broker settings from the command line. Every flag has an embedded default, so `sluice` with
+// no arguments starts a usable broker (data in ./data, Kafka on 9092, AMQP on 5672).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "log/io_backend.h"
+#include "log/log_config.h"
+
+namespace sluice::broker {
+
+struct BrokerConfig {
+  std::string data_dir = "./data";
+  std::string listen_host = "0.0.0.0";
+  int kafka_port = 9092;  // 0 disables the listener
+  int amqp_port = 5672;
+  int http_port = 8080;
+  int shards = 0;  // 0 = one per CPU
+  storage::IoBackendKind io_backend = storage::IoBackendKind::kIoUring;
+  storage::LogConfig default_log;  // topic defaults (Kafka's log.* settings)
+  int32_t default_partitions = 1;
+  bool auto_create_topics = true;
+};
+
+// Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;
+// `--help` yields a CancelledError whose message is the usage text.
+absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args);
+std::string Usage();
+
+}  // namespace sluice::broker
