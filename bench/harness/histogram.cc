@@ -41,7 +41,10 @@ int64_t Histogram::ValueAtPercentile(double percentile) const {
   uint64_t seen = 0;
   for (int i = 0; i < kCounts; ++i) {
     seen += counts_[i];
-    if (seen >= rank) return std::clamp(HighestAt(i), min_, max_);
+    if (seen >= rank) {
+      if (i == kCounts - 1) return max_;  // The clamped top bucket: report the exact max.
+      return std::clamp(HighestAt(i), min_, max_);
+    }
   }
   return max_;
 }

@@ -1,9 +1,9 @@
 // A log-linear latency histogram in the manner of HdrHistogram: two significant digits
-// (relative error below 1/128) from 1 µs to 1 hour, with a fixed, small counts array so that
+// (relative error below 1/128) from 1 µs to 1 hour, with a fixed counts array (33 KiB) so that
 // recording is a shift, a count-leading-zeros and an increment, and merging is an add per
 // bucket.
 //
-// Values are nanoseconds. Values below the unit (512 ns) are kept exactly to the unit;
+// Values are nanoseconds, kept to a unit of 8 ns (so 1 µs is still within 1%);
 // values above one hour are clamped into the top bucket (max() still reports the exact
 // largest value recorded).
 //
@@ -21,13 +21,13 @@ class Histogram {
  public:
   // Bucket 0 is linear: 256 slots of one unit each. Every later bucket e >= 1 covers
   // [2^(e+7), 2^(e+8)) units with 128 slots of width 2^e units.
-  static constexpr int kUnitShift = 9;  // 1 unit = 512 ns: finer than the 1 µs floor.
+  static constexpr int kUnitShift = 3;  // 1 unit = 8 ns: 1 µs is 125 units, within 1%.
   static constexpr int kSubBucketBits = 8;
   static constexpr int kSubBuckets = 1 << kSubBucketBits;      // 256
   static constexpr int kHalfSubBuckets = kSubBuckets / 2;      // 128
   static constexpr int64_t kMaxTrackable = 3'600'000'000'000;  // 1 hour in ns.
   // One past the slot of kMaxTrackable (checked by a static_assert below the class).
-  static constexpr int kCounts = 3410;
+  static constexpr int kCounts = 4178;
 
   Histogram() { counts_.fill(0); }
 

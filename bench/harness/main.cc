@@ -31,6 +31,8 @@ ABSL_FLAG(double, warmup_seconds, -1, "override the workload's warm-up duration"
 ABSL_FLAG(int, broker_pid, 0, "sample CPU and RSS of this process every second");
 ABSL_FLAG(std::string, progress, "auto", "live progress on stderr: auto, always or never");
 ABSL_FLAG(std::string, run_id, "", "names the topics/queues of this run (default: random)");
+ABSL_FLAG(double, producer_rate, -1,
+          "override producerRate (msg/s over all producers; 0 = search)");
 ABSL_FLAG(int64_t, backlog_messages, -1, "override consumerBacklogMessages (backlog workloads)");
 ABSL_FLAG(double, backlog_gb, -1, "override consumerBacklogSizeGB (backlog workloads)");
 ABSL_FLAG(double, max_build_seconds, 3600, "backlog runs: longest build phase");
@@ -88,6 +90,9 @@ int Main() {
   absl::StatusOr<Workload> workload = LoadWorkload(workload_path);
   if (!workload.ok()) return Fail(workload.status());
 
+  if (absl::GetFlag(FLAGS_producer_rate) >= 0) {
+    workload->producer_rate = absl::GetFlag(FLAGS_producer_rate);
+  }
   // Shrinking a backlog keeps its shape for quick runs (bench/compare --quick).
   const int64_t backlog_messages = absl::GetFlag(FLAGS_backlog_messages);
   const double backlog_gb = absl::GetFlag(FLAGS_backlog_gb);

@@ -283,7 +283,12 @@ std::string ResultsJson(const Results& r) {
 
 std::string SummaryKv(const Results& r) {
   std::string out;
-  auto kv = [&](absl::string_view k, const auto& v) { absl::StrAppend(&out, k, "=", v, "\n"); };
+  // Values must not hold spaces or newlines: scripts split on them.
+  auto kv = [&](absl::string_view k, const auto& v) {
+    absl::StrAppend(&out, k, "=",
+                    absl::StrReplaceAll(absl::StrCat(v), {{" ", "_"}, {"\n", "_"}, {"\t", "_"}}),
+                    "\n");
+  };
   auto kvf = [&](absl::string_view k, double v) {
     absl::StrAppend(&out, k, "=", absl::StrFormat("%.6g", v), "\n");
   };
@@ -291,7 +296,7 @@ std::string SummaryKv(const Results& r) {
   kv("driver", r.driver);
   kv("broker", r.options.broker);
   kv("run_id", r.run_id);
-  kv("error", absl::StrReplaceAll(r.error, {{" ", "_"}, {"\n", "_"}}));
+  kv("error", r.error);
   kvf("measured_seconds", r.measured_seconds);
   kv("published", r.published);
   kv("consumed", r.consumed);
@@ -329,7 +334,7 @@ std::string SummaryKv(const Results& r) {
     kvf("backlog_drain_net_rate", b.drain_net_rate);
   }
   if (r.replay.ran) {
-    kv("replay_error", absl::StrReplaceAll(r.replay.error, {{" ", "_"}}));
+    kv("replay_error", r.replay.error);
     kv("replay_messages", r.replay.messages);
     kvf("replay_seconds", r.replay.seconds);
     kvf("replay_rate", r.replay.rate);
