@@ -65,7 +65,7 @@ Connection::~Connection() {
 
 void Connection::Start(std::unique_ptr<ConnectionHandler> handler) {
   handler_ = std::move(handler);
-  last_recv_ = Reactor::Clock::now();
+  last_activity_ = Reactor::Clock::now();
   if (handler_ == nullptr) {
     // The factory refused the connection: drop it without callbacks.
     state_ = State::kClosed;
@@ -141,7 +141,7 @@ void Connection::OnRecv(int res, uint32_t) {
   }
   input_.Commit(static_cast<size_t>(res));
   bytes_received_ += static_cast<uint64_t>(res);
-  last_recv_ = Reactor::Clock::now();
+  last_activity_ = Reactor::Clock::now();
   if (state_ == State::kOpen && input_.size() >= std::max<size_t>(input_.expected(), 1)) {
     input_.ExpectAtLeast(0);
     handler_->OnData(*this, input_);
@@ -210,12 +210,12 @@ void Connection::ArmIdleTimer(absl::Duration delay) {
 void Connection::OnIdleTimer() {
   idle_timer_ = TimerId{};
   if (state_ == State::kClosed) return;
-  const absl::Duration idle = absl::FromChrono(Reactor::Clock::now() - last_recv_);
+  const absl::Duration idle = absl::FromChrono(Reactor::Clock::now() - last_activity_);
   if (idle >= options_.idle_timeout) {
     Close(absl::DeadlineExceededError(
         absl::StrCat("no bytes received from ", peer_, " for ", absl::FormatDuration(idle))));
   } else {
-    // Re-armed lazily from the last receive time: no timer work per recv.
+    // Re-armed lazily from the last activity: no timer work per recv or send.
     ArmIdleTimer(options_.idle_timeout - idle);
   }
 }
@@ -394,12 +394,16 @@ void Connection::OnSpliceOut(int res, uint32_t) {
     MaybeFinish();
     return;
   }
-  if (res == -EAGAIN || res == -EINTR || res == 0) {
+  if (res == -EAGAIN || res == -EINTR) {
     SubmitPollOut();
     return;
   }
   if (res < 0) {
     SendFailed(-res, "splice to socket");
+    return;
+  }
+  if (res == 0) {  // the pipe holds data, so this can't make progress
+    Close(absl::InternalError("splice from pipe to socket returned 0"));
     return;
   }
   pipe_bytes_ -= static_cast<uint32_t>(res);
@@ -411,6 +415,7 @@ void Connection::SubmitPollOut() {
   io_uring_sqe* sqe = reactor_->GetSqe(&poll_out_op_);
   io_uring_prep_poll_add(sqe, fd_, POLLOUT);
   send_step_ = SendStep::kPollOut;
+  ++send_waits_;
 }
 
 void Connection::OnPollOut(int res, uint32_t) {
@@ -495,6 +500,7 @@ void Connection::SwitchFileSendMode(FileSendMode mode, absl::string_view why) {
 
 void Connection::AdvanceSent(uint64_t n) {
   bytes_sent_ += n;
+  last_activity_ = Reactor::Clock::now();
   queued_bytes_ -= n;
   while (n > 0) {
     const uint64_t left = out_.front().size() - head_sent_;

@@ -52,7 +52,9 @@ struct ConnectionOptions {
   // to half. A client that never reads cannot make the broker buffer more than about this
   // plus one handler's response to one input buffer.
   uint64_t send_high_watermark = 64 * 1024 * 1024;
-  // Close after this long without receiving a byte; zero = never.
+  // Close after this long without a byte moving in either direction; zero = never. (Sent
+  // bytes count too: a consumer draining a large fetch is not idle, and while backpressure
+  // holds receiving, silence on the input side is the broker's doing.)
   absl::Duration idle_timeout = absl::ZeroDuration();
   // After CloseAfterSend has flushed everything and sent FIN, how long to keep reading (and
   // dropping) the peer's bytes while waiting for its FIN. Closing a socket with unread input
@@ -129,6 +131,9 @@ class Connection {
   uint64_t bytes_received() const { return bytes_received_; }
   uint64_t bytes_sent() const { return bytes_sent_; }
   bool receive_blocked_by_backpressure() const { return backpressure_; }
+  // Times the send path waited for POLLOUT: the socket was full (EAGAIN), or a sendfile
+  // burst used its budget and yields until the socket can take more.
+  uint64_t send_waits() const { return send_waits_; }
   size_t input_capacity() const { return input_.capacity(); }
 
  private:
@@ -196,7 +201,7 @@ class Connection {
   bool peer_eof_ = false;
   bool user_paused_ = false;
   bool backpressure_ = false;
-  Reactor::Clock::time_point last_recv_;
+  Reactor::Clock::time_point last_activity_;  // last byte received or sent
   TimerId idle_timer_;
   TimerId deadline_timer_;
   TimerId linger_timer_;
@@ -208,6 +213,7 @@ class Connection {
   uint64_t head_sent_ = 0;  // bytes of out_.front() already on the socket
   uint64_t queued_bytes_ = 0;
   uint64_t bytes_sent_ = 0;
+  uint64_t send_waits_ = 0;
   bool send_scheduled_ = false;  // in the reactor's send_pending_ list
   SendStep send_step_ = SendStep::kIdle;
   static constexpr int kMaxIov = 64;
