@@ -103,7 +103,9 @@ class Reactor {
 
   // Calls `callback` on the loop thread whenever `fd` is readable (level-triggered: a one-shot
   // IORING_OP_POLL_ADD re-armed after each callback, so a callback that does not drain `fd`
-  // is called again). For eventfds and the storage engine's own io_uring fd. The fd must stay
+  // is called again). For eventfds and the storage engine's own io_uring fd (a ring set up
+  // with DEFER_TASKRUN never wakes pollers of its fd: register an eventfd on it with
+  // io_uring_register_eventfd and watch that instead). The fd must stay
   // open until Unwatch; after Unwatch returns the callback is never called again (it may be
   // called from within the callback itself). Loop thread.
   WatchId WatchReadable(int fd, Task callback);

@@ -620,6 +620,53 @@ TEST_F(ConnectionTest, DestroyingTheReactorClosesConnectionsWithCancelled) {
   ::close(c);
 }
 
+class RingSetupEchoTest : public ::testing::TestWithParam<RingSetup> {};
+
+TEST_P(RingSetupEchoTest, EchoWorksOnEveryRingSetup) {
+  EchoStats stats;  // outlives the reactor, whose destruction closes connections
+  ReactorOptions options;
+  options.best_setup = GetParam();
+  auto reactor = Reactor::Create(options);
+  ASSERT_TRUE(reactor.ok());
+  auto l = Listener::Create(**reactor, {},
+                            [&](Connection&) { return std::make_unique<EchoHandler>(&stats); });
+  ASSERT_TRUE(l.ok());
+  std::atomic<int> ok{0};
+  std::atomic<bool> done{false};
+  const uint16_t port = (*l)->port();
+  std::thread clients([&] {
+    for (int i = 0; i < 4; ++i) {
+      const int c = ConnectTo(port);
+      std::string batch;
+      for (int j = 0; j < 10; ++j) batch += Frame(absl::StrCat("m", i, "-", j));
+      std::string got;
+      if (c >= 0 && WriteAll(c, batch) && ReadExactly(c, batch.size(), &got) && got == batch) {
+        ok.fetch_add(1);
+      }
+      ::close(c);
+    }
+    done = true;
+  });
+  EXPECT_TRUE(RunUntil(**reactor, [&] { return done.load(); }));
+  clients.join();
+  EXPECT_EQ(ok.load(), 4);
+  l->reset();
+}
+
+INSTANTIATE_TEST_SUITE_P(AllSetups, RingSetupEchoTest,
+                         ::testing::Values(RingSetup::kSingleIssuerDeferTaskrun,
+                                           RingSetup::kCoopTaskrun, RingSetup::kPlain),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case RingSetup::kSingleIssuerDeferTaskrun:
+                               return "DeferTaskrun";
+                             case RingSetup::kCoopTaskrun:
+                               return "CoopTaskrun";
+                             default:
+                               return "Plain";
+                           }
+                         });
+
 TEST(ReactorPoolTest, ReusePortListenersServeClientsOnEveryThread) {
   ReactorPoolOptions options;
   options.threads = 2;

@@ -232,6 +232,53 @@ TEST(ReactorTest, WatchIsLevelTriggeredAndCanUnwatchItself) {
   ::close(efd);
 }
 
+// The broker watches its storage engine's own ring. A plain or COOP_TASKRUN ring's fd turns
+// readable when that ring has completions. A DEFER_TASKRUN ring's completions are task work
+// for its owner and never wake pollers of its fd, so such a ring registers an eventfd
+// (io_uring_register_eventfd) and the reactor watches that; the callback (on the thread that
+// owns both rings) flushes the deferred work with io_uring_get_events and reaps.
+TEST(ReactorTest, WatchReadableSeesAnotherRingsCompletions) {
+  auto reactor = Reactor::Create();
+  ASSERT_TRUE(reactor.ok());
+  for (unsigned flags : {0u, unsigned{IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN}}) {
+    io_uring storage{};
+    io_uring_params params{};
+    params.flags = flags;
+    if (io_uring_queue_init_params(8, &storage, &params) != 0) continue;  // old kernel
+    const bool deferred = (flags & IORING_SETUP_DEFER_TASKRUN) != 0;
+    int efd = -1;
+    if (deferred) {
+      efd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      ASSERT_GE(efd, 0);
+      ASSERT_EQ(io_uring_register_eventfd(&storage, efd), 0);
+    }
+    int reaped = 0;
+    const WatchId id = (*reactor)->WatchReadable(deferred ? efd : storage.ring_fd, [&] {
+      uint64_t v;
+      if (efd >= 0) ::read(efd, &v, sizeof(v));
+      io_uring_get_events(&storage);
+      io_uring_cqe* cqe;
+      while (io_uring_peek_cqe(&storage, &cqe) == 0 && cqe != nullptr) {
+        EXPECT_EQ(cqe->user_data, 42u);
+        ++reaped;
+        io_uring_cqe_seen(&storage, cqe);
+      }
+    });
+    __kernel_timespec ts{0, 20 * 1000 * 1000};
+    io_uring_sqe* sqe = io_uring_get_sqe(&storage);
+    io_uring_prep_timeout(sqe, &ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, 42);
+    ASSERT_EQ(io_uring_submit(&storage), 1);
+    EXPECT_TRUE(RunUntil(
+        **reactor, [&] { return reaped == 1; }, absl::Seconds(10)))
+        << "setup flags " << flags;
+    (*reactor)->Unwatch(id);
+    EXPECT_TRUE(RunUntil(**reactor, [&] { return (*reactor)->inflight_ops() == 1; }));
+    io_uring_queue_exit(&storage);
+    if (efd >= 0) ::close(efd);
+  }
+}
+
 TEST(ReactorTest, ReactorThreadRunsPostedWorkAndShutsDown) {
   auto rt = ReactorThread::Start();
   ASSERT_TRUE(rt.ok());
