@@ -43,6 +43,7 @@ struct ConsumerWorker {
   std::atomic<bool>* go = nullptr;
   uint64_t target = 0;  // Replay: messages to read before done.
   std::atomic<int64_t> done_ns{0};
+  bool started = false;  // Start() already called (before the thread began).
   std::thread thread;
   explicit ConsumerWorker(bool record_e2e) : stats(record_e2e) {}
 };
@@ -301,7 +302,7 @@ absl::Status Runner::Produce(ProducerWorker* w, int index) {
 }
 
 void Runner::ConsumerLoop(ConsumerWorker* w) {
-  bool started = false;
+  bool started = w->started;
   while (!w->stop->load(std::memory_order_relaxed) && !Aborted()) {
     if (!started) {
       if (!w->go->load()) {
@@ -613,6 +614,17 @@ absl::StatusOr<Results> Runner::Run() {
   run_start_ns_ = MonoNanos();
   last_ = TakeSnapshot();
   search_start_ = last_;
+  if (consumers_go_.load()) {
+    // Subscribe before the first message is sent, so that consumers that start at the
+    // current end (AMQP streams at "next", Kafka at "latest") miss nothing.
+    for (auto& c : consumers_) {
+      if (absl::Status s = c->consumer->Start(); !s.ok()) {
+        for (const std::string& t : topics_) (void)driver_->DeleteTopic(t);
+        return s;
+      }
+      c->started = true;
+    }
+  }
   for (auto& c : consumers_) c->thread = std::thread([this, w = c.get()] { ConsumerLoop(w); });
   producers_running_.store(static_cast<int>(producers_.size()));
   for (size_t i = 0; i < producers_.size(); ++i) {
