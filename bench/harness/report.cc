@@ -75,8 +75,9 @@ std::string WithCommas(double v) {
 std::vector<PlotBand> Bands(const Results& r) {
   std::vector<PlotBand> bands;
   for (const PhaseSpan& p : r.phases) {
-    if (p.name == "test") continue;  // The unshaded part is the measurement.
-    bands.push_back(PlotBand{p.start, p.end, p.name});
+    // Measured phases are labelled; the others are shaded too.
+    const bool measured = p.name == "test" || p.name == "build" || p.name == "drain";
+    bands.push_back(PlotBand{p.start, p.end, p.name, !measured});
   }
   return bands;
 }
@@ -433,9 +434,11 @@ std::string BacklogSvg(const Results& r) {
   PlotSpec spec;
   spec.title = absl::StrCat("Backlog and broker memory: ", RunTitle(r));
   spec.x_label = "time (s)";
-  spec.y_label = "messages  |  MiB";
+  spec.y_label = "backlog (messages)";
+  spec.y2_label = "broker RSS (MiB)";
   PlotSeries backlog{"backlog (messages)", "#9467bd", {}};
   PlotSeries rss{"broker RSS (MiB)", "#2ca02c", {}};
+  rss.right_axis = true;
   bool any_rss = false;
   for (const TimeSample& s : r.series) {
     backlog.points.push_back({s.t, static_cast<double>(s.backlog)});

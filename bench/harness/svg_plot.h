@@ -14,19 +14,22 @@ struct PlotSeries {
   std::string color;                              // Any SVG colour; empty picks one from a palette.
   std::vector<std::pair<double, double>> points;  // (x, y), x ascending.
   bool dashed = false;
+  bool right_axis = false;  // Plotted against the secondary (right) y axis.
 };
 
-// A shaded x range with a label (e.g. the warm-up phase).
+// A labelled x range (a phase); shaded ones are not part of the measurement.
 struct PlotBand {
   double x0 = 0, x1 = 0;
   std::string label;
+  bool shaded = true;
 };
 
 struct PlotSpec {
   std::string title;
   std::string x_label;
   std::string y_label;
-  bool log_y = false;  // Non-positive values are dropped from a log axis.
+  std::string y2_label;  // Secondary axis, used when a series has right_axis.
+  bool log_y = false;    // Non-positive values are dropped from a log axis.
   // Optional fixed x ticks (value, label); otherwise "nice" linear ticks.
   std::vector<std::pair<double, std::string>> x_ticks;
   std::vector<PlotSeries> series;

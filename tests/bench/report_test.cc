@@ -166,6 +166,8 @@ TEST(ReportTest, PlotsAreWellFormedSvg) {
 
 TEST(ReportTest, HelpersForAxes) {
   EXPECT_EQ(FormatCompact(12'500), "12.5k");
+  EXPECT_EQ(FormatCompact(8'000), "8k");
+  EXPECT_EQ(FormatCompact(250), "250");
   EXPECT_EQ(FormatCompact(2'000'000), "2M");
   EXPECT_EQ(FormatCompact(0.25), "0.25");
   EXPECT_DOUBLE_EQ(PercentileToNines(90, 5), 1);
