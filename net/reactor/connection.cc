@@ -142,7 +142,12 @@ void Connection::OnRecv(int res, uint32_t) {
   input_.Commit(static_cast<size_t>(res));
   bytes_received_ += static_cast<uint64_t>(res);
   last_activity_ = Reactor::Clock::now();
-  if (state_ == State::kOpen && input_.size() >= std::max<size_t>(input_.expected(), 1)) {
+  DeliverInput();
+}
+
+void Connection::DeliverInput() {
+  if (state_ == State::kOpen && !user_paused_ &&
+      input_.size() >= std::max<size_t>(input_.expected(), 1)) {
     input_.ExpectAtLeast(0);
     handler_->OnData(*this, input_);
     // After a big frame, give the memory back rather than keep it per idle connection.
@@ -199,7 +204,15 @@ void Connection::PauseReceive() {
 
 void Connection::ResumeReceive() {
   reactor_->AssertInLoopThread();
+  if (!user_paused_) return;
   user_paused_ = false;
+  if (state_ == State::kOpen && !input_.empty()) {
+    // Bytes buffered while paused may hold whole frames: deliver them without waiting for
+    // more, from a task so a handler calling this from its own callback is not re-entered.
+    reactor_->Post([reactor = reactor_, id = id_] {
+      if (Connection* conn = reactor->FindConnection(id)) conn->DeliverInput();
+    });
+  }
   MaybeStartRecv();
 }
 

@@ -72,7 +72,7 @@ class ConnectionHandler {
   virtual void OnOpen(Connection& conn) {}
   // New bytes arrived and input.size() >= the last ExpectAtLeast. Consume every whole frame,
   // leave a partial one, and call input.ExpectAtLeast(n) when its total size is known. Not
-  // called again until more bytes arrive.
+  // called again until more bytes arrive (or ResumeReceive finds some buffered).
   virtual void OnData(Connection& conn, InputBuffer& input) = 0;
   // The output queue fell below half the high watermark after exceeding it.
   virtual void OnWritable(Connection& conn) {}
@@ -118,7 +118,9 @@ class Connection {
   void Close(absl::Status reason);
 
   // Receive flow control for the handler (e.g. while a request waits on another shard).
-  // Independent of send backpressure: receiving resumes only when neither holds it.
+  // While paused, OnData is not called (a recv already in flight may still add to the
+  // buffer). ResumeReceive delivers what was buffered, from a posted task, without waiting
+  // for more bytes. Independent of send backpressure: receiving resumes when neither holds.
   void PauseReceive();
   void ResumeReceive();
 
@@ -155,6 +157,8 @@ class Connection {
   // Receive path.
   void MaybeStartRecv();
   void OnRecv(int res, uint32_t flags);
+  // Calls OnData if the handler is not paused and its ExpectAtLeast is met, then re-arms.
+  void DeliverInput();
   void OnPollIn(int res, uint32_t flags);
   void HandlePeerClosed();
   void ArmIdleTimer(absl::Duration delay);

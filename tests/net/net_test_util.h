@@ -135,6 +135,7 @@ struct EchoStats {
   uint64_t max_queued = 0;
   uint64_t max_input_capacity = 0;
   bool saw_backpressure = false;
+  int writable = 0;
   std::vector<absl::Status> close_reasons;
 };
 
@@ -166,6 +167,8 @@ class EchoHandler : public ConnectionHandler {
     stats_->max_input_capacity =
         std::max<uint64_t>(stats_->max_input_capacity, conn.input_capacity());
   }
+
+  void OnWritable(Connection& conn) override { ++stats_->writable; }
 
   void OnClose(Connection& conn, absl::Status reason) override {
     ++stats_->closed;
