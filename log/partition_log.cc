@@ -243,7 +243,7 @@ absl::Status PartitionLog::Recover() {
     for (auto& seg : segments_) {
       if (seg->base_offset() >= rp_base) unsynced_files_.push_back(seg->file());
     }
-    flush_requested_ = durable_offset_ < next_offset_;
+    flush_target_ = next_offset_;
   }
   checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
@@ -309,7 +309,7 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
     (ack == AckLevel::kDurable ? durable_waiters_ : written_waiters_)
         .push_back(Waiter{result.last_offset, result, std::move(done)});
   }
-  if (unflushed_messages_ >= config_.flush_messages) flush_requested_ = true;
+  if (unflushed_messages_ >= config_.flush_messages) flush_target_ = next_offset_;
   if (buf.size() >= kChunkSubmitBytes) SubmitBuffered();
   return result;
 }
@@ -333,7 +333,7 @@ absl::Status PartitionLog::Roll() {
   // bytes that are in the file); a flush makes it durable so the checkpoint can move on.
   if (old->offset_index().sealed()) return absl::OkStatus();
   pending_seal_.push_back(old);
-  flush_requested_ = true;
+  flush_target_ = next_offset_;
   if (in_flight_.empty()) {
     written_end_ = FilePosition{segments_.back()->base_offset(), 0};
     OnWriteDone(nullptr, 0);
@@ -387,12 +387,9 @@ void PartitionLog::MaybeStartSync() {
   if (sync_in_flight_ || !failure_.ok()) return;
   const bool waiters = !durable_waiters_.empty() &&
                        durable_waiters_.front().last_offset < written_offset_;
-  if (!waiters && !flush_requested_) return;
-  if (written_offset_ <= durable_offset_ || unsynced_files_.empty()) {
-    if (written_offset_ == next_offset_) flush_requested_ = false;
-    return;
-  }
-  flush_requested_ = false;
+  if (!waiters && durable_offset_ >= flush_target_) return;
+  // Only completed writes can be covered; the rest waits for the next round.
+  if (written_offset_ <= durable_offset_ || unsynced_files_.empty()) return;
   sync_in_flight_ = true;
   const int64_t target = written_offset_;
   const FilePosition target_end = written_end_;
@@ -451,11 +448,11 @@ void PartitionLog::Tick(int64_t now_ms) {
   if (!failure_.ok() || closed_) return;
   if (config_.flush_ms != kNever && now_ms - last_flush_ms_ >= config_.flush_ms &&
       durable_offset_ < next_offset_) {
-    flush_requested_ = true;
+    flush_target_ = next_offset_;
   }
   if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms) {
     last_checkpoint_ms_ = now_ms;
-    if (durable_offset_ < next_offset_) flush_requested_ = true;  // background flush
+    flush_target_ = next_offset_;  // background flush
     if (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_) {
       absl::Status s = WriteCheckpoint();
       if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
@@ -594,13 +591,15 @@ absl::StatusOr<int64_t> PartitionLog::OffsetForTime(int64_t timestamp_ms) const 
     auto off = seg.FindOffsetForTime(timestamp_ms, limit);
     if (absl::IsNotFound(off.status())) continue;
     if (!off.ok()) return off.status();
-    return std::max(*off, log_start_offset_);
+    const int64_t result = std::max(*off, log_start_offset_);
+    if (result >= written_offset_) break;  // only records below the log start matched
+    return result;
   }
   return absl::NotFoundError(absl::StrFormat("no record with timestamp >= %d", timestamp_ms));
 }
 
 absl::Status PartitionLog::Flush() {
-  flush_requested_ = true;
+  flush_target_ = next_offset_;
   SubmitBuffered();
   io_->Submit();
   MaybeStartSync();

@@ -191,7 +191,7 @@ class PartitionLog {
   std::deque<Waiter> durable_waiters_;
   std::vector<std::shared_ptr<SegmentFile>> unsynced_files_;
   bool sync_in_flight_ = false;
-  bool flush_requested_ = false;
+  int64_t flush_target_ = 0;  // durability requested up to here (flush policy, Flush())
   int64_t last_flush_ms_ = 0;
   int64_t last_checkpoint_ms_ = 0;
   int64_t checkpointed_offset_ = -1;
