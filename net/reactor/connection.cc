@@ -82,7 +82,7 @@ void Connection::Start(std::unique_ptr<ConnectionHandler> handler) {
 
 void Connection::MaybeStartRecv() {
   if (recv_step_ != RecvStep::kIdle || state_ == State::kClosed) return;
-  if (state_ == State::kFlushing && peer_eof_) return;  // nothing more will come
+  if (peer_eof_) return;  // nothing more will come
   size_t want = options_.recv_chunk;
   if (state_ == State::kOpen) {
     if (user_paused_ || backpressure_) return;
@@ -153,6 +153,10 @@ void Connection::DeliverInput() {
     // After a big frame, give the memory back rather than keep it per idle connection.
     input_.ShrinkIfEmpty(2 * options_.recv_chunk);
   }
+  if (peer_eof_ && state_ == State::kOpen && !user_paused_) {
+    HandlePeerClosed();  // the EOF that came while paused, now that the input was seen
+    return;
+  }
   MaybeStartRecv();
 }
 
@@ -173,6 +177,8 @@ void Connection::HandlePeerClosed() {
   peer_eof_ = true;
   switch (state_) {
     case State::kOpen: {
+      // Paused with input the handler has not seen: decide after ResumeReceive delivers it.
+      if (user_paused_ && !input_.empty()) return;
       absl::Status reason =
           input_.empty() ? absl::OkStatus()
                          : absl::DataLossError(absl::StrFormat(
@@ -206,9 +212,10 @@ void Connection::ResumeReceive() {
   reactor_->AssertInLoopThread();
   if (!user_paused_) return;
   user_paused_ = false;
-  if (state_ == State::kOpen && !input_.empty()) {
-    // Bytes buffered while paused may hold whole frames: deliver them without waiting for
-    // more, from a task so a handler calling this from its own callback is not re-entered.
+  if (state_ == State::kOpen && (!input_.empty() || peer_eof_)) {
+    // Bytes buffered while paused may hold whole frames (and an EOF may be waiting behind
+    // them): deliver them without waiting for more, from a task so a handler calling this
+    // from its own callback is not re-entered.
     reactor_->Post([reactor = reactor_, id = id_] {
       if (Connection* conn = reactor->FindConnection(id)) conn->DeliverInput();
     });

@@ -592,7 +592,8 @@ TEST_F(ConnectionTest, CloseFromInsideOnDataIsSafeAndGracefulCloseFlushes) {
 // Handles one frame, then pauses receiving until a timer resumes it.
 class PausingHandler : public ConnectionHandler {
  public:
-  explicit PausingHandler(std::vector<absl::Time>* frame_times) : frame_times_(frame_times) {}
+  explicit PausingHandler(std::vector<absl::Time>* frame_times, absl::Status* reason = nullptr)
+      : frame_times_(frame_times), reason_(reason) {}
   void OnData(Connection& conn, InputBuffer& input) override {
     if (input.size() < 1) return;
     input.Consume(1);
@@ -600,10 +601,13 @@ class PausingHandler : public ConnectionHandler {
     conn.PauseReceive();
     conn.reactor().RunAfter(absl::Milliseconds(100), [&conn] { conn.ResumeReceive(); });
   }
-  void OnClose(Connection&, absl::Status) override {}
+  void OnClose(Connection&, absl::Status reason) override {
+    if (reason_ != nullptr) *reason_ = std::move(reason);
+  }
 
  private:
   std::vector<absl::Time>* frame_times_;
+  absl::Status* reason_;
 };
 
 TEST_F(ConnectionTest, PauseReceiveHoldsInputUntilResumed) {
@@ -626,6 +630,23 @@ TEST_F(ConnectionTest, PauseReceiveHoldsInputUntilResumed) {
   }
   ::close(c);
   EXPECT_TRUE(RunUntil(*reactor_, [&] { return reactor_->connection_count() == 0; }));
+}
+
+TEST_F(ConnectionTest, PeerCloseWhilePausedStillDeliversBufferedFramesFirst) {
+  std::vector<absl::Time> times;
+  absl::Status reason = absl::UnknownError("open");
+  auto l = Listener::Create(*reactor_, {}, [&](Connection&) {
+    return std::make_unique<PausingHandler>(&times, &reason);
+  });
+  ASSERT_TRUE(l.ok());
+  listener_ = std::move(*l);
+  const int c = ConnectTo(listener_->port());
+  ASSERT_GE(c, 0);
+  ASSERT_TRUE(WriteAll(c, "xyz"));
+  ::close(c);  // EOF arrives while the handler is paused after "x"
+  EXPECT_TRUE(RunUntil(*reactor_, [&] { return reason.code() != absl::StatusCode::kUnknown; }));
+  EXPECT_EQ(times.size(), 3u);
+  EXPECT_TRUE(reason.ok()) << reason;  // every byte was consumed: not a mid-frame close
 }
 
 TEST_F(ConnectionTest, GracefulCloseGivesUpOnASilentPeerAfterLinger) {
