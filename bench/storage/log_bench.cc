@@ -1,0 +1,252 @@
+// Storage engine micro-benchmarks (Google Benchmark). Compare with fio in one run using
+// bench/storage/compare-fio, which prints the ratios the targets are stated in.
+//
+//   BM_AppendBuffered   1 KiB records in 16 KiB / 1 MiB batches, 1 and 4 partitions, default
+//                       flush policy (page cache): vs fio buffered sequential write.
+//   BM_AppendDurable    flush.messages=1 with N concurrent appenders per partition: every ack
+//                       waits for fdatasync; group commit covers each loop iteration's batches.
+//                       vs fio with fdatasync after every write of the batch size.
+//   BM_SequentialRead   Read() + pread of whole batches from offset 0.
+//   BM_RandomLookup     Read(random offset) in a log of SLUICE_BENCH_LOG_GB GiB (default 1):
+//                       latency percentiles as counters (p50_us, p99_us, max_us).
+//
+// Files go to $SLUICE_BENCH_DIR (default ./build/bench-data): put it on the disk fio measures.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "benchmark/benchmark.h"
+#include "log/file_util.h"
+#include "log/partition_log.h"
+#include "log/record_batch.h"
+
+namespace sluice::storage {
+namespace {
+
+std::string BenchDir() {
+  const char* env = getenv("SLUICE_BENCH_DIR");
+  std::string dir = env ? env : "./build/bench-data";
+  (void)CreateDirIfMissing(dir);
+  return dir;
+}
+
+// A batch of 1 KiB records adding up to about `batch_bytes`.
+std::vector<uint8_t> MakeBatch(size_t batch_bytes) {
+  RecordBatchBuilder b(0, absl::ToUnixMillis(absl::Now()));
+  std::string value(1024 - 20, 'x');
+  std::mt19937 rng(1);
+  for (char& c : value) c = static_cast<char>('a' + rng() % 26);
+  while (b.estimated_size() + 1024 <= batch_bytes || b.records() == 0) b.Add("key", value);
+  return b.Build();
+}
+
+struct Fixture {
+  std::string dir;
+  std::unique_ptr<IoBackend> io;
+  std::vector<std::unique_ptr<PartitionLog>> logs;
+
+  Fixture(const std::string& name, int partitions, const LogConfig& config) {
+    dir = absl::StrCat(BenchDir(), "/", name);
+    (void)RemoveTree(dir);
+    (void)CreateDirIfMissing(dir);
+    io = IoBackend::Create(IoBackendKind::kIoUring);
+    for (int p = 0; p < partitions; ++p) {
+      auto log = PartitionLog::Open(absl::StrCat(dir, "/t-", p), config, io.get());
+      if (!log.ok()) abort();
+      logs.push_back(std::move(*log));
+    }
+  }
+  ~Fixture() {
+    logs.clear();
+    (void)RemoveTree(dir);
+  }
+};
+
+// Total bytes each append benchmark writes, the same as fio's --size in compare-fio.
+int64_t TotalBytes() {
+  const char* env = getenv("SLUICE_BENCH_BYTES");
+  return env ? atoll(env) : int64_t{2} << 30;
+}
+
+void BM_AppendBuffered(benchmark::State& state) {
+  const size_t batch_bytes = static_cast<size_t>(state.range(0));
+  const int partitions = static_cast<int>(state.range(1));
+  std::vector<uint8_t> batch = MakeBatch(batch_bytes);
+  LogConfig config;
+  config.retention_ms = -1;
+  config.max_batch_bytes = 2 << 20;
+  int64_t bytes = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    {
+      Fixture f("append-buffered", partitions, config);
+      state.ResumeTiming();
+      const int64_t rounds = TotalBytes() / static_cast<int64_t>(batch.size() * partitions);
+      for (int64_t r = 0; r < rounds; ++r) {
+        for (auto& log : f.logs) {
+          if (!log->Append(batch, AckLevel::kWritten, nullptr).ok()) abort();
+        }
+        // One loop iteration of the broker: gather, submit once, reap what completed.
+        for (auto& log : f.logs) log->SubmitBuffered();
+        f.io->Submit();
+        f.io->Poll(absl::ZeroDuration());
+        bytes += static_cast<int64_t>(batch.size()) * partitions;
+      }
+      // Done when every byte is in the page cache (as fio without fsync).
+      while (f.io->pending() > 0) f.io->Poll(absl::Milliseconds(10));
+      state.PauseTiming();
+    }
+    state.ResumeTiming();
+  }
+  state.SetBytesProcessed(bytes);
+}
+BENCHMARK(BM_AppendBuffered)
+    ->ArgsProduct({{16 << 10, 1 << 20}, {1, 4}})
+    ->ArgNames({"batch", "partitions"})
+    ->Iterations(1)
+    ->Repetitions(3)
+    ->ReportAggregatesOnly(false)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_AppendDurable(benchmark::State& state) {
+  const size_t batch_bytes = static_cast<size_t>(state.range(0));
+  const int appenders = static_cast<int>(state.range(1));
+  std::vector<uint8_t> batch = MakeBatch(batch_bytes);
+  LogConfig config;
+  config.retention_ms = -1;
+  config.flush_messages = 1;
+  config.max_batch_bytes = 2 << 20;
+  Fixture f("append-durable", 1, config);
+  PartitionLog& log = *f.logs[0];
+  int64_t bytes = 0, acks = 0;
+  absl::Time start = absl::Now();
+  for (auto _ : state) {
+    // `appenders` producers each have one batch outstanding; each is answered only when
+    // durable, then immediately sends the next (a closed loop, like acks=all producers).
+    int64_t pending = 0;
+    for (int a = 0; a < appenders; ++a) {
+      ++pending;
+      if (!log.Append(batch, AckLevel::kDurable,
+                      [&](absl::Status s, const AppendResult&) {
+                        if (!s.ok()) abort();
+                        --pending;
+                        ++acks;
+                      })
+               .ok()) {
+        abort();
+      }
+    }
+    log.SubmitBuffered();
+    f.io->Submit();
+    while (pending > 0) f.io->Poll(absl::Milliseconds(10));
+    bytes += static_cast<int64_t>(batch.size()) * appenders;
+  }
+  state.SetBytesProcessed(bytes);
+  state.counters["acks_per_s"] = benchmark::Counter(static_cast<double>(acks), benchmark::Counter::kIsRate);
+  state.counters["fsyncs"] = static_cast<double>(state.iterations());
+  (void)start;
+}
+BENCHMARK(BM_AppendDurable)
+    ->Args({16 << 10, 1})
+    ->Args({16 << 10, 16})
+    ->Args({16 << 10, 64})
+    ->Args({1 << 20, 1})
+    ->Args({1 << 20, 4})
+    ->ArgNames({"batch", "appenders"})
+    ->MinTime(3.0)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// A log of `bytes` in 16 KiB batches, built once per process and reused by the read benches.
+PartitionLog& SharedLog(int64_t bytes, IoBackend** io_out) {
+  static std::unique_ptr<Fixture> fixture;
+  if (!fixture) {
+    LogConfig config;
+    config.retention_ms = -1;
+    fixture = std::make_unique<Fixture>("read", 1, config);
+    std::vector<uint8_t> batch = MakeBatch(16 << 10);
+    PartitionLog& log = *fixture->logs[0];
+    for (int64_t written = 0; written < bytes; written += static_cast<int64_t>(batch.size())) {
+      if (!log.Append(batch, AckLevel::kWritten, nullptr).ok()) abort();
+      if ((written / static_cast<int64_t>(batch.size())) % 64 == 0) {
+        log.SubmitBuffered();
+        fixture->io->Submit();
+        fixture->io->Poll(absl::ZeroDuration());
+      }
+    }
+    if (!log.Flush().ok()) abort();
+  }
+  *io_out = fixture->io.get();
+  return *fixture->logs[0];
+}
+
+int64_t LookupLogBytes() {
+  const char* env = getenv("SLUICE_BENCH_LOG_GB");
+  return static_cast<int64_t>((env ? atof(env) : 1.0) * (1 << 30));
+}
+
+void BM_SequentialRead(benchmark::State& state) {
+  IoBackend* io;
+  PartitionLog& log = SharedLog(LookupLogBytes(), &io);
+  std::vector<uint8_t> buf(1 << 20);
+  int64_t bytes = 0;
+  for (auto _ : state) {
+    int64_t offset = log.log_start_offset();
+    while (offset < log.high_watermark()) {
+      auto slice = log.Read(offset, 1 << 20);
+      if (!slice.ok() || slice->size == 0) abort();
+      if (slice->size > buf.size()) buf.resize(slice->size);
+      auto got = PreadFully(slice->file->fd(), buf.data(), slice->size, slice->position);
+      if (!got.ok()) abort();
+      // Next offset: after the last batch of the slice (walk headers in the buffer).
+      size_t pos = 0;
+      while (pos < slice->size) {
+        RecordBatchView v(std::span<const uint8_t>(buf.data() + pos, slice->size - pos));
+        offset = v.last_offset() + 1;
+        pos += v.size_bytes();
+      }
+      bytes += slice->size;
+    }
+  }
+  state.SetBytesProcessed(bytes);
+}
+BENCHMARK(BM_SequentialRead)->Unit(benchmark::kMillisecond)->UseRealTime()->MinTime(2.0);
+
+void BM_RandomLookup(benchmark::State& state) {
+  IoBackend* io;
+  PartitionLog& log = SharedLog(LookupLogBytes(), &io);
+  std::mt19937_64 rng(42);
+  const int64_t end = log.high_watermark();
+  // Warm: touch the indexes and the pages the lookups read.
+  for (int i = 0; i < 20000; ++i) benchmark::DoNotOptimize(log.Read(static_cast<int64_t>(rng() % end), 1));
+  std::vector<double> micros;
+  micros.reserve(1 << 20);
+  for (auto _ : state) {
+    const int64_t offset = static_cast<int64_t>(rng() % end);
+    absl::Time t0 = absl::Now();
+    auto slice = log.Read(offset, 1);
+    micros.push_back(absl::ToDoubleMicroseconds(absl::Now() - t0));
+    if (!slice.ok() || slice->size == 0) abort();
+  }
+  std::sort(micros.begin(), micros.end());
+  auto pct = [&](double p) { return micros[static_cast<size_t>(p * (micros.size() - 1))]; };
+  state.counters["log_gib"] = static_cast<double>(log.size_bytes()) / (1 << 30);
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+  state.counters["p999_us"] = pct(0.999);
+  state.counters["max_us"] = micros.back();
+}
+BENCHMARK(BM_RandomLookup)->Unit(benchmark::kMicrosecond)->Iterations(200000);
+
+}  // namespace
+}  // namespace sluice::storage
+
+BENCHMARK_MAIN();
