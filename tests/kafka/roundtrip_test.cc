@@ -5,6 +5,7 @@
 #include <ostream>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -89,6 +90,17 @@ TEST_P(RoundTripTest, DefaultValuesRoundTrip) {
   (void)DecodeRequestBody(c.api_key, c.version, none, &request);
   std::visit([](auto& m) { m = std::decay_t<decltype(m)>(); }, request);
   ASSERT_EQ(ApiKeyOf(request), c.api_key);
+  // MinWireSize, which bounds array counts before reserving, is a true lower bound: the
+  // default message (empty strings and arrays) is the smallest encoding.
+  std::visit(
+      [&](const auto& m) {
+        if constexpr (!std::is_same_v<std::decay_t<decltype(m)>, std::monostate>) {
+          Writer w;
+          m.Encode(w, c.version);
+          EXPECT_EQ(std::decay_t<decltype(m)>::MinWireSize(c.version), w.size());
+        }
+      },
+      request);
   const RequestHeader header{.api_key = c.api_key, .api_version = c.version};
   const EncodedFrame frame = EncodeRequest(header, request);
   const DecodedRequest decoded = DecodeRequest(Payload(frame));
