@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Records the request frames real Kafka clients send, for test vectors and fuzz seeds.
 
-Usage: capture_requests.py --out DIR --label NAME [--seconds N]
+Usage: capture_requests.py --out DIR --label NAME [--seconds N] [--responses]
 
 Listens on 127.0.0.1 (a free port, printed on stdout as "PORT <n>"), answers just enough for a
 client to get from connecting to producing and joining a group (ApiVersions, Metadata,
 Produce, FindCoordinator, InitProducerId; anything else gets no answer), and writes the first
-frame of each api/version it sees to DIR/<label>_<api>_v<version>.bin (size prefix included).
+frame of each api/version it sees to DIR/<label>_<api>_v<version>.bin (size prefix included),
+and with --responses its answer, which the client accepted, to ..._response.bin.
 Stops after --seconds. The broker it pretends to be is node 0 at the listening address with one
 topic, "sluice-test", of one partition. Python 3 standard library only.
 
@@ -251,7 +252,15 @@ def serve(conn, port, args, seen, lock):
                     continue
                 head = struct.pack('>i', corr) + (b'\0' if header_version == 1 else b'')
                 payload = head + bytes(body.b)
-                conn.sendall(struct.pack('>i', len(payload)) + payload)
+                response = struct.pack('>i', len(payload)) + payload
+                if args.responses:
+                    rname = name.replace('.bin', '_response.bin')
+                    with lock:
+                        if rname not in seen:
+                            seen.add(rname)
+                            with open(os.path.join(args.out, rname), 'wb') as f:
+                                f.write(response)
+                conn.sendall(response)
 
 
 def main():
@@ -259,6 +268,8 @@ def main():
     ap.add_argument('--out', required=True)
     ap.add_argument('--label', required=True)
     ap.add_argument('--seconds', type=float, default=15)
+    ap.add_argument('--responses', action='store_true',
+                    help='also save the first answer to each api/version (<name>_response.bin)')
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     srv = socket.socket()

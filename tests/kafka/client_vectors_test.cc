@@ -1,6 +1,8 @@
 // Golden request frames captured from real clients (kcat/librdkafka 2.0.2, confluent-kafka-python
 // on librdkafka, kafka-python 2.0.2, kafkajs 2.2) talking to tests/kafka/capture_requests.py.
-// Each file in vectors/ is one whole frame, size prefix included.
+// Each file in vectors/ is one whole frame, size prefix included. The *_response.bin files are
+// the capture server's answers that those clients accepted (they went on to the next step):
+// they check that our encoder writes what real clients read.
 #include <algorithm>
 #include <cstdint>
 #include <fstream>
@@ -186,6 +188,61 @@ TEST(ClientVectors, CreateTopicsFromKafkaJsAdmin) {
   ASSERT_EQ(req.topics.size(), 1u);
   EXPECT_EQ(req.topics[0].name, "sluice-new");
   EXPECT_EQ(req.topics[0].num_partitions, 3);
+}
+
+struct ResponseVector {
+  const char* file;
+  int16_t api_key;
+  int16_t version;
+};
+
+void PrintTo(const ResponseVector& v, std::ostream* os) { *os << v.file; }
+
+constexpr ResponseVector kResponseVectors[] = {
+    {"kcat_api_versions_v3_response.bin", 18, 3},
+    {"kcat_metadata_v4_response.bin", 3, 4},
+    {"kcat_produce_v7_response.bin", 0, 7},
+    {"kcat_find_coordinator_v2_response.bin", 10, 2},
+    {"confluent_init_producer_id_v4_response.bin", 22, 4},
+    {"kafkapython_api_versions_v0_response.bin", 18, 0},
+    {"kafkapython_metadata_v1_response.bin", 3, 1},
+    {"kafkapython_produce_v7_response.bin", 0, 7},
+    {"kafkapython_find_coordinator_v0_response.bin", 10, 0},
+    {"kafkajs_api_versions_v2_response.bin", 18, 2},
+    {"kafkajs_metadata_v6_response.bin", 3, 6},
+    {"kafkajs_produce_v7_response.bin", 0, 7},
+};
+
+class AcceptedResponseTest : public testing::TestWithParam<ResponseVector> {};
+
+TEST_P(AcceptedResponseTest, DecodesAndReencodesIdentically) {
+  const ResponseVector& v = GetParam();
+  const std::vector<uint8_t> frame = ReadVector(v.file);
+  ASSERT_GT(frame.size(), 4u) << v.file;
+  ASSERT_EQ(ParseFrameSize(frame).value(), frame.size() - 4);
+  absl::StatusOr<DecodedResponse> d =
+      DecodeResponse(v.api_key, v.version, std::span(frame).subspan(4));
+  ASSERT_TRUE(d.ok()) << v.file << ": " << d.status();
+  const EncodedFrame again = EncodeResponse(d->header.correlation_id, v.version, d->body);
+  EXPECT_EQ(again.owned, frame) << v.file;
+}
+
+INSTANTIATE_TEST_SUITE_P(RealClients, AcceptedResponseTest, testing::ValuesIn(kResponseVectors),
+                         [](const testing::TestParamInfo<ResponseVector>& info) {
+                           std::string name = info.param.file;
+                           return name.substr(0, name.find('.'));
+                         });
+
+TEST(ClientVectors, AcceptedMetadataResponseNamesTheBroker) {
+  const std::vector<uint8_t> frame = ReadVector("kafkajs_metadata_v6_response.bin");
+  absl::StatusOr<DecodedResponse> d = DecodeResponse(3, 6, std::span(frame).subspan(4));
+  ASSERT_TRUE(d.ok()) << d.status();
+  const auto& m = std::get<MetadataResponse>(d->body);
+  ASSERT_EQ(m.brokers.size(), 1u);
+  EXPECT_EQ(m.brokers[0].host, "127.0.0.1");
+  ASSERT_EQ(m.topics.size(), 1u);
+  EXPECT_EQ(m.topics[0].name, "sluice-test");
+  EXPECT_EQ(m.cluster_id, "sluice-capture");
 }
 
 }  // namespace
