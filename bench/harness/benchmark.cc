@@ -264,6 +264,8 @@ absl::Status Runner::Produce(ProducerWorker* w, int index) {
           return s;
         }
       } else {
+        // Hand over what the client buffered before sleeping, so it does not wait too.
+        if (absl::Status s = p->Push(); !s.ok()) return s;
         SleepUntilMono(intended);
       }
     }

@@ -30,8 +30,11 @@ class Producer {
   // kResourceExhausted: the client's queue is full, Poll() and try again. Other errors are
   // fatal for this producer.
   virtual absl::Status Send(absl::string_view key, absl::string_view payload, int64_t sent_ns) = 0;
-  // Serves confirms for up to timeout_us (0: only what has already arrived).
+  // Serves confirms for up to timeout_us (0: only what has already arrived). Also writes
+  // what Push() would.
   virtual absl::Status Poll(int64_t timeout_us) = 0;
+  // Writes out messages the driver buffered (called before the producer sleeps).
+  virtual absl::Status Push() { return absl::OkStatus(); }
   // Waits until every sent message is confirmed or timeout_ms passes.
   virtual absl::Status Flush(int timeout_ms) = 0;
 };
