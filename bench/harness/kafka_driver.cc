@@ -217,7 +217,9 @@ class KafkaConsumer final : public Consumer {
   absl::Status Open(const std::string& broker, const KafkaSettings& s, const std::string& group,
                     bool from_start) {
     std::map<std::string, std::string> props = s.consumer;
-    props["group.id"] = group;
+    // Each subscription is its own group; a configured group.id becomes the prefix.
+    auto configured = props.find("group.id");
+    props["group.id"] = configured == props.end() ? group : configured->second + "." + group;
     if (from_start || props.find("auto.offset.reset") == props.end()) {
       props["auto.offset.reset"] = "earliest";
     }

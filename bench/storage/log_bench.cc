@@ -56,7 +56,9 @@ struct Fixture {
     dir = absl::StrCat(BenchDir(), "/", name);
     (void)RemoveTree(dir);
     (void)CreateDirIfMissing(dir);
-    io = IoBackend::Create(IoBackendKind::kIoUring);
+    const char* kind = getenv("SLUICE_BENCH_IO");  // io_uring (default) or pwrite
+    io = IoBackend::Create(kind && std::string(kind) == "pwrite" ? IoBackendKind::kPwrite
+                                                                 : IoBackendKind::kIoUring);
     for (int p = 0; p < partitions; ++p) {
       auto log = PartitionLog::Open(absl::StrCat(dir, "/t-", p), config, io.get());
       if (!log.ok()) abort();
