@@ -38,6 +38,9 @@ ABSL_FLAG(double, backlog_gb, -1, "override consumerBacklogSizeGB (backlog workl
 ABSL_FLAG(double, max_build_seconds, 3600, "backlog runs: longest build phase");
 ABSL_FLAG(bool, probe, false, "only check that --broker speaks --driver's protocol");
 ABSL_FLAG(int, probe_timeout_ms, 3000, "timeout of --probe");
+ABSL_FLAG(std::string, plot_compare, "",
+          "OUT_PREFIX: plot runs given as LABEL=DIR arguments on shared axes, then exit");
+ABSL_FLAG(std::string, plot_title, "", "title of --plot-compare plots");
 ABSL_FLAG(bool, limits, false, "measure loopback TCP and memcpy bandwidth, print key=value");
 ABSL_FLAG(double, limits_seconds, 3, "duration of each --limits measurement");
 
@@ -74,8 +77,25 @@ absl::StatusOr<std::unique_ptr<Driver>> BuildDriver() {
 
 void OnSignal(int) { RequestStop(); }
 
-int Main() {
+int PlotCompare(const std::vector<char*>& args) {
+  std::vector<std::pair<std::string, std::string>> runs;
+  for (size_t i = 1; i < args.size(); ++i) {
+    const std::string a = args[i];
+    const size_t eq = a.find('=');
+    if (eq == std::string::npos) {
+      return Fail(absl::InvalidArgumentError("--plot-compare takes LABEL=DIR arguments"));
+    }
+    runs.push_back({a.substr(0, eq), a.substr(eq + 1)});
+  }
+  if (runs.empty()) return Fail(absl::InvalidArgumentError("--plot-compare: no LABEL=DIR"));
+  absl::Status s =
+      WriteComparePlots(runs, absl::GetFlag(FLAGS_plot_title), absl::GetFlag(FLAGS_plot_compare));
+  return s.ok() ? 0 : Fail(s);
+}
+
+int Main(const std::vector<char*>& positional) {
   if (absl::GetFlag(FLAGS_limits)) return RunLimits();
+  if (!absl::GetFlag(FLAGS_plot_compare).empty()) return PlotCompare(positional);
   absl::StatusOr<std::unique_ptr<Driver>> driver = BuildDriver();
   if (!driver.ok()) return Fail(driver.status());
   if (absl::GetFlag(FLAGS_probe)) {
@@ -165,6 +185,7 @@ int main(int argc, char** argv) {
     }
     fixed.push_back(a.data());
   }
-  absl::ParseCommandLine(static_cast<int>(fixed.size()), fixed.data());
-  return sluice::bench::Main();
+  const std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(fixed.size()), fixed.data());
+  return sluice::bench::Main(positional);
 }

@@ -8,11 +8,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "bench/harness/json.h"
 #include "bench/harness/svg_plot.h"
+#include "bench/harness/yaml_lite.h"
 
 namespace sluice::bench {
 namespace {
@@ -361,6 +364,29 @@ std::string TimeSeriesTsv(const Results& r) {
   return out;
 }
 
+// Percentiles written to percentiles.tsv and drawn in latency plots.
+constexpr double kPlotPercentiles[] = {0,    25,    50,   75,    90,    95,     97.5,   99,
+                                       99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 100};
+constexpr double kMaxNines = 5;
+
+std::vector<std::pair<double, std::string>> NinesTicks() {
+  return {{0, "0%"},
+          {PercentileToNines(90, kMaxNines), "90%"},
+          {PercentileToNines(99, kMaxNines), "99%"},
+          {PercentileToNines(99.9, kMaxNines), "99.9%"},
+          {PercentileToNines(99.99, kMaxNines), "99.99%"},
+          {kMaxNines, "max"}};
+}
+
+std::string PercentilesTsv(const Results& r) {
+  std::string out = "percentile\tpub_latency_us\tpub_delay_us\te2e_us\n";
+  for (double p : kPlotPercentiles) {
+    absl::StrAppendFormat(&out, "%g\t%.1f\t%.1f\t%.1f\n", p, Us(r.pub_latency.ValueAtPercentile(p)),
+                          Us(r.pub_delay.ValueAtPercentile(p)), Us(r.e2e.ValueAtPercentile(p)));
+  }
+  return out;
+}
+
 std::string ThroughputSvg(const Results& r) {
   PlotSpec spec;
   spec.title = absl::StrCat("Throughput: ", RunTitle(r));
@@ -388,22 +414,14 @@ std::string LatencySvg(const Results& r) {
   spec.x_label = "percentile";
   spec.y_label = "latency (ms, log scale)";
   spec.log_y = true;
-  constexpr double kMaxNines = 5;
-  spec.x_ticks = {{0, "0%"},
-                  {PercentileToNines(90, kMaxNines), "90%"},
-                  {PercentileToNines(99, kMaxNines), "99%"},
-                  {PercentileToNines(99.9, kMaxNines), "99.9%"},
-                  {PercentileToNines(99.99, kMaxNines), "99.99%"},
-                  {kMaxNines, "max"}};
-  const double pcts[] = {0,    25,    50,   75,    90,    95,     97.5,   99,
-                         99.5, 99.75, 99.9, 99.95, 99.99, 99.995, 99.999, 100};
+  spec.x_ticks = NinesTicks();
   const std::pair<const char*, const Histogram*> hists[] = {{"publish (send->ack)", &r.pub_latency},
                                                             {"publish delay", &r.pub_delay},
                                                             {"end-to-end", &r.e2e}};
   for (const auto& [name, h] : hists) {
     if (h->count() == 0) continue;
     PlotSeries s{name, "", {}};
-    for (double p : pcts) {
+    for (double p : kPlotPercentiles) {
       s.points.push_back({PercentileToNines(p, kMaxNines), h->ValueAtPercentile(p) / 1e6});
     }
     spec.series.push_back(s);
@@ -453,6 +471,90 @@ std::string BacklogSvg(const Results& r) {
   return RenderLineChart(spec);
 }
 
+namespace {
+
+// A TSV file with a header line, read as columns by name.
+struct Tsv {
+  std::vector<std::string> header;
+  std::vector<std::vector<std::string>> rows;
+  int Column(absl::string_view name) const {
+    for (size_t i = 0; i < header.size(); ++i) {
+      if (header[i] == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
+};
+
+absl::StatusOr<Tsv> ReadTsv(const std::string& path) {
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (!text.ok()) return text.status();
+  Tsv t;
+  for (absl::string_view line : absl::StrSplit(*text, '\n', absl::SkipEmpty())) {
+    std::vector<std::string> cells = absl::StrSplit(line, '\t');
+    if (t.header.empty()) {
+      t.header = std::move(cells);
+    } else {
+      t.rows.push_back(std::move(cells));
+    }
+  }
+  if (t.header.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": empty"));
+  return t;
+}
+
+// (x, y) points of two named columns; unparsable cells are skipped.
+std::vector<std::pair<double, double>> Points(const Tsv& t, absl::string_view x_col,
+                                              absl::string_view y_col, double y_scale) {
+  std::vector<std::pair<double, double>> pts;
+  const int xi = t.Column(x_col), yi = t.Column(y_col);
+  if (xi < 0 || yi < 0) return pts;
+  for (const auto& row : t.rows) {
+    double x, y;
+    if (static_cast<int>(row.size()) > std::max(xi, yi) && absl::SimpleAtod(row[xi], &x) &&
+        absl::SimpleAtod(row[yi], &y)) {
+      pts.push_back({x, y * y_scale});
+    }
+  }
+  return pts;
+}
+
+}  // namespace
+
+absl::Status WriteComparePlots(const std::vector<std::pair<std::string, std::string>>& runs,
+                               const std::string& title, const std::string& out_prefix) {
+  PlotSpec thr;
+  thr.title = absl::StrCat("Throughput: ", title);
+  thr.x_label = "time (s)";
+  thr.y_label = "messages / s";
+  PlotSpec lat;
+  lat.title = absl::StrCat("Latency percentiles: ", title);
+  lat.x_label = "percentile";
+  lat.y_label = "latency (ms, log scale)";
+  lat.log_y = true;
+  lat.x_ticks = NinesTicks();
+  int i = 0;
+  constexpr const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd"};
+  for (const auto& [label, dir] : runs) {
+    const std::string color = kColors[i++ % 5];
+    absl::StatusOr<Tsv> ts = ReadTsv(dir + "/timeseries.tsv");
+    if (!ts.ok()) return ts.status();
+    absl::StatusOr<Tsv> pct = ReadTsv(dir + "/percentiles.tsv");
+    if (!pct.ok()) return pct.status();
+    thr.series.push_back({label + " publish", color, Points(*ts, "t", "publish_rate", 1)});
+    thr.series.push_back({label + " consume", color, Points(*ts, "t", "consume_rate", 1), true});
+    std::vector<std::pair<double, double>> pub = Points(*pct, "percentile", "pub_latency_us", 1e-3);
+    std::vector<std::pair<double, double>> e2e = Points(*pct, "percentile", "e2e_us", 1e-3);
+    for (auto* series : {&pub, &e2e}) {
+      for (auto& [x, y] : *series) x = PercentileToNines(x, kMaxNines);
+    }
+    lat.series.push_back({label + " publish", color, pub});
+    lat.series.push_back({label + " e2e", color, e2e, true});
+  }
+  if (absl::Status s = WriteFile(out_prefix + "-throughput.svg", RenderLineChart(thr)); !s.ok()) {
+    return s;
+  }
+  return WriteFile(out_prefix + "-latency.svg", RenderLineChart(lat));
+}
+
 absl::Status WriteFile(const std::string& path, const std::string& contents) {
   const std::string tmp = path + ".tmp";
   const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -493,6 +595,7 @@ absl::Status WriteReports(const Results& r, const std::string& dir) {
                                                        {"summary.txt", TextSummary(r)},
                                                        {"summary.kv", SummaryKv(r)},
                                                        {"timeseries.tsv", TimeSeriesTsv(r)},
+                                                       {"percentiles.tsv", PercentilesTsv(r)},
                                                        {"throughput.svg", ThroughputSvg(r)},
                                                        {"latency.svg", LatencySvg(r)},
                                                        {"latency-time.svg", LatencyTimeSvg(r)},

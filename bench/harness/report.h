@@ -4,6 +4,8 @@
 #define SLUICE_BENCH_HARNESS_REPORT_H_
 
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "bench/harness/benchmark.h"
@@ -19,6 +21,8 @@ std::string ResultsJson(const Results& r);
 // bench/README.md.
 std::string SummaryKv(const Results& r);
 std::string TimeSeriesTsv(const Results& r);
+// The latency distributions as "percentile<TAB>publish_us<TAB>delay_us<TAB>e2e_us" lines.
+std::string PercentilesTsv(const Results& r);
 std::string ThroughputSvg(const Results& r);
 std::string LatencySvg(const Results& r);      // Percentile distribution.
 std::string LatencyTimeSvg(const Results& r);  // p99 over time.
@@ -27,6 +31,12 @@ std::string BacklogSvg(const Results& r);      // Backlog and broker RSS over ti
 // Writes result.json, summary.txt, summary.kv, timeseries.tsv and the SVGs into dir
 // (created if missing).
 absl::Status WriteReports(const Results& r, const std::string& dir);
+
+// Plots several runs on shared axes from their output directories (timeseries.tsv and
+// percentiles.tsv): <out_prefix>-throughput.svg and <out_prefix>-latency.svg. Each run is
+// (label, directory).
+absl::Status WriteComparePlots(const std::vector<std::pair<std::string, std::string>>& runs,
+                               const std::string& title, const std::string& out_prefix);
 
 // Writes a file atomically enough for our use (write to a temp name, rename).
 absl::Status WriteFile(const std::string& path, const std::string& contents);

@@ -1,11 +1,15 @@
 #include "bench/harness/report.h"
 
+#include <stdlib.h>
+
 #include <cmath>
+#include <filesystem>
 #include <string>
 
 #include "bench/harness/json.h"
 #include "bench/harness/proc_sampler.h"
 #include "bench/harness/svg_plot.h"
+#include "bench/harness/yaml_lite.h"
 #include "gtest/gtest.h"
 
 namespace sluice::bench {
@@ -162,6 +166,27 @@ TEST(ReportTest, PlotsAreWellFormedSvg) {
   ExpectSvg(ThroughputSvg(Results{}));  // No data at all.
   ExpectSvg(LatencySvg(Results{}));
   EXPECT_NE(ThroughputSvg(r).find("test &quot;workload&quot;"), std::string::npos);
+}
+
+TEST(ReportTest, ComparePlotsReadWhatWriteReportsWrote) {
+  char tmpl[] = "/tmp/sluice-report-test-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;
+  ASSERT_TRUE(WriteReports(SampleResults(), dir + "/a").ok());
+  ASSERT_TRUE(WriteReports(SampleResults(), dir + "/b").ok());
+  const std::string tsv = PercentilesTsv(SampleResults());
+  EXPECT_EQ(tsv.rfind("percentile\tpub_latency_us\tpub_delay_us\te2e_us\n", 0), 0u) << tsv;
+  ASSERT_TRUE(WriteComparePlots({{"A", dir + "/a"}, {"B", dir + "/b"}}, "t", dir + "/cmp").ok());
+  absl::StatusOr<std::string> thr = ReadFileToString(dir + "/cmp-throughput.svg");
+  ASSERT_TRUE(thr.ok());
+  ExpectSvg(*thr);
+  EXPECT_NE(thr->find("B consume"), std::string::npos);
+  absl::StatusOr<std::string> lat = ReadFileToString(dir + "/cmp-latency.svg");
+  ASSERT_TRUE(lat.ok());
+  ExpectSvg(*lat);
+  EXPECT_NE(lat->find("A publish"), std::string::npos);
+  EXPECT_FALSE(WriteComparePlots({{"A", dir + "/missing"}}, "t", dir + "/x").ok());
+  std::filesystem::remove_all(dir);
 }
 
 TEST(ReportTest, HelpersForAxes) {
