@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "absl/functional/any_invocable.h"
@@ -30,8 +31,11 @@ std::string_view IoBackendName(IoBackendKind kind);
 class IoBackend {
  public:
   // Makes the preferred backend, falling back to kPwrite (with a log line saying why) when
-  // io_uring cannot be set up, e.g. under a seccomp profile that forbids it.
-  static std::unique_ptr<IoBackend> Create(IoBackendKind preferred);
+  // io_uring cannot be set up, e.g. under a seccomp profile that forbids it. `dir` (the data
+  // directory) is probed for non-blocking buffered writes: without them io_uring would punt
+  // every write to a kernel thread, so writes are then done inline and only fdatasync goes
+  // through the ring (see docs/ARCHITECTURE.md). Empty `dir`: inline writes.
+  static std::unique_ptr<IoBackend> Create(IoBackendKind preferred, const std::string& dir = "");
   static std::unique_ptr<IoBackend> CreatePwrite();
 
   virtual ~IoBackend() = default;

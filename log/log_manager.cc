@@ -32,7 +32,7 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
   absl::Status s = CreateDirIfMissing(options.data_dir);
   if (!s.ok()) return s;
   auto mgr = std::unique_ptr<LogManager>(new LogManager(std::move(options)));
-  mgr->io_ = IoBackend::Create(mgr->options_.io);
+  mgr->io_ = IoBackend::Create(mgr->options_.io, mgr->options_.data_dir);
   LogInfo("storage: data directory %s, I/O backend %s", mgr->options_.data_dir,
           IoBackendName(mgr->io_->kind()));
   auto names = ListDir(mgr->options_.data_dir);
