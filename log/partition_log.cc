@@ -413,11 +413,20 @@ void PartitionLog::MaybeStartSync() {
 
 void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int result) {
   sync_in_flight_ = false;
-  last_flush_ms_ = Now();
+  const int64_t now = Now();
+  last_flush_ms_ = now;
   if (result >= 0 && failure_.ok()) {
     durable_offset_ = std::max(durable_offset_, target);
     durable_end_ = target_end;
     FireWaiters(durable_waiters_, durable_offset_);
+    // Checkpoint right after a flush (at most once per interval): the tail a crash leaves to
+    // re-validate is then about one interval of appends.
+    if (!closed_ && now - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
+        durable_offset_ != checkpointed_offset_) {
+      last_checkpoint_ms_ = now;
+      absl::Status s = WriteCheckpoint();
+      if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
+    }
   }
   MaybeStartSync();
 }
@@ -450,13 +459,14 @@ void PartitionLog::Tick(int64_t now_ms) {
       durable_offset_ < next_offset_) {
     flush_target_ = next_offset_;
   }
-  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms) {
+  if (now_ms - last_flush_ms_ >= config_.recovery_checkpoint_ms / 2) {
+    flush_target_ = next_offset_;  // background flush; its completion writes the checkpoint
+  }
+  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
+      (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
     last_checkpoint_ms_ = now_ms;
-    flush_target_ = next_offset_;  // background flush
-    if (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_) {
-      absl::Status s = WriteCheckpoint();
-      if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
-    }
+    absl::Status s = WriteCheckpoint();
+    if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
   }
   ApplyRetention(now_ms);
   SubmitBuffered();

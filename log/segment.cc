@@ -17,18 +17,21 @@ namespace sluice::storage {
 
 namespace {
 
-constexpr size_t kReadBlock = 256 * 1024;
+// Recovery and index rebuilds walk whole files: large reads. Lookups read a few headers near
+// an index entry: small reads (a 256 KiB read per lookup costs more than the search itself).
+constexpr size_t kScanBlock = 1024 * 1024;
+constexpr size_t kLookupBlock = 16 * 1024;
 
 // Sequential reader over [start, limit) of a file that serves spans out of one buffer and
 // refills with pread when asked for bytes outside it. Keeps scans to a few large reads.
 class BlockReader {
  public:
-  BlockReader(int fd, uint64_t limit) : fd_(fd), limit_(limit) {}
+  BlockReader(int fd, uint64_t limit, size_t block) : fd_(fd), limit_(limit), block_(block) {}
 
   // Bytes [pos, pos + n) or an error if the file ends first.
   absl::StatusOr<std::span<const uint8_t>> Get(uint64_t pos, size_t n) {
     if (pos < start_ || pos + n > start_ + filled_) {
-      size_t want = std::max(n, kReadBlock);
+      size_t want = std::max(n, block_);
       if (pos + want > limit_) want = std::max<uint64_t>(n, limit_ - pos);
       buf_.resize(want);
       auto got = PreadFully(fd_, buf_.data(), want, pos);
@@ -45,6 +48,7 @@ class BlockReader {
  private:
   int fd_;
   uint64_t limit_;
+  size_t block_;
   std::vector<uint8_t> buf_;
   uint64_t start_ = 0;
   size_t filled_ = 0;
@@ -61,7 +65,7 @@ SegmentFile::~SegmentFile() {
 ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
                        const std::function<void(const BatchHeader&, uint64_t)>& visit) {
   ScanResult r;
-  BlockReader reader(fd, limit);
+  BlockReader reader(fd, limit, kScanBlock);
   uint64_t pos = from;
   while (pos < limit) {
     if (limit - pos < kBatchHeaderSize) {
@@ -356,7 +360,7 @@ absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) c
   OffsetPosition start = offset_index_->Lookup(offset);
   uint64_t found = 0;
   bool hit = false;
-  BlockReader reader(fd(), limit);
+  BlockReader reader(fd(), limit, kLookupBlock);
   uint64_t pos = start.position;
   while (pos < limit) {
     auto head = reader.Get(pos, kBatchHeaderSize);
@@ -390,7 +394,7 @@ absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from,
     else hi = mid;
   }
   if (lo > 0) pos = std::max<uint64_t>(pos, offset_index_->entry(lo - 1).position);
-  BlockReader reader(fd(), written_limit);
+  BlockReader reader(fd(), written_limit, kLookupBlock);
   while (pos + kBatchHeaderSize <= hard) {
     auto head = reader.Get(pos, kBatchHeaderSize);
     if (!head.ok()) return head.status();
@@ -410,7 +414,7 @@ absl::StatusOr<int64_t> Segment::FindOffsetForTime(int64_t timestamp, uint64_t l
   TimestampOffset entry = time_index_->Lookup(timestamp);
   int64_t from_offset = std::max(entry.offset, base_offset_);
   uint64_t pos = offset_index_->Lookup(from_offset).position;
-  BlockReader reader(fd(), limit);
+  BlockReader reader(fd(), limit, kLookupBlock);
   while (pos < limit) {
     auto head = reader.Get(pos, kBatchHeaderSize);
     if (!head.ok()) return head.status();
