@@ -2,6 +2,7 @@
 #include "net/kafka/framing.h"
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -137,6 +138,9 @@ TEST(Framing, SupportedVersionTable) {
   }
   EXPECT_EQ(FindApi(4), nullptr);  // LeaderAndIsr: not for clients
 }
+
+static_assert(std::is_same_v<ResponseFor<ProduceRequest>, ProduceResponse>);
+static_assert(std::is_same_v<ResponseFor<ApiVersionsRequest>, ApiVersionsResponse>);
 
 TEST(Framing, ErrorCodeNames) {
   EXPECT_EQ(errors::ErrorCodeName(errors::kNone), "NONE");

@@ -118,6 +118,7 @@ class Field:
             raise DefError(f'{self.where}: arrays of records are not supported')
         if self.default == 'null' and not self.nullable:
             raise DefError(f'{self.where}: default null on a non-nullable field')
+        default_init(self)  # raises on a default the type cannot take
 
 
 class Struct:
@@ -818,6 +819,17 @@ def emit_registry(all_messages, stems):
     h += [f'                                 , {resps[m.key].cpp_name}' for m in reqs]
     h[-1] += '>;'
     h += ['',
+          '// The response type answering a request type: ResponseFor<ProduceRequest> is',
+          '// ProduceResponse.',
+          'template <typename Request>',
+          'struct ResponseTypeOf;']
+    for m in reqs:
+        h += ['template <>',
+              f'struct ResponseTypeOf<{m.cpp_name}> {{',
+              f'  using type = {resps[m.key].cpp_name};',
+              '};']
+    h += ['template <typename Request>',
+          'using ResponseFor = typename ResponseTypeOf<Request>::type;', '',
           '// The api key of the held message, or -1 for monostate.',
           'int16_t ApiKeyOf(const AnyRequest& request);',
           'int16_t ApiKeyOf(const AnyResponse& response);', '',
