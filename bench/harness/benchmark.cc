@@ -153,6 +153,7 @@ class Runner {
   // Rate search.
   bool searching_ = false;
   bool search_failed_once_ = false;
+  int search_ok_streak_ = 0;
   int search_ticks_ = 0;
   Snapshot search_start_;
   double max_ok_rate_ = 0;
@@ -444,12 +445,17 @@ void Runner::SearchStep(const TimeSample& s) {
   const bool errors_ok = now.failed == search_start_.failed;
   if (rate_ok && backlog_ok && errors_ok) {
     if (measuring_) max_ok_rate_ = std::max(max_ok_rate_, achieved);
-    SetTotalRate(total_rate_ * (search_failed_once_ ? 1.1 : 2.0));
+    // Double until the first miss, then creep up (faster again after a run of successes).
+    const double step = !search_failed_once_ ? 2.0 : (++search_ok_streak_ >= 3 ? 1.25 : 1.1);
+    SetTotalRate(total_rate_ * step);
   } else {
     search_failed_once_ = true;
+    search_ok_streak_ = 0;
     double base = std::min(achieved, total_rate_);
     if (!backlog_ok && subs > 0) base = std::min(base, consumed / subs);
-    SetTotalRate(std::max(1.0, base * 0.9));
+    // At most halve per step: one bad window (a consumer group still joining, a GC pause)
+    // must not throw the search back to nothing.
+    SetTotalRate(std::max({1.0, base * 0.9, total_rate_ * 0.5}));
   }
   search_start_ = now;
 }
