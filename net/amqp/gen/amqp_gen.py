@@ -417,6 +417,16 @@ def generate(classes, def_name):
             a("  // Decodes arguments; every byte of `args` must be used (else SYNTAX_ERROR).")
             a("  static absl::StatusOr<%s> DecodeArgs(std::string_view args);" % m.struct)
             a("  std::string DebugString() const;")
+            a("  // Calls f(name, member) for every argument but reserved ones, in wire order.")
+            for const in ("", " const"):
+                a("  template <typename F>")
+                if args:
+                    a("  void ForEachField(F&& f)%s {" % const)
+                    for f in args:
+                        a("    f(std::string_view(%s), %s);" % (cpp_string_literal(f.name), f.cpp_name))
+                    a("  }")
+                else:
+                    a("  void ForEachField(F&&)%s {}" % const)
             a("  friend bool operator==(const %s&, const %s&) = default;" % (m.struct, m.struct))
             a("};")
             a("")
@@ -493,6 +503,13 @@ def generate(classes, def_name):
         a("  // Decodes property flags and values; every byte of `bytes` must be used.")
         a("  static absl::StatusOr<%s> Decode(std::string_view bytes);" % name)
         a("  std::string DebugString() const;")
+        a("  // Calls f(name, member) for every property (std::optional members), in flag order.")
+        for const in ("", " const"):
+            a("  template <typename F>")
+            a("  void ForEachField(F&& f)%s {" % const)
+            for p in props:
+                a("    f(std::string_view(%s), %s);" % (cpp_string_literal(p.name), p.cpp_name))
+            a("  }")
         a("  friend bool operator==(const %s&, const %s&) = default;" % (name, name))
         a("};")
         a("")
