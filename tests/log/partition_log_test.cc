@@ -506,3 +506,38 @@ TEST_P(TornTailTest, DamagedCheckpointMeansRevalidateEverythingNotTrustEverythin
 
 }  // namespace
 }  // namespace sluice::storage
+
+namespace sluice::storage {
+namespace {
+
+TEST_P(TornTailTest, SegmentAfterAHoleIsRemoved) {
+  // A roll created the next segment, but the previous segment's last batch never reached the
+  // file (the crash came first). Nothing after the hole was acknowledged: it must go.
+  LogConfig c;
+  c.segment_bytes = 2048;
+  std::vector<int64_t> bases;
+  {
+    auto log = OpenLog(c);
+    for (int i = 0; i < 30; ++i) ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 200, 5, i)).ok());
+    bases = log->segment_base_offsets();
+  }
+  ASSERT_GE(bases.size(), 3u);
+  const int64_t cut_base = bases[bases.size() - 2];
+  const std::string path = SegmentPath(cut_base, ".log");
+  const uint64_t size = testing::SizeOf(path);
+  testing::TruncateFile(path, size - 1);  // its last batch is torn
+  auto log = OpenLog(c);
+  EXPECT_LT(log->log_end_offset(), bases.back());
+  EXPECT_EQ(log->segment_base_offsets().back(), cut_base);
+  EXPECT_EQ(testing::SizeOf(SegmentPath(bases.back(), ".log")), 0u) << "removed";
+  int64_t expect = 0;
+  for (auto& b : ReadAllBatches(*log)) {
+    EXPECT_EQ(RecordBatchView(b).base_offset(), expect);
+    expect = RecordBatchView(b).last_offset() + 1;
+  }
+  EXPECT_EQ(expect, log->log_end_offset());
+  ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 10, 1)).ok());
+}
+
+}  // namespace
+}  // namespace sluice::storage
