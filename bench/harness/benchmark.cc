@@ -619,9 +619,6 @@ absl::StatusOr<Results> Runner::Run() {
     searching_ = w_.producer_rate == 0;
     SetTotalRate(searching_ ? w_.rate_search_start : w_.producer_rate);
   }
-  run_start_ns_ = MonoNanos();
-  last_ = TakeSnapshot();
-  search_start_ = last_;
   if (consumers_go_.load()) {
     // Subscribe before the first message is sent, so that consumers that start at the
     // current end (AMQP streams at "next", Kafka at "latest") miss nothing.
@@ -633,6 +630,10 @@ absl::StatusOr<Results> Runner::Run() {
       c->started = true;
     }
   }
+  // The clock starts once consumers are in place (a Kafka group join takes seconds).
+  run_start_ns_ = MonoNanos();
+  last_ = TakeSnapshot();
+  search_start_ = last_;
   for (auto& c : consumers_) c->thread = std::thread([this, w = c.get()] { ConsumerLoop(w); });
   producers_running_.store(static_cast<int>(producers_.size()));
   for (size_t i = 0; i < producers_.size(); ++i) {
