@@ -83,19 +83,26 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
     } else if (name == "shards") {
       s = ParseInt<int>(name, value, 0, &c.shards);
     } else if (name == "io-backend") {
-      if (value == "io_uring") c.io_backend = storage::IoBackendKind::kIoUring;
-      else if (value == "pwrite") c.io_backend = storage::IoBackendKind::kPwrite;
-      else s = absl::InvalidArgumentError("--io-backend: io_uring or pwrite");
+      if (value == "io_uring")
+        c.io_backend = storage::IoBackendKind::kIoUring;
+      else if (value == "pwrite")
+        c.io_backend = storage::IoBackendKind::kPwrite;
+      else
+        s = absl::InvalidArgumentError("--io-backend: io_uring or pwrite");
     } else if (name == "num-partitions") {
       s = ParseInt<int32_t>(name, value, 1, &c.default_partitions);
     } else if (name == "auto-create-topics") {
-      if (value == "true") c.auto_create_topics = true;
-      else if (value == "false") c.auto_create_topics = false;
-      else s = absl::InvalidArgumentError("--auto-create-topics: true or false");
+      if (value == "true")
+        c.auto_create_topics = true;
+      else if (value == "false")
+        c.auto_create_topics = false;
+      else
+        s = absl::InvalidArgumentError("--auto-create-topics: true or false");
     } else if (name == "segment-bytes") {
       int64_t v;
       s = ParseInt<int64_t>(name, value, 1024, &v);
-      if (s.ok() && v > INT32_MAX) s = absl::InvalidArgumentError("--segment-bytes: at most 2 GiB - 1");
+      if (s.ok() && v > INT32_MAX)
+        s = absl::InvalidArgumentError("--segment-bytes: at most 2 GiB - 1");
       if (s.ok()) c.default_log.segment_bytes = static_cast<uint32_t>(v);
     } else if (name == "retention-ms") {
       s = ParseInt<int64_t>(name, value, -1, &c.default_log.retention_ms);
@@ -108,7 +115,8 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
     } else if (name == "max-message-bytes") {
       int64_t v;
       s = ParseInt<int64_t>(name, value, 128, &v);
-      if (s.ok()) c.default_log.max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
+      if (s.ok())
+        c.default_log.max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, "\n", Usage()));
     }

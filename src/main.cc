@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cstdio>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,8 @@
 #include "log/log_manager.h"
 #include "log/logging.h"
 #include "src/broker_config.h"
+#include "src/kafka/kafka_broker.h"
+#include "src/shard.h"
 
 namespace {
 
@@ -43,35 +46,42 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  storage::LogInfo("sluice starting: data dir %s, kafka port %d, amqp port %d, http port %d, "
-                   "crc32c %s",
-                   config->data_dir, config->kafka_port, config->amqp_port, config->http_port,
-                   storage::Crc32cIsHardwareAccelerated() ? "sse4.2" : "software");
-  storage::LogManager::Options options;
-  options.data_dir = config->data_dir;
-  options.io = config->io_backend;
-  const storage::LogConfig defaults = config->default_log;
-  options.config_for = [defaults](const storage::TopicPartition&) { return defaults; };
-  auto logs = storage::LogManager::Open(options);
-  if (!logs.ok()) {
+  storage::LogInfo(
+      "sluice starting: data dir %s, kafka port %d, amqp port %d, http port %d, "
+      "crc32c %s",
+      config->data_dir, config->kafka_port, config->amqp_port, config->http_port,
+      storage::Crc32cIsHardwareAccelerated() ? "sse4.2" : "software");
+  auto shard = broker::Shard::Create(*config);
+  if (!shard.ok()) {
     storage::LogError("sluice: cannot open data dir %s: %s", config->data_dir,
-                      logs.status().message());
+                      shard.status().message());
     return 1;
   }
-  storage::LogInfo("sluice ready (%d logs)", (*logs)->ListLogs().size());
-
-  while (!g_stop.load()) {
-    (*logs)->Submit();
-    (*logs)->Poll(absl::Milliseconds(50));
-    (*logs)->Tick(absl::ToUnixMillis(absl::Now()));
-    if ((*logs)->io().pending() == 0) usleep(50 * 1000);
+  std::unique_ptr<broker::KafkaBroker> kafka;
+  if (config->kafka_port != 0) {
+    broker::KafkaOptions ko;
+    ko.host = config->listen_host;
+    ko.port = static_cast<uint16_t>(config->kafka_port);
+    kafka = std::make_unique<broker::KafkaBroker>(shard->get(), ko);
+    if (absl::Status s = kafka->Listen(); !s.ok()) {
+      storage::LogError("sluice: kafka listener on %s:%d: %s", ko.host, ko.port, s.message());
+      return 1;
+    }
   }
+  storage::LogInfo("sluice ready (%d logs, %d topics)", (*shard)->logs().ListLogs().size(),
+                   (*shard)->topics().List().size());
+
+  absl::Status run = (*shard)->Run(g_stop);
+  if (!run.ok()) storage::LogError("sluice: reactor failed: %s", run.message());
   storage::LogInfo("sluice stopping: closing logs");
-  absl::Status s = (*logs)->Close();
+  if (kafka) kafka->StopListening();
+  absl::Status s = (*shard)->Close();
   if (!s.ok()) {
     storage::LogError("sluice: close failed: %s", s.message());
     return 1;
   }
+  kafka.reset();
+  shard->reset();
   storage::LogInfo("sluice stopped cleanly");
   return 0;
 }

@@ -1,0 +1,353 @@
+// Handlers of the cluster and topic administration APIs: ApiVersions, Metadata, CreateTopics,
+// DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DescribeCluster,
+// InitProducerId. This broker is the whole cluster: node 0, controller of itself.
+#include <algorithm>
+#include <cstring>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "net/kafka/error_codes.h"
+#include "src/kafka/handlers.h"
+
+namespace sluice::broker {
+
+namespace {
+
+constexpr int32_t kNodeId = 0;
+constexpr char kClusterId[] = "sluice-cluster-0000000";
+constexpr int8_t kResourceTopic = 2;
+constexpr int8_t kResourceBroker = 4;
+// DescribeConfigs config sources.
+constexpr int8_t kSourceDynamicTopic = 1;
+constexpr int8_t kSourceDefault = 5;
+
+kafka::Uuid TopicUuid(const TopicInfo& t) {
+  kafka::Uuid u;
+  std::copy(t.id.begin(), t.id.end(), u.bytes.begin());
+  return u;
+}
+
+int16_t CreateErrorCode(const absl::Status& s) {
+  if (absl::IsAlreadyExists(s)) return kafka::errors::kTopicAlreadyExists;
+  if (absl::IsOutOfRange(s)) return kafka::errors::kInvalidPartitions;
+  if (absl::IsInvalidArgument(s)) {
+    return absl::StrContains(std::string(s.message()), "topic name")
+               ? kafka::errors::kInvalidTopicException
+               : kafka::errors::kInvalidConfig;
+  }
+  return kafka::errors::kUnknownServerError;
+}
+
+}  // namespace
+
+void HandleApiVersions(RequestContext& ctx, kafka::ApiVersionsRequest&) {
+  kafka::ApiVersionsResponse resp;
+  for (const KafkaApiHandler& h : KafkaApiHandlers()) {
+    kafka::ApiVersionsResponse::ApiVersion v;
+    v.api_key = h.api_key;
+    v.min_version = h.min_version;
+    v.max_version = h.max_version;
+    resp.api_keys.push_back(v);
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
+  kafka::MetadataResponse resp;
+  kafka::MetadataResponse::MetadataResponseBroker b;
+  b.node_id = kNodeId;
+  b.host = ctx.local_host;
+  b.port = ctx.local_port;
+  resp.brokers.push_back(b);
+  resp.cluster_id = kClusterId;
+  resp.controller_id = kNodeId;
+
+  auto describe = [&](const std::string& name, const TopicInfo* t, int16_t error) {
+    kafka::MetadataResponse::MetadataResponseTopic rt;
+    rt.name = name;
+    rt.error_code = error;
+    if (t != nullptr) {
+      rt.topic_id = TopicUuid(*t);
+      for (int32_t p = 0; p < t->partitions; ++p) {
+        kafka::MetadataResponse::MetadataResponsePartition rp;
+        rp.partition_index = p;
+        rp.leader_id = kNodeId;
+        rp.leader_epoch = 0;
+        rp.replica_nodes = {kNodeId};
+        rp.isr_nodes = {kNodeId};
+        rt.partitions.push_back(std::move(rp));
+      }
+    }
+    resp.topics.push_back(std::move(rt));
+  };
+
+  // v0: an empty list means all topics; v1+: null means all topics.
+  bool all = !req.topics.has_value() || (ctx.header.api_version == 0 && req.topics->empty());
+  if (all) {
+    for (const TopicInfo* t : ctx.broker.topics().List()) describe(t->name, t, 0);
+  } else {
+    for (const auto& rt : *req.topics) {
+      if (!rt.name.has_value()) {
+        describe("", nullptr, kafka::errors::kUnknownTopicId);
+        continue;
+      }
+      const std::string& name = *rt.name;
+      bool allow = ctx.header.api_version < 4 || req.allow_auto_topic_creation;
+      const TopicInfo* t = ctx.broker.FindOrAutoCreate(name, allow);
+      int16_t err = 0;
+      if (t == nullptr) {
+        err = IsValidTopicName(name) ? kafka::errors::kUnknownTopicOrPartition
+                                     : kafka::errors::kInvalidTopicException;
+      }
+      describe(name, t, err);
+    }
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
+  kafka::CreateTopicsResponse resp;
+  std::set<std::string> seen;
+  for (auto& t : req.topics) {
+    kafka::CreateTopicsResponse::CreatableTopicResult r;
+    r.name = t.name;
+    int32_t partitions = t.num_partitions;
+    if (partitions == -1) partitions = ctx.broker.shard().config().default_partitions;
+    if (!t.assignments.empty()) partitions = static_cast<int32_t>(t.assignments.size());
+    std::map<std::string, std::string> overrides;
+    storage::LogConfig config = ctx.broker.topics().defaults();
+    absl::Status s;
+    for (const auto& c : t.configs) {
+      if (!c.value.has_value()) continue;
+      s = ApplyTopicConfig(c.name, *c.value, &config);
+      if (!s.ok()) break;
+      overrides[c.name] = *c.value;
+    }
+    if (!seen.insert(t.name).second) {
+      r.error_code = kafka::errors::kInvalidRequest;
+      r.error_message = "topic named twice in the request";
+    } else if (!s.ok()) {
+      r.error_code = kafka::errors::kInvalidConfig;
+      r.error_message = std::string(s.message());
+    } else if (t.replication_factor != -1 && t.replication_factor != 1) {
+      r.error_code = kafka::errors::kInvalidReplicationFactor;
+      r.error_message = "this cluster has one broker: replication factor must be 1";
+    } else if (!IsValidTopicName(t.name)) {
+      r.error_code = kafka::errors::kInvalidTopicException;
+      r.error_message = "invalid topic name";
+    } else if (ctx.broker.topics().Find(t.name) != nullptr) {
+      r.error_code = kafka::errors::kTopicAlreadyExists;
+      r.error_message = absl::StrCat("topic '", t.name, "' already exists");
+    } else if (partitions < 1) {
+      r.error_code = kafka::errors::kInvalidPartitions;
+      r.error_message = "partition count must be at least 1";
+    } else if (!req.validate_only) {
+      auto created = ctx.broker.CreateTopic(t.name, partitions, overrides);
+      if (!created.ok()) {
+        r.error_code = CreateErrorCode(created.status());
+        r.error_message = std::string(created.status().message());
+      } else {
+        r.topic_id = TopicUuid(**created);
+      }
+    }
+    if (r.error_code == 0) {
+      r.num_partitions = partitions;
+      r.replication_factor = 1;
+      r.configs.emplace();
+      for (const char* name : kTopicConfigNames) {
+        kafka::CreateTopicsResponse::CreatableTopicConfigs c;
+        c.name = name;
+        c.value = TopicConfigValue(name, config);
+        c.config_source = overrides.contains(name) ? kSourceDynamicTopic : kSourceDefault;
+        r.configs->push_back(std::move(c));
+      }
+    }
+    resp.topics.push_back(std::move(r));
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
+  kafka::DeleteTopicsResponse resp;
+  std::vector<std::pair<std::optional<std::string>, kafka::Uuid>> targets;
+  if (ctx.header.api_version >= 6) {
+    for (const auto& t : req.topics) targets.emplace_back(t.name, t.topic_id);
+  } else {
+    for (const auto& n : req.topic_names) targets.emplace_back(n, kafka::Uuid{});
+  }
+  for (auto& [name, id] : targets) {
+    kafka::DeleteTopicsResponse::DeletableTopicResult r;
+    if (!name.has_value()) {
+      // By id: find the topic with that id.
+      for (const TopicInfo* t : ctx.broker.topics().List()) {
+        if (TopicUuid(*t) == id) name = t->name;
+      }
+      if (!name.has_value()) {
+        r.topic_id = id;
+        r.error_code = kafka::errors::kUnknownTopicId;
+        resp.responses.push_back(std::move(r));
+        continue;
+      }
+    }
+    r.name = *name;
+    const TopicInfo* t = ctx.broker.topics().Find(*name);
+    if (t == nullptr) {
+      r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    } else {
+      r.topic_id = TopicUuid(*t);
+      absl::Status s = ctx.broker.DeleteTopic(*name);
+      if (!s.ok()) {
+        r.error_code = kafka::errors::kUnknownServerError;
+        r.error_message = std::string(s.message());
+      }
+    }
+    resp.responses.push_back(std::move(r));
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleCreatePartitions(RequestContext& ctx, kafka::CreatePartitionsRequest& req) {
+  kafka::CreatePartitionsResponse resp;
+  for (const auto& t : req.topics) {
+    kafka::CreatePartitionsResponse::CreatePartitionsTopicResult r;
+    r.name = t.name;
+    const TopicInfo* info = ctx.broker.topics().Find(t.name);
+    if (info == nullptr) {
+      r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    } else if (t.count <= info->partitions) {
+      r.error_code = kafka::errors::kInvalidPartitions;
+      r.error_message = absl::StrCat("topic has ", info->partitions, " partitions; ", t.count,
+                                     " would not add any");
+    } else if (!req.validate_only) {
+      absl::Status s = ctx.broker.AddPartitions(t.name, t.count);
+      if (!s.ok()) {
+        r.error_code = absl::IsOutOfRange(s) ? kafka::errors::kInvalidPartitions
+                                             : kafka::errors::kUnknownServerError;
+        r.error_message = std::string(s.message());
+      }
+    }
+    resp.results.push_back(std::move(r));
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleDescribeConfigs(RequestContext& ctx, kafka::DescribeConfigsRequest& req) {
+  kafka::DescribeConfigsResponse resp;
+  for (const auto& res : req.resources) {
+    kafka::DescribeConfigsResponse::DescribeConfigsResult r;
+    r.resource_type = res.resource_type;
+    r.resource_name = res.resource_name;
+    if (res.resource_type == kResourceBroker) {
+      resp.results.push_back(std::move(r));  // no broker configs exposed yet
+      continue;
+    }
+    const TopicInfo* t =
+        res.resource_type == kResourceTopic ? ctx.broker.topics().Find(res.resource_name) : nullptr;
+    if (t == nullptr) {
+      r.error_code = res.resource_type == kResourceTopic ? kafka::errors::kUnknownTopicOrPartition
+                                                         : kafka::errors::kInvalidRequest;
+      r.error_message = "unknown resource";
+      resp.results.push_back(std::move(r));
+      continue;
+    }
+    storage::LogConfig config = ctx.broker.topics().ConfigFor(*t);
+    for (const char* name : kTopicConfigNames) {
+      if (res.configuration_keys.has_value() && !res.configuration_keys->empty() &&
+          std::find(res.configuration_keys->begin(), res.configuration_keys->end(), name) ==
+              res.configuration_keys->end()) {
+        continue;
+      }
+      kafka::DescribeConfigsResponse::DescribeConfigsResourceResult c;
+      c.name = name;
+      auto it = t->overrides.find(name);
+      c.value = it != t->overrides.end() ? it->second : TopicConfigValue(name, config);
+      c.is_default = it == t->overrides.end();
+      c.config_source = c.is_default ? kSourceDefault : kSourceDynamicTopic;
+      r.configs.push_back(std::move(c));
+    }
+    resp.results.push_back(std::move(r));
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleIncrementalAlterConfigs(RequestContext& ctx,
+                                   kafka::IncrementalAlterConfigsRequest& req) {
+  kafka::IncrementalAlterConfigsResponse resp;
+  for (const auto& res : req.resources) {
+    kafka::IncrementalAlterConfigsResponse::AlterConfigsResourceResponse r;
+    r.resource_type = res.resource_type;
+    r.resource_name = res.resource_name;
+    const TopicInfo* t =
+        res.resource_type == kResourceTopic ? ctx.broker.topics().Find(res.resource_name) : nullptr;
+    if (t == nullptr) {
+      r.error_code = res.resource_type == kResourceTopic ? kafka::errors::kUnknownTopicOrPartition
+                                                         : kafka::errors::kInvalidRequest;
+      r.error_message = "only topic configs can be altered";
+      resp.responses.push_back(std::move(r));
+      continue;
+    }
+    std::map<std::string, std::string> overrides = t->overrides;
+    storage::LogConfig scratch = ctx.broker.topics().defaults();
+    absl::Status s;
+    for (const auto& c : res.configs) {
+      switch (c.config_operation) {
+        case 0:  // SET
+          s = ApplyTopicConfig(c.name, c.value.value_or(""), &scratch);
+          if (s.ok()) overrides[c.name] = c.value.value_or("");
+          break;
+        case 1:  // DELETE: back to the default
+          s = ApplyTopicConfig(c.name, TopicConfigValue(c.name, scratch), &scratch);
+          overrides.erase(c.name);
+          break;
+        default:  // APPEND/SUBTRACT apply to list configs; none of ours is one
+          s = absl::InvalidArgumentError(
+              absl::StrCat("operation ", c.config_operation, " not supported for ", c.name));
+      }
+      if (!s.ok()) break;
+    }
+    if (s.ok() && !req.validate_only) s = ctx.broker.SetTopicConfig(res.resource_name, overrides);
+    if (!s.ok()) {
+      r.error_code = kafka::errors::kInvalidConfig;
+      r.error_message = std::string(s.message());
+    }
+    resp.responses.push_back(std::move(r));
+  }
+  ctx.responder.Send(resp);
+}
+
+void HandleDescribeCluster(RequestContext& ctx, kafka::DescribeClusterRequest&) {
+  kafka::DescribeClusterResponse resp;
+  resp.cluster_id = kClusterId;
+  resp.controller_id = kNodeId;
+  kafka::DescribeClusterResponse::DescribeClusterBroker b;
+  b.broker_id = kNodeId;
+  b.host = ctx.local_host;
+  b.port = ctx.local_port;
+  resp.brokers.push_back(b);
+  ctx.responder.Send(resp);
+}
+
+void HandleInitProducerId(RequestContext& ctx, kafka::InitProducerIdRequest& req) {
+  kafka::InitProducerIdResponse resp;
+  if (req.transactional_id.has_value()) {
+    // Transactions need a coordinator (a later issue).
+    resp.error_code = kafka::errors::kTransactionalIdAuthorizationFailed;
+  } else if (req.producer_id >= 0) {
+    // KIP-360: an idempotent producer bumping its epoch after an error keeps its id.
+    resp.producer_id = req.producer_id;
+    resp.producer_epoch = static_cast<int16_t>(req.producer_epoch + 1);
+    if (resp.producer_epoch < 0) resp.error_code = kafka::errors::kInvalidProducerEpoch;
+  } else {
+    auto id = ctx.broker.NextProducerId();
+    if (!id.ok()) {
+      resp.error_code = kafka::errors::kUnknownServerError;
+    } else {
+      resp.producer_id = *id;
+      resp.producer_epoch = 0;
+    }
+  }
+  ctx.responder.Send(resp);
+}
+
+}  // namespace sluice::broker

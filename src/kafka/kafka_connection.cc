@@ -1,0 +1,154 @@
+#include "src/kafka/kafka_connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "log/logging.h"
+#include "src/kafka/handlers.h"
+
+namespace sluice::broker {
+
+namespace {
+
+// The address the client reached us on, so Metadata advertises something it can connect to.
+void LocalAddress(int fd, std::string* host, int32_t* port) {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return;
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin6_port);
+  }
+  *host = buf;
+}
+
+}  // namespace
+
+KafkaConnection::KafkaConnection(KafkaBroker* broker, net::Connection& conn)
+    : broker_(broker), queue_(std::make_shared<ResponseQueue>(&conn.reactor(), conn.id())) {
+  LocalAddress(conn.fd(), &local_host_, &local_port_);
+}
+
+void KafkaConnection::OnOpen(net::Connection& conn) {
+  conn.SetDeadline(broker_->options().handshake_timeout,
+                   absl::DeadlineExceededError("no valid request within the handshake timeout"));
+  net::Reactor* reactor = &conn.reactor();
+  net::ConnectionId id = conn.id();
+  ResponseQueue* queue = queue_.get();
+  bool* paused = &paused_;
+  // The queue outlives this handler only through Responders; the callback runs from the
+  // queue while the handler is alive (it is dropped in OnClose).
+  queue_->set_on_drained([reactor, id, queue, paused] {
+    if (*paused && queue->outstanding() < kMaxOutstanding / 2) {
+      if (net::Connection* c = reactor->FindConnection(id)) {
+        *paused = false;
+        c->ResumeReceive();
+      }
+    }
+  });
+}
+
+void KafkaConnection::Reject(net::Connection& conn, const std::string& why) {
+  storage::LogWarning("kafka: closing connection from %s: %s", conn.peer(), why);
+  conn.Close(absl::InvalidArgumentError(why));
+}
+
+void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
+  while (conn.is_open() && !paused_) {
+    if (input.size() < kafka::kFrameSizePrefixBytes) {
+      input.ExpectAtLeast(kafka::kFrameSizePrefixBytes);
+      return;
+    }
+    size_t limit = handshake_done_ ? broker_->options().max_request_bytes
+                                   : broker_->options().max_first_request_bytes;
+    auto size = kafka::ParseFrameSize(std::span<const uint8_t>(input.readable().data(), 4), limit);
+    if (!size.ok()) {
+      // Checked before ExpectAtLeast: an absurd declared length never allocates.
+      Reject(conn, absl::StrFormat("bad frame size: %s", size.status().message()));
+      return;
+    }
+    size_t total = kafka::kFrameSizePrefixBytes + *size;
+    if (input.size() < total) {
+      input.ExpectAtLeast(total);
+      return;
+    }
+    std::span<const uint8_t> payload(input.readable().data() + kafka::kFrameSizePrefixBytes, *size);
+    // Records in the request borrow from the input buffer: handlers copy what they keep
+    // (appends copy into the log's write buffer) before this returns.
+    bool open = HandleFrame(conn, payload);
+    input.Consume(total);
+    if (!open) return;
+    if (queue_->outstanding() >= kMaxOutstanding && !paused_) {
+      paused_ = true;
+      conn.PauseReceive();
+    }
+  }
+}
+
+bool KafkaConnection::HandleFrame(net::Connection& conn, std::span<const uint8_t> payload) {
+  kafka::DecodedRequest req = kafka::DecodeRequest(payload);
+  switch (req.error) {
+    case kafka::RequestError::kNone:
+      break;
+    case kafka::RequestError::kMalformedHeader:
+      Reject(conn, "malformed request header");
+      return false;
+    case kafka::RequestError::kUnknownApiKey:
+      Reject(conn, absl::StrFormat("unknown API key %d", req.header->api_key));
+      return false;
+    case kafka::RequestError::kUnsupportedVersion:
+      if (req.header->api_key == kafka::ApiVersionsRequest::kApiKey) {
+        uint64_t seq = queue_->Reserve();
+        Responder(queue_, seq, req.header->correlation_id, 0)
+            .SendFrame(kafka::EncodeUnsupportedApiVersionsResponse(req.header->correlation_id));
+        return true;
+      }
+      Reject(conn, absl::StrFormat("unsupported version %d of API %d", req.header->api_version,
+                                   req.header->api_key));
+      return false;
+    case kafka::RequestError::kMalformedBody:
+      Reject(conn, absl::StrFormat("malformed request (API %d v%d): %s", req.header->api_key,
+                                   req.header->api_version, req.status.message()));
+      return false;
+  }
+  const KafkaApiHandler* handler = FindKafkaApiHandler(req.header->api_key);
+  int16_t version = req.header->api_version;
+  if (handler == nullptr || version < handler->min_version || version > handler->max_version) {
+    if (req.header->api_key == kafka::ApiVersionsRequest::kApiKey) {
+      uint64_t seq = queue_->Reserve();
+      Responder(queue_, seq, req.header->correlation_id, 0)
+          .SendFrame(kafka::EncodeUnsupportedApiVersionsResponse(req.header->correlation_id));
+      return true;
+    }
+    Reject(conn, absl::StrFormat("API %d v%d is not served by this broker", req.header->api_key,
+                                 version));
+    return false;
+  }
+  if (!handshake_done_) {
+    handshake_done_ = true;
+    conn.ClearDeadline();
+  }
+  uint64_t seq = queue_->Reserve();
+  RequestContext ctx{*broker_,    *req.header,
+                     local_host_, local_port_,
+                     conn.peer(), Responder(queue_, seq, req.header->correlation_id, version)};
+  handler->handle(ctx, req.body);
+  return conn.is_open();
+}
+
+void KafkaConnection::OnClose(net::Connection& conn, absl::Status reason) {
+  queue_->MarkClosed();
+  queue_->set_on_drained(nullptr);
+  if (!reason.ok() && !absl::IsCancelled(reason) && !absl::IsInvalidArgument(reason)) {
+    storage::LogInfo("kafka: connection from %s closed: %s", conn.peer(), reason.ToString());
+  }
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,45 @@
+// One Kafka client connection: framing with limits checked before allocation, decoding,
+// dispatch to the handler table, and in-order answers (ResponseQueue).
+//
+// Framing limits: a size prefix above KafkaOptions::max_request_bytes (above
+// max_first_request_bytes until a request decoded cleanly), or negative, closes the
+// connection before any buffer grows. Malformed requests (no header, unknown API key, a version
+// the broker does not serve, a body that does not decode) close the connection with a log line
+// naming the peer and the reason; an ApiVersions request of an unknown version is answered per
+// KIP-511 instead.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "net/reactor/connection.h"
+#include "src/kafka/kafka_broker.h"
+#include "src/kafka/responder.h"
+
+namespace sluice::broker {
+
+class KafkaConnection : public net::ConnectionHandler {
+ public:
+  KafkaConnection(KafkaBroker* broker, net::Connection& conn);
+
+  void OnOpen(net::Connection& conn) override;
+  void OnData(net::Connection& conn, net::InputBuffer& input) override;
+  void OnClose(net::Connection& conn, absl::Status reason) override;
+
+ private:
+  // Handles one frame's payload; false when the connection was closed.
+  bool HandleFrame(net::Connection& conn, std::span<const uint8_t> payload);
+  void Reject(net::Connection& conn, const std::string& why);
+
+  // Requests answered out of order are held; past this many outstanding, receiving pauses.
+  static constexpr size_t kMaxOutstanding = 256;
+
+  KafkaBroker* const broker_;
+  std::shared_ptr<ResponseQueue> queue_;
+  std::string local_host_;
+  int32_t local_port_ = 0;
+  bool handshake_done_ = false;
+  bool paused_ = false;
+};
+
+}  // namespace sluice::broker

@@ -1,0 +1,192 @@
+// Produce: validate and append each partition's batches, check idempotent-producer sequences,
+// and answer when every partition reached the ack level the request asked for.
+//
+// acks=0: no response. acks=1: answered once written (readable). acks=-1: answered when the
+// batch is durable under the topic's flush policy (flush.messages=1 -> fdatasync'ed; otherwise,
+// as in Kafka with one replica, when written). Batches are stored as produced (compressed ones
+// too); the log checks the header, size and CRC.
+#include "absl/strings/str_cat.h"
+#include "log/logging.h"
+#include "net/kafka/error_codes.h"
+#include "src/kafka/handlers.h"
+
+namespace sluice::broker {
+
+namespace {
+
+struct ProduceState {
+  explicit ProduceState(Responder r) : responder(std::move(r)) {}
+  Responder responder;
+  kafka::ProduceResponse response;
+  int pending = 1;  // +1 held until every partition was started
+  bool reply = true;
+
+  void Done() {
+    if (--pending > 0) return;
+    if (reply) {
+      responder.Send(response);
+    } else {
+      responder.SendNothing();
+    }
+  }
+};
+
+int16_t AppendErrorCode(const absl::Status& s) {
+  if (absl::IsResourceExhausted(s)) return kafka::errors::kMessageTooLarge;
+  if (absl::IsDataLoss(s)) return kafka::errors::kCorruptMessage;
+  return kafka::errors::kKafkaStorageError;
+}
+
+using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
+
+// Appends every batch of one partition's records. Returns false when the partition is already
+// answered (error, or only retried batches); otherwise `state->pending` was raised and the last
+// batch's callback completes the partition.
+void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& state,
+                      size_t topic_index, size_t partition_index, const std::string& topic,
+                      int32_t partition, std::span<const uint8_t> records, int16_t acks) {
+  auto resp = [state, topic_index, partition_index]() -> PartitionResponse& {
+    return state->response.responses[topic_index].partition_responses[partition_index];
+  };
+  storage::PartitionLog* log = ctx.broker.GetLog(topic, partition);
+  if (log == nullptr) {
+    resp().error_code = kafka::errors::kUnknownTopicOrPartition;
+    return;
+  }
+  resp().log_start_offset = log->log_start_offset();
+  // Split into batches by their length fields; each is validated fully by Append.
+  std::vector<std::span<const uint8_t>> batches;
+  std::vector<storage::BatchHeader> headers;
+  for (std::span<const uint8_t> rest = records; !rest.empty();) {
+    auto h = storage::ParseBatchHeader(rest, UINT32_MAX);
+    if (!h.ok() || h->size_bytes() > rest.size()) {
+      resp().error_code = kafka::errors::kCorruptMessage;
+      return;
+    }
+    batches.push_back(rest.first(h->size_bytes()));
+    headers.push_back(*h);
+    rest = rest.subspan(h->size_bytes());
+  }
+  if (batches.empty()) {
+    resp().error_code = kafka::errors::kCorruptMessage;
+    return;
+  }
+  const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
+                                      ? storage::AckLevel::kDurable
+                                      : storage::AckLevel::kWritten;
+  int64_t first_base = -1;
+  bool appended_any = false;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    const storage::BatchHeader& h = headers[i];
+    PartitionProducerState* ps = nullptr;
+    int32_t last_seq = h.base_sequence + h.last_offset_delta;
+    if (h.producer_id >= 0) {
+      ps = ctx.broker.ProducerState(topic, partition, log);
+      int64_t dup = -1;
+      switch (ps->Check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, &dup)) {
+        case PartitionProducerState::Verdict::kAppend:
+          break;
+        case PartitionProducerState::Verdict::kDuplicate:
+          // A retry of a batch already appended: answer with its offset, append nothing.
+          if (first_base < 0) first_base = dup;
+          continue;
+        case PartitionProducerState::Verdict::kOutOfOrder:
+          resp().error_code = kafka::errors::kOutOfOrderSequenceNumber;
+          return;
+        case PartitionProducerState::Verdict::kStaleEpoch:
+          resp().error_code = kafka::errors::kInvalidProducerEpoch;
+          return;
+      }
+    }
+    bool last = i + 1 == batches.size();
+    storage::AppendCallback done;
+    if (last && acks != 0) {
+      ++state->pending;
+      done = [state, resp](absl::Status s, const storage::AppendResult& r) {
+        if (!s.ok() && resp().error_code == 0) resp().error_code = AppendErrorCode(s);
+        if (s.ok() && r.log_append_time_ms >= 0) resp().log_append_time_ms = r.log_append_time_ms;
+        state->Done();
+      };
+    }
+    auto result = log->Append(batches[i], level, std::move(done));
+    if (!result.ok()) {
+      // The callback was not taken on failure: finish the partition here.
+      resp().error_code = AppendErrorCode(result.status());
+      if (last && acks != 0) state->Done();
+      if (!absl::IsResourceExhausted(result.status()) && !absl::IsDataLoss(result.status())) {
+        storage::LogWarning("kafka: append to %s-%d failed: %s", topic, partition,
+                            result.status().message());
+      }
+      return;
+    }
+    appended_any = true;
+    if (first_base < 0) first_base = result->base_offset;
+    if (result->log_append_time_ms >= 0) resp().log_append_time_ms = result->log_append_time_ms;
+    if (ps != nullptr) {
+      ps->Record(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, result->base_offset);
+    }
+  }
+  resp().base_offset = first_base;
+  (void)appended_any;
+}
+
+}  // namespace
+
+void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
+  auto state = std::make_shared<ProduceState>(std::move(ctx.responder));
+  const int16_t acks = req.acks;
+  state->reply = acks != 0;
+  if (acks != 0 && acks != 1 && acks != -1) {
+    for (const auto& t : req.topic_data) {
+      auto& rt = state->response.responses.emplace_back();
+      rt.name = t.name;
+      for (const auto& p : t.partition_data) {
+        auto& rp = rt.partition_responses.emplace_back();
+        rp.index = p.index;
+        rp.error_code = kafka::errors::kInvalidRequiredAcks;
+      }
+    }
+    state->Done();
+    return;
+  }
+  if (req.transactional_id.has_value()) {
+    // Not yet: transactions need the coordinator.
+    for (const auto& t : req.topic_data) {
+      auto& rt = state->response.responses.emplace_back();
+      rt.name = t.name;
+      for (const auto& p : t.partition_data) {
+        auto& rp = rt.partition_responses.emplace_back();
+        rp.index = p.index;
+        rp.error_code = kafka::errors::kTransactionalIdAuthorizationFailed;
+      }
+    }
+    state->Done();
+    return;
+  }
+  // Size the response first: callbacks refer to entries by index.
+  for (const auto& t : req.topic_data) {
+    auto& rt = state->response.responses.emplace_back();
+    rt.name = t.name;
+    rt.partition_responses.resize(t.partition_data.size());
+    for (size_t j = 0; j < t.partition_data.size(); ++j) {
+      rt.partition_responses[j].index = t.partition_data[j].index;
+      rt.partition_responses[j].base_offset = -1;
+    }
+  }
+  for (size_t i = 0; i < req.topic_data.size(); ++i) {
+    const auto& t = req.topic_data[i];
+    const TopicInfo* topic = ctx.broker.FindOrAutoCreate(t.name, true);
+    for (size_t j = 0; j < t.partition_data.size(); ++j) {
+      const auto& p = t.partition_data[j];
+      if (topic == nullptr) {
+        state->response.responses[i].partition_responses[j].error_code =
+            kafka::errors::kUnknownTopicOrPartition;
+        continue;
+      }
+      ProducePartition(ctx, state, i, j, t.name, p.index, p.records.contiguous(), acks);
+    }
+  }
+  state->Done();
+}
+
+}  // namespace sluice::broker

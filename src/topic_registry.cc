@@ -1,0 +1,307 @@
+#include "src/topic_registry.h"
+
+#include <xxhash.h>
+
+#include <cstring>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "log/file_util.h"
+
+namespace sluice::broker {
+
+namespace {
+
+constexpr char kMagic[4] = {'S', 'L', 'T', 'M'};
+constexpr uint32_t kVersion = 1;
+constexpr size_t kPrefix = 12;  // magic, version, body length
+constexpr int64_t kProducerIdBlock = 1000;
+
+class Out {
+ public:
+  void U32(uint32_t v) { Raw(&v, 4); }
+  void I32(int32_t v) { Raw(&v, 4); }
+  void I64(int64_t v) { Raw(&v, 8); }
+  void Str(const std::string& s) {
+    U32(static_cast<uint32_t>(s.size()));
+    Raw(s.data(), s.size());
+  }
+  void Raw(const void* p, size_t n) {
+    const auto* b = static_cast<const uint8_t*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  }
+  std::vector<uint8_t> bytes;
+};
+
+class In {
+ public:
+  explicit In(std::span<const uint8_t> b) : b_(b) {}
+  bool Raw(void* p, size_t n) {
+    if (b_.size() - pos_ < n) return false;
+    memcpy(p, b_.data() + pos_, n);
+    pos_ += n;
+    return true;
+  }
+  bool U32(uint32_t* v) { return Raw(v, 4); }
+  bool I32(int32_t* v) { return Raw(v, 4); }
+  bool I64(int64_t* v) { return Raw(v, 8); }
+  bool Str(std::string* s) {
+    uint32_t n;
+    if (!U32(&n) || b_.size() - pos_ < n) return false;
+    s->assign(reinterpret_cast<const char*>(b_.data() + pos_), n);
+    pos_ += n;
+    return true;
+  }
+  bool done() const { return pos_ == b_.size(); }
+
+ private:
+  std::span<const uint8_t> b_;
+  size_t pos_ = 0;
+};
+
+template <typename T>
+absl::Status ParseNumber(const std::string& name, const std::string& value, T min, T* out) {
+  T v;
+  if (!absl::SimpleAtoi(value, &v) || v < min) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: '%s' is not an integer >= %d", name, value, min));
+  }
+  *out = v;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsValidTopicName(const std::string& name) {
+  if (name.empty() || name.size() > 249 || name == "." || name == "..") return false;
+  for (char c : name) {
+    if (!(isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
+                              storage::LogConfig* c) {
+  if (name == "cleanup.policy") {
+    if (value != "delete" && value != "compact" && value != "compact,delete" &&
+        value != "delete,compact") {
+      return absl::InvalidArgumentError("cleanup.policy: delete or compact");
+    }
+    return absl::OkStatus();
+  }
+  if (name == "flush.messages") {
+    int64_t v;
+    absl::Status s = ParseNumber<int64_t>(name, value, 1, &v);
+    if (s.ok()) c->flush_messages = v == INT64_MAX ? storage::kNever : v;
+    return s;
+  }
+  if (name == "flush.ms") {
+    int64_t v;
+    absl::Status s = ParseNumber<int64_t>(name, value, 0, &v);
+    if (s.ok()) c->flush_ms = v;
+    return s;
+  }
+  if (name == "max.message.bytes") {
+    int64_t v;
+    absl::Status s = ParseNumber<int64_t>(name, value, 0, &v);
+    if (s.ok()) c->max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
+    return s;
+  }
+  if (name == "message.timestamp.type") {
+    if (value == "CreateTime") {
+      c->timestamp_type = storage::TimestampType::kCreateTime;
+    } else if (value == "LogAppendTime") {
+      c->timestamp_type = storage::TimestampType::kLogAppendTime;
+    } else {
+      return absl::InvalidArgumentError("message.timestamp.type: CreateTime or LogAppendTime");
+    }
+    return absl::OkStatus();
+  }
+  if (name == "retention.bytes") return ParseNumber<int64_t>(name, value, -1, &c->retention_bytes);
+  if (name == "retention.ms") return ParseNumber<int64_t>(name, value, -1, &c->retention_ms);
+  if (name == "segment.bytes") {
+    int64_t v;
+    absl::Status s = ParseNumber<int64_t>(name, value, 14, &v);
+    if (s.ok() && v > INT32_MAX) s = absl::InvalidArgumentError("segment.bytes: at most 2 GiB - 1");
+    if (s.ok()) c->segment_bytes = static_cast<uint32_t>(v);
+    return s;
+  }
+  if (name == "segment.ms") return ParseNumber<int64_t>(name, value, 1, &c->segment_ms);
+  return absl::InvalidArgumentError(absl::StrCat("unknown topic config '", name, "'"));
+}
+
+std::string TopicConfigValue(const std::string& name, const storage::LogConfig& c) {
+  if (name == "cleanup.policy") return "delete";
+  if (name == "flush.messages") return absl::StrCat(c.flush_messages);
+  if (name == "flush.ms") return absl::StrCat(c.flush_ms);
+  if (name == "max.message.bytes") return absl::StrCat(c.max_batch_bytes);
+  if (name == "message.timestamp.type") {
+    return c.timestamp_type == storage::TimestampType::kLogAppendTime ? "LogAppendTime"
+                                                                      : "CreateTime";
+  }
+  if (name == "retention.bytes") return absl::StrCat(c.retention_bytes);
+  if (name == "retention.ms") return absl::StrCat(c.retention_ms);
+  if (name == "segment.bytes") return absl::StrCat(c.segment_bytes);
+  if (name == "segment.ms") return absl::StrCat(c.segment_ms);
+  return "";
+}
+
+absl::StatusOr<std::unique_ptr<TopicRegistry>> TopicRegistry::Open(
+    const std::string& data_dir, const storage::LogConfig& defaults) {
+  if (absl::Status s = storage::CreateDirIfMissing(data_dir); !s.ok()) return s;
+  std::unique_ptr<TopicRegistry> r(new TopicRegistry(data_dir + "/topics.meta", defaults));
+  if (absl::Status s = r->Load(); !s.ok()) return s;
+  return r;
+}
+
+absl::Status TopicRegistry::Load() {
+  if (!storage::FileExists(path_)) return absl::OkStatus();
+  auto bytes = storage::ReadWholeFile(path_);
+  if (!bytes.ok()) return bytes.status();
+  const std::vector<uint8_t>& b = *bytes;
+  auto bad = [this](absl::string_view why) {
+    return absl::DataLossError(absl::StrCat(path_, ": ", why));
+  };
+  if (b.size() < kPrefix + 8 || memcmp(b.data(), kMagic, 4) != 0) return bad("not a topics file");
+  uint32_t version, body_len;
+  memcpy(&version, b.data() + 4, 4);
+  memcpy(&body_len, b.data() + 8, 4);
+  if (version != kVersion) return bad(absl::StrCat("unsupported version ", version));
+  if (b.size() != kPrefix + body_len + 8) return bad("wrong length");
+  uint64_t sum;
+  memcpy(&sum, b.data() + kPrefix + body_len, 8);
+  if (sum != XXH3_64bits(b.data(), kPrefix + body_len)) return bad("checksum mismatch");
+  In in(std::span<const uint8_t>(b.data() + kPrefix, body_len));
+  uint32_t count;
+  if (!in.I64(&producer_id_block_end_) || !in.U32(&count)) return bad("truncated");
+  next_producer_id_ = producer_id_block_end_;
+  for (uint32_t i = 0; i < count; ++i) {
+    TopicInfo t;
+    uint32_t n;
+    if (!in.Str(&t.name) || !in.I32(&t.partitions) || !in.Raw(t.id.data(), 16) || !in.U32(&n)) {
+      return bad("truncated topic");
+    }
+    for (uint32_t j = 0; j < n; ++j) {
+      std::string k, v;
+      if (!in.Str(&k) || !in.Str(&v)) return bad("truncated config");
+      t.overrides[k] = v;
+    }
+    std::string name = t.name;
+    topics_[name] = std::move(t);
+  }
+  if (!in.done()) return bad("trailing bytes");
+  return absl::OkStatus();
+}
+
+absl::Status TopicRegistry::Save() const {
+  Out body;
+  body.I64(producer_id_block_end_);
+  body.U32(static_cast<uint32_t>(topics_.size()));
+  for (const auto& [name, t] : topics_) {
+    body.Str(name);
+    body.I32(t.partitions);
+    body.Raw(t.id.data(), 16);
+    body.U32(static_cast<uint32_t>(t.overrides.size()));
+    for (const auto& [k, v] : t.overrides) {
+      body.Str(k);
+      body.Str(v);
+    }
+  }
+  Out file;
+  file.Raw(kMagic, 4);
+  file.U32(kVersion);
+  file.U32(static_cast<uint32_t>(body.bytes.size()));
+  file.Raw(body.bytes.data(), body.bytes.size());
+  uint64_t sum = XXH3_64bits(file.bytes.data(), file.bytes.size());
+  file.Raw(&sum, 8);
+  return storage::WriteFileAtomically(path_, file.bytes);
+}
+
+const TopicInfo* TopicRegistry::Find(const std::string& name) const {
+  auto it = topics_.find(name);
+  return it == topics_.end() ? nullptr : &it->second;
+}
+
+std::vector<const TopicInfo*> TopicRegistry::List() const {
+  std::vector<const TopicInfo*> out;
+  for (const auto& [name, t] : topics_) out.push_back(&t);
+  return out;
+}
+
+storage::LogConfig TopicRegistry::ConfigFor(const TopicInfo& topic) const {
+  storage::LogConfig c = defaults_;
+  for (const auto& [k, v] : topic.overrides) {
+    // Overrides were validated when set; a bad one (older version) keeps the default.
+    (void)ApplyTopicConfig(k, v, &c);
+  }
+  return c;
+}
+
+absl::StatusOr<const TopicInfo*> TopicRegistry::Create(
+    const std::string& name, int32_t partitions, std::map<std::string, std::string> overrides) {
+  if (topics_.contains(name)) {
+    return absl::AlreadyExistsError(absl::StrCat("topic '", name, "' already exists"));
+  }
+  TopicInfo t;
+  t.name = name;
+  t.partitions = partitions;
+  t.overrides = std::move(overrides);
+  std::random_device rd;
+  for (size_t i = 0; i < t.id.size(); i += 4) {
+    uint32_t v = rd();
+    memcpy(t.id.data() + i, &v, 4);
+  }
+  topics_[name] = std::move(t);
+  if (absl::Status s = Save(); !s.ok()) {
+    topics_.erase(name);
+    return s;
+  }
+  return &topics_[name];
+}
+
+absl::Status TopicRegistry::Delete(const std::string& name) {
+  auto it = topics_.find(name);
+  if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+  TopicInfo old = std::move(it->second);
+  topics_.erase(it);
+  absl::Status s = Save();
+  if (!s.ok()) topics_[name] = std::move(old);
+  return s;
+}
+
+absl::Status TopicRegistry::SetPartitions(const std::string& name, int32_t partitions) {
+  auto it = topics_.find(name);
+  if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+  int32_t old = it->second.partitions;
+  it->second.partitions = partitions;
+  absl::Status s = Save();
+  if (!s.ok()) it->second.partitions = old;
+  return s;
+}
+
+absl::Status TopicRegistry::SetOverrides(const std::string& name,
+                                         std::map<std::string, std::string> overrides) {
+  auto it = topics_.find(name);
+  if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+  std::swap(it->second.overrides, overrides);
+  absl::Status s = Save();
+  if (!s.ok()) std::swap(it->second.overrides, overrides);
+  return s;
+}
+
+absl::StatusOr<int64_t> TopicRegistry::NextProducerId() {
+  if (next_producer_id_ >= producer_id_block_end_) {
+    producer_id_block_end_ = next_producer_id_ + kProducerIdBlock;
+    if (absl::Status s = Save(); !s.ok()) {
+      producer_id_block_end_ = next_producer_id_;
+      return s;
+    }
+  }
+  return next_producer_id_++;
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,83 @@
+// The broker's topic catalogue: names, partition counts, per-topic config overrides and topic
+// ids, persisted in `<data_dir>/topics.meta` (format: src/METADATA.md).
+//
+// Threading: owned by the shard that owns the LogManager; not thread-safe.
+// Durability: every mutation is written with storage::WriteFileAtomically before it returns
+// OK, so after a crash the file holds the state before or after the mutation, never a mix.
+// The registry is written before logs are created and after logs are deleted, so a crash in
+// between leaves at worst an empty log directory (re-created) or a topic without its
+// directory (its logs are re-created empty on the next access).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "log/log_config.h"
+
+namespace sluice::broker {
+
+// The topic configs Kafka clients may set, in the order DescribeConfigs lists them.
+inline constexpr std::array<const char*, 9> kTopicConfigNames = {
+    "cleanup.policy",    "flush.messages",         "flush.ms",
+    "max.message.bytes", "message.timestamp.type", "retention.bytes",
+    "retention.ms",      "segment.bytes",          "segment.ms"};
+
+// Applies one `name=value` topic config to `config`. InvalidArgumentError for an unknown name
+// or a bad value. `cleanup.policy` is accepted (delete, compact) but only recorded.
+absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
+                              storage::LogConfig* config);
+// The Kafka-style string value of a config (for DescribeConfigs).
+std::string TopicConfigValue(const std::string& name, const storage::LogConfig& config);
+
+struct TopicInfo {
+  std::string name;
+  int32_t partitions = 0;
+  std::array<uint8_t, 16> id{};
+  std::map<std::string, std::string> overrides;  // config name -> value, as set by clients
+};
+
+class TopicRegistry {
+ public:
+  // Loads `<data_dir>/topics.meta` (a missing file is an empty registry). DataLossError when the
+  // file fails its checksum or version check: the broker refuses to start rather than guess.
+  static absl::StatusOr<std::unique_ptr<TopicRegistry>> Open(const std::string& data_dir,
+                                                             const storage::LogConfig& defaults);
+
+  const TopicInfo* Find(const std::string& name) const;
+  std::vector<const TopicInfo*> List() const;
+  // The effective log config of a topic: broker defaults + its overrides.
+  storage::LogConfig ConfigFor(const TopicInfo& topic) const;
+  const storage::LogConfig& defaults() const { return defaults_; }
+
+  // Mutations persist before returning. Create fails with AlreadyExistsError.
+  absl::StatusOr<const TopicInfo*> Create(const std::string& name, int32_t partitions,
+                                          std::map<std::string, std::string> overrides);
+  absl::Status Delete(const std::string& name);
+  absl::Status SetPartitions(const std::string& name, int32_t partitions);
+  absl::Status SetOverrides(const std::string& name, std::map<std::string, std::string> overrides);
+  // Hands out producer ids; reserves them in blocks so a restart never reuses one.
+  absl::StatusOr<int64_t> NextProducerId();
+
+ private:
+  TopicRegistry(std::string path, const storage::LogConfig& defaults)
+      : path_(std::move(path)), defaults_(defaults) {}
+  absl::Status Load();
+  absl::Status Save() const;
+
+  const std::string path_;
+  const storage::LogConfig defaults_;
+  std::map<std::string, TopicInfo> topics_;
+  int64_t next_producer_id_ = 0;
+  int64_t producer_id_block_end_ = 0;  // persisted: ids below it may have been handed out
+};
+
+// Kafka's legal topic names: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".
+bool IsValidTopicName(const std::string& name);
+
+}  // namespace sluice::broker

@@ -1,0 +1,108 @@
+"""Starts the real `sluice` binary for integration tests: free port, temp data dir, bounded
+waits, killed by PID on exit (also on failure)."""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Broker:
+    def __init__(self, binary, extra=(), data_dir=None):
+        self.binary = binary
+        self.extra = list(extra)
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-it-")
+        self.port = free_port()
+        self.proc = None
+        self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout=20):
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [self.binary, "--data-dir", self.data_dir, "--kafka-port", str(self.port),
+             "--amqp-port", "0", "--http-port", "0", "--listen-host", "127.0.0.1"] + self.extra,
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sluice did not start listening: " + self.tail())
+
+    def tail(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-3000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def kill9(self):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+                raise RuntimeError("sluice did not stop on SIGTERM")
+        code = self.proc.returncode if self.proc else 0
+        self.proc = None
+        return code
+
+    def cleanup(self):
+        self.kill9()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
+
+
+def parse_args():
+    p = argparse.ArgumentParser()
+    p.add_argument("--sluice", required=True)
+    p.add_argument("--work", default=None, help="cache dir (npm)")
+    return p.parse_args()
+
+
+def run(test):
+    """Runs test(args) and reports; the broker started by the test is cleaned up by it."""
+    args = parse_args()
+    started = time.time()
+    try:
+        test(args)
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        print(f"FAILED after {time.time() - started:.1f}s")
+        sys.exit(1)
+    print(f"PASSED in {time.time() - started:.1f}s")
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
