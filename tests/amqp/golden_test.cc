@@ -25,12 +25,18 @@ struct Session {
   std::vector<Command> commands;
 };
 
-Session Load(const std::string& name) {
+enum class Side { kClient, kServer };
+
+// Client captures start with the protocol header; server captures start with frames.
+Session Load(const std::string& name, Side side = Side::kClient) {
   Session s;
   s.bytes = testing_util::ReadFileOrDie(std::string(SLUICE_AMQP_VECTORS_DIR) + "/" + name);
   EXPECT_GT(s.bytes.size(), 8u) << name;
-  EXPECT_EQ(MatchProtocolHeader(s.bytes), ProtocolHeaderMatch::kMatch);
-  std::string_view in = std::string_view(s.bytes).substr(kProtocolHeader.size());
+  std::string_view in = s.bytes;
+  if (side == Side::kClient) {
+    EXPECT_EQ(MatchProtocolHeader(s.bytes), ProtocolHeaderMatch::kMatch);
+    in.remove_prefix(kProtocolHeader.size());
+  }
   FrameDecoder decoder(kFrameMinSize);  // before tune-ok
   CommandAssembler assembler;
   while (!in.empty()) {
@@ -43,6 +49,9 @@ Session Load(const std::string& name) {
     if (!c.ok() || !c->has_value()) continue;
     if (const auto* tune_ok = std::get_if<ConnectionTuneOk>(&(*c)->method)) {
       decoder.set_max_frame_size(tune_ok->frame_max);
+    }
+    if (const auto* tune = std::get_if<ConnectionTune>(&(*c)->method)) {
+      decoder.set_max_frame_size(tune->frame_max);
     }
     s.commands.push_back(std::move(**c));
   }
@@ -252,6 +261,70 @@ TEST(GoldenAmqpPublishTest, SessionDecodes) {
   EXPECT_EQ(s.commands[4].body, "hello from rabbitmq-c");
   EXPECT_EQ(At<ChannelClose>(s, 5).reply_code, 200);
   EXPECT_EQ(At<ConnectionClose>(s, 6).reply_text, "200");
+  ExpectReencodesExactly(s);
+}
+
+// What RabbitMQ 3.10 sent to pika (tests/amqp/clients/pika_consumer.py through
+// record_proxy.py): the server-side methods, deliveries and confirms.
+TEST(GoldenRabbitMqTest, ServerSessionDecodes) {
+  const Session s = Load("rabbitmq_server_session.bin", Side::kServer);
+  ASSERT_EQ(s.commands.size(), 19u);
+
+  const auto& start = At<ConnectionStart>(s, 0);
+  EXPECT_EQ(start.version_major, 0);
+  EXPECT_EQ(start.version_minor, 9);
+  EXPECT_EQ(StringProperty(start.server_properties, "product"), "RabbitMQ");
+  const FieldTable* caps = start.server_properties.Find("capabilities")->get_if<FieldTable>();
+  ASSERT_NE(caps, nullptr);
+  for (const char* cap : {"publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+                          "consumer_cancel_notify", "connection.blocked"}) {
+    ASSERT_NE(caps->Find(cap), nullptr) << cap;
+    EXPECT_EQ(caps->Find(cap)->AsBool(), true) << cap;
+  }
+  EXPECT_THAT(start.mechanisms, testing::HasSubstr("PLAIN"));
+  EXPECT_EQ(start.locales, "en_US");
+
+  const auto& tune = At<ConnectionTune>(s, 1);
+  EXPECT_EQ(tune.channel_max, 2047);
+  EXPECT_EQ(tune.frame_max, 131072u);
+  EXPECT_EQ(tune.heartbeat, 60);
+  At<ConnectionOpenOk>(s, 2);
+  At<ChannelOpenOk>(s, 3);
+  At<ConfirmSelectOk>(s, 4);
+  At<ExchangeDeclareOk>(s, 5);
+  const auto& declare_ok = At<QueueDeclareOk>(s, 6);
+  EXPECT_EQ(declare_ok.queue, "sluice.q");
+  EXPECT_EQ(declare_ok.message_count, 0u);
+  At<QueueBindOk>(s, 7);
+  EXPECT_EQ(At<BasicAck>(s, 8).delivery_tag, 1u);  // publisher confirms
+  EXPECT_EQ(At<BasicAck>(s, 9).delivery_tag, 2u);
+  const std::string tag = At<BasicConsumeOk>(s, 10).consumer_tag;
+  EXPECT_EQ(tag.substr(0, 5), "ctag1");
+
+  const auto& deliver = At<BasicDeliver>(s, 11);
+  EXPECT_EQ(deliver.consumer_tag, tag);
+  EXPECT_EQ(deliver.delivery_tag, 1u);
+  EXPECT_FALSE(deliver.redelivered);
+  EXPECT_EQ(deliver.exchange, "sluice.x");
+  EXPECT_EQ(deliver.routing_key, "rk");
+  EXPECT_EQ(s.commands[11].body, "first");
+  const BasicProperties& p = s.commands[11].header->properties;
+  EXPECT_EQ(p.content_type, "text/plain");
+  EXPECT_EQ(p.message_id, "m1");
+  EXPECT_EQ(p.headers->Find("n")->AsInt64(), 1);
+  EXPECT_EQ(s.commands[12].body, "second");
+  // pika cancelled with "second" unacked: RabbitMQ delivered it again before cancel-ok.
+  EXPECT_TRUE(At<BasicDeliver>(s, 13).redelivered);
+  EXPECT_EQ(At<BasicCancelOk>(s, 14).consumer_tag, tag);
+
+  const auto& get_ok = At<BasicGetOk>(s, 15);
+  EXPECT_TRUE(get_ok.redelivered);
+  EXPECT_EQ(get_ok.exchange, "sluice.x");
+  EXPECT_EQ(get_ok.message_count, 0u);
+  EXPECT_EQ(s.commands[15].body, "second");
+  At<BasicGetEmpty>(s, 16);
+  At<ChannelCloseOk>(s, 17);
+  At<ConnectionCloseOk>(s, 18);
   ExpectReencodesExactly(s);
 }
 

@@ -20,3 +20,15 @@ capture pika_split_body.bin 4096 /usr/bin/python3 "$HERE/clients/pika_client.py"
 capture amqplib_session.bin 131072 env NODE_PATH="$AMQPLIB_DIR/node_modules" node "$HERE/clients/amqplib_client.js" PORT
 capture amqp_publish_session.bin 131072 amqp-publish --url amqp://guest:guest@127.0.0.1:PORT \
   -e amq.direct -r route.key -p -C text/plain -H "x-tool: amqp-publish" -b "hello from rabbitmq-c"
+
+# Server side, optional: what a real RabbitMQ (listening on $RABBITMQ_PORT, never 5672 here)
+# sends to pika.
+if [ -n "${RABBITMQ_PORT:-}" ]; then
+  fifo=$(mktemp -u); mkfifo "$fifo"
+  /usr/bin/python3 "$HERE/record_proxy.py" --upstream-port "$RABBITMQ_PORT" \
+    --out "$HERE/rabbitmq_server_session.bin" >"$fifo" &
+  proxy=$!
+  read -r _ port <"$fifo"; rm -f "$fifo"
+  /usr/bin/python3 "$HERE/clients/pika_consumer.py" "$port"
+  wait "$proxy"
+fi
