@@ -66,8 +66,22 @@ void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
       input.ExpectAtLeast(kafka::kFrameSizePrefixBytes);
       return;
     }
-    size_t limit = handshake_done_ ? broker_->options().max_request_bytes
-                                   : broker_->options().max_first_request_bytes;
+    size_t limit = broker_->options().max_request_bytes;
+    if (!handshake_done_) {
+      // Before a valid request only small frames are accepted, unless the header already
+      // names an API version we serve (a client may open with a large Produce).
+      if (input.size() < 8) {
+        input.ExpectAtLeast(8);
+        return;
+      }
+      const uint8_t* h = input.readable().data() + 4;
+      int16_t key = static_cast<int16_t>(h[0] << 8 | h[1]);
+      int16_t version = static_cast<int16_t>(h[2] << 8 | h[3]);
+      const KafkaApiHandler* api = FindKafkaApiHandler(key);
+      if (api == nullptr || version < api->min_version || version > api->max_version) {
+        limit = broker_->options().max_first_request_bytes;
+      }
+    }
     auto size = kafka::ParseFrameSize(std::span<const uint8_t>(input.readable().data(), 4), limit);
     if (!size.ok()) {
       // Checked before ExpectAtLeast: an absurd declared length never allocates.

@@ -1,12 +1,13 @@
 // One Kafka client connection: framing with limits checked before allocation, decoding,
 // dispatch to the handler table, and in-order answers (ResponseQueue).
 //
-// Framing limits: a size prefix above KafkaOptions::max_request_bytes (above
-// max_first_request_bytes until a request decoded cleanly), or negative, closes the
-// connection before any buffer grows. Malformed requests (no header, unknown API key, a version
-// the broker does not serve, a body that does not decode) close the connection with a log line
-// naming the peer and the reason; an ApiVersions request of an unknown version is answered per
-// KIP-511 instead.
+// Framing limits: a size prefix above KafkaOptions::max_request_bytes, or negative, closes the
+// connection before any buffer grows. Until a request decoded cleanly, frames whose header does
+// not name an API version we serve are limited to max_first_request_bytes (so a stranger
+// cannot make the broker buffer 100 MiB of garbage; a client opening with a big Produce can).
+// Malformed requests (no header, unknown API key, a version the broker does not serve, a body that
+// does not decode) close the connection with a log line naming the peer and the reason; an
+// ApiVersions request of an unknown version is answered per KIP-511 instead.
 #pragma once
 
 #include <memory>
