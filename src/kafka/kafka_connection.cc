@@ -66,10 +66,11 @@ void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
       input.ExpectAtLeast(kafka::kFrameSizePrefixBytes);
       return;
     }
-    size_t limit = broker_->options().max_request_bytes;
-    if (!handshake_done_) {
+    auto size = kafka::ParseFrameSize(std::span<const uint8_t>(input.readable().data(), 4),
+                                      broker_->options().max_request_bytes);
+    if (size.ok() && !handshake_done_ && *size > broker_->options().max_first_request_bytes) {
       // Before a valid request only small frames are accepted, unless the header already
-      // names an API version we serve (a client may open with a large Produce).
+      // names an API version we serve (a client may open a connection with a large Produce).
       if (input.size() < 8) {
         input.ExpectAtLeast(8);
         return;
@@ -79,10 +80,11 @@ void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
       int16_t version = static_cast<int16_t>(h[2] << 8 | h[3]);
       const KafkaApiHandler* api = FindKafkaApiHandler(key);
       if (api == nullptr || version < api->min_version || version > api->max_version) {
-        limit = broker_->options().max_first_request_bytes;
+        size = absl::InvalidArgumentError(
+            absl::StrFormat("frame size %d exceeds the limit of %d before a valid request", *size,
+                            broker_->options().max_first_request_bytes));
       }
     }
-    auto size = kafka::ParseFrameSize(std::span<const uint8_t>(input.readable().data(), 4), limit);
     if (!size.ok()) {
       // Checked before ExpectAtLeast: an absurd declared length never allocates.
       Reject(conn, absl::StrFormat("bad frame size: %s", size.status().message()));
