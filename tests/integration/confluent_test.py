@@ -1,5 +1,5 @@
 """confluent-kafka-python (librdkafka) against sluice: admin (create topic with partitions and
-configs, describe configs, create partitions, delete), keyed records with headers
+configs, describe and incrementally alter configs, create partitions, delete), keyed records with headers
 consumed from the beginning / an offset / a timestamp, every compression codec, 1 MiB records
 vs max.message.bytes, idempotent producer."""
 import time
@@ -50,6 +50,30 @@ def consume(bootstrap, assignments, expect, timeout=20):
     return out
 
 
+def incremental_alter(port, topic, name, value):
+    """IncrementalAlterConfigs v0 by hand (confluent-kafka 2.0.2 has no client for it)."""
+    import socket
+    import struct
+
+    def string(v):
+        return struct.pack(">h", len(v)) + v.encode()
+
+    body = (struct.pack(">i", 1) + struct.pack(">b", 2) + string(topic) + struct.pack(">i", 1) +
+            string(name) + struct.pack(">b", 0) + string(value) + b"\x00")
+    req = struct.pack(">hhi", 44, 0, 9) + string("it") + body
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(struct.pack(">i", len(req)) + req)
+        buf = b""
+        while len(buf) < 4 or len(buf) < 4 + struct.unpack(">i", buf[:4])[0]:
+            chunk = s.recv(65536)
+            check(chunk, "IncrementalAlterConfigs: connection closed")
+            buf += chunk
+    # size, correlation id, throttle, count, error code
+    corr, _, count, err = struct.unpack(">iiih", buf[4:18])
+    check(corr == 9 and count == 1, "IncrementalAlterConfigs response")
+    return err
+
+
 def test(args):
     b = Broker(args.sluice, ["--auto-create-topics", "false"]).start()
     try:
@@ -71,6 +95,10 @@ def test(args):
         res = ConfigResource(ConfigResource.Type.TOPIC, "orders")
         cfg = admin.describe_configs([res])[res].result(10)
         check(cfg["retention.ms"].value == "3600000", f"retention.ms {cfg['retention.ms'].value}")
+        check(incremental_alter(b.port, "orders", "retention.ms", "7200000") == 0, "alter")
+        check(incremental_alter(b.port, "orders", "retention.ms", "soon") == 40, "INVALID_CONFIG")
+        cfg = admin.describe_configs([res])[res].result(10)
+        check(cfg["retention.ms"].value == "7200000", f"altered {cfg['retention.ms'].value}")
         # Keyed records with headers.
         t0 = int(time.time() * 1000)
         recs = [(None, f"key{i % 10}".encode(), f"value-{i}".encode(), [("n", str(i).encode())])
@@ -106,10 +134,10 @@ def test(args):
 
         # Compression codecs.
         admin.create_topics([NewTopic("codecs", num_partitions=1)])["codecs"].result(10)
-        for codec in ["gzip", "snappy", "lz4", "zstd"]:
+        for n, codec in enumerate(["gzip", "snappy", "lz4", "zstd"]):
             vals = [f"{codec}-{i}".encode() * 20 for i in range(200)]
             produce(bs, "codecs", [(0, None, v, None) for v in vals], **{"compression.type": codec})
-            got = consume(bs, [TopicPartition("codecs", 0, -2)], 10**9, timeout=3)
+            got = consume(bs, [TopicPartition("codecs", 0, -2)], 200 * (n + 1))
             check([m.value() for m in got][-200:] == vals, f"{codec} round trip")
 
         # A 1 MiB record: accepted under max.message.bytes=2000000, refused under the default.
@@ -137,6 +165,15 @@ def test(args):
         admin.delete_topics(["codecs"])["codecs"].result(10)
         check("codecs" not in admin.list_topics(timeout=10).topics, "deleted")
         check(b.stop() == 0, "clean shutdown")
+        # Topics, partition counts and configs survive a restart.
+        b.start()
+        admin = AdminClient({"bootstrap.servers": bs, "broker.address.family": "v4"})
+        res = ConfigResource(ConfigResource.Type.TOPIC, "orders")
+        cfg = admin.describe_configs([res])[res].result(10)
+        check(cfg["retention.ms"].value == "7200000", "config persisted")
+        md = admin.list_topics(timeout=10)
+        check(len(md.topics["orders"].partitions) == 4 and "codecs" not in md.topics, "topics")
+        check(b.stop() == 0, "clean shutdown after restart")
     except Exception:
         print(b.tail())
         raise
