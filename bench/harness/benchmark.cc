@@ -709,12 +709,19 @@ absl::StatusOr<Results> Runner::Run() {
   // Tail: stop producers, let consumers catch up.
   stop_producers_.store(true);
   const int64_t tail_start = MonoNanos();
+  int64_t last_progress = tail_start;
+  uint64_t last_received = last_.received;
   while (!Aborted()) {
     SleepUntilMono(next_tick);
     next_tick += kSecond;
     Tick("tail");
-    if (producers_running_.load() == 0 && last_.backlog == 0) break;
+    if (last_.received != last_received) last_progress = last_.mono_ns;
+    last_received = last_.received;
+    const bool producers_done = producers_running_.load() == 0;
+    if (producers_done && last_.backlog == 0) break;
     if ((MonoNanos() - tail_start) / 1e9 > o_.max_tail_seconds) break;
+    // Consumers that have stopped making progress will not drain the rest.
+    if (producers_done && MonoNanos() - last_progress > 5 * kSecond) break;
   }
   for (auto& p : producers_) p->thread.join();
   stop_consumers_.store(true);

@@ -314,7 +314,12 @@ std::string SummaryKv(const Results& r) {
       {"pub_latency", &r.pub_latency}, {"pub_delay", &r.pub_delay}, {"e2e", &r.e2e}};
   for (const auto& [name, h] : hists) {
     for (double p : kReportPercentiles) {
-      kvf(absl::StrCat(name, "_", PercentileKey(p), "_us"), Us(h->ValueAtPercentile(p)));
+      const std::string key = absl::StrCat(name, "_", PercentileKey(p), "_us");
+      if (h->count() == 0) {
+        kv(key, "");  // No samples: no value (0 would read as a measurement).
+      } else {
+        kvf(key, Us(h->ValueAtPercentile(p)));
+      }
     }
     kv(absl::StrCat(name, "_count"), h->count());
   }
