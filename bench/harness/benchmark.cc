@@ -646,6 +646,8 @@ absl::StatusOr<Results> Runner::Run() {
   int64_t next_tick = run_start_ns_ + kSecond;
   Snapshot build_end;
   int64_t build_end_rss = -1;
+  int64_t drain_progress_ns = 0;  // Last tick at which consumers received anything.
+  uint64_t drain_last_received = 0;
   if (r_.backlog_mode) {
     r_.backlog.target_bytes = w_.BacklogTargetBytes();
     r_.backlog.target_messages = w_.consumer_backlog_messages;
@@ -684,12 +686,18 @@ absl::StatusOr<Results> Runner::Run() {
         consumers_go_.store(true);
         phase = "drain";
         phase_start = last_.mono_ns;
+        drain_progress_ns = last_.mono_ns;
+        drain_last_received = last_.received;
       }
     } else if (phase == "drain") {
       const double threshold =
           std::max(100.0, 0.5 * total_rate_ * std::max(1, w_.subscriptions_per_topic));
       const bool drained = last_.backlog <= threshold;
-      if (drained || in_phase >= w_.test_duration_seconds) {
+      if (last_.received != drain_last_received) drain_progress_ns = last_.mono_ns;
+      drain_last_received = last_.received;
+      // Consumers that received nothing for 30 s will not drain it: stop waiting.
+      const bool stalled = last_.mono_ns - drain_progress_ns > 30 * kSecond;
+      if (drained || stalled || in_phase >= w_.test_duration_seconds) {
         r_.backlog.drained = drained;
         r_.backlog.drain_seconds = in_phase;
         const double d = std::max(1e-9, in_phase);

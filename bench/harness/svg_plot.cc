@@ -97,6 +97,10 @@ struct Axis {
       lo = std::min(0.0, lo);  // Rates, counts and sizes read best from zero.
       if (hi <= lo) hi = lo + 1;
       ticks = NiceTicks(lo, hi * 1.05, 6);
+      // End the axis on a labelled tick above the data, so the top value stays readable.
+      if (ticks.size() >= 2 && ticks.back() < hi * 1.05) {
+        ticks.push_back(ticks.back() + (ticks[1] - ticks[0]));
+      }
       hi = std::max(hi, ticks.back());
     }
   }
