@@ -63,13 +63,18 @@ absl::Status Shard::Run(const std::atomic<bool>& stop) {
     // short while operations are pending.
     absl::Duration wait = kTickInterval;
     if (!watching_storage_ && logs_->io().pending() > 0) wait = absl::Milliseconds(1);
-    if (absl::Status s = reactor_->RunOnce(wait); !s.ok()) return s;
-    // End of iteration: one submission for every append this iteration made.
-    logs_->Submit();
-    // Inline-write backends complete at submit time; collect those completions now.
-    logs_->Poll(absl::ZeroDuration());
-    for (auto& hook : hooks_) hook();
+    if (absl::Status s = RunOnce(wait); !s.ok()) return s;
   }
+  return absl::OkStatus();
+}
+
+absl::Status Shard::RunOnce(absl::Duration timeout) {
+  if (absl::Status s = reactor_->RunOnce(timeout); !s.ok()) return s;
+  // End of iteration: one submission for every append this iteration made.
+  logs_->Submit();
+  // Inline-write backends complete at submit time; collect those completions now.
+  logs_->Poll(absl::ZeroDuration());
+  for (auto& hook : hooks_) hook();
   return absl::OkStatus();
 }
 

@@ -37,6 +37,8 @@ class Shard {
 
   // Runs the loop until `stop` becomes true (checked at least every 100 ms).
   absl::Status Run(const std::atomic<bool>& stop);
+  // One loop iteration, waiting at most `timeout` (tests and fuzzers drive the loop with it).
+  absl::Status RunOnce(absl::Duration timeout);
   // Closes every log cleanly (flush, checkpoint, clean-shutdown marker). Call after Run and
   // after the front ends stopped listening.
   absl::Status Close();

@@ -36,7 +36,7 @@ absl::StatusOr<const TopicInfo*> KafkaBroker::CreateTopic(
   if (!IsValidTopicName(name)) {
     return absl::InvalidArgumentError(absl::StrCat("invalid topic name '", name, "'"));
   }
-  if (partitions < 1 || partitions > 100000) {
+  if (partitions < 1 || partitions > options_.max_partitions) {
     return absl::OutOfRangeError(absl::StrCat("invalid partition count ", partitions));
   }
   storage::LogConfig config = topics().defaults();
@@ -73,7 +73,7 @@ absl::Status KafkaBroker::DeleteTopic(const std::string& name) {
 absl::Status KafkaBroker::AddPartitions(const std::string& name, int32_t count) {
   const TopicInfo* t = topics().Find(name);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
-  if (count <= t->partitions) {
+  if (count <= t->partitions || count > options_.max_partitions) {
     return absl::OutOfRangeError(
         absl::StrCat("topic has ", t->partitions, " partitions; the new count must be larger"));
   }

@@ -31,6 +31,8 @@ struct KafkaOptions {
   size_t max_first_request_bytes = 64 * 1024;
   absl::Duration handshake_timeout = absl::Seconds(30);
   absl::Duration idle_timeout = absl::Minutes(10);  // connections.max.idle.ms
+  // Largest partition count of one topic (each partition is a directory and open files).
+  int32_t max_partitions = 10000;
 };
 
 // A fetch waiting for data (long poll). `Check` re-runs the fetch when a partition it reads

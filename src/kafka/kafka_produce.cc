@@ -79,7 +79,7 @@ void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& 
   for (size_t i = 0; i < batches.size(); ++i) {
     const storage::BatchHeader& h = headers[i];
     PartitionProducerState* ps = nullptr;
-    int32_t last_seq = h.base_sequence + h.last_offset_delta;
+    int32_t last_seq = PartitionProducerState::LastSequence(h.base_sequence, h.last_offset_delta);
     if (h.producer_id >= 0) {
       ps = ctx.broker.ProducerState(topic, partition, log);
       int64_t dup = -1;

@@ -117,7 +117,7 @@ void PartitionProducerState::Replay(const storage::PartitionLog& log, int64_t fr
       if (!h.ok() || h->size_bytes() > rest.size()) break;
       if (h->producer_id >= 0 && h->last_offset() >= offset) {
         Record(h->producer_id, h->producer_epoch, h->base_sequence,
-               h->base_sequence + h->last_offset_delta, h->base_offset);
+               LastSequence(h->base_sequence, h->last_offset_delta), h->base_offset);
       }
       next = h->last_offset() + 1;
       rest = rest.subspan(h->size_bytes());

@@ -35,6 +35,12 @@ class PartitionProducerState {
 
   static constexpr size_t kBatchesKept = 5;
 
+  // The sequence of a batch's last record: sequences wrap from INT32_MAX to 0.
+  static int32_t LastSequence(int32_t base_sequence, int32_t last_offset_delta) {
+    int64_t last = static_cast<int64_t>(base_sequence) + last_offset_delta;
+    return static_cast<int32_t>(last > INT32_MAX ? last - INT32_MAX - 1 : last);
+  }
+
   // Loads the snapshot in `log`'s directory (if any) and replays later batch headers.
   static std::unique_ptr<PartitionProducerState> Load(const storage::PartitionLog& log);
 
