@@ -132,6 +132,18 @@ def test(args):
         check([m.value() for m in got] == [b"late-1", b"late-2"], "from timestamp")
         check(offs[1].offset == 0, f"old timestamp maps to offset 0, got {offs[1].offset}")
 
+        # LogAppendTime: the broker's clock replaces the producer's timestamp.
+        admin.create_topics([NewTopic("stamped", num_partitions=1, config={
+            "message.timestamp.type": "LogAppendTime"})])["stamped"].result(10)
+        before = int(time.time() * 1000)
+        p = Producer({"bootstrap.servers": bs, "broker.address.family": "v4"})
+        p.produce("stamped", value=b"old", partition=0, timestamp=1000)
+        check(p.flush(10) == 0, "stamped delivered")
+        m = consume(bs, [TopicPartition("stamped", 0, 0)], 1)[0]
+        kind, ts = m.timestamp()
+        check(kind == 2 and before - 1000 <= ts <= int(time.time() * 1000) + 1000,
+              f"LogAppendTime: {kind} {ts}")
+
         # Compression codecs.
         admin.create_topics([NewTopic("codecs", num_partitions=1)])["codecs"].result(10)
         for n, codec in enumerate(["gzip", "snappy", "lz4", "zstd"]):
