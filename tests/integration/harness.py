@@ -31,7 +31,23 @@ class Broker:
     def bootstrap(self):
         return f"127.0.0.1:{self.port}"
 
+    def wait_port_free(self, timeout=15):
+        """After kill -9 the kernel may keep the old listening socket (held by io_uring
+        teardown) for a moment: connecting then reaches a dead broker."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    s.bind(("127.0.0.1", self.port))
+                    return
+                except OSError:
+                    time.sleep(0.05)
+        raise RuntimeError(f"port {self.port} still in use")
+
     def start(self, timeout=20):
+        self.wait_port_free()
+        start_at = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [self.binary, "--data-dir", self.data_dir, "--kafka-port", str(self.port),
@@ -41,11 +57,16 @@ class Broker:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"sluice exited with {self.proc.returncode}: {self.tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
+            with open(self.log_path, "rb") as f:
+                f.seek(start_at)
+                ready = b"sluice ready" in f.read()
+            if ready:
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                        return self
+                except OSError:
+                    pass
+            time.sleep(0.05)
         raise RuntimeError("sluice did not start listening: " + self.tail())
 
     def tail(self):
