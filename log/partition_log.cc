@@ -267,7 +267,7 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   if (!valid.ok()) return valid;
 
   const int64_t now = Now();
-  absl::Status rolled = MaybeRoll(batch.size(), now);
+  absl::Status rolled = MaybeRoll(batch.size(), RecordBatchView(batch).last_offset_delta(), now);
   if (!rolled.ok()) return rolled;
   Segment& active = *segments_.back();
 
@@ -314,10 +314,13 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   return result;
 }
 
-absl::Status PartitionLog::MaybeRoll(size_t batch_size, int64_t now_ms) {
+absl::Status PartitionLog::MaybeRoll(size_t batch_size, int32_t last_offset_delta,
+                                     int64_t now_ms) {
   Segment& active = *segments_.back();
   if (active.empty()) return absl::OkStatus();
-  const bool full = active.size() + batch_size > config_.segment_bytes;
+  const bool full = active.size() + batch_size > config_.segment_bytes ||
+                    next_offset_ + last_offset_delta - active.base_offset() >=
+                        static_cast<int64_t>(UINT32_MAX);  // index offsets are u32-relative
   const bool old = active.first_append_ms() >= 0 && now_ms - active.first_append_ms() >= config_.segment_ms;
   if (!full && !old && !active.indexes_full()) return absl::OkStatus();
   return Roll();

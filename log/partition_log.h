@@ -154,7 +154,7 @@ class PartitionLog {
 
   PartitionLog(std::string dir, const LogConfig& config, IoBackend* io);
   absl::Status Recover();
-  absl::Status MaybeRoll(size_t batch_size, int64_t now_ms);
+  absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
   void OnWriteDone(Chunk* chunk, int result);
   void MaybeStartSync();

@@ -63,7 +63,7 @@ SegmentFile::~SegmentFile() {
 }
 
 ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
-                       const std::function<void(const BatchHeader&, uint64_t)>& visit) {
+                       int64_t segment_base, const std::function<void(const BatchHeader&, uint64_t)>& visit) {
   ScanResult r;
   BlockReader reader(fd, limit, kScanBlock);
   uint64_t pos = from;
@@ -99,6 +99,16 @@ ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
             absl::DataLossError(absl::StrFormat("bad batch at position %d: %s", pos, s.message()));
         break;
       }
+    }
+    // Offsets must belong to this segment: at or above its base, and close enough that the
+    // index can express them relative to it (and the last offset cannot overflow).
+    if (header->base_offset < segment_base ||
+        header->base_offset > INT64_MAX - 1 - header->last_offset_delta ||
+        header->last_offset() - segment_base >= static_cast<int64_t>(UINT32_MAX)) {
+      r.stop_reason = absl::DataLossError(absl::StrFormat(
+          "batch at position %d has offsets %d..+%d outside segment %d", pos,
+          header->base_offset, header->last_offset_delta, segment_base));
+      break;
     }
     if (r.next_offset >= 0 && header->base_offset < r.next_offset) {
       r.stop_reason = absl::DataLossError(absl::StrFormat(
@@ -224,7 +234,7 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
     }
     if (lo > 0) from = offset_index_->entry(lo - 1).position;
   }
-  ScanResult r = ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, nullptr);
+  ScanResult r = ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr);
   if (!r.stop_reason.ok()) {
     return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
                                                file_->path(), r.stop_reason.message()));
@@ -263,7 +273,7 @@ absl::StatusOr<ScanResult> Segment::RebuildIndexes(uint64_t limit, bool verify_c
   time_index_ = std::move(*ti);
   ResetIndexBookkeeping();
   size_ = 0;
-  ScanResult r = ScanBatches(fd(), 0, limit, verify_crc,
+  ScanResult r = ScanBatches(fd(), 0, limit, verify_crc, base_offset_,
                              [this](const BatchHeader& h, uint64_t pos) {
                                OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
                              });
@@ -273,14 +283,14 @@ absl::StatusOr<ScanResult> Segment::RebuildIndexes(uint64_t limit, bool verify_c
 ScanResult Segment::RecoverTail(uint64_t from, uint64_t limit) {
   size_ = from;
   if (!offset_index_->sealed() && !time_index_->sealed()) {
-    return ScanBatches(fd(), from, limit, /*verify_crc=*/true,
+    return ScanBatches(fd(), from, limit, /*verify_crc=*/true, base_offset_,
                        [this](const BatchHeader& h, uint64_t pos) {
                          OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
                        });
   }
   // Sealed indexes already describe the whole segment: validate without touching them, and
   // rebuild them only if the tail turns out to be torn.
-  ScanResult r = ScanBatches(fd(), from, limit, /*verify_crc=*/true,
+  ScanResult r = ScanBatches(fd(), from, limit, /*verify_crc=*/true, base_offset_,
                              [this](const BatchHeader& h, uint64_t pos) {
                                if (h.max_timestamp > max_timestamp_) {
                                  max_timestamp_ = h.max_timestamp;

@@ -46,9 +46,11 @@ struct ScanResult {
   absl::Status stop_reason;
 };
 
-// Walks batches of `fd` in [from, limit). With `verify_crc`, each batch is fully validated;
-// otherwise only headers are read. `visit` sees each good batch's header and position.
-ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
+// Walks batches of `fd` in [from, limit) of the segment whose base offset is `segment_base`.
+// With `verify_crc`, each batch is fully validated; otherwise only headers are read. Offsets
+// must increase, start at or above `segment_base` and stay within the u32 relative range of
+// the index. `visit` sees each good batch's header and position.
+ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc, int64_t segment_base,
                        const std::function<void(const BatchHeader&, uint64_t position)>& visit);
 
 class Segment {

@@ -11,7 +11,7 @@ SLUICE_BUILD_PKGS=(
 SLUICE_TEST_PKGS=(
   librdkafka-dev librabbitmq-dev kcat amqp-tools
   python3 python3-confluent-kafka python3-kafka python3-pika python3-kombu
-  fio
+  fio rabbitmq-server
 )
 
 sluice_missing_pkgs() {

@@ -181,7 +181,7 @@ int VerifyPartition(const std::string& dir) {
     int fd = ::open((stem + ".log").c_str(), O_RDONLY | O_CLOEXEC);
     off_t size = ::lseek(fd, 0, SEEK_END);
     std::vector<std::pair<int64_t, uint64_t>> starts;  // (base offset, position) of each batch
-    ScanResult r = ScanBatches(fd, 0, static_cast<uint64_t>(size), /*verify_crc=*/true,
+    ScanResult r = ScanBatches(fd, 0, static_cast<uint64_t>(size), /*verify_crc=*/true, base,
                                [&](const BatchHeader& h, uint64_t pos) {
                                  starts.emplace_back(h.base_offset, pos);
                                });
