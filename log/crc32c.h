@@ -7,7 +7,8 @@
 
 namespace sluice::storage {
 
-// Extends `crc` (0 for a fresh checksum) over `data[0, n)`. Crc32c(0, "123456789", 9) == 0xE3069283.
+// Extends `crc` (0 for a fresh checksum) over `data[0, n)`. Crc32c(0, "123456789", 9) ==
+// 0xE3069283.
 uint32_t Crc32c(uint32_t crc, const void* data, size_t n);
 
 // True when the hardware path is in use (reported in the start-up log).

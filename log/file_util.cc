@@ -154,8 +154,8 @@ absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const std::string& path) {
 absl::StatusOr<size_t> PreadFully(int fd, void* buf, size_t n, uint64_t offset) {
   size_t done = 0;
   while (done < n) {
-    ssize_t r = ::pread(fd, static_cast<uint8_t*>(buf) + done, n - done,
-                        static_cast<off_t>(offset + done));
+    ssize_t r =
+        ::pread(fd, static_cast<uint8_t*>(buf) + done, n - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;
       return ErrnoStatus("pread", absl::StrCat("fd ", fd), errno);

@@ -34,6 +34,21 @@ struct Op {
   IoCallback done;
 };
 
+// Writes the whole range with pwrite, retrying short writes; the byte count or -errno.
+int PwriteAll(const Op& op) {
+  uint32_t done = 0;
+  while (done < op.len) {
+    ssize_t n =
+        ::pwrite(op.fd, op.data + done, op.len - done, static_cast<off_t>(op.position + done));
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return -errno;
+    }
+    done += static_cast<uint32_t>(n);
+  }
+  return static_cast<int>(done);
+}
+
 // Synchronous fallback: Submit() performs the queued operations with pwrite/fdatasync and
 // Poll() runs their callbacks, so callers see the same asynchronous shape as with io_uring.
 class PwriteBackend final : public IoBackend {
@@ -51,7 +66,7 @@ class PwriteBackend final : public IoBackend {
     while (!queued_.empty()) {
       Op op = std::move(queued_.front());
       queued_.pop_front();
-      int result = op.kind == OpKind::kWrite ? DoWrite(op) : DoSync(op.fd);
+      int result = op.kind == OpKind::kWrite ? PwriteAll(op) : DoSync(op.fd);
       completed_.emplace_back(std::move(op.done), result);
     }
   }
@@ -71,19 +86,6 @@ class PwriteBackend final : public IoBackend {
   size_t pending() const override { return queued_.size() + completed_.size(); }
 
  private:
-  static int DoWrite(const Op& op) {
-    uint32_t done = 0;
-    while (done < op.len) {
-      ssize_t n = ::pwrite(op.fd, op.data + done, op.len - done,
-                           static_cast<off_t>(op.position + done));
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        return -errno;
-      }
-      done += static_cast<uint32_t>(n);
-    }
-    return static_cast<int>(done);
-  }
   static int DoSync(int fd) { return ::fdatasync(fd) == 0 ? 0 : -errno; }
 
   std::deque<Op> queued_;
@@ -237,8 +239,10 @@ class UringBackend final : public IoBackend {
           Prep(op);  // short write: continue where it stopped
           continue;
         }
-        if (op->done_bytes < op->len) res = -EIO;  // zero-length write: no progress possible
-        else res = static_cast<int>(op->done_bytes);
+        if (op->done_bytes < op->len)
+          res = -EIO;  // zero-length write: no progress possible
+        else
+          res = static_cast<int>(op->done_bytes);
       }
       --in_flight_;
       IoCallback done = std::move(op->done);
@@ -248,20 +252,6 @@ class UringBackend final : public IoBackend {
     }
     Submit();  // retries and work queued by callbacks
     return n;
-  }
-
-  static int PwriteAll(const Op& op) {
-    uint32_t done = 0;
-    while (done < op.len) {
-      ssize_t n = ::pwrite(op.fd, op.data + done, op.len - done,
-                           static_cast<off_t>(op.position + done));
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        return -errno;
-      }
-      done += static_cast<uint32_t>(n);
-    }
-    return static_cast<int>(done);
   }
 
   io_uring ring_;
@@ -299,7 +289,8 @@ std::unique_ptr<IoBackend> IoBackend::Create(IoBackendKind preferred, const std:
     const bool inline_writes = dir.empty() || !BufferedWritesCanCompleteInline(dir);
     if (auto uring = UringBackend::Create(inline_writes, &why_not)) {
       if (!dir.empty()) {
-        LogInfo("storage: io_uring for fdatasync%s", inline_writes
+        LogInfo("storage: io_uring for fdatasync%s",
+                inline_writes
                     ? "; buffered writes inline (filesystem has no non-blocking buffered writes)"
                     : " and writes");
       }

@@ -42,18 +42,19 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
     TopicPartition tp;
     if (!TopicPartition::FromDirName(name, &tp)) continue;
     LogConfig config = mgr->options_.config_for ? mgr->options_.config_for(tp) : LogConfig();
-    auto log = PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config,
-                                  mgr->io_.get());
+    auto log =
+        PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config, mgr->io_.get());
     if (!log.ok()) {
       LogError("storage: log %s could not be opened: %s", name, log.status().message());
       return log.status();
     }
     const RecoveryReport& r = (*log)->recovery_report();
-    LogInfo("storage: opened %s: %d segments, offsets [%d, %d), %s, validated %d bytes, "
-            "truncated %d bytes, %d index rebuilds, %s",
-            name, r.segments, (*log)->log_start_offset(), (*log)->log_end_offset(),
-            r.clean_shutdown ? "clean shutdown" : "recovered after crash", r.bytes_validated,
-            r.bytes_truncated, r.indexes_rebuilt, absl::FormatDuration(r.took));
+    LogInfo(
+        "storage: opened %s: %d segments, offsets [%d, %d), %s, validated %d bytes, "
+        "truncated %d bytes, %d index rebuilds, %s",
+        name, r.segments, (*log)->log_start_offset(), (*log)->log_end_offset(),
+        r.clean_shutdown ? "clean shutdown" : "recovered after crash", r.bytes_validated,
+        r.bytes_truncated, r.indexes_rebuilt, absl::FormatDuration(r.took));
     mgr->logs_[tp] = std::move(*log);
   }
   return mgr;
@@ -62,8 +63,8 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
 absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
                                                     const LogConfig& config) {
   if (auto it = logs_.find(tp); it != logs_.end()) return it->second.get();
-  auto log = PartitionLog::Open(absl::StrCat(options_.data_dir, "/", tp.DirName()), config,
-                                io_.get());
+  auto log =
+      PartitionLog::Open(absl::StrCat(options_.data_dir, "/", tp.DirName()), config, io_.get());
   if (!log.ok()) return log.status();
   absl::Status s = SyncDir(options_.data_dir);
   if (!s.ok()) return s;

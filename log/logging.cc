@@ -19,8 +19,8 @@ void EmitLogLine(Severity severity, std::string_view message) {
                       : severity == Severity::kWarning ? "WARN"
                                                        : "ERROR";
   // One write() per line so lines from several threads do not interleave.
-  std::string line = absl::StrFormat("%s.%03ldZ %s %s\n", stamp, ts.tv_nsec / 1000000, level,
-                                     message);
+  std::string line =
+      absl::StrFormat("%s.%03ldZ %s %s\n", stamp, ts.tv_nsec / 1000000, level, message);
   ssize_t ignored = ::write(STDERR_FILENO, line.data(), line.size());
   (void)ignored;
 }

@@ -127,9 +127,10 @@ absl::Status PartitionLog::Recover() {
       if (rp_base == cp.segment_base) {
         rp_pos = cp.position;
       } else {
-        LogError("%s: segment %s named by the recovery checkpoint is missing; re-validating "
-                 "from segment %s", dir_, Segment::FileStem(cp.segment_base),
-                 Segment::FileStem(rp_base));
+        LogError(
+            "%s: segment %s named by the recovery checkpoint is missing; re-validating "
+            "from segment %s",
+            dir_, Segment::FileStem(cp.segment_base), Segment::FileStem(rp_base));
       }
     }
     report_.recovery_offset = cp.recovery_offset;
@@ -140,8 +141,8 @@ absl::Status PartitionLog::Recover() {
     // A segment is named by the offset the previous one ended with when it rolled. If the
     // previous segment now ends earlier (its last writes never reached the file), this one
     // starts after a hole, and nothing in it was ever acknowledged: it goes.
-    if (!cut && !segments_.empty() && segments_.back()->next_offset() != base &&
-        base >= rp_base && !clean) {
+    if (!cut && !segments_.empty() && segments_.back()->next_offset() != base && base >= rp_base &&
+        !clean) {
       LogWarning("%s: segment %s does not continue the previous one (which ends at %d)", dir_,
                  Segment::FileStem(base), segments_.back()->next_offset());
       cut = true;
@@ -172,12 +173,13 @@ absl::Status PartitionLog::Recover() {
         auto r = seg->RebuildIndexes(file_size, /*verify_crc=*/true);
         if (!r.ok()) return r.status();
         if (!r->stop_reason.ok()) {
-          LogError("CORRUPTION in %s below the recovery point at position %d: %s. Committed "
-                   "data is not truncated; the log stays offline until repaired.",
-                   seg->file()->path(), r->end_position, r->stop_reason.message());
-          return absl::DataLossError(absl::StrFormat(
-              "%s: corrupt batch below the recovery point at position %d: %s",
-              seg->file()->path(), r->end_position, r->stop_reason.message()));
+          LogError(
+              "CORRUPTION in %s below the recovery point at position %d: %s. Committed "
+              "data is not truncated; the log stays offline until repaired.",
+              seg->file()->path(), r->end_position, r->stop_reason.message());
+          return absl::DataLossError(
+              absl::StrFormat("%s: corrupt batch below the recovery point at position %d: %s",
+                              seg->file()->path(), r->end_position, r->stop_reason.message()));
         }
       }
     } else {
@@ -197,17 +199,17 @@ absl::Status PartitionLog::Recover() {
         if (!r->stop_reason.ok()) {
           LogError("CORRUPTION in %s below the recovery point at position %d: %s",
                    seg->file()->path(), r->end_position, r->stop_reason.message());
-          return absl::DataLossError(absl::StrFormat(
-              "%s: corrupt batch below the recovery point at position %d: %s",
-              seg->file()->path(), r->end_position, r->stop_reason.message()));
+          return absl::DataLossError(
+              absl::StrFormat("%s: corrupt batch below the recovery point at position %d: %s",
+                              seg->file()->path(), r->end_position, r->stop_reason.message()));
         }
       }
       std::optional<ScanResult> tail = seg->RecoverTail(from, file_size);
       report_.bytes_validated += tail->end_position - from;
       if (!tail->stop_reason.ok()) {
         LogWarning("%s: truncating segment %s at position %d (%d bytes): %s", dir_,
-                   Segment::FileStem(base), tail->end_position,
-                   file_size - tail->end_position, tail->stop_reason.message());
+                   Segment::FileStem(base), tail->end_position, file_size - tail->end_position,
+                   tail->stop_reason.message());
         report_.bytes_truncated += file_size - tail->end_position;
         absl::Status t = seg->TruncateTo(tail->end_position, seg->next_offset());
         if (!t.ok()) return t;
@@ -314,14 +316,14 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   return result;
 }
 
-absl::Status PartitionLog::MaybeRoll(size_t batch_size, int32_t last_offset_delta,
-                                     int64_t now_ms) {
+absl::Status PartitionLog::MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms) {
   Segment& active = *segments_.back();
   if (active.empty()) return absl::OkStatus();
   const bool full = active.size() + batch_size > config_.segment_bytes ||
                     next_offset_ + last_offset_delta - active.base_offset() >=
                         static_cast<int64_t>(UINT32_MAX);  // index offsets are u32-relative
-  const bool old = active.first_append_ms() >= 0 && now_ms - active.first_append_ms() >= config_.segment_ms;
+  const bool old =
+      active.first_append_ms() >= 0 && now_ms - active.first_append_ms() >= config_.segment_ms;
   if (!full && !old && !active.indexes_full()) return absl::OkStatus();
   return Roll();
 }
@@ -370,17 +372,20 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
       spare_buffers_.push_back(std::move(c->bytes));
     }
   }
-  if (in_flight_.empty() && open_chunk_ == nullptr &&
-      written_offset_ == next_offset_ && !segments_.empty()) {
+  if (in_flight_.empty() && open_chunk_ == nullptr && written_offset_ == next_offset_ &&
+      !segments_.empty()) {
     // Everything is written: the written end is the end of the active segment.
     written_end_ = FilePosition{segments_.back()->base_offset(), segments_.back()->size()};
   }
   // Seal rolled segments whose writes are all done.
-  while (!pending_seal_.empty() && pending_seal_.front()->base_offset() < written_end_.segment_base) {
+  while (!pending_seal_.empty() &&
+         pending_seal_.front()->base_offset() < written_end_.segment_base) {
     Segment* seg = pending_seal_.front();
     pending_seal_.erase(pending_seal_.begin());
     absl::Status s = seg->Seal();
-    if (!s.ok()) LogError("%s: sealing segment %s: %s", dir_, Segment::FileStem(seg->base_offset()), s.message());
+    if (!s.ok())
+      LogError("%s: sealing segment %s: %s", dir_, Segment::FileStem(seg->base_offset()),
+               s.message());
   }
   if (failure_.ok()) FireWaiters(written_waiters_, written_offset_);
   MaybeStartSync();
@@ -388,8 +393,8 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
 
 void PartitionLog::MaybeStartSync() {
   if (sync_in_flight_ || !failure_.ok()) return;
-  const bool waiters = !durable_waiters_.empty() &&
-                       durable_waiters_.front().last_offset < written_offset_;
+  const bool waiters =
+      !durable_waiters_.empty() && durable_waiters_.front().last_offset < written_offset_;
   if (!waiters && durable_offset_ >= flush_target_) return;
   // Only completed writes can be covered; the rest waits for the next round.
   if (written_offset_ <= durable_offset_ || unsynced_files_.empty()) return;
@@ -490,8 +495,7 @@ absl::Status PartitionLog::WriteCheckpoint() {
   cp.segment_base = durable_end_.segment_base;
   cp.position = durable_end_.position;
   cp.log_start_offset = log_start_offset_;
-  absl::Status s =
-      WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp);
+  absl::Status s = WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp);
   if (s.ok()) {
     checkpointed_offset_ = cp.recovery_offset;
     checkpointed_log_start_ = cp.log_start_offset;
@@ -538,8 +542,8 @@ void PartitionLog::ApplyRetention(int64_t now_ms) {
 
 absl::Status PartitionLog::AdvanceLogStart(int64_t offset) {
   if (offset > written_offset_) {
-    return absl::OutOfRangeError(absl::StrFormat("log start %d past high watermark %d", offset,
-                                                 written_offset_));
+    return absl::OutOfRangeError(
+        absl::StrFormat("log start %d past high watermark %d", offset, written_offset_));
   }
   if (offset <= log_start_offset_) return absl::OkStatus();
   log_start_offset_ = offset;
@@ -548,10 +552,9 @@ absl::Status PartitionLog::AdvanceLogStart(int64_t offset) {
 }
 
 size_t PartitionLog::SegmentIndexFor(int64_t offset) const {
-  auto it = std::upper_bound(segments_.begin(), segments_.end(), offset,
-                             [](int64_t o, const std::unique_ptr<Segment>& s) {
-                               return o < s->base_offset();
-                             });
+  auto it = std::upper_bound(
+      segments_.begin(), segments_.end(), offset,
+      [](int64_t o, const std::unique_ptr<Segment>& s) { return o < s->base_offset(); });
   return it == segments_.begin() ? 0 : static_cast<size_t>(it - segments_.begin()) - 1;
 }
 
@@ -563,8 +566,8 @@ uint64_t PartitionLog::ReadableLimit(const Segment& segment) const {
 
 absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes) const {
   if (offset < log_start_offset_ || offset > written_offset_) {
-    return absl::OutOfRangeError(absl::StrFormat("offset %d outside [%d, %d]", offset,
-                                                 log_start_offset_, written_offset_));
+    return absl::OutOfRangeError(
+        absl::StrFormat("offset %d outside [%d, %d]", offset, log_start_offset_, written_offset_));
   }
   FileSlice slice;
   slice.first_offset = offset;
@@ -579,8 +582,8 @@ absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes)
     uint8_t head[kBatchHeaderSize];
     auto got = PreadFully(seg.fd(), head, sizeof(head), *pos);
     if (!got.ok()) return got.status();
-    auto header = ParseBatchHeader(std::span<const uint8_t>(head, *got),
-                                   static_cast<uint32_t>(limit - *pos));
+    auto header =
+        ParseBatchHeader(std::span<const uint8_t>(head, *got), static_cast<uint32_t>(limit - *pos));
     if (!header.ok()) return absl::DataLossError(header.status().message());
     auto end = seg.FindBatchBoundaryAtOrBelow(*pos, *pos + max_bytes, limit);
     if (!end.ok()) return end.status();

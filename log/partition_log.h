@@ -58,7 +58,7 @@ using AppendCallback = absl::AnyInvocable<void(absl::Status, const AppendResult&
 struct FileSlice {
   std::shared_ptr<SegmentFile> file;
   uint64_t position = 0;
-  uint32_t size = 0;         // 0: nothing readable at the requested offset yet
+  uint32_t size = 0;          // 0: nothing readable at the requested offset yet
   int64_t first_offset = -1;  // base offset of the first batch in the slice
 };
 
@@ -77,8 +77,7 @@ class PartitionLog {
   // Opens (creating if needed) the log in `dir`, recovering it as described above.
   // `io` must outlive the log. `now_ms` is wall-clock milliseconds (injectable for tests).
   static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(const std::string& dir,
-                                                            const LogConfig& config,
-                                                            IoBackend* io);
+                                                            const LogConfig& config, IoBackend* io);
   ~PartitionLog();
   PartitionLog(const PartitionLog&) = delete;
   PartitionLog& operator=(const PartitionLog&) = delete;
@@ -174,7 +173,7 @@ class PartitionLog {
   std::function<int64_t()> now_ms_;
 
   std::vector<std::unique_ptr<Segment>> segments_;  // by base offset; back() is active
-  std::vector<Segment*> pending_seal_;  // rolled, sealed once their writes completed
+  std::vector<Segment*> pending_seal_;              // rolled, sealed once their writes completed
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
   std::vector<std::vector<uint8_t>> spare_buffers_;

@@ -52,10 +52,10 @@ class RecordBatchView {
   int8_t magic() const;
   uint32_t crc() const;
   int16_t attributes() const;
-  Compression compression() const;     // attributes bits 0-2
+  Compression compression() const;       // attributes bits 0-2
   TimestampType timestamp_type() const;  // attribute bit 3
-  bool is_transactional() const;       // attribute bit 4
-  bool is_control() const;             // attribute bit 5
+  bool is_transactional() const;         // attribute bit 4
+  bool is_control() const;               // attribute bit 5
   int32_t last_offset_delta() const;
   int64_t base_timestamp() const;
   int64_t max_timestamp() const;

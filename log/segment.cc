@@ -62,8 +62,8 @@ SegmentFile::~SegmentFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
-                       int64_t segment_base, const std::function<void(const BatchHeader&, uint64_t)>& visit) {
+ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc, int64_t segment_base,
+                       const std::function<void(const BatchHeader&, uint64_t)>& visit) {
   ScanResult r;
   BlockReader reader(fd, limit, kScanBlock);
   uint64_t pos = from;
@@ -86,9 +86,8 @@ ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
     }
     const uint64_t size = header->size_bytes();
     if (size > limit - pos) {
-      r.stop_reason = absl::DataLossError(
-          absl::StrFormat("batch at position %d of %d bytes runs past the end (%d)", pos, size,
-                          limit));
+      r.stop_reason = absl::DataLossError(absl::StrFormat(
+          "batch at position %d of %d bytes runs past the end (%d)", pos, size, limit));
       break;
     }
     if (verify_crc) {
@@ -105,9 +104,9 @@ ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
     if (header->base_offset < segment_base ||
         header->base_offset > INT64_MAX - 1 - header->last_offset_delta ||
         header->last_offset() - segment_base >= static_cast<int64_t>(UINT32_MAX)) {
-      r.stop_reason = absl::DataLossError(absl::StrFormat(
-          "batch at position %d has offsets %d..+%d outside segment %d", pos,
-          header->base_offset, header->last_offset_delta, segment_base));
+      r.stop_reason = absl::DataLossError(
+          absl::StrFormat("batch at position %d has offsets %d..+%d outside segment %d", pos,
+                          header->base_offset, header->last_offset_delta, segment_base));
       break;
     }
     if (r.next_offset >= 0 && header->base_offset < r.next_offset) {
@@ -129,9 +128,7 @@ ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc,
   return r;
 }
 
-std::string Segment::FileStem(int64_t base_offset) {
-  return absl::StrFormat("%020d", base_offset);
-}
+std::string Segment::FileStem(int64_t base_offset) { return absl::StrFormat("%020d", base_offset); }
 
 bool Segment::ParseLogFileName(const std::string& name, int64_t* base_offset) {
   if (name.size() != 24 || name.compare(20, 4, ".log") != 0) return false;
@@ -168,19 +165,17 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& dir,
   if (fd < 0) return ErrnoStatus("create segment", path, errno);
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
-  auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset,
-                                config.max_index_bytes);
+  auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes);
   if (!oi.ok()) return oi.status();
-  auto ti = TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset,
-                              config.max_index_bytes);
+  auto ti =
+      TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset, config.max_index_bytes);
   if (!ti.ok()) return ti.status();
   seg->offset_index_ = std::move(*oi);
   seg->time_index_ = std::move(*ti);
   return seg;
 }
 
-absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(const std::string& dir,
-                                                       int64_t base_offset,
+absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(const std::string& dir, int64_t base_offset,
                                                        const LogConfig& config) {
   std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log");
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
@@ -229,12 +224,15 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
     size_t lo = 0, hi = offset_index_->entries();
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
-      if (offset_index_->entry(mid).position <= trusted_limit) lo = mid + 1;
-      else hi = mid;
+      if (offset_index_->entry(mid).position <= trusted_limit)
+        lo = mid + 1;
+      else
+        hi = mid;
     }
     if (lo > 0) from = offset_index_->entry(lo - 1).position;
   }
-  ScanResult r = ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr);
+  ScanResult r =
+      ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr);
   if (!r.stop_reason.ok()) {
     return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
                                                file_->path(), r.stop_reason.message()));
@@ -391,8 +389,7 @@ absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) c
   return found;
 }
 
-absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from,
-                                                             uint64_t position_limit,
+absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from, uint64_t position_limit,
                                                              uint64_t written_limit) const {
   const uint64_t hard = std::min(position_limit, written_limit);
   // Start from the last index entry at or below the limit, if it is past `from`.
@@ -400,8 +397,10 @@ absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from,
   size_t lo = 0, hi = offset_index_->entries();
   while (lo < hi) {
     size_t mid = (lo + hi) / 2;
-    if (offset_index_->entry(mid).position <= hard) lo = mid + 1;
-    else hi = mid;
+    if (offset_index_->entry(mid).position <= hard)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   if (lo > 0) pos = std::max<uint64_t>(pos, offset_index_->entry(lo - 1).position);
   BlockReader reader(fd(), written_limit, kLookupBlock);

@@ -65,8 +65,7 @@ class Segment {
                                                          const LogConfig& config);
   // Opens an existing segment's .log file. Indexes are opened by OpenIndexes() or rebuilt by
   // RebuildIndexes(); until one of them succeeds the segment must not be read.
-  static absl::StatusOr<std::unique_ptr<Segment>> Open(const std::string& dir,
-                                                       int64_t base_offset,
+  static absl::StatusOr<std::unique_ptr<Segment>> Open(const std::string& dir, int64_t base_offset,
                                                        const LogConfig& config);
   ~Segment();
 

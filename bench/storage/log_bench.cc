@@ -152,7 +152,8 @@ void BM_AppendDurable(benchmark::State& state) {
     bytes += static_cast<int64_t>(batch.size()) * appenders;
   }
   state.SetBytesProcessed(bytes);
-  state.counters["acks_per_s"] = benchmark::Counter(static_cast<double>(acks), benchmark::Counter::kIsRate);
+  state.counters["acks_per_s"] =
+      benchmark::Counter(static_cast<double>(acks), benchmark::Counter::kIsRate);
   state.counters["fsyncs"] = static_cast<double>(state.iterations());
   (void)start;
 }
@@ -228,7 +229,8 @@ void BM_RandomLookup(benchmark::State& state) {
   std::mt19937_64 rng(42);
   const int64_t end = log.high_watermark();
   // Warm: touch the indexes and the pages the lookups read.
-  for (int i = 0; i < 20000; ++i) benchmark::DoNotOptimize(log.Read(static_cast<int64_t>(rng() % end), 1));
+  for (int i = 0; i < 20000; ++i)
+    benchmark::DoNotOptimize(log.Read(static_cast<int64_t>(rng() % end), 1));
   std::vector<double> micros;
   micros.reserve(1 << 20);
   for (auto _ : state) {

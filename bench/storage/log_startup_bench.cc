@@ -73,11 +73,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const RecoveryReport& r = (*log)->recovery_report();
-  printf("{\"log_bytes\": %lu, \"segments\": %d, \"open_ms\": %.1f, \"clean\": %s, "
-         "\"bytes_revalidated\": %lu, \"bytes_truncated\": %lu, \"log_end_offset\": %ld}\n",
-         (*log)->size_bytes(), r.segments, absl::ToDoubleMilliseconds(took),
-         r.clean_shutdown ? "true" : "false", r.bytes_validated, r.bytes_truncated,
-         (*log)->log_end_offset());
+  printf(
+      "{\"log_bytes\": %lu, \"segments\": %d, \"open_ms\": %.1f, \"clean\": %s, "
+      "\"bytes_revalidated\": %lu, \"bytes_truncated\": %lu, \"log_end_offset\": %ld}\n",
+      (*log)->size_bytes(), r.segments, absl::ToDoubleMilliseconds(took),
+      r.clean_shutdown ? "true" : "false", r.bytes_validated, r.bytes_truncated,
+      (*log)->log_end_offset());
   log->reset();
   if (!getenv("SLUICE_BENCH_KEEP")) (void)RemoveTree(dir);
   return 0;

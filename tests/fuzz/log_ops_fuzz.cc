@@ -21,17 +21,17 @@ namespace {
 
 // On tmpfs when available: fdatasync is free there, so the fuzzer explores instead of waiting.
 std::string MakeTempDir(const char* name) {
-  std::string tmpl = std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name +
-                     "-XXXXXX";
+  std::string tmpl =
+      std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name + "-XXXXXX";
   return mkdtemp(tmpl.data());
 }
 
-#define Check(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
+#define Check(cond)                                                                    \
+  do {                                                                                 \
+    if (!(cond)) {                                                                     \
       fprintf(stderr, "log_ops_fuzz: check failed at line %d: %s\n", __LINE__, #cond); \
-      abort();                                                                   \
-    }                                                                            \
+      abort();                                                                         \
+    }                                                                                  \
   } while (0)
 
 struct Model {
@@ -135,14 +135,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto off = log->OffsetForTime(t);
         int64_t want = -1;
         for (const auto& [base, bytes] : m.written) {
-          if (base < log->log_start_offset() && RecordBatchView(bytes).last_offset() < log->log_start_offset()) continue;
+          if (base < log->log_start_offset() &&
+              RecordBatchView(bytes).last_offset() < log->log_start_offset())
+            continue;
           if (RecordBatchView(bytes).max_timestamp() >= t) {
             want = std::max(base, log->log_start_offset());
             break;
           }
         }
-        if (want < 0) Check(absl::IsNotFound(off.status()));
-        else Check(off.ok() && *off == want);
+        if (want < 0)
+          Check(absl::IsNotFound(off.status()));
+        else
+          Check(off.ok() && *off == want);
         break;
       }
       case 4:  // time passes: flush, checkpoint
@@ -185,13 +189,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     // Invariants after every step.
-    int64_t end = m.written.empty() ? 0 : RecordBatchView(m.written.rbegin()->second).last_offset() + 1;
+    int64_t end =
+        m.written.empty() ? 0 : RecordBatchView(m.written.rbegin()->second).last_offset() + 1;
     if (trace && log->high_watermark() != end) fprintf(stderr, "model end %ld\n", end);
     Check(log->high_watermark() == end);
     Check(log->log_start_offset() <= log->high_watermark());
   }
   // Everything from the log start to the end reads back as the model says.
-  for (int64_t o = log->log_start_offset(); o <= log->high_watermark(); o += 7) CheckReadable(*log, m, o);
+  for (int64_t o = log->log_start_offset(); o <= log->high_watermark(); o += 7)
+    CheckReadable(*log, m, o);
   log.reset();
   (void)RemoveTree(dir);
   return 0;

@@ -21,8 +21,8 @@ namespace {
 
 // On tmpfs when available: fdatasync is free there, so the fuzzer explores instead of waiting.
 std::string MakeTempDir(const char* name) {
-  std::string tmpl = std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name +
-                     "-XXXXXX";
+  std::string tmpl =
+      std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name + "-XXXXXX";
   return mkdtemp(tmpl.data());
 }
 

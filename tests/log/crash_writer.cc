@@ -42,14 +42,14 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 4; ++i, ++seq) {
       std::vector<uint8_t> batch = crash::BatchFor(seq);
       const int64_t this_seq = seq;
-      auto r = (*log)->Append(batch, AckLevel::kDurable,
-                              [this_seq](absl::Status s, const AppendResult& res) {
-                                if (!s.ok()) return;
-                                std::string line = absl::StrFormat(
-                                    "A %d %d %d\n", this_seq, res.base_offset, res.last_offset);
-                                ssize_t n = ::write(STDOUT_FILENO, line.data(), line.size());
-                                (void)n;
-                              });
+      auto r = (*log)->Append(
+          batch, AckLevel::kDurable, [this_seq](absl::Status s, const AppendResult& res) {
+            if (!s.ok()) return;
+            std::string line =
+                absl::StrFormat("A %d %d %d\n", this_seq, res.base_offset, res.last_offset);
+            ssize_t n = ::write(STDOUT_FILENO, line.data(), line.size());
+            (void)n;
+          });
       if (!r.ok()) {
         fprintf(stderr, "crash_writer: append: %s\n", std::string(r.status().message()).c_str());
         return 1;

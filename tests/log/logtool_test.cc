@@ -58,8 +58,8 @@ TEST_F(LogToolTest, VerifyReportsACorruptBatch) {
 }
 
 TEST_F(LogToolTest, DumpPrintsEveryBatchAndRecord) {
-  auto [rc, out] = RunTool("dump " + dir_.Sub("topic-0/" + Segment::FileStem(0) + ".log") +
-                           " --records");
+  auto [rc, out] =
+      RunTool("dump " + dir_.Sub("topic-0/" + Segment::FileStem(0) + ".log") + " --records");
   EXPECT_EQ(rc, 0) << out;
   EXPECT_NE(out.find("position 0 offsets 0..1 count 2"), std::string::npos) << out;
   EXPECT_NE(out.find("offset 1 timestamp 1000 key \"k0-1\""), std::string::npos) << out;

@@ -72,7 +72,10 @@ class PartitionLogTest : public ::testing::TestWithParam<IoBackendKind> {
 
 INSTANTIATE_TEST_SUITE_P(Backends, PartitionLogTest,
                          ::testing::Values(IoBackendKind::kIoUring, IoBackendKind::kPwrite),
-                         [](const auto& info) { return std::string(IoBackendName(info.param)) == "io_uring" ? "IoUring" : "Pwrite"; });
+                         [](const auto& info) {
+                           return std::string(IoBackendName(info.param)) == "io_uring" ? "IoUring"
+                                                                                       : "Pwrite";
+                         });
 
 TEST_P(PartitionLogTest, EmptyLogStartsAtOffsetZero) {
   auto log = OpenLog(LogConfig());
@@ -202,7 +205,8 @@ TEST_P(PartitionLogTest, OffsetForTimeAtEveryBoundary) {
 TEST_P(PartitionLogTest, OffsetForTimeSurvivesReopen) {
   {
     auto log = OpenLog(SmallSegments());
-    for (int i = 0; i < 100; ++i) ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 60, 500 + i)).ok());
+    for (int i = 0; i < 100; ++i)
+      ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 60, 500 + i)).ok());
     ASSERT_TRUE(log->Close().ok());
   }
   auto log = OpenLog(SmallSegments());
@@ -323,8 +327,10 @@ TEST_P(PartitionLogTest, RetentionMsDeletesExpiredSegments) {
   int64_t now = 1'000'000;  // declared first: the log's clock reads it until the log is gone
   auto log = OpenLog(c);
   log->TEST_SetClock([&] { return now; });
-  for (int i = 0; i < 100; ++i) ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 300, 1000 + i)).ok());
-  for (int i = 0; i < 30; ++i) ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 300, 990'000 + i)).ok());
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 300, 1000 + i)).ok());
+  for (int i = 0; i < 30; ++i)
+    ASSERT_TRUE(AppendSync(*log, *io_, MakeBatch(1, 300, 990'000 + i)).ok());
   log->Tick(now);
   // Timestamps 1000.. are older than now - 60s; the segments holding 990000.. are not. The
   // segment holding both kinds stays, so the start lands within one segment below 100.

@@ -32,7 +32,8 @@ std::string Printable(std::string_view s, size_t max = 40) {
   std::string out;
   for (size_t i = 0; i < s.size() && i < max; ++i) {
     unsigned char c = static_cast<unsigned char>(s[i]);
-    out += (c >= 32 && c < 127) ? std::string(1, static_cast<char>(c)) : absl::StrFormat("\\x%02x", c);
+    out +=
+        (c >= 32 && c < 127) ? std::string(1, static_cast<char>(c)) : absl::StrFormat("\\x%02x", c);
   }
   if (s.size() > max) out += "...";
   return out;
@@ -40,11 +41,16 @@ std::string Printable(std::string_view s, size_t max = 40) {
 
 const char* CompressionName(Compression c) {
   switch (c) {
-    case Compression::kNone: return "none";
-    case Compression::kGzip: return "gzip";
-    case Compression::kSnappy: return "snappy";
-    case Compression::kLz4: return "lz4";
-    case Compression::kZstd: return "zstd";
+    case Compression::kNone:
+      return "none";
+    case Compression::kGzip:
+      return "gzip";
+    case Compression::kSnappy:
+      return "snappy";
+    case Compression::kLz4:
+      return "lz4";
+    case Compression::kZstd:
+      return "zstd";
   }
   return "?";
 }
@@ -81,14 +87,15 @@ int Dump(const std::string& path, bool records) {
     }
     absl::Status valid = ValidateBatch(batch, UINT32_MAX);
     RecordBatchView v(batch);
-    printf("position %lu offsets %ld..%ld count %d size %lu crc %s compression %s "
-           "timestamps %ld..%ld (%s) producer %ld/%d/%d%s%s\n",
-           pos, v.base_offset(), v.last_offset(), v.records_count(), batch.size(),
-           valid.ok() ? "ok" : "BAD", CompressionName(v.compression()), v.base_timestamp(),
-           v.max_timestamp(),
-           v.timestamp_type() == TimestampType::kLogAppendTime ? "LogAppendTime" : "CreateTime",
-           v.producer_id(), v.producer_epoch(), v.base_sequence(),
-           v.is_transactional() ? " transactional" : "", v.is_control() ? " control" : "");
+    printf(
+        "position %lu offsets %ld..%ld count %d size %lu crc %s compression %s "
+        "timestamps %ld..%ld (%s) producer %ld/%d/%d%s%s\n",
+        pos, v.base_offset(), v.last_offset(), v.records_count(), batch.size(),
+        valid.ok() ? "ok" : "BAD", CompressionName(v.compression()), v.base_timestamp(),
+        v.max_timestamp(),
+        v.timestamp_type() == TimestampType::kLogAppendTime ? "LogAppendTime" : "CreateTime",
+        v.producer_id(), v.producer_epoch(), v.base_sequence(),
+        v.is_transactional() ? " transactional" : "", v.is_control() ? " control" : "");
     if (!valid.ok()) bad = 1;
     if (records && v.compression() == Compression::kNone) {
       auto decoded = DecodeRecords(batch);
@@ -99,7 +106,9 @@ int Dump(const std::string& path, bool records) {
         for (const RecordView& r : *decoded) {
           printf("  offset %ld timestamp %ld key %s value %s", r.offset, r.timestamp,
                  r.key ? ("\"" + Printable(*r.key) + "\"").c_str() : "null",
-                 r.value ? absl::StrFormat("%lu bytes \"%s\"", r.value->size(), Printable(*r.value)).c_str() : "null");
+                 r.value ? absl::StrFormat("%lu bytes \"%s\"", r.value->size(), Printable(*r.value))
+                               .c_str()
+                         : "null");
           for (const auto& hdr : r.headers) {
             printf(" [%s=%s]", Printable(hdr.key).c_str(),
                    hdr.value ? Printable(*hdr.value).c_str() : "null");
@@ -181,10 +190,9 @@ int VerifyPartition(const std::string& dir) {
     int fd = ::open((stem + ".log").c_str(), O_RDONLY | O_CLOEXEC);
     off_t size = ::lseek(fd, 0, SEEK_END);
     std::vector<std::pair<int64_t, uint64_t>> starts;  // (base offset, position) of each batch
-    ScanResult r = ScanBatches(fd, 0, static_cast<uint64_t>(size), /*verify_crc=*/true, base,
-                               [&](const BatchHeader& h, uint64_t pos) {
-                                 starts.emplace_back(h.base_offset, pos);
-                               });
+    ScanResult r = ScanBatches(
+        fd, 0, static_cast<uint64_t>(size), /*verify_crc=*/true, base,
+        [&](const BatchHeader& h, uint64_t pos) { starts.emplace_back(h.base_offset, pos); });
     ::close(fd);
     bytes += static_cast<uint64_t>(size);
     batches += r.batches;
@@ -206,7 +214,8 @@ int VerifyPartition(const std::string& dir) {
     } else {
       for (size_t i = 0; i < (*oi)->entries(); ++i) {
         OffsetPosition e = (*oi)->entry(i);
-        auto it = std::lower_bound(starts.begin(), starts.end(), std::make_pair(e.offset, uint64_t{0}));
+        auto it =
+            std::lower_bound(starts.begin(), starts.end(), std::make_pair(e.offset, uint64_t{0}));
         if (it == starts.end() || it->first != e.offset || it->second != e.position) {
           printf("%s.index: entry %lu (offset %ld position %u) is not a batch start\n",
                  stem.c_str(), i, e.offset, e.position);
