@@ -378,4 +378,14 @@ absl::Status MappedIndexFile::Seal() {
   return Map(used, /*writable=*/false);
 }
 
+absl::StatusOr<uint32_t> MappedIndexFile::RelativeOffsetForAppend(int64_t offset) const {
+  if (sealed_) return absl::FailedPreconditionError(absl::StrCat(path_, " is sealed"));
+  if (offset < base_offset_ || static_cast<uint64_t>(offset) - static_cast<uint64_t>(base_offset_) >
+                                   std::numeric_limits<uint32_t>::max()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": offset ", offset, " is outside [base, base + 2^32) for base ", base_offset_));
+  }
+  return static_cast<uint32_t>(static_cast<uint64_t>(offset) - static_cast<uint64_t>(base_offset_));
+}
+
 }  // namespace sluice::storage

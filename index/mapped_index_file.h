@@ -95,6 +95,10 @@ class MappedIndexFile {
   int64_t base_offset() const { return base_offset_; }
   const std::string& path() const { return path_; }
 
+  // The entry-relative form of `offset` for an append: FailedPreconditionError if sealed,
+  // InvalidArgumentError unless base_offset <= offset < base_offset + 2^32.
+  absl::StatusOr<uint32_t> RelativeOffsetForAppend(int64_t offset) const;
+
   // Stores `bytes` (entry_size of them) as the next entry. The caller has already checked
   // that it is a valid successor of the last entry.
   absl::Status Append(const uint8_t* bytes);

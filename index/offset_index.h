@@ -39,8 +39,7 @@ class OffsetIndex {
   // caller then rebuilds the index from the log. `max_bytes` is the preallocation used when the
   // file is reopened for appending (an unsealed index).
   static absl::StatusOr<std::unique_ptr<OffsetIndex>> Open(const std::string& path,
-                                                           int64_t base_offset,
-                                                           uint32_t max_bytes);
+                                                           int64_t base_offset, uint32_t max_bytes);
   ~OffsetIndex();
 
   // Adds an entry. `offset` must be > the last entry's offset and >= base_offset, `offset -

@@ -53,20 +53,16 @@ absl::StatusOr<std::unique_ptr<TimeIndex>> TimeIndex::Open(const std::string& pa
 }
 
 absl::Status TimeIndex::MaybeAppend(int64_t timestamp, int64_t offset) {
-  if (file_->sealed()) return absl::FailedPreconditionError(absl::StrCat(path(), " is sealed"));
-  int64_t base = file_->base_offset();
-  if (offset < base || static_cast<uint64_t>(offset) - static_cast<uint64_t>(base) >
-                           std::numeric_limits<uint32_t>::max()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path(), ": offset ", offset, " is outside [base, base + 2^32) for base ", base));
-  }
-  uint32_t rel = static_cast<uint32_t>(static_cast<uint64_t>(offset) - static_cast<uint64_t>(base));
+  absl::StatusOr<uint32_t> relative = file_->RelativeOffsetForAppend(offset);
+  if (!relative.ok()) return relative.status();
+  const uint32_t rel = *relative;
   int64_t last_timestamp = kNoTimestamp;
   if (size_t n = file_->entries(); n > 0) {
     const uint8_t* last = file_->entry(n - 1);
     if (rel < Rel(last)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path(), ": offset ", offset, " is below the last entry's offset ", base + Rel(last)));
+      return absl::InvalidArgumentError(absl::StrCat(path(), ": offset ", offset,
+                                                     " is below the last entry's offset ",
+                                                     file_->base_offset() + Rel(last)));
     }
     last_timestamp = Timestamp(last);
   }

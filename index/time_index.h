@@ -26,8 +26,7 @@ class TimeIndex {
   static constexpr uint32_t kEntrySize = 12;
 
   static absl::StatusOr<std::unique_ptr<TimeIndex>> Create(const std::string& path,
-                                                           int64_t base_offset,
-                                                           uint32_t max_bytes);
+                                                           int64_t base_offset, uint32_t max_bytes);
   // DataLossError on a damaged header/checksum or entries whose timestamps or offsets decrease.
   static absl::StatusOr<std::unique_ptr<TimeIndex>> Open(const std::string& path,
                                                          int64_t base_offset, uint32_t max_bytes);
