@@ -65,6 +65,67 @@ uint32_t Crc32cSoftware(uint32_t crc, const void* data, size_t n) {
   return ~c;
 }
 
+// The crc32 instruction has a latency of about three cycles but can start one per cycle, so
+// one dependent chain uses a third of it. Long inputs are cut into three adjacent blocks whose
+// CRCs run as three independent chains and are then joined: for the raw register (no pre/post
+// inversion) crc(X || Y) = shift(crc(X), |Y|) ^ crc(0, Y), where shift(c, L) multiplies c by
+// x^(8L) mod P. shift() is linear in c, so it is four table lookups for a fixed L.
+namespace {
+
+struct ShiftTable {
+  std::array<std::array<uint32_t, 256>, 4> t;
+
+  // Tables for shift(., len); len must be a multiple of 8.
+  explicit ShiftTable(size_t len) {
+    // shift() of each basis bit, by running the register over `len` zero bytes.
+    std::array<uint32_t, 32> basis;
+    for (int bit = 0; bit < 32; ++bit) {
+      uint64_t c = uint64_t{1} << bit;
+      for (size_t i = 0; i < len; i += 8) c = _mm_crc32_u64(c, 0);
+      basis[bit] = static_cast<uint32_t>(c);
+    }
+    for (int k = 0; k < 4; ++k) {
+      for (uint32_t b = 0; b < 256; ++b) {
+        uint32_t v = 0;
+        for (int bit = 0; bit < 8; ++bit) {
+          if (b & (1u << bit)) v ^= basis[8 * k + bit];
+        }
+        t[k][b] = v;
+      }
+    }
+  }
+  uint32_t Shift(uint32_t c) const {
+    return t[0][c & 0xff] ^ t[1][(c >> 8) & 0xff] ^ t[2][(c >> 16) & 0xff] ^ t[3][c >> 24];
+  }
+};
+
+uint64_t Load64(const uint8_t* p) {
+  uint64_t w;
+  std::memcpy(&w, p, sizeof(w));
+  return w;
+}
+
+// Runs the register over blocks of `kBlock` bytes, three at a time, while they last.
+template <size_t kBlock>
+uint32_t ThreeWay(uint32_t c, const uint8_t*& p, size_t& n) {
+  static const ShiftTable table(kBlock);
+  while (n >= 3 * kBlock) {
+    uint64_t a = c, b = 0, d = 0;
+    for (size_t i = 0; i < kBlock; i += 8) {
+      a = _mm_crc32_u64(a, Load64(p + i));
+      b = _mm_crc32_u64(b, Load64(p + kBlock + i));
+      d = _mm_crc32_u64(d, Load64(p + 2 * kBlock + i));
+    }
+    c = table.Shift(table.Shift(static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^
+        static_cast<uint32_t>(d);
+    p += 3 * kBlock;
+    n -= 3 * kBlock;
+  }
+  return c;
+}
+
+}  // namespace
+
 uint32_t Crc32cHardware(uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
   uint32_t c = ~crc;
@@ -73,11 +134,11 @@ uint32_t Crc32cHardware(uint32_t crc, const void* data, size_t n) {
     c = _mm_crc32_u8(c, *p++);
     --n;
   }
+  c = ThreeWay<4096>(c, p, n);
+  c = ThreeWay<256>(c, p, n);
   uint64_t c64 = c;
   while (n >= 8) {
-    uint64_t w;
-    std::memcpy(&w, p, sizeof(w));
-    c64 = _mm_crc32_u64(c64, w);
+    c64 = _mm_crc32_u64(c64, Load64(p));
     p += 8;
     n -= 8;
   }

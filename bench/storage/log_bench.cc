@@ -7,6 +7,7 @@
 //                       waits for fdatasync; group commit covers each loop iteration's batches.
 //                       vs fio with fdatasync after every write of the batch size.
 //   BM_SequentialRead   Read() + pread of whole batches from offset 0.
+//   BM_Crc32c           CRC32C over 16 KiB / 1 MiB (every append validates its batch with it).
 //   BM_RandomLookup     Read(random offset) in a log of SLUICE_BENCH_LOG_GB GiB (default 1):
 //                       latency percentiles as counters (p50_us, p99_us, max_us).
 //
@@ -23,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
+#include "log/crc32c.h"
 #include "log/file_util.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
@@ -195,6 +197,20 @@ int64_t LookupLogBytes() {
   const char* env = getenv("SLUICE_BENCH_LOG_GB");
   return static_cast<int64_t>((env ? atof(env) : 1.0) * (1 << 30));
 }
+
+void BM_Crc32c(benchmark::State& state) {
+  std::vector<uint8_t> data(static_cast<size_t>(state.range(0)));
+  std::mt19937 rng(3);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  uint32_t crc = 0;
+  for (auto _ : state) {
+    crc = Crc32c(crc, data.data(), data.size());
+    benchmark::DoNotOptimize(crc);
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(data.size()));
+}
+BENCHMARK(BM_Crc32c)->Arg(16 << 10)->Arg(1 << 20);
 
 void BM_SequentialRead(benchmark::State& state) {
   IoBackend* io;

@@ -70,6 +70,26 @@ TEST(Crc32cTest, HardwareMatchesSoftwareForEveryLengthAndAlignment) {
   }
 }
 
+// Long inputs take the three-chain path (blocks of 3 x 4096 and 3 x 256 bytes); check every
+// way a length can split between the paths and the tail, at every alignment.
+TEST(Crc32cTest, HardwareMatchesSoftwareOnLongInputs) {
+  if (!Crc32cIsHardwareAccelerated()) GTEST_SKIP() << "CPU without SSE4.2";
+  std::mt19937 rng(7);
+  std::vector<uint8_t> buf((1 << 16) + 16);
+  for (auto& b : buf) b = static_cast<uint8_t>(rng());
+  std::vector<size_t> lengths = {767,          768,         769,   3 * 4096 - 1, 3 * 4096,
+                                 3 * 4096 + 1, 12288 + 768, 24576, 24576 + 775,  65536};
+  for (int i = 0; i < 200; ++i) lengths.push_back(rng() % (1 << 16));
+  for (size_t len : lengths) {
+    for (size_t align = 0; align < 8; ++align) {
+      const uint8_t* p = buf.data() + align;
+      const uint32_t seed = static_cast<uint32_t>(rng());
+      ASSERT_EQ(internal::Crc32cHardware(seed, p, len), internal::Crc32cSoftware(seed, p, len))
+          << "len " << len << " align " << align;
+    }
+  }
+}
+
 TEST(Crc32cTest, DispatchMatchesSoftware) {
   const std::string s = "The quick brown fox jumps over the lazy dog";
   EXPECT_EQ(Crc32c(0, s.data(), s.size()), internal::Crc32cSoftware(0, s.data(), s.size()));
