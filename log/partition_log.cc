@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "log/checkpoint.h"
+#include "log/cleaner.h"
 #include "log/file_util.h"
 #include "log/logging.h"
 
@@ -24,6 +25,10 @@ namespace {
 // write never grows unbounded and large produce bursts start hitting the disk early.
 constexpr size_t kChunkSubmitBytes = 1 << 20;
 constexpr size_t kMaxSpareBuffers = 8;
+// Preallocation reserve ahead of the write position: about the segment's size so far, within
+// these bounds (so a quiet partition reserves little).
+constexpr uint64_t kMinPreallocateBytes = 256 << 10;
+constexpr uint64_t kMaxPreallocateBytes = 8 << 20;
 
 int64_t WallClockMs() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -59,6 +64,8 @@ absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::stri
 }
 
 absl::Status PartitionLog::Recover() {
+  // A cleaner swap cut short by a crash is finished or undone before segments are listed.
+  if (absl::Status s = RecoverInterruptedSwaps(dir_); !s.ok()) return s;
   auto names = ListDir(dir_);
   if (!names.ok()) return names.status();
   std::vector<int64_t> bases;
@@ -349,9 +356,46 @@ absl::Status PartitionLog::Roll() {
 void PartitionLog::SubmitBuffered() {
   if (open_chunk_ == nullptr || open_chunk_->bytes.empty()) return;
   Chunk* chunk = open_chunk_.get();
+  Preallocate(*chunk);
   in_flight_.push_back(std::move(open_chunk_));
   io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
              chunk->position, [this, chunk](int result) { OnWriteDone(chunk, result); });
+}
+
+// Appending into blocks allocated ahead with fallocate(KEEP_SIZE) is much cheaper for ext4
+// than delayed allocation of every page as it is written (measured: 1 MiB writes 3.0 -> 4.2
+// GB/s, 16 KB writes 1.0 -> 1.35 GB/s; bench/results/). The file size does not change, so
+// readers and recovery see only written bytes; the reserve grows with the segment (small for
+// quiet partitions) and is released when the segment is sealed or the log closed.
+void PartitionLog::Preallocate(const Chunk& chunk) {
+  if (!preallocate_) return;
+  if (chunk.segment_base != preallocated_segment_) {
+    preallocated_segment_ = chunk.segment_base;
+    preallocated_end_ = chunk.position;
+  }
+  const uint64_t end = chunk.position + chunk.bytes.size();
+  if (end <= preallocated_end_) return;
+  const uint64_t step = std::clamp<uint64_t>(end, kMinPreallocateBytes, kMaxPreallocateBytes);
+  const uint64_t limit = std::max<uint64_t>(config_.segment_bytes, end);
+  const uint64_t target = std::min(end + step, limit);
+  if (::fallocate(chunk.file->fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(preallocated_end_),
+                  static_cast<off_t>(target - preallocated_end_)) != 0) {
+    // Not supported here (or no space): plain appends still work and report ENOSPC themselves.
+    LogInfo("%s: fallocate: %s; appending without preallocation", dir_, strerror(errno));
+    preallocate_ = false;
+    return;
+  }
+  preallocated_end_ = target;
+}
+
+// Gives back blocks reserved past the end of a segment that will not grow any more.
+void PartitionLog::ReleasePreallocation(Segment& segment) {
+  if (!preallocate_) return;
+  if (segment.base_offset() == preallocated_segment_) preallocated_segment_ = -1;
+  if (::ftruncate(segment.file()->fd(), static_cast<off_t>(segment.size())) != 0) {
+    LogError("%s: releasing preallocated blocks of %s: %s", dir_,
+             Segment::FileStem(segment.base_offset()), strerror(errno));
+  }
 }
 
 void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
@@ -382,6 +426,7 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
          pending_seal_.front()->base_offset() < written_end_.segment_base) {
     Segment* seg = pending_seal_.front();
     pending_seal_.erase(pending_seal_.begin());
+    ReleasePreallocation(*seg);
     absl::Status s = seg->Seal();
     if (!s.ok())
       LogError("%s: sealing segment %s: %s", dir_, Segment::FileStem(seg->base_offset()),
@@ -479,6 +524,7 @@ void PartitionLog::Tick(int64_t now_ms) {
   ApplyRetention(now_ms);
   SubmitBuffered();
   MaybeStartSync();
+  if (config_.compact()) CleanStep(now_ms, config_.cleaner_bytes_per_tick);
 }
 
 absl::Status PartitionLog::WriteCheckpoint() {
@@ -524,9 +570,11 @@ void PartitionLog::ApplyRetention(int64_t now_ms) {
     if (first.base_offset() >= written_end_.segment_base) break;
     if (!pending_seal_.empty() && pending_seal_.front() == &first) break;
     const bool below_start = next_base <= log_start_offset_;
-    const bool by_bytes = config_.retention_bytes >= 0 &&
+    // A compact-only log is shortened by the cleaner, never by retention.ms/bytes.
+    const bool by_bytes = config_.delete_retention() && config_.retention_bytes >= 0 &&
                           total - first.size() >= static_cast<uint64_t>(config_.retention_bytes);
-    const bool by_time = config_.retention_ms >= 0 && first.max_timestamp() >= 0 &&
+    const bool by_time = config_.delete_retention() && config_.retention_ms >= 0 &&
+                         first.max_timestamp() >= 0 &&
                          now_ms - first.max_timestamp() > config_.retention_ms;
     if (!below_start && !by_bytes && !by_time) break;
     total -= first.size();
@@ -631,6 +679,7 @@ absl::Status PartitionLog::Close() {
   absl::Status s = Flush();
   while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
   if (!s.ok()) return s;
+  if (!segments_.empty()) ReleasePreallocation(*segments_.back());
   for (auto& seg : segments_) {
     if (!seg->offset_index().sealed()) {
       s = seg->SyncIndexes();

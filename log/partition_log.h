@@ -44,6 +44,9 @@
 
 namespace sluice::storage {
 
+class LogCleaner;  // log/cleaner.h
+struct CleanerStats;
+
 enum class AckLevel { kWritten, kDurable };
 
 struct AppendResult {
@@ -110,6 +113,11 @@ class PartitionLog {
   // Deletes every file of the log and the directory. The object must not be used afterwards.
   absl::Status DeleteAll();
   void UpdateConfig(const LogConfig& config) { config_ = config; }
+  // Log compaction (log/cleaner.h; these are defined in log/cleaner.cc). CleanStep does at
+  // most `max_bytes` of cleaning now (Tick calls it with cleaner_bytes_per_tick on compacted
+  // logs); `force` ignores min.cleanable.dirty.ratio. True while a pass is in progress.
+  bool CleanStep(int64_t now_ms, uint64_t max_bytes, bool force = false);
+  const LogCleaner* cleaner() const { return cleaner_.get(); }
 
   int64_t log_start_offset() const { return log_start_offset_; }
   int64_t durable_offset() const { return durable_offset_; }
@@ -151,10 +159,13 @@ class PartitionLog {
     uint64_t position = 0;
   };
 
+  friend class LogCleaner;  // swaps cleaned segments into segments_ (log/cleaner.cc)
   PartitionLog(std::string dir, const LogConfig& config, IoBackend* io);
   absl::Status Recover();
   absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
+  void Preallocate(const Chunk& chunk);
+  void ReleasePreallocation(Segment& segment);
   void OnWriteDone(Chunk* chunk, int result);
   void MaybeStartSync();
   void OnSyncDone(int64_t target, FilePosition target_end, int result);
@@ -177,6 +188,9 @@ class PartitionLog {
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
   std::vector<std::vector<uint8_t>> spare_buffers_;
+  bool preallocate_ = true;            // off after fallocate failed once
+  int64_t preallocated_segment_ = -1;  // segment whose blocks are reserved up to...
+  uint64_t preallocated_end_ = 0;      // ...this position
 
   int64_t log_start_offset_ = 0;
   int64_t next_offset_ = 0;
@@ -199,6 +213,7 @@ class PartitionLog {
   absl::Status failure_;
   bool closed_ = false;
   RecoveryReport report_;
+  std::unique_ptr<LogCleaner> cleaner_;  // created by the first CleanStep
 };
 
 }  // namespace sluice::storage
