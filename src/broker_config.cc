@@ -47,7 +47,12 @@ std::string Usage() {
          "  --retention-bytes N       log.retention.bytes, -1 = unlimited (default -1)\n"
          "  --flush-messages N        log.flush.interval.messages (default: never)\n"
          "  --flush-ms N              log.flush.interval.ms (default: never)\n"
-         "  --max-message-bytes N     message.max.bytes (default 1048588)\n";
+         "  --max-message-bytes N     message.max.bytes (default 1048588)\n"
+         "  --group-initial-rebalance-delay-ms N  (default 3000)\n"
+         "  --group-min-session-timeout-ms N      (default 6000)\n"
+         "  --group-max-session-timeout-ms N      (default 1800000)\n"
+         "  --offsets-topic-partitions N          __consumer_offsets partitions (default 50)\n"
+         "  --offsets-topic-segment-bytes N       its segment.bytes (default 104857600)\n";
 }
 
 absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
@@ -117,6 +122,18 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int64_t>(name, value, 128, &v);
       if (s.ok())
         c.default_log.max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
+    } else if (name == "group-initial-rebalance-delay-ms") {
+      s = ParseInt<int64_t>(name, value, 0, &c.group_initial_rebalance_delay_ms);
+    } else if (name == "group-min-session-timeout-ms") {
+      s = ParseInt<int32_t>(name, value, 1, &c.group_min_session_timeout_ms);
+    } else if (name == "group-max-session-timeout-ms") {
+      s = ParseInt<int32_t>(name, value, 1, &c.group_max_session_timeout_ms);
+    } else if (name == "offsets-topic-partitions") {
+      s = ParseInt<int32_t>(name, value, 1, &c.offsets_topic_partitions);
+    } else if (name == "offsets-topic-segment-bytes") {
+      s = ParseInt<int64_t>(name, value, 1024, &c.offsets_topic_segment_bytes);
+      if (s.ok() && c.offsets_topic_segment_bytes > INT32_MAX)
+        s = absl::InvalidArgumentError("--offsets-topic-segment-bytes: at most 2 GiB - 1");
     } else {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name, "\n", Usage()));
     }

@@ -23,6 +23,12 @@ struct BrokerConfig {
   storage::LogConfig default_log;  // topic defaults (Kafka's log.* settings)
   int32_t default_partitions = 1;
   bool auto_create_topics = true;
+  // Consumer groups (src/kafka/GROUPS.md), named after Kafka's broker settings.
+  int64_t group_initial_rebalance_delay_ms = 3000;
+  int32_t group_min_session_timeout_ms = 6000;
+  int32_t group_max_session_timeout_ms = 1800000;
+  int32_t offsets_topic_partitions = 50;
+  int64_t offsets_topic_segment_bytes = 100 * 1024 * 1024;
 };
 
 // Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;

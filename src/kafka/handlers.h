@@ -48,5 +48,17 @@ void HandleInitProducerId(RequestContext& ctx, kafka::InitProducerIdRequest& req
 void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req);
 void HandleFetch(RequestContext& ctx, kafka::FetchRequest& req);
 void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req);
+// Consumer groups (kafka_group.cc).
+void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& req);
+void HandleJoinGroup(RequestContext& ctx, kafka::JoinGroupRequest& req);
+void HandleSyncGroup(RequestContext& ctx, kafka::SyncGroupRequest& req);
+void HandleHeartbeat(RequestContext& ctx, kafka::HeartbeatRequest& req);
+void HandleLeaveGroup(RequestContext& ctx, kafka::LeaveGroupRequest& req);
+void HandleOffsetCommit(RequestContext& ctx, kafka::OffsetCommitRequest& req);
+void HandleOffsetFetch(RequestContext& ctx, kafka::OffsetFetchRequest& req);
+void HandleOffsetDelete(RequestContext& ctx, kafka::OffsetDeleteRequest& req);
+void HandleListGroups(RequestContext& ctx, kafka::ListGroupsRequest& req);
+void HandleDescribeGroups(RequestContext& ctx, kafka::DescribeGroupsRequest& req);
+void HandleDeleteGroups(RequestContext& ctx, kafka::DeleteGroupsRequest& req);
 
 }  // namespace sluice::broker

@@ -1,15 +1,162 @@
 #include "src/kafka/kafka_broker.h"
 
+#include <memory>
+
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "log/logging.h"
+#include "log/record_batch.h"
 #include "src/kafka/kafka_connection.h"
 
 namespace sluice::broker {
+
+// The coordinator's host: reactor timers, the wall clock, and appends to the offsets topic
+// that complete when durable (fdatasync'ed).
+class KafkaBroker::GroupEnvImpl : public GroupEnv {
+ public:
+  explicit GroupEnvImpl(KafkaBroker* broker) : broker_(broker) {}
+
+  int64_t NowMs() override { return absl::ToUnixMillis(absl::Now()); }
+  uint64_t RunAfter(absl::Duration delay, absl::AnyInvocable<void()> callback) override {
+    return broker_->reactor().RunAfter(delay, std::move(callback)).value;
+  }
+  void Cancel(uint64_t timer) override { broker_->reactor().Cancel(net::TimerId{timer}); }
+  int32_t PartitionCount(const std::string& topic) override {
+    const TopicInfo* t = broker_->topics().Find(topic);
+    return t == nullptr ? -1 : t->partitions;
+  }
+  void Append(int32_t partition, std::vector<OffsetsRecord> records,
+              absl::AnyInvocable<void(absl::Status)> done) override {
+    storage::PartitionLog* log = broker_->GetLog(kOffsetsTopic, partition);
+    if (log == nullptr) {
+      done(absl::UnavailableError("offsets topic partition missing"));
+      return;
+    }
+    storage::RecordBatchBuilder builder(0, NowMs());
+    for (const OffsetsRecord& r : records) {
+      std::string_view key(reinterpret_cast<const char*>(r.key.data()), r.key.size());
+      std::optional<std::string_view> value;
+      if (r.value.has_value()) {
+        value.emplace(reinterpret_cast<const char*>(r.value->data()), r.value->size());
+      }
+      builder.Add(key, value);
+    }
+    std::vector<uint8_t> batch = builder.Build();
+    // Append drops its callback when it fails at once: keep ours reachable for that case.
+    auto holder = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(done));
+    auto result = log->Append(batch, storage::AckLevel::kDurable,
+                              [holder](absl::Status s, const storage::AppendResult&) {
+                                if (*holder) (*holder)(s);
+                                *holder = nullptr;
+                              });
+    if (!result.ok()) {
+      storage::LogWarning("kafka: append to %s-%d failed: %s", kOffsetsTopic, partition,
+                          result.status().message());
+      if (*holder) (*holder)(result.status());
+      *holder = nullptr;
+    }
+  }
+
+ private:
+  KafkaBroker* const broker_;
+};
 
 KafkaBroker::KafkaBroker(Shard* shard, KafkaOptions options)
     : shard_(shard), options_(std::move(options)) {
   shard_->AddEndOfIterationHook([this] { OnEndOfIteration(); });
   shard_->AddCloseHook([this] { SaveProducerSnapshots(); });
+  StartGroupCoordinator();
+}
+
+void KafkaBroker::StartGroupCoordinator() {
+  const BrokerConfig& config = shard_->config();
+  const std::map<std::string, std::string> overrides = {
+      {"cleanup.policy", "compact"},
+      {"segment.bytes", absl::StrCat(config.offsets_topic_segment_bytes)}};
+  int32_t partitions = config.offsets_topic_partitions;
+  if (const TopicInfo* t = topics().Find(kOffsetsTopic)) {
+    // The partition count of an existing offsets topic is fixed: groups are placed by it.
+    partitions = t->partitions;
+    if (t->overrides != overrides) {
+      if (absl::Status s = SetTopicConfig(kOffsetsTopic, overrides); !s.ok()) {
+        storage::LogError("kafka: configuring %s: %s", kOffsetsTopic, s.message());
+      }
+    }
+  } else {
+    storage::LogConfig log_config = topics().defaults();
+    absl::Status s;
+    for (const auto& [k, v] : overrides) {
+      if (s.ok()) s = ApplyTopicConfig(k, v, &log_config);
+    }
+    if (s.ok()) s = topics().Create(kOffsetsTopic, partitions, overrides).status();
+    for (int32_t p = 0; s.ok() && p < partitions; ++p) {
+      s = shard_->logs().CreateLog({kOffsetsTopic, p}, log_config).status();
+    }
+    if (!s.ok()) storage::LogError("kafka: creating %s: %s", kOffsetsTopic, s.message());
+  }
+  GroupOptions go;
+  go.initial_rebalance_delay = absl::Milliseconds(config.group_initial_rebalance_delay_ms);
+  go.min_session_timeout_ms = config.group_min_session_timeout_ms;
+  go.max_session_timeout_ms = config.group_max_session_timeout_ms;
+  go.offsets_partitions = partitions;
+  group_env_ = std::make_unique<GroupEnvImpl>(this);
+  groups_ = std::make_unique<GroupCoordinator>(group_env_.get(), go);
+  const absl::Time start = absl::Now();
+  for (int32_t p = 0; p < partitions; ++p) {
+    if (absl::Status s = ReplayOffsetsPartition(p); !s.ok()) {
+      storage::LogError("kafka: loading %s-%d: %s", kOffsetsTopic, p, s.message());
+    }
+  }
+  groups_->FinishLoading();
+  storage::LogInfo("kafka: group coordinator loaded %d groups from %s in %s",
+                   groups_->group_count(), kOffsetsTopic,
+                   absl::FormatDuration(absl::Now() - start));
+}
+
+absl::Status KafkaBroker::ReplayOffsetsPartition(int32_t partition) {
+  storage::PartitionLog* log = GetLog(kOffsetsTopic, partition);
+  if (log == nullptr) return absl::UnavailableError("no log");
+  int64_t offset = log->log_start_offset();
+  int skipped = 0;
+  while (offset < log->high_watermark()) {
+    auto slice = log->Read(offset, 1 << 20);
+    if (!slice.ok()) return slice.status();
+    if (slice->size == 0) break;
+    auto bytes = storage::PartitionLog::ReadBytes(*slice);
+    if (!bytes.ok()) return bytes.status();
+    std::span<const uint8_t> rest(*bytes);
+    const int64_t before = offset;
+    while (rest.size() >= storage::kBatchHeaderSize) {
+      auto h = storage::ParseBatchHeader(rest, UINT32_MAX);
+      if (!h.ok() || h->size_bytes() > rest.size()) break;
+      std::span<const uint8_t> batch = rest.first(h->size_bytes());
+      rest = rest.subspan(h->size_bytes());
+      if (h->last_offset() < offset) continue;
+      offset = h->last_offset() + 1;
+      storage::RecordBatchView view(batch);
+      if (view.is_control()) continue;
+      auto records = storage::DecodeRecords(batch);
+      if (!records.ok()) {  // we never write compressed batches; someone else's bytes
+        ++skipped;
+        continue;
+      }
+      for (const storage::RecordView& r : *records) {
+        if (!r.key.has_value()) continue;
+        auto bytes_of = [](std::string_view v) {
+          return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+        };
+        std::optional<std::span<const uint8_t>> value;
+        if (r.value.has_value()) value = bytes_of(*r.value);
+        if (!groups_->Replay(bytes_of(*r.key), value).ok()) ++skipped;
+      }
+    }
+    if (offset == before) return absl::DataLossError("no progress reading the log");
+  }
+  if (skipped > 0) {
+    storage::LogWarning("kafka: %s-%d: skipped %d undecodable records", kOffsetsTopic, partition,
+                        skipped);
+  }
+  return absl::OkStatus();
 }
 
 KafkaBroker::~KafkaBroker() { listener_.reset(); }

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "net/reactor/listener.h"
+#include "src/kafka/group_coordinator.h"
 #include "src/kafka/producer_state.h"
 #include "src/shard.h"
 
@@ -81,7 +82,17 @@ class KafkaBroker {
     pending_fetches_.push_back(std::move(fetch));
   }
 
+  // The group coordinator (every group: this broker is node 0), loaded from the offsets topic.
+  GroupCoordinator& groups() { return *groups_; }
+  bool IsInternalTopic(const std::string& name) const { return name == kOffsetsTopic; }
+
  private:
+  class GroupEnvImpl;
+  // Creates `__consumer_offsets` if missing (cleanup.policy=compact) and replays it into a new
+  // coordinator.
+  void StartGroupCoordinator();
+  absl::Status ReplayOffsetsPartition(int32_t partition);
+
   void OnEndOfIteration();
   void SaveProducerSnapshots();
 
@@ -91,6 +102,8 @@ class KafkaBroker {
   absl::flat_hash_map<storage::TopicPartition, std::unique_ptr<PartitionProducerState>>
       producer_state_;
   std::list<std::shared_ptr<PendingFetch>> pending_fetches_;
+  std::unique_ptr<GroupEnv> group_env_;  // before groups_: outlives it
+  std::unique_ptr<GroupCoordinator> groups_;
 };
 
 }  // namespace sluice::broker

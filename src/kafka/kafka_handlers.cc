@@ -34,6 +34,17 @@ constexpr std::array kHandlers = {
     Entry<IncrementalAlterConfigsRequest, HandleIncrementalAlterConfigs>(0, 1,
                                                                          "IncrementalAlterConfigs"),
     Entry<DescribeClusterRequest, HandleDescribeCluster>(0, 0, "DescribeCluster"),
+    Entry<FindCoordinatorRequest, HandleFindCoordinator>(0, 4, "FindCoordinator"),
+    Entry<JoinGroupRequest, HandleJoinGroup>(0, 9, "JoinGroup"),
+    Entry<SyncGroupRequest, HandleSyncGroup>(0, 5, "SyncGroup"),
+    Entry<HeartbeatRequest, HandleHeartbeat>(0, 4, "Heartbeat"),
+    Entry<LeaveGroupRequest, HandleLeaveGroup>(0, 5, "LeaveGroup"),
+    Entry<OffsetCommitRequest, HandleOffsetCommit>(0, 8, "OffsetCommit"),
+    Entry<OffsetFetchRequest, HandleOffsetFetch>(0, 8, "OffsetFetch"),
+    Entry<OffsetDeleteRequest, HandleOffsetDelete>(0, 0, "OffsetDelete"),
+    Entry<ListGroupsRequest, HandleListGroups>(0, 4, "ListGroups"),
+    Entry<DescribeGroupsRequest, HandleDescribeGroups>(0, 5, "DescribeGroups"),
+    Entry<DeleteGroupsRequest, HandleDeleteGroups>(0, 2, "DeleteGroups"),
 };
 
 }  // namespace
