@@ -124,7 +124,55 @@ uint32_t ThreeWay(uint32_t c, const uint8_t*& p, size_t& n) {
   return c;
 }
 
+// ThreeWay() that also copies what it reads to `dst`: the batch is read once, not twice.
+template <size_t kBlock>
+uint32_t ThreeWayCopy(uint32_t c, uint8_t*& dst, const uint8_t*& p, size_t& n) {
+  static const ShiftTable table(kBlock);
+  while (n >= 3 * kBlock) {
+    uint64_t a = c, b = 0, d = 0;
+    for (size_t i = 0; i < kBlock; i += 8) {
+      const uint64_t wa = Load64(p + i), wb = Load64(p + kBlock + i),
+                     wd = Load64(p + 2 * kBlock + i);
+      a = _mm_crc32_u64(a, wa);
+      b = _mm_crc32_u64(b, wb);
+      d = _mm_crc32_u64(d, wd);
+      std::memcpy(dst + i, &wa, 8);
+      std::memcpy(dst + kBlock + i, &wb, 8);
+      std::memcpy(dst + 2 * kBlock + i, &wd, 8);
+    }
+    c = table.Shift(table.Shift(static_cast<uint32_t>(a)) ^ static_cast<uint32_t>(b)) ^
+        static_cast<uint32_t>(d);
+    p += 3 * kBlock;
+    dst += 3 * kBlock;
+    n -= 3 * kBlock;
+  }
+  return c;
+}
+
 }  // namespace
+
+uint32_t Crc32cCopyHardware(uint32_t crc, void* dst, const void* src, size_t n) {
+  auto* out = static_cast<uint8_t*>(dst);
+  const auto* p = static_cast<const uint8_t*>(src);
+  uint32_t c = ~crc;
+  c = ThreeWayCopy<4096>(c, out, p, n);
+  c = ThreeWayCopy<256>(c, out, p, n);
+  uint64_t c64 = c;
+  while (n >= 8) {
+    const uint64_t w = Load64(p);
+    c64 = _mm_crc32_u64(c64, w);
+    std::memcpy(out, &w, 8);
+    p += 8;
+    out += 8;
+    n -= 8;
+  }
+  c = static_cast<uint32_t>(c64);
+  while (n-- > 0) {
+    c = _mm_crc32_u8(c, *p);
+    *out++ = *p++;
+  }
+  return ~c;
+}
 
 uint32_t Crc32cHardware(uint32_t crc, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
@@ -152,6 +200,13 @@ uint32_t Crc32cHardware(uint32_t crc, const void* data, size_t n) {
 bool Crc32cIsHardwareAccelerated() {
   static const bool hw = DetectSse42();
   return hw;
+}
+
+uint32_t Crc32cCopy(uint32_t crc, void* dst, const void* src, size_t n) {
+  if (n == 0) return crc;
+  if (Crc32cIsHardwareAccelerated()) return internal::Crc32cCopyHardware(crc, dst, src, n);
+  std::memcpy(dst, src, n);
+  return internal::Crc32cSoftware(crc, dst, n);
 }
 
 uint32_t Crc32c(uint32_t crc, const void* data, size_t n) {

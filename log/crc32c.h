@@ -11,6 +11,10 @@ namespace sluice::storage {
 // 0xE3069283.
 uint32_t Crc32c(uint32_t crc, const void* data, size_t n);
 
+// Copies src[0, n) to dst (non-overlapping) and returns Crc32c(crc, src, n), reading the
+// input once: appends validate a batch while copying it into the write buffer.
+uint32_t Crc32cCopy(uint32_t crc, void* dst, const void* src, size_t n);
+
 // True when the hardware path is in use (reported in the start-up log).
 bool Crc32cIsHardwareAccelerated();
 

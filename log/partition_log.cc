@@ -272,11 +272,14 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
     return absl::ResourceExhaustedError(absl::StrFormat(
         "batch of %d bytes exceeds max.message.bytes %d", batch.size(), config_.max_batch_bytes));
   }
-  absl::Status valid = ValidateBatch(batch, config_.max_batch_bytes);
-  if (!valid.ok()) return valid;
+  // Header checks first (a corrupt header must not roll the segment); the CRC is checked
+  // below while the batch is copied into the write buffer.
+  if (batch.size() < kBatchHeaderSize) return ValidateBatch(batch, config_.max_batch_bytes);
+  absl::StatusOr<BatchHeader> parsed = ParseBatchHeader(batch, config_.max_batch_bytes);
+  if (!parsed.ok()) return parsed.status();
 
   const int64_t now = Now();
-  absl::Status rolled = MaybeRoll(batch.size(), RecordBatchView(batch).last_offset_delta(), now);
+  absl::Status rolled = MaybeRoll(batch.size(), parsed->last_offset_delta, now);
   if (!rolled.ok()) return rolled;
   Segment& active = *segments_.back();
 
@@ -291,10 +294,15 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
       open_chunk_->bytes.clear();
     }
   }
-  std::vector<uint8_t>& buf = open_chunk_->bytes;
+  WriteBuffer& buf = open_chunk_->bytes;
   const uint64_t position = open_chunk_->position + buf.size();
   const size_t at = buf.size();
-  buf.insert(buf.end(), batch.begin(), batch.end());
+  buf.resize(at + batch.size());
+  if (absl::Status valid = CopyValidBatch(batch, buf.data() + at, config_.max_batch_bytes);
+      !valid.ok()) {
+    buf.resize(at);
+    return valid;
+  }
   std::span<uint8_t> copy(buf.data() + at, batch.size());
 
   AppendResult result;
@@ -305,7 +313,7 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
     result.log_append_time_ms = now;
   }
   auto header = ParseBatchHeader(copy, static_cast<uint32_t>(copy.size()));
-  if (!header.ok()) return header.status();  // cannot happen after ValidateBatch
+  if (!header.ok()) return header.status();  // cannot happen after CopyValidBatch
   result.last_offset = header->last_offset();
   if (active.empty()) active.set_first_append_ms(now);
   active.OnAppend(*header, position, static_cast<uint32_t>(copy.size()));

@@ -49,6 +49,25 @@ struct CleanerStats;
 
 enum class AckLevel { kWritten, kDurable };
 
+// std::allocator whose resize() leaves new bytes uninitialised: the write buffer grows by a
+// batch and is filled by the copy right after, so zeroing it first would be wasted work.
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  template <typename U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+using WriteBuffer = std::vector<uint8_t, DefaultInitAllocator<uint8_t>>;
+
 struct AppendResult {
   int64_t base_offset = -1;
   int64_t last_offset = -1;
@@ -145,7 +164,7 @@ class PartitionLog {
     std::shared_ptr<SegmentFile> file;
     int64_t segment_base = 0;
     uint64_t position = 0;
-    std::vector<uint8_t> bytes;
+    WriteBuffer bytes;
     int64_t end_offset = 0;  // next offset after the chunk's last batch
     bool done = false;
   };
@@ -187,7 +206,7 @@ class PartitionLog {
   std::vector<Segment*> pending_seal_;              // rolled, sealed once their writes completed
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
-  std::vector<std::vector<uint8_t>> spare_buffers_;
+  std::vector<WriteBuffer> spare_buffers_;
   bool preallocate_ = true;            // off after fallocate failed once
   int64_t preallocated_segment_ = -1;  // segment whose blocks are reserved up to...
   uint64_t preallocated_end_ = 0;      // ...this position

@@ -256,7 +256,11 @@ absl::StatusOr<BatchHeader> ParseBatchHeader(std::span<const uint8_t> prefix,
   return h;
 }
 
-absl::Status ValidateBatch(std::span<const uint8_t> bytes, uint32_t max_batch_bytes) {
+namespace {
+
+// Every check of ValidateBatch() but the CRC; returns the stored CRC.
+absl::StatusOr<uint32_t> CheckBatchFraming(std::span<const uint8_t> bytes,
+                                           uint32_t max_batch_bytes) {
   // Every failure here is DataLoss, a short buffer included: the caller claims `bytes` is one
   // complete batch, so missing bytes are corruption, not "read more".
   if (bytes.size() < kBatchHeaderSize) {
@@ -273,11 +277,32 @@ absl::Status ValidateBatch(std::span<const uint8_t> bytes, uint32_t max_batch_by
     return absl::DataLossError(absl::StrFormat("batch size %d exceeds 12 + batchLength = %d",
                                                bytes.size(), h->size_bytes()));
   }
+  return h->crc;
+}
+
+absl::Status CrcMismatch(uint32_t stored, uint32_t computed) {
+  return absl::DataLossError(
+      absl::StrFormat("crc mismatch: stored 0x%08x computed 0x%08x", stored, computed));
+}
+
+}  // namespace
+
+absl::Status ValidateBatch(std::span<const uint8_t> bytes, uint32_t max_batch_bytes) {
+  absl::StatusOr<uint32_t> stored = CheckBatchFraming(bytes, max_batch_bytes);
+  if (!stored.ok()) return stored.status();
   const uint32_t computed = ComputeBatchCrc(bytes);
-  if (computed != h->crc) {
-    return absl::DataLossError(
-        absl::StrFormat("crc mismatch: stored 0x%08x computed 0x%08x", h->crc, computed));
-  }
+  if (computed != *stored) return CrcMismatch(*stored, computed);
+  return absl::OkStatus();
+}
+
+absl::Status CopyValidBatch(std::span<const uint8_t> bytes, uint8_t* dst,
+                            uint32_t max_batch_bytes) {
+  absl::StatusOr<uint32_t> stored = CheckBatchFraming(bytes, max_batch_bytes);
+  if (!stored.ok()) return stored.status();
+  std::memcpy(dst, bytes.data(), kBatchCrcStart);
+  const uint32_t computed = Crc32cCopy(0, dst + kBatchCrcStart, bytes.data() + kBatchCrcStart,
+                                       bytes.size() - kBatchCrcStart);
+  if (computed != *stored) return CrcMismatch(*stored, computed);
   return absl::OkStatus();
 }
 

@@ -105,6 +105,9 @@ absl::StatusOr<BatchHeader> ParseBatchHeader(std::span<const uint8_t> prefix,
 // `bytes.size()` equals 12 + batchLength, and the CRC32C matches. DataLossError naming the
 // failed check otherwise.
 absl::Status ValidateBatch(std::span<const uint8_t> bytes, uint32_t max_batch_bytes);
+// ValidateBatch() while copying `bytes` to `dst` (bytes.size() writable bytes), reading the
+// batch once. On error `dst` holds garbage.
+absl::Status CopyValidBatch(std::span<const uint8_t> bytes, uint8_t* dst, uint32_t max_batch_bytes);
 
 // Rewrites baseOffset in place. The CRC does not cover it, so it stays valid.
 void SetBaseOffset(std::span<uint8_t> batch, int64_t base_offset);

@@ -1,5 +1,6 @@
 #include "log/crc32c.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <random>
@@ -86,6 +87,26 @@ TEST(Crc32cTest, HardwareMatchesSoftwareOnLongInputs) {
       const uint32_t seed = static_cast<uint32_t>(rng());
       ASSERT_EQ(internal::Crc32cHardware(seed, p, len), internal::Crc32cSoftware(seed, p, len))
           << "len " << len << " align " << align;
+    }
+  }
+}
+
+TEST(Crc32cTest, CopyReturnsTheCrcAndCopiesEveryByte) {
+  std::mt19937 rng(11);
+  std::vector<uint8_t> src((1 << 15) + 16);
+  for (auto& b : src) b = static_cast<uint8_t>(rng());
+  std::vector<size_t> lengths = {0, 1, 7, 8, 9, 767, 768, 769, 12288, 12288 + 800, 1 << 15};
+  for (int i = 0; i < 100; ++i) lengths.push_back(rng() % (1 << 15));
+  for (size_t len : lengths) {
+    for (size_t align = 0; align < 8; align += 3) {
+      std::vector<uint8_t> dst(len + 2, 0xAB);
+      const uint32_t seed = static_cast<uint32_t>(rng());
+      const uint8_t* p = src.data() + align;
+      ASSERT_EQ(Crc32cCopy(seed, dst.data() + 1, p, len), internal::Crc32cSoftware(seed, p, len))
+          << "len " << len;
+      ASSERT_TRUE(std::equal(p, p + len, dst.data() + 1)) << "len " << len;
+      ASSERT_EQ(dst.front(), 0xAB);  // nothing written outside [dst, dst + len)
+      ASSERT_EQ(dst.back(), 0xAB);
     }
   }
 }

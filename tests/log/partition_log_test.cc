@@ -241,6 +241,26 @@ TEST_P(PartitionLogTest, CorruptBatchIsRejected) {
   EXPECT_EQ(log->log_end_offset(), 0);
 }
 
+// The CRC is checked while the batch is copied into the write buffer: a rejected batch must
+// leave no bytes behind between the good batches around it, in the same buffer.
+TEST_P(PartitionLogTest, RejectedBatchLeavesNoTraceBetweenGoodOnes) {
+  auto log = OpenLog(LogConfig());
+  auto first = MakeBatch(2, 3000, 1);
+  auto second = MakeBatch(3, 5000, 2);
+  auto corrupt = MakeBatch(4, 20000, 3);
+  corrupt[corrupt.size() / 2] ^= 0x10;
+  ASSERT_TRUE(log->Append(first, AckLevel::kWritten, nullptr).ok());
+  EXPECT_TRUE(absl::IsDataLoss(log->Append(corrupt, AckLevel::kWritten, nullptr).status()));
+  auto r = AppendSync(*log, *io_, second);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->base_offset, 2);
+  SetBaseOffset(second, 2);
+  auto read = ReadAllBatches(*log);
+  ASSERT_EQ(read.size(), 2u);
+  EXPECT_EQ(read[0], first);
+  EXPECT_EQ(read[1], second);
+}
+
 TEST_P(PartitionLogTest, LogAppendTimeStampsBatches) {
   LogConfig c;
   c.timestamp_type = TimestampType::kLogAppendTime;
