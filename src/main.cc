@@ -16,6 +16,7 @@
 #include "log/crc32c.h"
 #include "log/log_manager.h"
 #include "log/logging.h"
+#include "src/amqp/amqp_broker.h"
 #include "src/broker_config.h"
 #include "src/kafka/kafka_broker.h"
 #include "src/shard.h"
@@ -68,6 +69,23 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::unique_ptr<broker::AmqpBroker> amqp;
+  if (config->amqp_port != 0) {
+    broker::AmqpOptions ao;
+    ao.host = config->listen_host;
+    ao.port = static_cast<uint16_t>(config->amqp_port);
+    auto created = broker::AmqpBroker::Create(shard->get(), ao);
+    if (!created.ok()) {
+      storage::LogError("sluice: amqp state in %s: %s", config->data_dir,
+                        created.status().message());
+      return 1;
+    }
+    amqp = std::move(*created);
+    if (absl::Status s = amqp->Listen(); !s.ok()) {
+      storage::LogError("sluice: amqp listener on %s:%d: %s", ao.host, ao.port, s.message());
+      return 1;
+    }
+  }
   storage::LogInfo("sluice ready (%d logs, %d topics)", (*shard)->logs().ListLogs().size(),
                    (*shard)->topics().List().size());
 
@@ -75,12 +93,14 @@ int main(int argc, char** argv) {
   if (!run.ok()) storage::LogError("sluice: reactor failed: %s", run.message());
   storage::LogInfo("sluice stopping: closing logs");
   if (kafka) kafka->StopListening();
+  if (amqp) amqp->StopListening();
   absl::Status s = (*shard)->Close();
   if (!s.ok()) {
     storage::LogError("sluice: close failed: %s", s.message());
     return 1;
   }
   kafka.reset();
+  amqp.reset();
   shard->reset();
   storage::LogInfo("sluice stopped cleanly");
   return 0;

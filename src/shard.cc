@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "log/logging.h"
+#include "src/amqp/amqp_broker.h"
 
 namespace sluice::broker {
 
@@ -21,6 +22,10 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config)
   TopicRegistry* registry = shard->topics_.get();
   // Logs found on disk open with their topic's config (registry loaded first for that).
   options.config_for = [registry](const storage::TopicPartition& tp) {
+    // AMQP queue logs are not topics; they keep their own settings (src/amqp/MAPPING.md).
+    if (IsAmqpQueueLog(tp.topic)) {
+      return AmqpQueueLogConfig(registry->defaults(), AmqpOptions().max_message_bytes);
+    }
     const TopicInfo* t = registry->Find(tp.topic);
     return t ? registry->ConfigFor(*t) : registry->defaults();
   };

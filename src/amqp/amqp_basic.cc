@@ -1,0 +1,384 @@
+// basic.*, confirm.* and tx.* methods of a channel, and its deliveries.
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "log/logging.h"
+#include "net/amqp/reply_codes.h"
+#include "src/amqp/amqp_connection.h"
+
+namespace sluice::broker {
+
+using amqp::AmqpError;
+using amqp::ReplyCode;
+
+namespace {
+
+template <typename M>
+const M* As(const amqp::Command& cmd) {
+  return std::get_if<M>(&cmd.method);
+}
+
+}  // namespace
+
+absl::Status AmqpChannel::Handle(amqp::Command& cmd) {
+  switch (amqp::IdOf(cmd.method).class_id) {
+    case amqp::ExchangeDeclare::kClassId:
+      return HandleExchange(cmd);
+    case amqp::QueueDeclare::kClassId:
+      return HandleQueue(cmd);
+    case amqp::BasicQos::kClassId:
+      return HandleBasic(cmd);
+    case amqp::ConfirmSelect::kClassId:
+      if (auto* m = As<amqp::ConfirmSelect>(cmd)) {
+        if (tx_) {
+          return AmqpError(ReplyCode::kPreconditionFailed, "cannot switch from tx to confirm mode");
+        }
+        confirm_ = true;
+        if (!m->nowait) conn_->SendMethod(id_, amqp::ConfirmSelectOk{});
+        return absl::OkStatus();
+      }
+      break;
+    case amqp::TxSelect::kClassId:
+      if (As<amqp::TxSelect>(cmd)) {
+        if (confirm_) {
+          return AmqpError(ReplyCode::kPreconditionFailed, "cannot switch from confirm to tx mode");
+        }
+        tx_ = true;
+        conn_->SendMethod(id_, amqp::TxSelectOk{});
+        return absl::OkStatus();
+      }
+      if (As<amqp::TxCommit>(cmd) || As<amqp::TxRollback>(cmd)) {
+        if (!tx_) {
+          return AmqpError(ReplyCode::kPreconditionFailed, "channel is not transactional");
+        }
+        std::vector<amqp::Command> pending = std::move(tx_commands_);
+        tx_commands_.clear();
+        if (As<amqp::TxCommit>(cmd)) {
+          // Replayed in one go: consumers see the publishes together, at the end of this
+          // loop iteration.
+          tx_ = false;
+          absl::Status s;
+          for (amqp::Command& c : pending) {
+            s = HandleBasic(c);
+            if (!s.ok()) break;
+          }
+          tx_ = true;
+          if (!s.ok()) return s;
+          conn_->SendMethod(id_, amqp::TxCommitOk{});
+        } else {
+          conn_->SendMethod(id_, amqp::TxRollbackOk{});
+        }
+        return absl::OkStatus();
+      }
+      break;
+    default:
+      break;
+  }
+  return AmqpError(ReplyCode::kCommandInvalid,
+                   absl::StrCat("unexpected ", std::string(amqp::InfoOf(cmd.method).name)));
+}
+
+absl::Status AmqpChannel::HandleBasic(amqp::Command& cmd) {
+  AmqpBroker& b = conn_->broker();
+  if (tx_ && (As<amqp::BasicPublish>(cmd) || As<amqp::BasicAck>(cmd) || As<amqp::BasicNack>(cmd) ||
+              As<amqp::BasicReject>(cmd))) {
+    // Checked now (an unknown exchange fails the publish, not the commit), applied at commit.
+    if (auto* m = As<amqp::BasicPublish>(cmd)) {
+      AmqpExchange* e = b.FindExchange(m->exchange);
+      if (!e) {
+        return AmqpError(ReplyCode::kNotFound,
+                         absl::StrFormat("no exchange '%s' in vhost '/'", m->exchange));
+      }
+    }
+    tx_commands_.push_back(std::move(cmd));
+    return absl::OkStatus();
+  }
+  if (auto* m = As<amqp::BasicPublish>(cmd)) return Publish(cmd, *m);
+  if (auto* m = As<amqp::BasicAck>(cmd)) {
+    return Settle(m->delivery_tag, m->multiple, false, true, "ack");
+  }
+  if (auto* m = As<amqp::BasicNack>(cmd)) {
+    return Settle(m->delivery_tag, m->multiple, m->requeue, false, "nack");
+  }
+  if (auto* m = As<amqp::BasicReject>(cmd)) {
+    return Settle(m->delivery_tag, false, m->requeue, false, "reject");
+  }
+  if (auto* m = As<amqp::BasicQos>(cmd)) {
+    if (m->prefetch_size != 0) {
+      return AmqpError(ReplyCode::kNotImplemented,
+                       absl::StrCat("prefetch_size!=0 (", m->prefetch_size, ")"));
+    }
+    if (m->global) {
+      channel_prefetch_ = m->prefetch_count;
+    } else {
+      consumer_prefetch_ = m->prefetch_count;
+    }
+    conn_->SendMethod(id_, amqp::BasicQosOk{});
+    WakeQueues();
+    return absl::OkStatus();
+  }
+  if (auto* m = As<amqp::BasicConsume>(cmd)) return Consume(*m);
+  if (auto* m = As<amqp::BasicCancel>(cmd)) {
+    auto it = consumers_.find(m->consumer_tag);
+    if (it != consumers_.end()) {
+      QueuePtr q = consumer_queues_[m->consumer_tag];
+      std::unique_ptr<AmqpConsumer> c = std::move(it->second);
+      consumers_.erase(it);
+      consumer_queues_.erase(m->consumer_tag);
+      // Its unacked deliveries stay with the channel (RabbitMQ).
+      b.RemoveConsumer(q, c.get());
+    }
+    if (!m->no_wait) conn_->SendMethod(id_, amqp::BasicCancelOk{m->consumer_tag});
+    return absl::OkStatus();
+  }
+  if (auto* m = As<amqp::BasicGet>(cmd)) return Get(*m);
+  if (auto* m = As<amqp::BasicRecover>(cmd)) {
+    if (!m->requeue) return AmqpError(ReplyCode::kNotImplemented, "requeue=false");
+    while (!unacked_.empty()) Release(unacked_.begin(), /*requeue=*/true);
+    conn_->SendMethod(id_, amqp::BasicRecoverOk{});
+    return absl::OkStatus();
+  }
+  if (auto* m = As<amqp::BasicRecoverAsync>(cmd)) {
+    if (!m->requeue) return AmqpError(ReplyCode::kNotImplemented, "requeue=false");
+    while (!unacked_.empty()) Release(unacked_.begin(), /*requeue=*/true);
+    return absl::OkStatus();
+  }
+  return AmqpError(ReplyCode::kCommandInvalid,
+                   absl::StrCat("unexpected ", std::string(amqp::InfoOf(cmd.method).name)));
+}
+
+absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& m) {
+  AmqpBroker& b = conn_->broker();
+  uint64_t seq = confirm_ ? ++publish_seq_ : 0;
+  AmqpExchange* e = b.FindExchange(m.exchange);
+  if (!e) {
+    return AmqpError(ReplyCode::kNotFound,
+                     absl::StrFormat("no exchange '%s' in vhost '/'", m.exchange));
+  }
+  if (e->internal) {
+    return AmqpError(
+        ReplyCode::kAccessRefused,
+        absl::StrFormat("cannot publish to internal exchange '%s' in vhost '/'", m.exchange));
+  }
+  if (m.immediate) {
+    return AmqpError(ReplyCode::kNotImplemented, "immediate=true");
+  }
+  const amqp::BasicProperties& props = cmd.header->properties;
+  auto msg = std::make_shared<AmqpMessage>();
+  msg->exchange = m.exchange;
+  msg->routing_key = m.routing_key;
+  msg->persistent = props.delivery_mode.value_or(1) == 2;
+  if (absl::Status s = props.Encode(&msg->properties); !s.ok()) return s;
+  msg->body = std::move(cmd.body);
+  const amqp::FieldTable* headers = props.headers ? &*props.headers : nullptr;
+  std::vector<QueuePtr> queues = b.Route(*e, m.routing_key, headers);
+  if (queues.empty()) {
+    if (m.mandatory) {
+      // Before the confirm (RabbitMQ's order): the confirm goes out at flush time.
+      conn_->SendMethod(id_, amqp::BasicReturn{static_cast<uint16_t>(ReplyCode::kNoRoute),
+                                               "NO_ROUTE", m.exchange, m.routing_key});
+      conn_->SendContent(id_, msg->properties, msg->body);
+    }
+    if (confirm_) OnStored(seq, true);
+    return absl::OkStatus();
+  }
+  if (confirm_) confirm_pending_[seq] = static_cast<int>(queues.size());
+  MessagePtr shared = std::move(msg);
+  std::weak_ptr<AmqpChannel> self = weak_from_this();
+  for (const QueuePtr& q : queues) {
+    storage::AppendCallback done;
+    if (confirm_) {
+      done = [self, seq](absl::Status s, const storage::AppendResult&) {
+        if (auto ch = self.lock()) ch->OnStored(seq, s.ok());
+      };
+    }
+    if (absl::Status s = b.Append(*q, shared, std::move(done)); !s.ok()) {
+      storage::LogError("amqp: append to queue '%s' failed: %s", q->name, s.message());
+      if (confirm_) OnStored(seq, false);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AmqpChannel::OnStored(uint64_t seq, bool ok) {
+  if (!ok) confirm_failed_.insert(seq);
+  auto it = confirm_pending_.find(seq);
+  if (it != confirm_pending_.end()) {
+    if (--it->second > 0) return;
+    confirm_pending_.erase(it);
+  }
+  confirm_done_.insert(seq);
+  confirms_ready_ = true;
+  if (conn_->alive()) conn_->broker().MarkOutput(conn_);
+}
+
+void AmqpChannel::FlushConfirms() {
+  if (!confirms_ready_ || closing) return;
+  confirms_ready_ = false;
+  uint64_t through = confirmed_through_;
+  while (!confirm_done_.empty() && *confirm_done_.begin() == through + 1) {
+    ++through;
+    confirm_done_.erase(confirm_done_.begin());
+  }
+  if (through == confirmed_through_) return;
+  auto first_failed = confirm_failed_.upper_bound(confirmed_through_);
+  bool any_failed = first_failed != confirm_failed_.end() && *first_failed <= through;
+  if (!any_failed) {
+    // One basic.ack with multiple=true covers the whole run.
+    conn_->SendMethod(id_, amqp::BasicAck{through, through - confirmed_through_ > 1});
+  } else {
+    for (uint64_t t = confirmed_through_ + 1; t <= through; ++t) {
+      if (confirm_failed_.erase(t)) {
+        conn_->SendMethod(id_, amqp::BasicNack{t, false, false});
+      } else {
+        conn_->SendMethod(id_, amqp::BasicAck{t, false});
+      }
+    }
+  }
+  confirmed_through_ = through;
+}
+
+absl::Status AmqpChannel::Consume(const amqp::BasicConsume& m) {
+  AmqpBroker& b = conn_->broker();
+  absl::StatusOr<QueuePtr> q = QueueFor(m.queue, true);
+  if (!q.ok()) return q.status();
+  std::string tag = m.consumer_tag;
+  if (tag.empty()) {
+    do {
+      tag = absl::StrCat("amq.ctag-", b.NewQueueName().substr(8));
+    } while (consumers_.contains(tag));
+  } else if (consumers_.contains(tag)) {
+    return AmqpError(ReplyCode::kNotAllowed,
+                     absl::StrFormat("attempt to reuse consumer tag '%s'", tag));
+  }
+  for (AmqpConsumer* c : (*q)->consumers) {
+    if (c->exclusive || m.exclusive) {
+      return AmqpError(ReplyCode::kAccessRefused,
+                       absl::StrFormat("queue '%s' in vhost '/' in exclusive use", (*q)->name));
+    }
+  }
+  auto c = std::make_unique<AmqpConsumer>();
+  c->tag = tag;
+  c->channel = this;
+  c->no_ack = m.no_ack;
+  c->exclusive = m.exclusive;
+  c->prefetch = consumer_prefetch_;
+  if (!m.no_wait) conn_->SendMethod(id_, amqp::BasicConsumeOk{tag});
+  AmqpConsumer* raw = c.get();
+  consumers_[tag] = std::move(c);
+  consumer_queues_[tag] = *q;
+  b.AddConsumer(**q, raw);
+  return absl::OkStatus();
+}
+
+absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
+  AmqpBroker& b = conn_->broker();
+  absl::StatusOr<QueuePtr> qp = QueueFor(m.queue, false);
+  if (!qp.ok()) return qp.status();
+  AmqpQueue& q = **qp;
+  while (std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end())) {
+    absl::StatusOr<MessagePtr> msg = q.Load(peek->offset);
+    if (msg.ok() && *msg == nullptr) break;  // not written yet
+    std::optional<amqp::QueueCursor::Taken> t = q.cursor.Take(q.end(), !m.no_ack);
+    b.MarkCursorDirty(q);
+    if (!msg.ok()) {
+      if (!m.no_ack) q.cursor.Settle(t->offset);
+      continue;
+    }
+    uint64_t tag = next_delivery_tag_++;
+    if (m.no_ack) {
+      q.Forget(t->offset);
+    } else {
+      unacked_[tag] = Delivery{*qp, t->offset, ""};
+    }
+    conn_->SendMethod(id_, amqp::BasicGetOk{tag, t->redelivered, (*msg)->exchange,
+                                            (*msg)->routing_key, static_cast<uint32_t>(q.ready())});
+    conn_->SendContent(id_, (*msg)->properties, (*msg)->body);
+    return absl::OkStatus();
+  }
+  conn_->SendMethod(id_, amqp::BasicGetEmpty{});
+  return absl::OkStatus();
+}
+
+bool AmqpChannel::CanTake(const AmqpConsumer& c) const {
+  if (closing || !flow_active || !conn_->alive()) return false;
+  if (c.prefetch != 0 && c.unacked >= c.prefetch) return false;
+  if (channel_prefetch_ != 0 && unacked_.size() >= channel_prefetch_) return false;
+  return conn_->queued_bytes() < conn_->broker().options().consumer_send_limit;
+}
+
+void AmqpChannel::Deliver(AmqpConsumer& c, const QueuePtr& queue, int64_t offset, bool redelivered,
+                          const MessagePtr& message) {
+  uint64_t tag = next_delivery_tag_++;
+  if (!c.no_ack) {
+    unacked_[tag] = Delivery{queue, offset, c.tag};
+    ++c.unacked;
+  }
+  conn_->SendMethod(
+      id_, amqp::BasicDeliver{c.tag, tag, redelivered, message->exchange, message->routing_key});
+  conn_->SendContent(id_, message->properties, message->body);
+}
+
+void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeue) {
+  Delivery& d = it->second;
+  if (!d.consumer_tag.empty()) {
+    auto c = consumers_.find(d.consumer_tag);
+    if (c != consumers_.end() && c->second->unacked > 0) --c->second->unacked;
+  }
+  AmqpQueue& q = *d.queue;
+  if (!q.deleted) {
+    if (requeue) {
+      q.cursor.Requeue(d.offset);
+    } else {
+      q.cursor.Settle(d.offset);
+      q.Forget(d.offset);
+    }
+    conn_->broker().MarkCursorDirty(q);
+    conn_->broker().Wake(q);
+  }
+  unacked_.erase(it);
+}
+
+absl::Status AmqpChannel::Settle(uint64_t tag, bool multiple, bool requeue, bool ack,
+                                 std::string_view what) {
+  (void)what;
+  if (multiple) {
+    if (tag != 0 && !unacked_.contains(tag)) {
+      return AmqpError(ReplyCode::kPreconditionFailed, absl::StrCat("unknown delivery tag ", tag));
+    }
+    auto end = tag == 0 ? unacked_.end() : unacked_.upper_bound(tag);
+    while (unacked_.begin() != end) Release(unacked_.begin(), !ack && requeue);
+  } else {
+    auto it = unacked_.find(tag);
+    if (it == unacked_.end()) {
+      return AmqpError(ReplyCode::kPreconditionFailed, absl::StrCat("unknown delivery tag ", tag));
+    }
+    Release(it, !ack && requeue);
+  }
+  WakeQueues();
+  return absl::OkStatus();
+}
+
+void AmqpChannel::WakeQueues() {
+  for (auto& [tag, q] : consumer_queues_) conn_->broker().Wake(*q);
+}
+
+void AmqpChannel::Teardown() {
+  // Unacked messages go back to their queues, marked redelivered (in offset order per queue).
+  while (!unacked_.empty()) Release(unacked_.begin(), /*requeue=*/true);
+  std::map<std::string, QueuePtr> queues = std::move(consumer_queues_);
+  consumer_queues_.clear();
+  for (auto& [tag, q] : queues) {
+    auto it = consumers_.find(tag);
+    if (it != consumers_.end()) conn_->broker().RemoveConsumer(q, it->second.get());
+  }
+  consumers_.clear();
+  tx_commands_.clear();
+}
+
+void AmqpChannel::CancelByServer(const std::string& tag) {
+  consumer_queues_.erase(tag);
+  consumers_.erase(tag);
+  if (!closing) conn_->SendMethod(id_, amqp::BasicCancel{tag, true});
+}
+
+}  // namespace sluice::broker

@@ -1,0 +1,214 @@
+// The AMQP 0-9-1 front end of one shard: the listener, the virtual host "/" (exchanges,
+// queues, bindings) and the queues' delivery loop. Mapping onto the log: src/amqp/MAPPING.md;
+// protocol behaviour and deviations from RabbitMQ: net/amqp/PROTOCOL.md.
+//
+// Threading: everything runs on the shard thread.
+//
+// Durability: exchange/queue/binding metadata of durable entities is written to
+// `<data_dir>/amqp.meta` (atomically, fsync'ed) before the -ok is sent. Durable queues' cursors
+// go to `<data_dir>/amqp-cursors/<queue id>` every tick when changed and at clean shutdown.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "log/partition_log.h"
+#include "net/amqp/field_table.h"
+#include "net/reactor/listener.h"
+#include "src/amqp/queue_cursor.h"
+#include "src/amqp/routing.h"
+#include "src/shard.h"
+
+namespace sluice::broker {
+
+class AmqpConnection;
+class AmqpChannel;
+
+struct AmqpOptions {
+  std::string host = "0.0.0.0";
+  uint16_t port = 5672;
+  // Largest message body (RabbitMQ's max_message_size default).
+  uint64_t max_message_bytes = uint64_t{128} << 20;
+  uint32_t frame_max = 131072;
+  uint16_t channel_max = 2047;
+  uint16_t heartbeat_seconds = 60;
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // Bytes of not-yet-delivered messages a queue keeps in memory beside its log; beyond it
+  // deliveries read the log.
+  size_t queue_cache_bytes = 32 << 20;
+  // A consumer's channel gets no new deliveries while its connection has this much unsent.
+  uint64_t consumer_send_limit = 4 << 20;
+};
+
+// The log-config of queue logs: no retention (acks delete, via AdvanceLogStart), batches as
+// large as the largest message, and every append synced (see MAPPING.md, "Confirms").
+storage::LogConfig AmqpQueueLogConfig(const storage::LogConfig& defaults, uint64_t max_message);
+// Internal queue logs are topics whose names Kafka cannot spell ('~'), so they never collide.
+inline constexpr std::string_view kQueueLogPrefix = "amqp~q~";
+bool IsAmqpQueueLog(const std::string& topic);
+
+// One message as published: stored once per queue it was routed to, shared in memory.
+struct AmqpMessage {
+  std::string exchange;
+  std::string routing_key;
+  std::string properties;  // encoded flag words + values, forwarded as received
+  std::string body;
+  bool persistent = false;  // delivery-mode 2
+  size_t bytes() const {
+    return exchange.size() + routing_key.size() + properties.size() + body.size() + 64;
+  }
+};
+using MessagePtr = std::shared_ptr<const AmqpMessage>;
+
+struct AmqpConsumer {
+  std::string tag;
+  AmqpChannel* channel = nullptr;
+  bool no_ack = false;
+  bool exclusive = false;
+  uint32_t prefetch = 0;  // 0 = unlimited
+  uint32_t unacked = 0;
+};
+
+class AmqpQueue {
+ public:
+  std::string name;
+  uint64_t id = 0;
+  bool durable = false;
+  bool exclusive = false;
+  bool auto_delete = false;
+  amqp::FieldTable arguments;
+  AmqpConnection* owner = nullptr;  // exclusive queues
+  storage::PartitionLog* log = nullptr;
+  amqp::QueueCursor cursor;
+  std::vector<AmqpConsumer*> consumers;
+  size_t next_consumer = 0;
+  bool had_consumer = false;
+  bool deleted = false;
+  bool cursor_dirty = false;
+
+  int64_t end() const { return log->log_end_offset(); }
+  int64_t ready() const { return cursor.ReadyCount(end()); }
+  // The message at `offset`: from memory, else read from the log. nullptr while it is not
+  // yet readable (written); NotFound if the log no longer has it.
+  absl::StatusOr<MessagePtr> Load(int64_t offset);
+  void Remember(int64_t offset, MessagePtr m, size_t budget);
+  void Forget(int64_t offset);
+  void ForgetBelow(int64_t offset);
+
+ private:
+  std::map<int64_t, MessagePtr> cache_;
+  size_t cache_bytes_ = 0;
+};
+using QueuePtr = std::shared_ptr<AmqpQueue>;
+
+struct AmqpBinding {
+  std::string destination;
+  bool to_exchange = false;
+  std::string routing_key;
+  amqp::FieldTable arguments;
+  bool operator==(const AmqpBinding& o) const {
+    return destination == o.destination && to_exchange == o.to_exchange &&
+           routing_key == o.routing_key && arguments == o.arguments;
+  }
+};
+
+struct AmqpExchange {
+  std::string name;
+  amqp::ExchangeType type = amqp::ExchangeType::kDirect;
+  std::string type_name;
+  bool durable = false;
+  bool auto_delete = false;
+  bool internal = false;
+  bool builtin = false;  // "" and amq.*: cannot be deleted or redeclared differently
+  amqp::FieldTable arguments;
+  std::vector<AmqpBinding> bindings;  // this exchange is the source
+  bool had_binding = false;
+};
+
+class AmqpBroker {
+ public:
+  // Loads amqp.meta and the cursors, opens the queues' logs, drops logs of queues that did
+  // not survive (non-durable queues of the previous run).
+  static absl::StatusOr<std::unique_ptr<AmqpBroker>> Create(Shard* shard, AmqpOptions options);
+  ~AmqpBroker();
+
+  absl::Status Listen();
+  void StopListening() { listener_.reset(); }
+  uint16_t port() const { return listener_ ? listener_->port() : 0; }
+  const AmqpOptions& options() const { return options_; }
+  Shard& shard() { return *shard_; }
+
+  // --- vhost "/" ---
+  AmqpExchange* FindExchange(const std::string& name);
+  QueuePtr FindQueue(const std::string& name);
+  absl::StatusOr<AmqpExchange*> DeclareExchange(const std::string& name, amqp::ExchangeType type,
+                                                const std::string& type_name, bool durable,
+                                                bool auto_delete, bool internal,
+                                                const amqp::FieldTable& args);
+  absl::Status DeleteExchange(const std::string& name);
+  absl::StatusOr<QueuePtr> DeclareQueue(const std::string& name, bool durable, bool exclusive,
+                                        bool auto_delete, const amqp::FieldTable& args,
+                                        AmqpConnection* owner);
+  // Deletes the queue: its log, bindings, consumers (cancelled with basic.cancel).
+  absl::Status DeleteQueue(const QueuePtr& queue);
+  // Adds a binding (idempotent). The caller checked both ends exist.
+  absl::Status Bind(AmqpExchange& source, AmqpBinding binding);
+  absl::Status Unbind(AmqpExchange& source, const AmqpBinding& binding);
+  // The queues a message reaches (exchange-to-exchange bindings followed, each queue once).
+  std::vector<QueuePtr> Route(const AmqpExchange& exchange, const std::string& routing_key,
+                              const amqp::FieldTable* headers);
+  std::string NewQueueName();
+
+  // Appends the message to the queue's log; `done` runs when it is stored (written, or
+  // durable for persistent messages on durable queues).
+  absl::Status Append(AmqpQueue& queue, const MessagePtr& message, storage::AppendCallback done);
+
+  void AddConsumer(AmqpQueue& queue, AmqpConsumer* consumer);
+  // Removes the consumer; auto-delete queues go when their last consumer leaves.
+  void RemoveConsumer(const QueuePtr& queue, AmqpConsumer* consumer);
+  // Marks a queue for a delivery pass at the end of the iteration.
+  void Wake(AmqpQueue& queue) { wake_.insert(queue.id); }
+  void MarkCursorDirty(AmqpQueue& queue);
+  // Connections with output to flush at the end of the iteration.
+  void MarkOutput(AmqpConnection* conn) { output_.insert(conn); }
+  void ConnectionGone(AmqpConnection* conn);
+  // Runs a delivery pass over one queue now.
+  void Pump(const QueuePtr& queue);
+
+ private:
+  AmqpBroker(Shard* shard, AmqpOptions options) : shard_(shard), options_(std::move(options)) {}
+  void DeclareBuiltins();
+  absl::Status Load();
+  absl::Status SaveMetadata();
+  absl::StatusOr<storage::PartitionLog*> OpenQueueLog(uint64_t id);
+  void SaveCursors(bool all);
+  void OnEndOfIteration();
+  void OnTick();
+  void RemoveBindingsTo(const std::string& name, bool to_exchange);
+  void MaybeAutoDeleteExchange(const std::string& name);
+  std::string CursorPath(uint64_t id) const;
+  std::string MetaPath() const;
+
+  Shard* const shard_;
+  const AmqpOptions options_;
+  std::unique_ptr<net::Listener> listener_;
+  std::map<std::string, AmqpExchange> exchanges_;
+  std::map<std::string, QueuePtr> queues_;
+  std::map<uint64_t, QueuePtr> queues_by_id_;
+  uint64_t next_queue_id_ = 1;
+  uint64_t name_counter_ = 0;
+  std::set<uint64_t> wake_;
+  std::set<uint64_t> dirty_cursors_;
+  absl::flat_hash_set<AmqpConnection*> output_;
+  std::set<uint64_t> consuming_;  // queues with consumers: pumped every iteration
+  bool closed_ = false;
+};
+
+}  // namespace sluice::broker

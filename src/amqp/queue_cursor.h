@@ -1,0 +1,67 @@
+// The delivery state of one AMQP queue over its partition log.
+//
+//   [0, watermark)          settled: acked, rejected without requeue, delivered with no-ack,
+//                           or purged. The log may drop these (AdvanceLogStart).
+//   unacked                 delivered and waiting for ack/nack/reject (any channel)
+//   requeued                returned to the queue (nack/reject with requeue, channel closed);
+//                           delivered again before new messages, with redelivered=true
+//   [next, log end)         never delivered
+// watermark = min(unacked ∪ requeued ∪ {next}); acks may arrive in any order.
+//
+// Pure bookkeeping (no I/O): the queue decides where message bytes come from. Persisted for
+// durable queues as Encode()/Decode() (format in src/amqp/MAPPING.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace sluice::amqp {
+
+class QueueCursor {
+ public:
+  struct Taken {
+    int64_t offset;
+    bool redelivered;
+  };
+
+  QueueCursor() = default;
+  explicit QueueCursor(int64_t start) : next_(start) {}
+
+  // The next message to deliver (requeued ones first, lowest offset first), or nullopt when
+  // none is ready below `end`. With `track` the offset becomes unacked, else it is settled.
+  std::optional<Taken> Take(int64_t end, bool track);
+  // The message a requeued/next take would return, without taking it.
+  std::optional<Taken> Peek(int64_t end) const;
+  // Settles an unacked offset (ack, or reject/nack without requeue). False if not unacked.
+  bool Settle(int64_t offset);
+  // Returns an unacked offset to the queue. False if not unacked.
+  bool Requeue(int64_t offset);
+  // Drops every ready message below `end`; returns how many.
+  int64_t Purge(int64_t end);
+  // Messages ready for delivery (requeued + never delivered below `end`).
+  int64_t ReadyCount(int64_t end) const;
+  int64_t UnackedCount() const { return static_cast<int64_t>(unacked_.size()); }
+  int64_t Watermark() const;
+  int64_t next() const { return next_; }
+  bool IsUnacked(int64_t offset) const { return unacked_.contains(offset); }
+  // Moves the never-delivered start up (e.g. the log start moved past it). Offsets below
+  // `start` that are requeued are dropped.
+  void SkipTo(int64_t start);
+
+  // Persistent form: next, then every unacked or requeued offset (after a restart they are
+  // all requeued and redelivered with redelivered=true).
+  std::string Encode() const;
+  static absl::StatusOr<QueueCursor> Decode(std::string_view bytes);
+
+ private:
+  int64_t next_ = 0;
+  std::set<int64_t> unacked_;
+  std::set<int64_t> requeued_;
+};
+
+}  // namespace sluice::amqp
