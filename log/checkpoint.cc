@@ -28,7 +28,36 @@ T Get(const uint8_t* p) {
   return v;
 }
 
+constexpr uint32_t kCleanerMagic = 0x43434c53;  // "SLCC" little-endian
+constexpr size_t kCleanerSize = 24;
+
 }  // namespace
+
+absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset) {
+  uint8_t buf[kCleanerSize] = {};
+  Put<uint32_t>(buf + 0, kCleanerMagic);
+  Put<uint16_t>(buf + 4, kVersion);
+  Put<int64_t>(buf + 8, first_dirty_offset);
+  Put<uint64_t>(buf + 16, XXH3_64bits(buf, 16));
+  return WriteFileAtomically(path, std::span<const uint8_t>(buf, kCleanerSize));
+}
+
+absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path) {
+  auto bytes = ReadWholeFile(path);
+  if (!bytes.ok()) return bytes.status();
+  const std::vector<uint8_t>& b = *bytes;
+  if (b.size() != kCleanerSize || Get<uint32_t>(b.data()) != kCleanerMagic ||
+      Get<uint64_t>(b.data() + 16) != XXH3_64bits(b.data(), 16)) {
+    return absl::DataLossError(path + ": not a valid cleaner checkpoint");
+  }
+  if (Get<uint16_t>(b.data() + 4) != kVersion) {
+    return absl::DataLossError(
+        absl::StrFormat("%s: unknown version %d", path, Get<uint16_t>(b.data() + 4)));
+  }
+  const int64_t offset = Get<int64_t>(b.data() + 8);
+  if (offset < 0) return absl::DataLossError(path + ": negative offset");
+  return offset;
+}
 
 absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp) {
   uint8_t buf[kSize] = {};

@@ -22,6 +22,14 @@ struct RecoveryCheckpoint {
 inline constexpr char kRecoveryCheckpointFile[] = "recovery-point";
 inline constexpr char kCleanShutdownFile[] = "clean-shutdown";
 
+// The cleaner checkpoint (`cleaner-point`): the first offset the log cleaner has not yet
+// compacted (Kafka's cleaner-offset-checkpoint, per partition). Same envelope as above; layout
+// in log/FORMAT.md ("Compaction"). Losing it only makes the next pass redo work.
+inline constexpr char kCleanerCheckpointFile[] = "cleaner-point";
+absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset);
+// NotFoundError when absent; DataLossError when damaged or of an unknown version.
+absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path);
+
 absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp);
 // NotFoundError when absent; DataLossError when damaged or of an unknown version.
 absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path);

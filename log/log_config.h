@@ -10,6 +10,10 @@ namespace sluice::storage {
 
 inline constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
 
+// cleanup.policy bits: "delete", "compact" or both ("compact,delete").
+inline constexpr uint8_t kCleanupDelete = 1;
+inline constexpr uint8_t kCleanupCompact = 2;
+
 struct LogConfig {
   // segment.bytes: roll when the active segment would grow past this. Positions in the offset
   // index are u32, so it is capped at 2 GiB - 1.
@@ -35,6 +39,31 @@ struct LogConfig {
   // How often (ms) dirty data is flushed in the background and the recovery point
   // checkpointed, independent of the flush policy: bounds the tail re-validated after a crash.
   int64_t recovery_checkpoint_ms = 1000;
+
+  // Log compaction (log/cleaner.h). cleanup.policy: with "delete", retention.ms/bytes delete
+  // old segments; with "compact", the cleaner keeps the latest record per key. A compact-only
+  // log is never shortened by retention.ms/bytes (Kafka's rule).
+  uint8_t cleanup_policy = kCleanupDelete;
+  // delete.retention.ms: how long a tombstone (null value) survives after the cleaner first
+  // retained it (its batch then carries a delete horizon; log/FORMAT.md "Compaction").
+  int64_t delete_retention_ms = 24LL * 3600 * 1000;
+  // min.cleanable.dirty.ratio: clean when dirty bytes / cleanable bytes reaches this.
+  double min_cleanable_dirty_ratio = 0.5;
+  // min.compaction.lag.ms: a segment is cleanable only once its newest record is this old.
+  int64_t min_compaction_lag_ms = 0;
+  // max.compaction.lag.ms: a segment whose newest record is this old is cleaned even below
+  // the dirty ratio (Kafka's default: never).
+  int64_t max_compaction_lag_ms = kNever;
+  // log.cleaner.dedupe.buffer.size (broker-wide in Kafka; per log here): memory for the key
+  // map of one cleaning pass, 24 bytes per distinct key. A pass stops mapping at the first
+  // segment boundary past it (the rest is cleaned by the next pass).
+  uint64_t cleaner_dedupe_buffer_bytes = 128ull << 20;
+  // Bytes of segment data the cleaner reads per Tick() on the shard thread (it also writes
+  // and fdatasyncs at most this much): bounds the time a Tick spends compacting.
+  uint64_t cleaner_bytes_per_tick = 4ull << 20;
+
+  bool compact() const { return (cleanup_policy & kCleanupCompact) != 0; }
+  bool delete_retention() const { return (cleanup_policy & kCleanupDelete) != 0; }
 };
 
 }  // namespace sluice::storage

@@ -154,17 +154,31 @@ Segment::Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFi
 Segment::~Segment() = default;
 
 std::string Segment::PathWithSuffix(const char* suffix) const {
-  return absl::StrCat(dir_, "/", FileStem(base_offset_), suffix);
+  return absl::StrCat(dir_, "/", FileStem(base_offset_), suffix, extra_suffix_);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& dir,
                                                          int64_t base_offset,
                                                          const LogConfig& config) {
-  std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log");
+  return CreateWithSuffix(dir, base_offset, config, "");
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateCleaned(const std::string& dir,
+                                                                int64_t base_offset,
+                                                                const LogConfig& config) {
+  return CreateWithSuffix(dir, base_offset, config, ".cleaned");
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateWithSuffix(const std::string& dir,
+                                                                   int64_t base_offset,
+                                                                   const LogConfig& config,
+                                                                   const char* extra_suffix) {
+  std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log", extra_suffix);
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("create segment", path, errno);
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
+  seg->extra_suffix_ = extra_suffix;
   auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes);
   if (!oi.ok()) return oi.status();
   auto ti =

@@ -63,6 +63,12 @@ class Segment {
   static absl::StatusOr<std::unique_ptr<Segment>> Create(const std::string& dir,
                                                          int64_t base_offset,
                                                          const LogConfig& config);
+  // A new, empty segment whose three files carry the extra suffix ".cleaned": the output of
+  // the log cleaner (log/cleaner.h), renamed into place by its swap. Only OnAppend, Seal and
+  // fd() are meaningful on it; it is dropped (not Delete()d) before the swap's renames.
+  static absl::StatusOr<std::unique_ptr<Segment>> CreateCleaned(const std::string& dir,
+                                                                int64_t base_offset,
+                                                                const LogConfig& config);
   // Opens an existing segment's .log file. Indexes are opened by OpenIndexes() or rebuilt by
   // RebuildIndexes(); until one of them succeeds the segment must not be read.
   static absl::StatusOr<std::unique_ptr<Segment>> Open(const std::string& dir, int64_t base_offset,
@@ -124,11 +130,16 @@ class Segment {
  private:
   Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFile> file,
           const LogConfig& config);
+  static absl::StatusOr<std::unique_ptr<Segment>> CreateWithSuffix(const std::string& dir,
+                                                                   int64_t base_offset,
+                                                                   const LogConfig& config,
+                                                                   const char* extra_suffix);
   std::string PathWithSuffix(const char* suffix) const;
   void ResetIndexBookkeeping();
 
   const std::string dir_;
   const int64_t base_offset_;
+  std::string extra_suffix_;  // ".cleaned" for cleaner output, else empty
   std::shared_ptr<SegmentFile> file_;
   const uint32_t index_interval_bytes_;
   const uint32_t max_index_bytes_;

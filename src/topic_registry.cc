@@ -5,9 +5,12 @@
 #include <cstring>
 #include <random>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "log/file_util.h"
 
 namespace sluice::broker {
@@ -87,10 +90,36 @@ bool IsValidTopicName(const std::string& name) {
 absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
                               storage::LogConfig* c) {
   if (name == "cleanup.policy") {
-    if (value != "delete" && value != "compact" && value != "compact,delete" &&
-        value != "delete,compact") {
-      return absl::InvalidArgumentError("cleanup.policy: delete or compact");
+    uint8_t policy = 0;
+    for (absl::string_view part : absl::StrSplit(value, ',')) {
+      part = absl::StripAsciiWhitespace(part);
+      if (part == "delete") {
+        policy |= storage::kCleanupDelete;
+      } else if (part == "compact") {
+        policy |= storage::kCleanupCompact;
+      } else {
+        return absl::InvalidArgumentError("cleanup.policy: delete, compact or both");
+      }
     }
+    c->cleanup_policy = policy;
+    return absl::OkStatus();
+  }
+  if (name == "delete.retention.ms") {
+    return ParseNumber<int64_t>(name, value, 0, &c->delete_retention_ms);
+  }
+  if (name == "min.compaction.lag.ms") {
+    return ParseNumber<int64_t>(name, value, 0, &c->min_compaction_lag_ms);
+  }
+  if (name == "max.compaction.lag.ms") {
+    return ParseNumber<int64_t>(name, value, 1, &c->max_compaction_lag_ms);
+  }
+  if (name == "min.cleanable.dirty.ratio") {
+    double v;
+    if (!absl::SimpleAtod(value, &v) || !(v >= 0 && v <= 1)) {
+      return absl::InvalidArgumentError(
+          absl::StrFormat("%s: '%s' is not a number in [0, 1]", name, value));
+    }
+    c->min_cleanable_dirty_ratio = v;
     return absl::OkStatus();
   }
   if (name == "flush.messages") {
@@ -135,7 +164,14 @@ absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
 }
 
 std::string TopicConfigValue(const std::string& name, const storage::LogConfig& c) {
-  if (name == "cleanup.policy") return "delete";
+  if (name == "cleanup.policy") {
+    if (c.compact() && c.delete_retention()) return "compact,delete";
+    return c.compact() ? "compact" : "delete";
+  }
+  if (name == "delete.retention.ms") return absl::StrCat(c.delete_retention_ms);
+  if (name == "min.compaction.lag.ms") return absl::StrCat(c.min_compaction_lag_ms);
+  if (name == "max.compaction.lag.ms") return absl::StrCat(c.max_compaction_lag_ms);
+  if (name == "min.cleanable.dirty.ratio") return absl::StrCat(c.min_cleanable_dirty_ratio);
   if (name == "flush.messages") return absl::StrCat(c.flush_messages);
   if (name == "flush.ms") return absl::StrCat(c.flush_ms);
   if (name == "max.message.bytes") return absl::StrCat(c.max_batch_bytes);

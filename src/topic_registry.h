@@ -23,13 +23,22 @@
 namespace sluice::broker {
 
 // The topic configs Kafka clients may set, in the order DescribeConfigs lists them.
-inline constexpr std::array<const char*, 9> kTopicConfigNames = {
-    "cleanup.policy",    "flush.messages",         "flush.ms",
-    "max.message.bytes", "message.timestamp.type", "retention.bytes",
-    "retention.ms",      "segment.bytes",          "segment.ms"};
+inline constexpr std::array<const char*, 13> kTopicConfigNames = {"cleanup.policy",
+                                                                  "delete.retention.ms",
+                                                                  "flush.messages",
+                                                                  "flush.ms",
+                                                                  "max.compaction.lag.ms",
+                                                                  "max.message.bytes",
+                                                                  "message.timestamp.type",
+                                                                  "min.cleanable.dirty.ratio",
+                                                                  "min.compaction.lag.ms",
+                                                                  "retention.bytes",
+                                                                  "retention.ms",
+                                                                  "segment.bytes",
+                                                                  "segment.ms"};
 
 // Applies one `name=value` topic config to `config`. InvalidArgumentError for an unknown name
-// or a bad value. `cleanup.policy` is accepted (delete, compact) but only recorded.
+// or a bad value. `cleanup.policy` is delete, compact or both (log/cleaner.h).
 absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
                               storage::LogConfig* config);
 // The Kafka-style string value of a config (for DescribeConfigs).
