@@ -1,5 +1,8 @@
 """kcat against sluice: keyed records with headers into a 3-partition topic, consumed from the
-beginning, from an offset and from a timestamp; every compression codec round-trips."""
+beginning, from an offset and from a timestamp; every compression codec round-trips; a 1 MiB
+record where max.message.bytes allows it, MESSAGE_TOO_LARGE where not; an idempotent producer.
+(kcat has no admin requests: the topic with a larger max.message.bytes is created with
+confluent-kafka's AdminClient.)"""
 import json
 import subprocess
 import time
@@ -9,12 +12,42 @@ from harness import Broker, check, run
 KCAT = "/usr/bin/kcat"
 
 
-def kcat(broker, *args, input_data=None, timeout=30):
+def kcat_run(broker, *args, input_data=None, timeout=30):
     cmd = [KCAT, "-b", broker.bootstrap, "-X", "broker.address.family=v4"] + list(args)
-    r = subprocess.run(cmd, input=input_data, capture_output=True, timeout=timeout)
+    return subprocess.run(cmd, input=input_data, capture_output=True, timeout=timeout)
+
+
+def kcat(broker, *args, input_data=None, timeout=30):
+    r = kcat_run(broker, *args, input_data=input_data, timeout=timeout)
     if r.returncode != 0:
         raise AssertionError(f"kcat {args} failed: {r.stderr.decode(errors='replace')}")
     return r.stdout.decode()
+
+
+def large_records(b):
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": b.bootstrap, "broker.address.family": "v4"})
+    fs = admin.create_topics([NewTopic("big", 1, 1, config={"max.message.bytes": str(3 << 20)})])
+    fs["big"].result(timeout=20)
+    big = (b"0123456789abcdef" * (1 << 16))  # 1 MiB
+    # One line = one record (the payload has no newline). librdkafka's own limit is raised too.
+    kcat(b, "-P", "-t", "big", "-p", "0", "-X", "message.max.bytes=4194304", input_data=big + b"\n")
+    got = kcat(b, "-C", "-t", "big", "-o", "beginning", "-e", "-q", "-X", "fetch.max.bytes=8388608")
+    check(got.encode() == big + b"\n", f"1 MiB record came back with {len(got)} bytes")
+    # The default max.message.bytes (1 MiB + batch overhead) refuses a 1.5 MiB record.
+    huge = b"y" * (3 << 19)
+    r = kcat_run(b, "-P", "-t", "keyed", "-p", "0", "-X", "message.max.bytes=4194304",
+                 input_data=huge + b"\n")
+    err = r.stderr.decode(errors="replace")
+    check("too large" in err.lower(), f"1.5 MiB record not refused as too large: rc {r.returncode} {err}")
+
+
+def idempotent(b):
+    lines = "".join(f"i{i}\n" for i in range(1000))
+    kcat(b, "-P", "-t", "idem", "-p", "0", "-X", "enable.idempotence=true", input_data=lines.encode())
+    got = consume(b, "idem", "-o", "beginning")
+    check([m["payload"] for m in got] == [f"i{i}" for i in range(1000)],
+          f"idempotent producer: {len(got)} records")
 
 
 def consume(broker, topic, *args):
@@ -65,6 +98,8 @@ def test(args):
             got = consume(b, topic, "-o", "beginning")
             check([m["payload"] + "\n" for m in got] == payload.splitlines(keepends=True),
                   f"{codec}: got {len(got)} records")
+        large_records(b)
+        idempotent(b)
         # Metadata lists what we made.
         meta = json.loads(kcat(b, "-L", "-J"))
         names = {t["topic"] for t in meta["topics"]}
