@@ -532,7 +532,8 @@ void PartitionLog::Tick(int64_t now_ms) {
   ApplyRetention(now_ms);
   SubmitBuffered();
   MaybeStartSync();
-  if (config_.compact()) CleanStep(now_ms, config_.cleaner_bytes_per_tick);
+  // A pass left behind by a switch away from compact is abandoned by CleanStep.
+  if (config_.compact() || cleaner_ != nullptr) CleanStep(now_ms, config_.cleaner_bytes_per_tick);
 }
 
 absl::Status PartitionLog::WriteCheckpoint() {
