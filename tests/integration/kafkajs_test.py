@@ -1,7 +1,7 @@
 """kafkajs 2 against sluice: admin creates a topic with partitions, a keyed producer with
-headers (gzip too), offsets listed by time and at the ends, topic deletion. The kafkajs
-consumer needs consumer groups (a later issue), so records are read back with kcat here.
-kafkajs is installed from npm into the build tree's cache on first use."""
+headers (gzip too), offsets listed by time and at the ends, topic deletion. Records are read
+back by a kafkajs consumer group and by kcat. Group rebalancing is tested in
+groups_kafkajs_test.py. kafkajs is installed from npm into the build tree's cache on first use."""
 import json
 import os
 import subprocess
@@ -32,10 +32,23 @@ const broker = process.env.SLUICE_BOOTSTRAP;
   const ends = await admin.fetchTopicOffsets('js');
   const byTime = await admin.fetchTopicOffsetsByTimestamp('js', t0 - 60000);
   await producer.disconnect();
+  // Read everything back through a consumer group.
+  const consumed = [];
+  const consumer = kafka.consumer({ groupId: 'js-reader', sessionTimeout: 6000 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: 'js', fromBeginning: true });
+  await consumer.run({ eachMessage: async ({ partition, message }) => {
+    consumed.push({ partition, offset: Number(message.offset), key: message.key.toString(),
+                    value: message.value.toString(),
+                    idx: message.headers.idx ? message.headers.idx.toString() : null });
+  } });
+  const deadline = Date.now() + 30000;
+  while (consumed.length < 91 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  await consumer.disconnect();
   const topics = await admin.listTopics();
   await admin.deleteTopics({ topics: ['scratch'] }).catch(() => {});
   console.log(JSON.stringify({ created, partitions: meta.topics[0].partitions.length, res, gz,
-                               ends, byTime, topics }));
+                               ends, byTime, topics, consumed }));
   await admin.disconnect();
 })().catch((e) => { console.error(e); process.exit(1); });
 """
@@ -65,6 +78,17 @@ def test(args):
         check(sum(int(e["high"]) for e in out["ends"]) == 91, f"ends {out['ends']}")
         check(all(int(o["offset"]) == 0 for o in out["byTime"]), f"by time {out['byTime']}")
         check(all(p["errorCode"] == 0 for p in out["res"]), f"produce {out['res']}")
+        # The kafkajs group consumer read every record once, headers and order intact.
+        cons = out["consumed"]
+        check(len(cons) == 91, f"kafkajs consumer read {len(cons)}")
+        check(len({(m["partition"], m["offset"]) for m in cons}) == 91, "no duplicates")
+        for m in cons:
+            if m["key"] != "g":
+                check(m["idx"] == m["value"][1:], f"consumed headers {m}")
+        for part in range(3):
+            offs = [m["offset"] for m in cons if m["partition"] == part]
+            check(offs == sorted(offs), f"partition {part} consumed in order")
+        check(any(m["value"] == "gzipped" for m in cons), "gzip batch consumed")
         # Read back with kcat: keys, values, headers, per-partition order.
         cmd = ["/usr/bin/kcat", "-b", b.bootstrap, "-C", "-t", "js", "-e", "-q", "-J",
                "-o", "beginning"]
