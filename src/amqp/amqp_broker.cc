@@ -481,6 +481,12 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   absl::StatusOr<storage::PartitionLog*> log = OpenQueueLog(q->id);
   if (!log.ok()) return AmqpError(ReplyCode::kInternalError, std::string(log.status().message()));
   q->log = *log;
+  if (!q->durable) {
+    // Nothing of a transient queue survives a restart: no per-append sync.
+    storage::LogConfig c = q->log->config();
+    c.flush_messages = storage::kNever;
+    q->log->UpdateConfig(c);
+  }
   q->cursor = amqp::QueueCursor(q->log->log_end_offset());
   queues_[name] = q;
   queues_by_id_[q->id] = q;
@@ -621,9 +627,13 @@ void AmqpBroker::Pump(const QueuePtr& qp) {
         break;
       }
     }
-    if (chosen == nullptr) break;
+    if (chosen == nullptr) {
+      break;
+    }
     absl::StatusOr<MessagePtr> m = q.Load(peek->offset);
-    if (m.ok() && *m == nullptr) break;  // not written yet: next iteration
+    if (m.ok() && *m == nullptr) {
+      break;  // not written yet: next iteration
+    }
     std::optional<amqp::QueueCursor::Taken> t = q.cursor.Take(q.end(), !chosen->no_ack);
     progressed = true;
     if (!m.ok()) {
