@@ -40,6 +40,8 @@ struct AmqpOptions {
   uint16_t channel_max = 2047;
   uint16_t heartbeat_seconds = 60;
   absl::Duration handshake_timeout = absl::Seconds(10);
+  // guest/guest only from loopback addresses, as RabbitMQ (the fuzzer's socketpair is not).
+  bool guest_loopback_only = true;
   // Bytes of not-yet-delivered messages a queue keeps in memory beside its log; beyond it
   // deliveries read the log.
   size_t queue_cache_bytes = 32 << 20;

@@ -268,7 +268,8 @@ absl::Status AmqpConnection::Authenticate(const amqp::ConnectionStartOk& m) {
                      absl::StrCat("unsupported authentication mechanism ", m.mechanism));
   }
   // RabbitMQ's default user: guest/guest, accepted from loopback only.
-  if (user != "guest" || pass != "guest" || !IsLoopback(peer_)) {
+  if (user != "guest" || pass != "guest" ||
+      (broker_->options().guest_loopback_only && !IsLoopback(peer_))) {
     storage::LogWarning("amqp: login of user '%s' from %s refused", user, peer_);
     return AmqpError(ReplyCode::kAccessRefused,
                      absl::StrCat("Login was refused using authentication mechanism ", m.mechanism,
