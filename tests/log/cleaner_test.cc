@@ -411,6 +411,23 @@ TEST_P(CleanerTest, ReopenAfterCleanCleanlyAndAfterACrash) {
   ExpectConsistent(*log);
 }
 
+TEST_P(CleanerTest, RecoveryWithoutACheckpointRevalidatesAcrossGaps) {
+  auto log = Open(Compacted());
+  AppendUpdates(*log, 400, 10);
+  Checkpoint(*log);
+  CleanAll(*log);
+  AppendUpdates(*log, 30, 10, 400);
+  Checkpoint(*log);
+  const auto cleaned = ReadAllBatches(*log);
+  log.reset();  // crash, and the checkpoint is lost too: every segment is re-validated
+  ASSERT_TRUE(RemoveFile(dir_.Sub(absl::StrCat("t-0/", kRecoveryCheckpointFile))).ok());
+  log = Open(Compacted());
+  EXPECT_EQ(log->recovery_report().bytes_truncated, 0u);
+  EXPECT_GT(log->recovery_report().bytes_validated, 0u);
+  EXPECT_TRUE(ReadAllBatches(*log) == cleaned);
+  ExpectConsistent(*log);
+}
+
 TEST_P(CleanerTest, CrashAtEveryStepOfTheSwapRecovers) {
   for (int step = 0; step <= static_cast<int>(SwapStep::kLogRenamed); ++step) {
     SCOPED_TRACE(absl::StrCat("crash after swap step ", step));
