@@ -375,7 +375,7 @@ void AmqpChannel::Teardown() {
   tx_commands_.clear();
 }
 
-void AmqpChannel::CancelByServer(const std::string& tag) {
+void AmqpChannel::CancelByServer(std::string tag) {  // a copy: erasing the consumer frees its tag
   consumer_queues_.erase(tag);
   consumers_.erase(tag);
   if (!closing) conn_->SendMethod(id_, amqp::BasicCancel{tag, true});

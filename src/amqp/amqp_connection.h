@@ -43,7 +43,7 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   // Channel closing (either side) or connection gone: consumers cancelled, unacked requeued.
   void Teardown();
   // The broker cancels a consumer (its queue was deleted): basic.cancel to the client.
-  void CancelByServer(const std::string& tag);
+  void CancelByServer(std::string tag);
 
   // Sends the publisher confirms that became ready (coalesced with multiple=true).
   void FlushConfirms();

@@ -12,6 +12,8 @@ SLUICE_TEST_PKGS=(
   librdkafka-dev librabbitmq-dev kcat amqp-tools
   python3 python3-confluent-kafka python3-kafka python3-pika python3-kombu
   fio rabbitmq-server
+  # npm installs the Node.js clients (kafkajs, amqplib) into the build tree on first use.
+  nodejs npm
 )
 
 sluice_missing_pkgs() {
