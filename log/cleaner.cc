@@ -395,12 +395,17 @@ LogCleaner::Range LogCleaner::CleanableRange(int64_t now_ms) const {
       break;
     }
     if (seg.next_offset() >= log_->checkpointed_offset_) break;
-    const int64_t age = seg.max_timestamp() >= 0 ? now_ms - seg.max_timestamp() : kNever;
-    if (age < c.min_compaction_lag_ms) break;
+    // Lags apply only when set (Kafka's rule): a producer clock ahead of ours must not stall
+    // cleaning, and a segment without timestamps is never "overdue".
+    const bool timed = seg.max_timestamp() >= 0;
+    const int64_t age = timed ? now_ms - seg.max_timestamp() : kNever;
+    if (c.min_compaction_lag_ms > 0 && age < c.min_compaction_lag_ms) break;
     r.total_bytes += seg.size();
     if (seg.base_offset() >= first_dirty) {
       r.dirty_bytes += seg.size();
-      if (age >= c.max_compaction_lag_ms) r.overdue = true;
+      if (c.max_compaction_lag_ms != kNever && timed && age >= c.max_compaction_lag_ms) {
+        r.overdue = true;
+      }
     }
     r.count = i + 1;
   }

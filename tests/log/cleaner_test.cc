@@ -339,6 +339,18 @@ TEST_P(CleanerTest, MinCompactionLagKeepsRecentSegmentsDirty) {
   ExpectConsistent(*log);
 }
 
+TEST_P(CleanerTest, TimestampsAheadOfTheClockDoNotStallCleaning) {
+  auto log = Open(Compacted());
+  now_ += 3'600'000;  // records stamped an hour ahead of the broker's clock
+  AppendUpdates(*log, 300, 5);
+  now_ -= 3'600'000;
+  Checkpoint(*log);
+  const size_t before = ReadAllBatches(*log).size();
+  CleanAll(*log);
+  EXPECT_LT(ReadAllBatches(*log).size(), before);
+  EXPECT_EQ(log->cleaner()->stats().passes, 1);
+}
+
 TEST_P(CleanerTest, ReadsAndTimeLookupsAcrossOffsetGaps) {
   auto log = Open(Compacted());
   for (int i = 0; i < 300; ++i) {
