@@ -640,6 +640,9 @@ absl::Status LogCleaner::SwapGroup() {
     if (absl::Status s = segs[at + i]->Delete(); !s.ok()) return fail(s);
     if (i == 0 && CrashHere(SwapStep::kFirstSourceDeleted)) return absl::OkStatus();
   }
+  // The deletions must be durable before the output takes its final name: without the .swap
+  // file, start-up could no longer tell an old segment of the range from a live one.
+  if (absl::Status s = SyncDir(dir); !s.ok()) return fail(s);
   if (CrashHere(SwapStep::kSourcesDeleted)) return absl::OkStatus();
   for (const char* suffix : {".index", ".timeindex"}) {
     if (absl::Status s = RenameFile(Path(dir, base, absl::StrCat(suffix, ".cleaned").c_str()),
