@@ -169,6 +169,15 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
   msg->persistent = props.delivery_mode.value_or(1) == 2;
   if (absl::Status s = props.Encode(&msg->properties); !s.ok()) return s;
   msg->body = std::move(cmd.body);
+  if (props.headers) {
+    for (const amqp::FieldEntry& h : props.headers->entries()) {
+      if (const std::string* v = h.value.AsString()) {
+        msg->kafka_headers.push_back({h.name, *v});
+      } else if (std::optional<int64_t> i = h.value.AsInt64()) {
+        msg->kafka_headers.push_back({h.name, absl::StrCat(*i)});
+      }
+    }
+  }
   const amqp::FieldTable* headers = props.headers ? &*props.headers : nullptr;
   std::vector<QueuePtr> queues = b.Route(*e, m.routing_key, headers);
   if (queues.empty()) {
@@ -262,6 +271,19 @@ absl::Status AmqpChannel::Consume(const amqp::BasicConsume& m) {
   c->no_ack = m.no_ack;
   c->exclusive = m.exclusive;
   c->prefetch = consumer_prefetch_;
+  if ((*q)->stream) {
+    // RabbitMQ: stream consumers need a prefetch, and say where to start.
+    if (consumer_prefetch_ == 0 && channel_prefetch_ == 0) {
+      return AmqpError(ReplyCode::kPreconditionFailed,
+                       "consumer prefetch count is not set for stream queue");
+    }
+    absl::StatusOr<int64_t> start = b.StreamStart(**q, m.arguments.Find("x-stream-offset"));
+    if (!start.ok()) {
+      return AmqpError(ReplyCode::kPreconditionFailed,
+                       absl::StrCat("invalid ", std::string(start.status().message())));
+    }
+    c->stream_offset = *start;
+  }
   if (!m.no_wait) conn_->SendMethod(id_, amqp::BasicConsumeOk{tag});
   AmqpConsumer* raw = c.get();
   consumers_[tag] = std::move(c);
@@ -275,6 +297,10 @@ absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
   absl::StatusOr<QueuePtr> qp = QueueFor(m.queue, false);
   if (!qp.ok()) return qp.status();
   AmqpQueue& q = **qp;
+  if (q.stream) {
+    return AmqpError(ReplyCode::kPreconditionFailed,
+                     absl::StrFormat("basic.get is not supported by stream queue '%s'", q.name));
+  }
   while (std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end())) {
     absl::StatusOr<MessagePtr> msg = q.Load(peek->offset);
     if (msg.ok() && *msg == nullptr) break;  // not written yet
@@ -325,7 +351,7 @@ void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeu
     if (c != consumers_.end() && c->second->unacked > 0) --c->second->unacked;
   }
   AmqpQueue& q = *d.queue;
-  if (!q.deleted) {
+  if (!q.deleted && !q.stream) {  // stream messages stay whatever the ack
     if (requeue) {
       q.cursor.Requeue(d.offset);
     } else {

@@ -98,40 +98,87 @@ void AmqpQueue::ForgetBelow(int64_t offset) {
   }
 }
 
-absl::StatusOr<MessagePtr> AmqpQueue::Load(int64_t offset) {
-  if (auto it = cache_.find(offset); it != cache_.end()) return it->second;
-  if (offset >= log->high_watermark()) return MessagePtr();
+absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
+    int64_t offset, uint32_t max_bytes) {
+  std::vector<std::pair<int64_t, MessagePtr>> out;
+  if (offset >= log->high_watermark()) return out;
   if (offset < log->log_start_offset()) return absl::NotFoundError("below the log start");
-  absl::StatusOr<storage::FileSlice> slice = log->Read(offset, 256 * 1024);
+  absl::StatusOr<storage::FileSlice> slice = log->Read(offset, max_bytes);
   if (!slice.ok()) return slice.status();
-  if (slice->size == 0) return MessagePtr();
+  if (slice->size == 0) return out;
   absl::StatusOr<std::vector<uint8_t>> bytes = storage::PartitionLog::ReadBytes(*slice);
   if (!bytes.ok()) return bytes.status();
   std::span<const uint8_t> rest(*bytes);
-  MessagePtr found;
   while (rest.size() >= storage::kBatchHeaderSize) {
     absl::StatusOr<storage::BatchHeader> h =
         storage::ParseBatchHeader(rest, log->config().max_batch_bytes);
     if (!h.ok() || h->size_bytes() > rest.size()) break;
     std::span<const uint8_t> batch = rest.subspan(0, h->size_bytes());
     rest = rest.subspan(h->size_bytes());
+    if (h->attributes & 0x20) continue;  // control batch (Kafka transactions): no messages
     absl::StatusOr<std::vector<storage::RecordView>> records = storage::DecodeRecords(batch);
-    if (!records.ok()) return records.status();
+    if (!records.ok()) {
+      // Compressed batches (Kafka producers) are not decoded here yet: skipped, logged.
+      storage::LogWarning("amqp: queue '%s': batch at offset %d not readable: %s", name,
+                          h->base_offset, records.status().message());
+      continue;
+    }
     for (const storage::RecordView& r : *records) {
       if (r.offset < offset) continue;
       auto m = std::make_shared<AmqpMessage>();
       if (r.key) m->routing_key = std::string(*r.key);
       if (r.value) m->body = std::string(*r.value);
+      bool have_properties = false;
+      amqp::FieldTable kafka_headers;
       for (const storage::RecordHeaderView& hv : r.headers) {
-        if (hv.key == kHeaderExchange && hv.value) m->exchange = std::string(*hv.value);
-        if (hv.key == kHeaderProperties && hv.value) m->properties = std::string(*hv.value);
+        if (hv.key == kHeaderExchange) {
+          if (hv.value) m->exchange = std::string(*hv.value);
+        } else if (hv.key == kHeaderProperties) {
+          if (hv.value) m->properties = std::string(*hv.value);
+          have_properties = true;
+        } else if (!have_properties && hv.value) {
+          kafka_headers.Append(std::string(hv.key), std::string_view(*hv.value));
+        }
       }
-      if (r.offset == offset) {
-        found = m;
-      } else if (cursor.Peek(end()) && r.offset >= cursor.next()) {
-        // Read ahead: the next deliveries come from this same read.
-        Remember(r.offset, m, 8 << 20);
+      if (stream) {
+        // RabbitMQ tells stream consumers each message's offset in x-stream-offset.
+        amqp::BasicProperties props;
+        if (have_properties) {
+          absl::StatusOr<amqp::BasicProperties> p = amqp::BasicProperties::Decode(m->properties);
+          if (p.ok()) props = *std::move(p);
+        } else if (!kafka_headers.empty()) {
+          props.headers = std::move(kafka_headers);
+        }
+        if (!props.headers) props.headers.emplace();
+        props.headers->Set("x-stream-offset", r.offset);
+        m->properties.clear();
+        (void)props.Encode(&m->properties);
+      } else if (!have_properties && !kafka_headers.empty()) {
+        amqp::BasicProperties props;
+        props.headers = std::move(kafka_headers);
+        (void)props.Encode(&m->properties);
       }
+      out.emplace_back(r.offset, std::move(m));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<MessagePtr> AmqpQueue::Load(int64_t offset) {
+  if (auto it = cache_.find(offset); it != cache_.end()) return it->second;
+  auto read = ReadFrom(offset, 256 * 1024);
+  if (!read.ok()) return read.status();
+  if (read->empty()) {
+    if (offset >= log->high_watermark()) return MessagePtr();
+    return absl::DataLossError(absl::StrCat("offset ", offset, " not readable"));
+  }
+  MessagePtr found;
+  for (auto& [o, m] : *read) {
+    if (o == offset) {
+      found = m;
+    } else if (o > offset && o >= cursor.next()) {
+      // Read ahead: the next deliveries come from this same read.
+      Remember(o, m, 8 << 20);
     }
   }
   if (!found) return absl::DataLossError(absl::StrCat("offset ", offset, " not in its batch"));
@@ -230,8 +277,10 @@ absl::Status AmqpBroker::Load() {
       q->arguments = r.Table();
       q->durable = true;
       q->auto_delete = flags & 1;
+      q->stream = flags & 2;
       if (!r.ok()) break;
-      absl::StatusOr<storage::PartitionLog*> log = OpenQueueLog(q->id);
+      absl::StatusOr<storage::PartitionLog*> log =
+          q->stream ? OpenStreamLog(q->name) : OpenQueueLog(q->id);
       if (!log.ok()) return log.status();
       q->log = *log;
       if (storage::FileExists(CursorPath(q->id))) {
@@ -307,7 +356,7 @@ absl::Status AmqpBroker::SaveMetadata() {
   for (const AmqpQueue* q : qs) {
     w.LongLong(q->id);
     w.ShortStr(q->name);
-    w.Octet(q->auto_delete ? 1 : 0);
+    w.Octet((q->auto_delete ? 1 : 0) | (q->stream ? 2 : 0));
     if (absl::Status s = amqp::EncodeFieldTable(q->arguments, &out); !s.ok()) return s;
   }
   std::vector<std::pair<const AmqpExchange*, const AmqpBinding*>> bs;
@@ -502,6 +551,65 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   return q;
 }
 
+absl::StatusOr<storage::PartitionLog*> AmqpBroker::OpenStreamLog(const std::string& name) {
+  TopicRegistry& topics = shard_->topics();
+  const TopicInfo* t = topics.Find(name);
+  if (t == nullptr) {
+    absl::StatusOr<const TopicInfo*> created = topics.Create(name, 1, {});
+    if (!created.ok()) return created.status();
+    t = *created;
+  }
+  storage::TopicPartition tp{name, 0};
+  if (storage::PartitionLog* log = shard_->logs().GetLog(tp)) return log;
+  return shard_->logs().CreateLog(tp, topics.ConfigFor(*t));
+}
+
+absl::StatusOr<QueuePtr> AmqpBroker::DeclareStream(const std::string& name,
+                                                   const amqp::FieldTable& args) {
+  if (!IsValidTopicName(name)) {
+    return AmqpError(ReplyCode::kPreconditionFailed,
+                     absl::StrFormat("stream queue name '%s' is not a valid Kafka topic name "
+                                     "([a-zA-Z0-9._-], at most 249)",
+                                     name));
+  }
+  absl::StatusOr<storage::PartitionLog*> log = OpenStreamLog(name);
+  if (!log.ok()) return AmqpError(ReplyCode::kInternalError, std::string(log.status().message()));
+  auto q = std::make_shared<AmqpQueue>();
+  q->name = name;
+  q->id = next_queue_id_++;
+  q->durable = true;
+  q->stream = true;
+  q->arguments = args;
+  q->log = *log;
+  q->cursor = amqp::QueueCursor(q->log->log_end_offset());
+  queues_[name] = q;
+  queues_by_id_[q->id] = q;
+  if (absl::Status s = SaveMetadata(); !s.ok()) {
+    queues_.erase(name);
+    queues_by_id_.erase(q->id);
+    return AmqpError(ReplyCode::kInternalError, std::string(s.message()));
+  }
+  return q;
+}
+
+absl::StatusOr<int64_t> AmqpBroker::StreamStart(const AmqpQueue& q, const amqp::FieldValue* spec) {
+  const int64_t first = q.log->log_start_offset();
+  const int64_t next = q.log->high_watermark();
+  if (spec == nullptr) return next;  // RabbitMQ's default: next
+  if (const std::string* s = spec->AsString()) {
+    if (*s == "first") return first;
+    if (*s == "last") return std::max(first, next - 1);  // the last message (RabbitMQ: chunk)
+    if (*s == "next") return next;
+    return absl::InvalidArgumentError(absl::StrCat("x-stream-offset '", *s, "'"));
+  }
+  if (const amqp::Timestamp* t = spec->get_if<amqp::Timestamp>()) {
+    absl::StatusOr<int64_t> o = q.log->OffsetForTime(static_cast<int64_t>(t->seconds) * 1000);
+    return o.ok() ? std::max(*o, first) : next;
+  }
+  if (std::optional<int64_t> o = spec->AsInt64()) return std::clamp(*o, first, next);
+  return absl::InvalidArgumentError("x-stream-offset of an unsupported type");
+}
+
 absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
   if (queue->deleted) return absl::OkStatus();
   queue->deleted = true;
@@ -519,7 +627,14 @@ absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
   if (queue->durable) s = SaveMetadata();
   (void)storage::RemoveFile(CursorPath(queue->id));
   queue->ForgetBelow(INT64_MAX);
-  if (absl::Status d = shard_->logs().DeleteLog(QueueLogName(queue->id)); !d.ok()) {
+  if (queue->stream) {
+    // The stream is the Kafka topic: deleting the queue deletes the topic (RabbitMQ deletes
+    // a stream's data with it).
+    if (absl::Status d = shard_->topics().Delete(queue->name); !d.ok()) {
+      storage::LogError("amqp: deleting topic of stream '%s': %s", queue->name, d.message());
+    }
+    (void)shard_->logs().DeleteLog(storage::TopicPartition{queue->name, 0});
+  } else if (absl::Status d = shard_->logs().DeleteLog(QueueLogName(queue->id)); !d.ok()) {
     storage::LogError("amqp: deleting the log of queue '%s': %s", queue->name, d.message());
   }
   queue->log = nullptr;
@@ -578,17 +693,25 @@ std::vector<QueuePtr> AmqpBroker::Route(const AmqpExchange& exchange,
 absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
                                 storage::AppendCallback done) {
   storage::RecordBatchBuilder builder(0, absl::ToUnixMillis(absl::Now()));
-  storage::RecordBatchBuilder::Header headers[2] = {
+  std::vector<storage::RecordBatchBuilder::Header> headers = {
       {std::string(kHeaderExchange), message->exchange},
       {std::string(kHeaderProperties), message->properties}};
-  builder.Add(message->routing_key, message->body, std::span(headers, 2));
+  if (queue.stream && !message->kafka_headers.empty()) {
+    // Kafka readers of a stream see the AMQP headers as record headers.
+    headers.insert(headers.end(), message->kafka_headers.begin(), message->kafka_headers.end());
+  }
+  builder.Add(message->routing_key, message->body, headers);
   std::vector<uint8_t> batch = builder.Build();
-  storage::AckLevel level = message->persistent && queue.durable ? storage::AckLevel::kDurable
-                                                                 : storage::AckLevel::kWritten;
+  // Streams confirm when written, as RabbitMQ's (which confirm on replication, not fsync).
+  storage::AckLevel level = message->persistent && queue.durable && !queue.stream
+                                ? storage::AckLevel::kDurable
+                                : storage::AckLevel::kWritten;
   absl::StatusOr<storage::AppendResult> r = queue.log->Append(batch, level, std::move(done));
   if (!r.ok()) return r.status();
-  queue.Remember(r->base_offset, message, options_.queue_cache_bytes);
-  Wake(queue);
+  if (!queue.stream) {
+    queue.Remember(r->base_offset, message, options_.queue_cache_bytes);
+    Wake(queue);
+  }
   return absl::OkStatus();
 }
 
@@ -613,6 +736,7 @@ void AmqpBroker::RemoveConsumer(const QueuePtr& queue, AmqpConsumer* consumer) {
 void AmqpBroker::Pump(const QueuePtr& qp) {
   AmqpQueue& q = *qp;
   if (q.deleted || q.consumers.empty()) return;
+  if (q.stream) return PumpStream(qp);
   bool progressed = false;
   while (!q.consumers.empty()) {
     std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end());
@@ -649,6 +773,35 @@ void AmqpBroker::Pump(const QueuePtr& qp) {
   if (progressed) MarkCursorDirty(q);
 }
 
+void AmqpBroker::PumpStream(const QueuePtr& qp) {
+  AmqpQueue& q = *qp;
+  // Every consumer reads the whole stream from its own offset, within its prefetch.
+  for (AmqpConsumer* c : std::vector<AmqpConsumer*>(q.consumers)) {
+    while (c->channel->CanTake(*c)) {
+      if (c->stream_buffer.empty()) {
+        if (c->stream_offset < q.log->log_start_offset()) {
+          c->stream_offset = q.log->log_start_offset();  // retention moved past it
+        }
+        if (c->stream_offset >= q.log->high_watermark()) break;
+        auto read = q.ReadFrom(c->stream_offset, 64 * 1024);
+        if (!read.ok() || read->empty()) {
+          if (!read.ok()) {
+            storage::LogError("amqp: stream '%s' at offset %d: %s", q.name, c->stream_offset,
+                              read.status().message());
+          }
+          ++c->stream_offset;  // never stuck on an unreadable position
+          continue;
+        }
+        c->stream_buffer.assign(read->begin(), read->end());
+      }
+      auto [offset, m] = std::move(c->stream_buffer.front());
+      c->stream_buffer.pop_front();
+      c->stream_offset = offset + 1;
+      c->channel->Deliver(*c, qp, offset, /*redelivered=*/false, m);
+    }
+  }
+}
+
 void AmqpBroker::ConnectionGone(AmqpConnection* conn) {
   output_.erase(conn);
   std::vector<QueuePtr> owned;
@@ -676,6 +829,7 @@ void AmqpBroker::OnTick() {
   SaveCursors(/*all=*/false);
   // Disk follows the queue depth: segments wholly below the acked watermark go.
   for (auto& [id, q] : queues_by_id_) {
+    if (q->stream) continue;  // the topic's retention applies
     int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
     if (w > q->log->log_start_offset()) {
       // The cursor is saved first (above): a restart never finds offsets it still needs cut.

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <set>
@@ -20,6 +21,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "log/partition_log.h"
+#include "log/record_batch.h"
 #include "net/amqp/field_table.h"
 #include "net/reactor/listener.h"
 #include "src/amqp/queue_cursor.h"
@@ -63,6 +65,8 @@ struct AmqpMessage {
   std::string properties;  // encoded flag words + values, forwarded as received
   std::string body;
   bool persistent = false;  // delivery-mode 2
+  // Application headers as text, for Kafka readers of stream queues.
+  std::vector<storage::RecordBatchBuilder::Header> kafka_headers;
   size_t bytes() const {
     return exchange.size() + routing_key.size() + properties.size() + body.size() + 64;
   }
@@ -71,6 +75,10 @@ using MessagePtr = std::shared_ptr<const AmqpMessage>;
 
 struct AmqpConsumer {
   std::string tag;
+  // Stream queues: each consumer reads the log from its own offset (x-stream-offset); the
+  // records of the last read wait in `stream_buffer`.
+  int64_t stream_offset = -1;
+  std::deque<std::pair<int64_t, MessagePtr>> stream_buffer;
   AmqpChannel* channel = nullptr;
   bool no_ack = false;
   bool exclusive = false;
@@ -85,6 +93,9 @@ class AmqpQueue {
   bool durable = false;
   bool exclusive = false;
   bool auto_delete = false;
+  // x-queue-type=stream: the queue is the Kafka topic `name` (partition 0); messages stay
+  // on ack, consumers choose where to start (MAPPING.md, "Stream queues").
+  bool stream = false;
   amqp::FieldTable arguments;
   AmqpConnection* owner = nullptr;  // exclusive queues
   storage::PartitionLog* log = nullptr;
@@ -96,10 +107,15 @@ class AmqpQueue {
   bool cursor_dirty = false;
 
   int64_t end() const { return log->log_end_offset(); }
-  int64_t ready() const { return cursor.ReadyCount(end()); }
+  int64_t ready() const { return stream ? 0 : cursor.ReadyCount(end()); }
   // The message at `offset`: from memory, else read from the log. nullptr while it is not
   // yet readable (written); NotFound if the log no longer has it.
   absl::StatusOr<MessagePtr> Load(int64_t offset);
+  // The records of the log from `offset` on (at least one if any is readable), as messages;
+  // records written by Kafka clients get their key as routing key and their headers as
+  // AMQP headers; stream queues add the x-stream-offset header.
+  absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> ReadFrom(int64_t offset,
+                                                                       uint32_t max_bytes);
   void Remember(int64_t offset, MessagePtr m, size_t budget);
   void Forget(int64_t offset);
   void ForgetBelow(int64_t offset);
@@ -158,6 +174,11 @@ class AmqpBroker {
   absl::StatusOr<QueuePtr> DeclareQueue(const std::string& name, bool durable, bool exclusive,
                                         bool auto_delete, const amqp::FieldTable& args,
                                         AmqpConnection* owner);
+  // A stream queue: the Kafka topic `name` with one partition, created if missing.
+  absl::StatusOr<QueuePtr> DeclareStream(const std::string& name, const amqp::FieldTable& args);
+  // Where a stream consumer starts: x-stream-offset first / last / next / an offset / a
+  // timestamp (seconds). InvalidArgument for anything else.
+  absl::StatusOr<int64_t> StreamStart(const AmqpQueue& queue, const amqp::FieldValue* spec);
   // Deletes the queue: its log, bindings, consumers (cancelled with basic.cancel).
   absl::Status DeleteQueue(const QueuePtr& queue);
   // Adds a binding (idempotent). The caller checked both ends exist.
@@ -183,6 +204,7 @@ class AmqpBroker {
   void ConnectionGone(AmqpConnection* conn);
   // Runs a delivery pass over one queue now.
   void Pump(const QueuePtr& queue);
+  void PumpStream(const QueuePtr& queue);
 
  private:
   AmqpBroker(Shard* shard, AmqpOptions options) : shard_(shard), options_(std::move(options)) {}
@@ -190,6 +212,7 @@ class AmqpBroker {
   absl::Status Load();
   absl::Status SaveMetadata();
   absl::StatusOr<storage::PartitionLog*> OpenQueueLog(uint64_t id);
+  absl::StatusOr<storage::PartitionLog*> OpenStreamLog(const std::string& name);
   void SaveCursors(bool all);
   void OnEndOfIteration();
   void OnTick();

@@ -120,14 +120,15 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
   AmqpBroker& b = conn_->broker();
   if (auto* m = As<amqp::QueueDeclare>(cmd)) {
     std::string name = m->queue;
+    bool stream = false;
     if (const amqp::FieldValue* t = m->arguments.Find("x-queue-type")) {
       const std::string* type = t->AsString();
-      if (!type || (*type != "classic" && *type != "quorum")) {
-        return AmqpError(ReplyCode::kPreconditionFailed,
-                         absl::StrFormat("invalid arg 'x-queue-type' for queue '%s' in vhost '/': "
-                                         "only classic queues are supported",
-                                         name));
+      if (!type || (*type != "classic" && *type != "quorum" && *type != "stream")) {
+        return AmqpError(
+            ReplyCode::kPreconditionFailed,
+            absl::StrFormat("invalid arg 'x-queue-type' for queue '%s' in vhost '/'", name));
       }
+      stream = *type == "stream";
     }
     QueuePtr q = name.empty() ? nullptr : b.FindQueue(name);
     if (m->passive) {
@@ -152,6 +153,13 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
       if (m->auto_delete != q->auto_delete) {
         return differ("auto_delete", m->auto_delete, q->auto_delete);
       }
+      if (stream != q->stream) {
+        return AmqpError(
+            ReplyCode::kPreconditionFailed,
+            absl::StrFormat("inequivalent arg 'x-queue-type' for queue '%s' in "
+                            "vhost '/': received '%s' but current is '%s'",
+                            name, stream ? "stream" : "classic", q->stream ? "stream" : "classic"));
+      }
     } else {
       if (name.empty()) {
         name = b.NewQueueName();
@@ -159,8 +167,16 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
         return AmqpError(ReplyCode::kAccessRefused,
                          absl::StrFormat("queue name '%s' contains reserved prefix 'amq.*'", name));
       }
+      if (stream && (!m->durable || m->exclusive || m->auto_delete)) {
+        return AmqpError(ReplyCode::kPreconditionFailed,
+                         absl::StrFormat("invalid property for stream queue '%s' in vhost '/': "
+                                         "streams are durable, not exclusive, not auto-delete",
+                                         name));
+      }
       absl::StatusOr<QueuePtr> created =
-          b.DeclareQueue(name, m->durable, m->exclusive, m->auto_delete, m->arguments, conn_);
+          stream
+              ? b.DeclareStream(name, m->arguments)
+              : b.DeclareQueue(name, m->durable, m->exclusive, m->auto_delete, m->arguments, conn_);
       if (!created.ok()) return created.status();
       q = *created;
     }
@@ -202,6 +218,11 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
   if (auto* m = As<amqp::QueuePurge>(cmd)) {
     absl::StatusOr<QueuePtr> q = QueueFor(m->queue, false);
     if (!q.ok()) return q.status();
+    if ((*q)->stream) {
+      return AmqpError(
+          ReplyCode::kPreconditionFailed,
+          absl::StrFormat("queue.purge is not supported by stream queue '%s'", (*q)->name));
+    }
     int64_t n = (*q)->cursor.Purge((*q)->end());
     b.MarkCursorDirty(**q);
     if (!m->no_wait) conn_->SendMethod(id_, amqp::QueuePurgeOk{static_cast<uint32_t>(n)});
