@@ -281,6 +281,7 @@ void GroupCoordinator::JoinGroup(const kafka::JoinGroupRequest& req, int16_t ver
             if (pg == nullptr) return;
             pg->pending_members.erase(id);
             TryCompleteJoin(*pg);
+            MaybeDropGroup(gid);  // a group only this member would have created
           });
       return fail(errors::kMemberIdRequired, id);
     }

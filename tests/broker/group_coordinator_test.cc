@@ -198,6 +198,17 @@ TEST_F(GroupCoordinatorTest, MemberIdRequiredThenJoinAfterInitialDelay) {
   EXPECT_EQ(coord_->State("g"), GroupState::kCompletingRebalance);
 }
 
+TEST_F(GroupCoordinatorTest, AnAbandonedMemberIdLeavesNoGroupBehind) {
+  auto first = JoinAsync(Join(""));
+  ASSERT_EQ((*first)->error_code, errors::kMemberIdRequired);
+  EXPECT_EQ(coord_->group_count(), 1u);
+  env_.Advance(10000);  // its session timeout: the id is forgotten
+  EXPECT_EQ(coord_->group_count(), 0u);
+  auto late = JoinAsync(Join((*first)->member_id));
+  ASSERT_TRUE(late->has_value());
+  EXPECT_EQ((*late)->error_code, errors::kUnknownMemberId);
+}
+
 TEST_F(GroupCoordinatorTest, OldVersionsJoinWithoutMemberIdRoundTrip) {
   auto join = JoinAsync(Join(""), /*version=*/3);
   EXPECT_FALSE(join->has_value());
