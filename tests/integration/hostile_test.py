@@ -79,10 +79,10 @@ def test(args):
         # Garbage.
         expect_closed(port, frame(os.urandom(200)), "garbage")
         expect_closed(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "http")
-        # Header too short, unknown API key, unsupported version of a served API, bad body.
+        # Header too short, unknown API key, bad group request body, unsupported version, bad body.
         expect_closed(port, frame(b"\x00\x12\x00"), "short header")
         expect_closed(port, request(999, 0, 7), "unknown API key")
-        expect_closed(port, request(11, 0, 7, b"\x00" * 20), "unserved API (JoinGroup)")
+        expect_closed(port, request(11, 0, 7, b"\x00\x05ab"), "truncated JoinGroup body")
         expect_closed(port, request(0, 2, 7), "Produce v2")
         expect_closed(port, request(3, 1, 7, b"\x00\x00\x00\x05\x00"), "truncated Metadata body")
         # Truncated frame: the client goes away mid-frame.
