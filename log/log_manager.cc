@@ -94,7 +94,11 @@ std::vector<TopicPartition> LogManager::ListLogs() const {
 }
 
 void LogManager::Submit() {
-  for (auto& [tp, log] : logs_) log->SubmitBuffered();
+  held_writes_ = false;
+  for (auto& [tp, log] : logs_) {
+    log->SubmitBuffered(SubmitMode::kWriteBehind);
+    held_writes_ |= log->has_held_writes();
+  }
   io_->Submit();
 }
 

@@ -58,7 +58,12 @@ class LogManager {
   absl::Status DeleteLog(const TopicPartition& tp);
   std::vector<TopicPartition> ListLogs() const;
 
+  // Hands every log's buffered appends to the IoBackend (write-behind allowed, see
+  // SubmitMode::kWriteBehind) and submits.
   void Submit();
+  // After Submit(): some log kept a partial page buffered; the caller's loop must run another
+  // iteration soon without blocking (an iteration without appends writes it out).
+  bool has_held_writes() const { return held_writes_; }
   int Poll(absl::Duration timeout);
   void Tick(int64_t now_ms);
   absl::Status Close();
@@ -72,6 +77,7 @@ class LogManager {
   Options options_;
   std::unique_ptr<IoBackend> io_;
   absl::flat_hash_map<TopicPartition, std::unique_ptr<PartitionLog>> logs_;
+  bool held_writes_ = false;
 };
 
 }  // namespace sluice::storage

@@ -29,6 +29,8 @@ constexpr size_t kMaxSpareBuffers = 8;
 // these bounds (so a quiet partition reserves little).
 constexpr uint64_t kMinPreallocateBytes = 256 << 10;
 constexpr uint64_t kMaxPreallocateBytes = 8 << 20;
+// Write-behind (SubmitBuffered): how long a partial tail may stay buffered.
+constexpr int64_t kMaxWriteBehindMs = 1;
 
 int64_t WallClockMs() { return absl::ToUnixMillis(absl::Now()); }
 
@@ -284,15 +286,10 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   Segment& active = *segments_.back();
 
   if (open_chunk_ == nullptr) {
-    open_chunk_ = std::make_unique<Chunk>();
+    open_chunk_ = NewChunk();
     open_chunk_->file = active.file();
     open_chunk_->segment_base = active.base_offset();
     open_chunk_->position = active.size();
-    if (!spare_buffers_.empty()) {
-      open_chunk_->bytes = std::move(spare_buffers_.back());
-      spare_buffers_.pop_back();
-      open_chunk_->bytes.clear();
-    }
   }
   WriteBuffer& buf = open_chunk_->bytes;
   const uint64_t position = open_chunk_->position + buf.size();
@@ -319,6 +316,8 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   active.OnAppend(*header, position, static_cast<uint32_t>(copy.size()));
   next_offset_ = result.last_offset + 1;
   open_chunk_->end_offset = next_offset_;
+  open_chunk_->visible_bytes = static_cast<uint32_t>(buf.size());
+  appended_since_submit_ = true;
   unflushed_messages_ += std::max(header->records_count, 1);
 
   if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
@@ -327,7 +326,7 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
         .push_back(Waiter{result.last_offset, result, std::move(done)});
   }
   if (unflushed_messages_ >= config_.flush_messages) flush_target_ = next_offset_;
-  if (buf.size() >= kChunkSubmitBytes) SubmitBuffered();
+  if (buf.size() >= kChunkSubmitBytes) SubmitBuffered(SubmitMode::kWriteBehind);
   return result;
 }
 
@@ -361,13 +360,116 @@ absl::Status PartitionLog::Roll() {
   return absl::OkStatus();
 }
 
-void PartitionLog::SubmitBuffered() {
-  if (open_chunk_ == nullptr || open_chunk_->bytes.empty()) return;
+std::unique_ptr<PartitionLog::Chunk> PartitionLog::NewChunk() {
+  auto chunk = std::make_unique<Chunk>();
+  if (!spare_buffers_.empty()) {
+    chunk->bytes = std::move(spare_buffers_.back());
+    spare_buffers_.pop_back();
+    chunk->bytes.clear();
+  }
+  return chunk;
+}
+
+// Write-behind: the kernel's buffered write costs much less per byte for large writes that
+// start and end on large aligned boundaries (whole pages, and large folios in the page cache)
+// than for writes of whatever size producers' batches have. Measured on ext4 here with 1 KiB
+// records in 16,317-byte batches: 1.0-1.1 GB/s writing each batch, 2.3-2.8 GB/s with
+// writes cut at 256 KiB boundaries (bench/results/). So when nobody waits for the newest
+// bytes, the tail past the last kWriteBehindAlignBytes boundary stays in the buffer and goes
+// out with the next write. It is written anyway by the next iteration that appends nothing to
+// this log (the shard does not block while has_held_writes()), by any ack or flush that needs
+// it, or once it has waited about kMaxWriteBehindMs. Readers see a batch once all its bytes are
+// written; a crash loses only bytes nobody was told were written.
+bool PartitionLog::MayHoldBack() const {
+  return written_waiters_.empty() && durable_waiters_.empty() && flush_target_ <= written_offset_;
+}
+
+void PartitionLog::SubmitBuffered(SubmitMode mode) {
+  const bool appended = appended_since_submit_;
+  appended_since_submit_ = false;
+  if (open_chunk_ == nullptr || open_chunk_->bytes.empty()) {
+    held_since_ms_ = -1;
+    return;
+  }
   Chunk* chunk = open_chunk_.get();
+  if (mode == SubmitMode::kWriteBehind && appended && MayHoldBack()) {
+    const int64_t now = Now();
+    if (held_since_ms_ < 0 || now - held_since_ms_ <= kMaxWriteBehindMs) {
+      const uint64_t end = chunk->position + chunk->bytes.size();
+      const uint64_t cut = end & ~(kWriteBehindAlignBytes - 1);
+      if (cut <= chunk->position) {  // no boundary crossed yet: hold it all
+        if (held_since_ms_ < 0) held_since_ms_ = now;
+        return;
+      }
+      if (cut < end) {
+        // Everything held before is below `cut`; the new tail is held from now on.
+        std::unique_ptr<Chunk> tail = SplitAt(*chunk, static_cast<uint32_t>(cut - chunk->position));
+        held_since_ms_ = now;
+        Preallocate(*chunk);
+        in_flight_.push_back(std::move(open_chunk_));
+        open_chunk_ = std::move(tail);
+        io_->Write(chunk->file->fd(), chunk->bytes.data(),
+                   static_cast<uint32_t>(chunk->bytes.size()), chunk->position,
+                   [this, chunk](int result) { OnWriteDone(chunk, result); });
+        return;
+      }
+    }
+  }
+  held_since_ms_ = -1;
   Preallocate(*chunk);
   in_flight_.push_back(std::move(open_chunk_));
   io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
              chunk->position, [this, chunk](int result) { OnWriteDone(chunk, result); });
+}
+
+// Cuts `chunk` at `cut` (0 < cut < size): returns the bytes from `cut` on as a new chunk and
+// sets what a completed write of the head makes visible (the batches that end by `cut`).
+std::unique_ptr<PartitionLog::Chunk> PartitionLog::SplitAt(Chunk& chunk, uint32_t cut) {
+  const uint32_t size = static_cast<uint32_t>(chunk.bytes.size());
+  int64_t end_offset = -1;
+  uint32_t visible = 0;
+  uint32_t pos = chunk.first_boundary;
+  if (pos > 0 && pos <= cut) {
+    end_offset = chunk.first_boundary_offset;
+    visible = pos;
+  }
+  // Walk the batches (their headers are in the buffer, base offsets already assigned).
+  uint32_t straddle_end = 0;
+  int64_t straddle_offset = -1;
+  while (pos < size) {
+    RecordBatchView batch(std::span<const uint8_t>(chunk.bytes.data() + pos, size - pos));
+    const uint32_t end = pos + static_cast<uint32_t>(batch.size_bytes());
+    const int64_t next = batch.base_offset() + batch.last_offset_delta() + 1;
+    if (end > cut) {
+      if (pos < cut) {
+        straddle_end = end;
+        straddle_offset = next;
+      }
+      break;
+    }
+    end_offset = next;
+    visible = end;
+    pos = end;
+  }
+  std::unique_ptr<Chunk> tail = NewChunk();
+  tail->file = chunk.file;
+  tail->segment_base = chunk.segment_base;
+  tail->position = chunk.position + cut;
+  tail->bytes.assign(chunk.bytes.begin() + cut, chunk.bytes.end());
+  tail->end_offset = chunk.end_offset;
+  tail->visible_bytes = size - cut;
+  if (chunk.first_boundary > cut) {  // the batch begun before this chunk runs past `cut` too
+    straddle_end = chunk.first_boundary;
+    straddle_offset = chunk.first_boundary_offset;
+  }
+  if (straddle_offset >= 0) {
+    tail->first_boundary = straddle_end - cut;
+    tail->first_boundary_offset = straddle_offset;
+  }
+  chunk.bytes.resize(cut);
+  chunk.end_offset = end_offset;
+  chunk.visible_bytes = visible;
+  return tail;
 }
 
 // Appending into blocks allocated ahead with fallocate(KEEP_SIZE) is much cheaper for ext4
@@ -415,8 +517,10 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
   while (!in_flight_.empty() && in_flight_.front()->done) {
     std::unique_ptr<Chunk> c = std::move(in_flight_.front());
     in_flight_.pop_front();
-    written_offset_ = c->end_offset;
-    written_end_ = FilePosition{c->segment_base, c->position + c->bytes.size()};
+    if (c->end_offset >= 0) {  // a write-behind head may complete no batch
+      written_offset_ = c->end_offset;
+      written_end_ = FilePosition{c->segment_base, c->position + c->visible_bytes};
+    }
     if (unsynced_files_.empty() || unsynced_files_.back() != c->file) {
       unsynced_files_.push_back(c->file);
     }

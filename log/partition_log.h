@@ -49,6 +49,16 @@ struct CleanerStats;
 
 enum class AckLevel { kWritten, kDurable };
 
+// How much of the buffered appends SubmitBuffered() hands to the IoBackend.
+enum class SubmitMode {
+  kAll,  // everything (rolls, flushes, ticks, tests)
+  // The shard loop's per-iteration submission: when nobody waits for the newest bytes (no
+  // ack, no flush), the tail past the last 256 KiB boundary may stay buffered for about a
+  // millisecond (see "write-behind" in docs/ARCHITECTURE.md), so that writes are large and
+  // aligned.
+  kWriteBehind,
+};
+
 // std::allocator whose resize() leaves new bytes uninitialised: the write buffer grows by a
 // batch and is filled by the copy right after, so zeroing it first would be wasted work.
 template <typename T>
@@ -112,7 +122,12 @@ class PartitionLog {
                                       AppendCallback done);
   // Hands buffered appends to the IoBackend (the caller then calls io->Submit()). The
   // LogManager does both once per loop iteration; appends also do it when a buffer fills.
-  void SubmitBuffered();
+  void SubmitBuffered(SubmitMode mode = SubmitMode::kAll);
+  // True while a write-behind tail is buffered: the loop must come back soon (without
+  // blocking) to submit it, which an idle iteration does.
+  bool has_held_writes() const { return held_since_ms_ >= 0 && open_chunk_ != nullptr; }
+  // Write-behind cuts writes at multiples of this (file positions).
+  static constexpr uint64_t kWriteBehindAlignBytes = 256 << 10;
   // Time-driven work: flush.ms, background flush + recovery checkpoint, retention.
   void Tick(int64_t now_ms);
 
@@ -160,12 +175,21 @@ class PartitionLog {
 
  private:
   // Bytes of consecutive batches of one segment, written with one write operation.
+  // Batches are whole within a chunk, except that a write-behind split (SplitAt) can leave
+  // the end of a batch at the start of the next chunk, before `first_boundary`.
   struct Chunk {
     std::shared_ptr<SegmentFile> file;
     int64_t segment_base = 0;
     uint64_t position = 0;
     WriteBuffer bytes;
-    int64_t end_offset = 0;  // next offset after the chunk's last batch
+    // Next offset after the chunk's last complete batch (-1: no batch ends in this chunk),
+    // and where that batch ends (relative to `position`): what a completed write makes visible.
+    int64_t end_offset = 0;
+    uint32_t visible_bytes = 0;
+    // Where the first batch starting in this chunk starts; a batch begun in the previous
+    // chunk ends there, with `first_boundary_offset` as the next offset after it.
+    uint32_t first_boundary = 0;
+    int64_t first_boundary_offset = -1;
     bool done = false;
   };
   struct Waiter {
@@ -184,6 +208,9 @@ class PartitionLog {
   absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
   void Preallocate(const Chunk& chunk);
+  bool MayHoldBack() const;
+  std::unique_ptr<Chunk> SplitAt(Chunk& chunk, uint32_t cut);
+  std::unique_ptr<Chunk> NewChunk();
   void ReleasePreallocation(Segment& segment);
   void OnWriteDone(Chunk* chunk, int result);
   void MaybeStartSync();
@@ -207,6 +234,8 @@ class PartitionLog {
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
   std::vector<WriteBuffer> spare_buffers_;
+  bool appended_since_submit_ = false;
+  int64_t held_since_ms_ = -1;         // a write-behind tail is buffered since then (-1: none)
   bool preallocate_ = true;            // off after fallocate failed once
   int64_t preallocated_segment_ = -1;  // segment whose blocks are reserved up to...
   uint64_t preallocated_end_ = 0;      // ...this position

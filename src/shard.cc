@@ -68,6 +68,8 @@ absl::Status Shard::Run(const std::atomic<bool>& stop) {
     // short while operations are pending.
     absl::Duration wait = kTickInterval;
     if (!watching_storage_ && logs_->io().pending() > 0) wait = absl::Milliseconds(1);
+    // A write-behind tail is written by the next iteration without appends: do not block.
+    if (logs_->has_held_writes()) wait = absl::ZeroDuration();
     if (absl::Status s = RunOnce(wait); !s.ok()) return s;
   }
   return absl::OkStatus();

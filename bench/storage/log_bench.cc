@@ -1,6 +1,7 @@
 // Storage engine micro-benchmarks (Google Benchmark). Compare with fio in one run using
 // bench/storage/compare-fio, which prints the ratios the targets are stated in.
 //
+//   BM_BatchLayout      (no measurement) the exact batch sizes, for compare-fio.
 //   BM_AppendBuffered   1 KiB records in 16 KiB / 1 MiB batches, 1 and 4 partitions, default
 //                       flush policy (page cache): vs fio buffered sequential write.
 //   BM_AppendDurable    flush.messages=1 with N concurrent appenders per partition: every ack
@@ -66,6 +67,9 @@ struct Fixture {
       if (!log.ok()) abort();
       logs.push_back(std::move(*log));
     }
+    // Start from a clean page cache state: earlier runs' dirty pages under writeback would
+    // otherwise slow this one down (compare-fio does the same before each fio run).
+    ::sync();
   }
   ~Fixture() {
     logs.clear();
@@ -78,6 +82,15 @@ int64_t TotalBytes() {
   const char* env = getenv("SLUICE_BENCH_BYTES");
   return env ? atoll(env) : int64_t{2} << 30;
 }
+
+// Not a measurement: reports the exact byte size of the batches the append benchmarks write,
+// so that compare-fio can also run fio with writes of exactly that size.
+void BM_BatchLayout(benchmark::State& state) {
+  const std::vector<uint8_t> batch = MakeBatch(static_cast<size_t>(state.range(0)));
+  for (auto _ : state) benchmark::DoNotOptimize(batch.data());
+  state.counters["batch_bytes"] = static_cast<double>(batch.size());
+}
+BENCHMARK(BM_BatchLayout)->Arg(16 << 10)->Arg(1 << 20)->Iterations(1);
 
 void BM_AppendBuffered(benchmark::State& state) {
   const size_t batch_bytes = static_cast<size_t>(state.range(0));
@@ -98,12 +111,15 @@ void BM_AppendBuffered(benchmark::State& state) {
           if (!log->Append(batch, AckLevel::kWritten, nullptr).ok()) abort();
         }
         // One loop iteration of the broker: gather, submit once, reap what completed.
-        for (auto& log : f.logs) log->SubmitBuffered();
+        // (LogManager::Submit's mode: a partial last page may stay buffered.)
+        for (auto& log : f.logs) log->SubmitBuffered(SubmitMode::kWriteBehind);
         f.io->Submit();
         f.io->Poll(absl::ZeroDuration());
         bytes += static_cast<int64_t>(batch.size()) * partitions;
       }
       // Done when every byte is in the page cache (as fio without fsync).
+      for (auto& log : f.logs) log->SubmitBuffered();
+      f.io->Submit();
       while (f.io->pending() > 0) f.io->Poll(absl::Milliseconds(10));
       state.PauseTiming();
     }

@@ -117,14 +117,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         m.buffered[r->base_offset] = std::move(batch);
         break;
       }
-      case 1:  // submit and complete
-        log->SubmitBuffered();
+      case 1: {  // submit (all, or the shard loop's write-behind) and complete
+        const bool behind = (p.Next() & 1) != 0;
+        log->SubmitBuffered(behind ? SubmitMode::kWriteBehind : SubmitMode::kAll);
         io->Submit();
         io->Poll(absl::ZeroDuration());
-        m.written.merge(m.buffered);
-        m.buffered.clear();
-        Check(log->high_watermark() == log->log_end_offset());
+        // Batches below the high watermark are written; it never cuts a batch in two.
+        const int64_t hw = log->high_watermark();
+        while (!m.buffered.empty()) {
+          auto first = m.buffered.begin();
+          if (RecordBatchView(first->second).last_offset() >= hw) {
+            Check(first->first >= hw);
+            break;
+          }
+          m.written.insert(m.buffered.extract(first));
+        }
+        if (!behind) Check(m.buffered.empty() && hw == log->log_end_offset());
         break;
+      }
       case 2: {  // read at an offset
         int64_t span = log->high_watermark() - log->log_start_offset() + 1;
         CheckReadable(*log, m, log->log_start_offset() + p.Next() % span);

@@ -1,6 +1,8 @@
 // Spec of PartitionLog: appends, reads, lookups, retention and recovery.
 #include "log/partition_log.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <map>
 
@@ -259,6 +261,125 @@ TEST_P(PartitionLogTest, RejectedBatchLeavesNoTraceBetweenGoodOnes) {
   ASSERT_EQ(read.size(), 2u);
   EXPECT_EQ(read[0], first);
   EXPECT_EQ(read[1], second);
+}
+
+// Write-behind (SubmitMode::kWriteBehind): without waiters only whole aligned units (A =
+// kWriteBehindAlignBytes) are written; the rest follows with the next write, or with a
+// submission that has no appends before it.
+constexpr size_t kA = PartitionLog::kWriteBehindAlignBytes;
+
+class WriteBehindTest : public PartitionLogTest {
+ protected:
+  void Submit(PartitionLog& log, SubmitMode mode) {
+    log.SubmitBuffered(mode);
+    io_->Submit();
+    while (io_->pending() > 0) io_->Poll(absl::Milliseconds(10));
+  }
+  static uint64_t FileSize(const std::string& path) {
+    struct stat st;
+    return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+  }
+  static LogConfig Config() {
+    LogConfig c;
+    c.max_batch_bytes = 4 << 20;
+    return c;
+  }
+};
+INSTANTIATE_TEST_SUITE_P(Backends, WriteBehindTest,
+                         ::testing::Values(IoBackendKind::kIoUring, IoBackendKind::kPwrite),
+                         [](const auto& info) {
+                           return info.param == IoBackendKind::kIoUring ? "IoUring" : "Pwrite";
+                         });
+
+TEST_P(WriteBehindTest, WritesWholeUnitsAndShowsOnlyCompleteBatches) {
+  auto log = OpenLog(Config());
+  log->TEST_SetClock([] { return int64_t{5000}; });  // no time passes: only the size rule
+  const std::string file = SegmentPath(0, ".log");
+  auto a = MakeBatch(3, kA / 2, 1);       // 1.5 A: crosses the first boundary
+  auto b = MakeBatch(1, kA * 6 / 10, 2);  // ends at 2.1 A
+  auto big = MakeBatch(5, kA / 2, 3);     // ends at 4.6 A
+  ASSERT_TRUE(log->Append(a, AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(FileSize(file), kA);  // one whole unit, `a` not complete: invisible
+  EXPECT_EQ(log->high_watermark(), 0);
+  EXPECT_TRUE(log->has_held_writes());
+
+  ASSERT_TRUE(log->Append(b, AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(FileSize(file), 2 * kA);
+  EXPECT_EQ(log->high_watermark(), 3);  // `a` complete, `b` straddles 2 A
+
+  ASSERT_TRUE(log->Append(big, AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(FileSize(file), 4 * kA);
+  EXPECT_EQ(log->high_watermark(), 4);  // `b` complete; `big` ends past 4 A
+
+  // A submission with no appends since the last one writes the rest.
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_FALSE(log->has_held_writes());
+  EXPECT_EQ(log->high_watermark(), 9);
+  EXPECT_EQ(FileSize(file), a.size() + b.size() + big.size());
+  SetBaseOffset(b, 3);
+  SetBaseOffset(big, 4);
+  auto read = ReadAllBatches(*log);
+  ASSERT_EQ(read.size(), 3u);
+  EXPECT_EQ(read[0], a);
+  EXPECT_EQ(read[1], b);
+  EXPECT_EQ(read[2], big);
+}
+
+TEST_P(WriteBehindTest, NothingIsHeldForAWaiterOrAFlush) {
+  auto log = OpenLog(LogConfig());
+  bool acked = false;
+  ASSERT_TRUE(log->Append(MakeBatch(3, 2000, 1), AckLevel::kWritten,
+                          [&](absl::Status s, const AppendResult&) { acked = s.ok(); })
+                  .ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_TRUE(acked);
+  EXPECT_EQ(log->high_watermark(), 3);
+  EXPECT_FALSE(log->has_held_writes());
+
+  ASSERT_TRUE(log->Append(MakeBatch(3, 2000, 2), AckLevel::kWritten, nullptr).ok());
+  ASSERT_TRUE(log->Flush().ok());
+  EXPECT_EQ(log->high_watermark(), 6);
+  EXPECT_EQ(log->durable_offset(), 6);
+}
+
+TEST_P(WriteBehindTest, APartialPageIsHeldForAboutAMillisecondAtMost) {
+  auto log = OpenLog(LogConfig());
+  int64_t now = 5000;
+  log->TEST_SetClock([&] { return now; });
+  ASSERT_TRUE(log->Append(MakeBatch(1, 100, 1), AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(log->high_watermark(), 0);  // under one page: held whole
+  EXPECT_TRUE(log->has_held_writes());
+  now += 1;
+  ASSERT_TRUE(log->Append(MakeBatch(1, 100, 2), AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(log->high_watermark(), 0);  // still within the bound
+  now += 1;
+  ASSERT_TRUE(log->Append(MakeBatch(1, 100, 3), AckLevel::kWritten, nullptr).ok());
+  Submit(*log, SubmitMode::kWriteBehind);
+  EXPECT_EQ(log->high_watermark(), 3);  // held 2 ms: written although appends keep coming
+  EXPECT_FALSE(log->has_held_writes());
+}
+
+TEST_P(WriteBehindTest, CrashLosesOnlyUnwrittenBatchesAndRecoveryCutsThePartialOne) {
+  const auto a = MakeBatch(3, kA / 2, 1);
+  {
+    auto log = OpenLog(Config());
+    log->TEST_SetClock([] { return int64_t{5000}; });
+    ASSERT_TRUE(log->Append(a, AckLevel::kWritten, nullptr).ok());
+    ASSERT_TRUE(log->Append(MakeBatch(1, kA * 6 / 10, 2), AckLevel::kWritten, nullptr).ok());
+    Submit(*log, SubmitMode::kWriteBehind);
+    ASSERT_EQ(log->high_watermark(), 3);
+    // Dropped without Close(): like a crash, the held tail is never written.
+  }
+  auto log = OpenLog(Config());
+  EXPECT_EQ(log->log_end_offset(), 3);
+  EXPECT_EQ(ReadAllBatches(*log).size(), 1u);
+  // The head of batch 2 written up to the 2 A boundary was cut.
+  EXPECT_EQ(log->recovery_report().bytes_truncated, 2 * kA - a.size());
 }
 
 TEST_P(PartitionLogTest, LogAppendTimeStampsBatches) {
