@@ -1,6 +1,8 @@
 // basic.*, confirm.* and tx.* methods of a channel, and its deliveries.
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "log/logging.h"
 #include "net/amqp/reply_codes.h"
 #include "src/amqp/amqp_connection.h"
@@ -167,6 +169,10 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
   msg->exchange = m.exchange;
   msg->routing_key = m.routing_key;
   msg->persistent = props.delivery_mode.value_or(1) == 2;
+  msg->timestamp_ms = absl::ToUnixMillis(absl::Now());
+  if (int64_t e; props.expiration && absl::SimpleAtoi(*props.expiration, &e) && e >= 0) {
+    msg->expiration_ms = e;
+  }
   if (absl::Status s = props.Encode(&msg->properties); !s.ok()) return s;
   msg->body = std::move(cmd.body);
   if (props.headers) {
@@ -201,7 +207,11 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
       };
     }
     if (absl::Status s = b.Append(*q, shared, std::move(done)); !s.ok()) {
-      storage::LogError("amqp: append to queue '%s' failed: %s", q->name, s.message());
+      // A full queue with reject-publish nacks the publish (RabbitMQ); anything else is
+      // a storage failure.
+      if (!absl::IsResourceExhausted(s)) {
+        storage::LogError("amqp: append to queue '%s' failed: %s", q->name, s.message());
+      }
       if (confirm_) OnStored(seq, false);
     }
   }
@@ -304,6 +314,12 @@ absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
   while (std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end())) {
     absl::StatusOr<MessagePtr> msg = q.Load(peek->offset);
     if (msg.ok() && *msg == nullptr) break;  // not written yet
+    if (msg.ok() && q.Expired(**msg, absl::ToUnixMillis(absl::Now()))) {
+      q.cursor.Take(q.end(), /*track=*/false);
+      q.Forget(peek->offset);
+      b.DeadLetter(q, *msg, "expired");
+      continue;
+    }
     std::optional<amqp::QueueCursor::Taken> t = q.cursor.Take(q.end(), !m.no_ack);
     b.MarkCursorDirty(q);
     if (!msg.ok()) {
@@ -344,7 +360,8 @@ void AmqpChannel::Deliver(AmqpConsumer& c, const QueuePtr& queue, int64_t offset
   conn_->SendContent(id_, message->properties, message->body);
 }
 
-void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeue) {
+void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeue,
+                          bool dead_letter) {
   Delivery& d = it->second;
   if (!d.consumer_tag.empty()) {
     auto c = consumers_.find(d.consumer_tag);
@@ -355,6 +372,10 @@ void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeu
     if (requeue) {
       q.cursor.Requeue(d.offset);
     } else {
+      if (dead_letter && q.dead_letter_exchange) {
+        absl::StatusOr<MessagePtr> m = q.Load(d.offset);
+        if (m.ok() && *m != nullptr) conn_->broker().DeadLetter(q, *m, "rejected");
+      }
       q.cursor.Settle(d.offset);
       q.Forget(d.offset);
     }
@@ -372,13 +393,13 @@ absl::Status AmqpChannel::Settle(uint64_t tag, bool multiple, bool requeue, bool
       return AmqpError(ReplyCode::kPreconditionFailed, absl::StrCat("unknown delivery tag ", tag));
     }
     auto end = tag == 0 ? unacked_.end() : unacked_.upper_bound(tag);
-    while (unacked_.begin() != end) Release(unacked_.begin(), !ack && requeue);
+    while (unacked_.begin() != end) Release(unacked_.begin(), !ack && requeue, !ack && !requeue);
   } else {
     auto it = unacked_.find(tag);
     if (it == unacked_.end()) {
       return AmqpError(ReplyCode::kPreconditionFailed, absl::StrCat("unknown delivery tag ", tag));
     }
-    Release(it, !ack && requeue);
+    Release(it, !ack && requeue, !ack && !requeue);
   }
   WakeQueues();
   return absl::OkStatus();

@@ -5,6 +5,7 @@
 
 #include <deque>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -77,6 +78,30 @@ bool IsAmqpQueueLog(const std::string& topic) { return topic.rfind(kQueueLogPref
 
 // ---------------------------------------------------------------------------------------------
 // AmqpQueue
+
+void AmqpQueue::ApplyArguments() {
+  auto int_arg = [this](const char* name) -> int64_t {
+    const amqp::FieldValue* v = arguments.Find(name);
+    std::optional<int64_t> i = v ? v->AsInt64() : std::nullopt;
+    return i && *i >= 0 ? *i : -1;
+  };
+  auto str_arg = [this](const char* name) -> std::optional<std::string> {
+    const amqp::FieldValue* v = arguments.Find(name);
+    if (v && v->AsString()) return *v->AsString();
+    return std::nullopt;
+  };
+  message_ttl_ms = int_arg("x-message-ttl");
+  max_length = int_arg("x-max-length");
+  reject_publish = str_arg("x-overflow").value_or("") == "reject-publish";
+  dead_letter_exchange = str_arg("x-dead-letter-exchange");
+  dead_letter_routing_key = str_arg("x-dead-letter-routing-key");
+}
+
+bool AmqpQueue::Expired(const AmqpMessage& m, int64_t now_ms) const {
+  int64_t ttl = message_ttl_ms;
+  if (m.expiration_ms >= 0 && (ttl < 0 || m.expiration_ms < ttl)) ttl = m.expiration_ms;
+  return ttl >= 0 && now_ms - m.timestamp_ms >= ttl;
+}
 
 void AmqpQueue::Remember(int64_t offset, MessagePtr m, size_t budget) {
   if (cache_bytes_ + m->bytes() > budget) return;
@@ -157,6 +182,17 @@ absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
         amqp::BasicProperties props;
         props.headers = std::move(kafka_headers);
         (void)props.Encode(&m->properties);
+      }
+      m->timestamp_ms = r.timestamp;
+      if (have_properties && !stream) {
+        absl::StatusOr<amqp::BasicProperties> p = amqp::BasicProperties::Decode(m->properties);
+        if (p.ok()) {
+          m->persistent = p->delivery_mode.value_or(1) == 2;
+          int64_t e;
+          if (p->expiration && absl::SimpleAtoi(*p->expiration, &e) && e >= 0) {
+            m->expiration_ms = e;
+          }
+        }
       }
       out.emplace_back(r.offset, std::move(m));
     }
@@ -278,6 +314,7 @@ absl::Status AmqpBroker::Load() {
       q->durable = true;
       q->auto_delete = flags & 1;
       q->stream = flags & 2;
+      q->ApplyArguments();
       if (!r.ok()) break;
       absl::StatusOr<storage::PartitionLog*> log =
           q->stream ? OpenStreamLog(q->name) : OpenQueueLog(q->id);
@@ -523,6 +560,7 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   q->exclusive = exclusive;
   q->auto_delete = auto_delete;
   q->arguments = args;
+  q->ApplyArguments();
   q->owner = exclusive ? owner : nullptr;
   // Exclusive queues die with their connection: never durable in effect (RabbitMQ 3.x keeps
   // the flag but deletes them at restart; so do we, by not persisting them).
@@ -700,6 +738,10 @@ absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
     // Kafka readers of a stream see the AMQP headers as record headers.
     headers.insert(headers.end(), message->kafka_headers.begin(), message->kafka_headers.end());
   }
+  if (!queue.stream && queue.max_length >= 0 && !MakeRoom(queue)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("queue '", queue.name, "' is full (x-max-length, reject-publish)"));
+  }
   builder.Add(message->routing_key, message->body, headers);
   std::vector<uint8_t> batch = builder.Build();
   // Streams confirm when written, as RabbitMQ's (which confirm on replication, not fsync).
@@ -758,6 +800,13 @@ void AmqpBroker::Pump(const QueuePtr& qp) {
     if (m.ok() && *m == nullptr) {
       break;  // not written yet: next iteration
     }
+    if (m.ok() && q.Expired(**m, absl::ToUnixMillis(absl::Now()))) {
+      q.cursor.Take(q.end(), /*track=*/false);
+      q.Forget(peek->offset);
+      DeadLetter(q, *m, "expired");
+      progressed = true;
+      continue;
+    }
     std::optional<amqp::QueueCursor::Taken> t = q.cursor.Take(q.end(), !chosen->no_ack);
     progressed = true;
     if (!m.ok()) {
@@ -802,6 +851,98 @@ void AmqpBroker::PumpStream(const QueuePtr& qp) {
   }
 }
 
+void AmqpBroker::ExpireHead(AmqpQueue& q) {
+  const int64_t now = absl::ToUnixMillis(absl::Now());
+  bool changed = false;
+  while (std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end())) {
+    absl::StatusOr<MessagePtr> m = q.Load(peek->offset);
+    if (!m.ok() || *m == nullptr || !q.Expired(**m, now)) break;
+    q.cursor.Take(q.end(), /*track=*/false);
+    q.Forget(peek->offset);
+    DeadLetter(q, *m, "expired");
+    changed = true;
+  }
+  if (changed) MarkCursorDirty(q);
+}
+
+bool AmqpBroker::MakeRoom(AmqpQueue& q) {
+  while (q.ready() >= q.max_length) {
+    if (q.reject_publish) return false;
+    std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end());
+    if (!peek) return q.max_length > 0;
+    absl::StatusOr<MessagePtr> m = q.Load(peek->offset);
+    q.cursor.Take(q.end(), /*track=*/false);
+    q.Forget(peek->offset);
+    MarkCursorDirty(q);
+    if (m.ok() && *m != nullptr) DeadLetter(q, *m, "maxlen");
+  }
+  return true;
+}
+
+void AmqpBroker::DeadLetter(AmqpQueue& q, const MessagePtr& m, std::string_view reason) {
+  if (!q.dead_letter_exchange) return;
+  AmqpExchange* dlx = FindExchange(*q.dead_letter_exchange);
+  // A dead-letter cycle (e.g. a full queue dead-lettering into itself) ends here.
+  if (dlx == nullptr || dead_letter_depth_ >= 4) return;
+  absl::StatusOr<amqp::BasicProperties> props = amqp::BasicProperties::Decode(m->properties);
+  if (!props.ok()) return;
+  // RabbitMQ's x-death: one entry per (queue, reason), newest first, with a count.
+  if (!props->headers) props->headers.emplace();
+  amqp::FieldTable& headers = *props->headers;
+  amqp::FieldArray deaths;
+  if (const amqp::FieldValue* v = headers.Find("x-death")) {
+    if (const amqp::FieldArray* a = v->get_if<amqp::FieldArray>()) deaths = *a;
+  }
+  int64_t count = 1;
+  for (auto it = deaths.begin(); it != deaths.end(); ++it) {
+    const amqp::FieldTable* t = it->get_if<amqp::FieldTable>();
+    if (!t) continue;
+    const amqp::FieldValue* tq = t->Find("queue");
+    const amqp::FieldValue* tr = t->Find("reason");
+    if (tq && tq->AsString() && *tq->AsString() == q.name && tr && tr->AsString() &&
+        *tr->AsString() == reason) {
+      const amqp::FieldValue* c = t->Find("count");
+      count = (c && c->AsInt64() ? *c->AsInt64() : 0) + 1;
+      deaths.erase(it);
+      break;
+    }
+  }
+  amqp::FieldTable death{
+      {"count", int64_t{count}},
+      {"reason", std::string_view(reason)},
+      {"queue", std::string_view(q.name)},
+      {"time", amqp::Timestamp{static_cast<uint64_t>(absl::ToUnixSeconds(absl::Now()))}},
+      {"exchange", std::string_view(m->exchange)},
+      {"routing-keys", amqp::FieldArray{std::string_view(m->routing_key)}}};
+  if (m->expiration_ms >= 0) {
+    death.Append("original-expiration", std::string_view(absl::StrCat(m->expiration_ms)));
+  }
+  deaths.insert(deaths.begin(), amqp::FieldValue(std::move(death)));
+  headers.Set("x-death", std::move(deaths));
+  if (!headers.Find("x-first-death-reason")) {
+    headers.Set("x-first-death-exchange", std::string_view(m->exchange));
+    headers.Set("x-first-death-queue", std::string_view(q.name));
+    headers.Set("x-first-death-reason", reason);
+  }
+  props->expiration.reset();  // a dead-lettered message does not expire again
+  auto copy = std::make_shared<AmqpMessage>(*m);
+  copy->exchange = *q.dead_letter_exchange;
+  copy->routing_key = q.dead_letter_routing_key.value_or(m->routing_key);
+  copy->expiration_ms = -1;
+  copy->timestamp_ms = absl::ToUnixMillis(absl::Now());
+  copy->properties.clear();
+  if (!props->Encode(&copy->properties).ok()) return;
+  ++dead_letter_depth_;
+  MessagePtr shared = std::move(copy);
+  for (const QueuePtr& target : Route(*dlx, shared->routing_key, &*props->headers)) {
+    if (absl::Status s = Append(*target, shared, nullptr);
+        !s.ok() && !absl::IsResourceExhausted(s)) {
+      storage::LogError("amqp: dead-lettering into '%s': %s", target->name, s.message());
+    }
+  }
+  --dead_letter_depth_;
+}
+
 void AmqpBroker::ConnectionGone(AmqpConnection* conn) {
   output_.erase(conn);
   std::vector<QueuePtr> owned;
@@ -830,6 +971,7 @@ void AmqpBroker::OnTick() {
   // Disk follows the queue depth: segments wholly below the acked watermark go.
   for (auto& [id, q] : queues_by_id_) {
     if (q->stream) continue;  // the topic's retention applies
+    if (q->message_ttl_ms >= 0) ExpireHead(*q);
     int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
     if (w > q->log->log_start_offset()) {
       // The cursor is saved first (above): a restart never finds offsets it still needs cut.

@@ -13,6 +13,7 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -64,7 +65,9 @@ struct AmqpMessage {
   std::string routing_key;
   std::string properties;  // encoded flag words + values, forwarded as received
   std::string body;
-  bool persistent = false;  // delivery-mode 2
+  bool persistent = false;     // delivery-mode 2
+  int64_t timestamp_ms = 0;    // when published (the record's timestamp)
+  int64_t expiration_ms = -1;  // the `expiration` property (per-message TTL), -1 = none
   // Application headers as text, for Kafka readers of stream queues.
   std::vector<storage::RecordBatchBuilder::Header> kafka_headers;
   size_t bytes() const {
@@ -103,6 +106,16 @@ class AmqpQueue {
   std::vector<AmqpConsumer*> consumers;
   size_t next_consumer = 0;
   bool had_consumer = false;
+  // Queue arguments applied (RabbitMQ's meaning): -1 = not set.
+  int64_t message_ttl_ms = -1;                      // x-message-ttl
+  int64_t max_length = -1;                          // x-max-length (ready messages)
+  bool reject_publish = false;                      // x-overflow reject-publish (else drop-head)
+  std::optional<std::string> dead_letter_exchange;  // x-dead-letter-exchange
+  std::optional<std::string> dead_letter_routing_key;
+  // Whether `m` has outlived its TTL (per queue or per message) at `now_ms`.
+  bool Expired(const AmqpMessage& m, int64_t now_ms) const;
+  // Reads the x- arguments above from `arguments`.
+  void ApplyArguments();
   bool deleted = false;
   bool cursor_dirty = false;
 
@@ -204,6 +217,14 @@ class AmqpBroker {
   void ConnectionGone(AmqpConnection* conn);
   // Runs a delivery pass over one queue now.
   void Pump(const QueuePtr& queue);
+  // Republishes a message leaving `queue` (reason: rejected, expired, maxlen) to the
+  // queue's dead-letter exchange with an x-death header; nothing without one.
+  void DeadLetter(AmqpQueue& queue, const MessagePtr& message, std::string_view reason);
+  // Removes expired messages from the head of the queue (RabbitMQ expires at the head).
+  void ExpireHead(AmqpQueue& queue);
+  // x-max-length: true if `queue` takes one more message (dropping or dead-lettering its
+  // head when the overflow mode is drop-head), false for reject-publish when full.
+  bool MakeRoom(AmqpQueue& queue);
   void PumpStream(const QueuePtr& queue);
 
  private:
@@ -229,6 +250,7 @@ class AmqpBroker {
   std::map<uint64_t, QueuePtr> queues_by_id_;
   uint64_t next_queue_id_ = 1;
   uint64_t name_counter_ = 0;
+  int dead_letter_depth_ = 0;
   std::set<uint64_t> wake_;
   std::set<uint64_t> dirty_cursors_;
   absl::flat_hash_set<AmqpConnection*> output_;

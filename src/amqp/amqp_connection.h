@@ -68,7 +68,9 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   absl::Status Get(const amqp::BasicGet& m);
   // Ack (settle) or nack/reject (requeue or settle) deliveries up to/at `tag`.
   absl::Status Settle(uint64_t tag, bool multiple, bool requeue, bool ack, std::string_view what);
-  void Release(std::map<uint64_t, Delivery>::iterator it, bool requeue);
+  // Ends a delivery: back to the queue (requeue), or settled; a settled rejection goes to
+  // the queue's dead-letter exchange when `dead_letter`.
+  void Release(std::map<uint64_t, Delivery>::iterator it, bool requeue, bool dead_letter = false);
   absl::StatusOr<QueuePtr> QueueFor(const std::string& name, bool for_exclusive_use);
   // Confirms: the message with publish sequence `seq` is stored (or failed) in one queue.
   void OnStored(uint64_t seq, bool ok);
