@@ -961,7 +961,10 @@ void AmqpBroker::OnEndOfIteration() {
     auto it = queues_by_id_.find(id);
     if (it != queues_by_id_.end()) Pump(it->second);
   }
-  for (AmqpConnection* c : output_) c->Flush();
+  // Flushing may queue more (coalesced confirms mark their connection again): take a copy.
+  std::vector<AmqpConnection*> conns(output_.begin(), output_.end());
+  output_.clear();
+  for (AmqpConnection* c : conns) c->Flush();
   output_.clear();
 }
 
