@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "log/logging.h"
 #include "net/kafka/error_codes.h"
 #include "net/kafka/messages/consumer_protocol_subscription.h"
 
@@ -329,7 +330,7 @@ void GroupCoordinator::AddMemberAndRebalance(Group& g, Member member, JoinCallba
   if (g.state == GroupState::kPreparingRebalance && g.initial_join) g.new_member_added = true;
   std::string id = member.id;
   g.members.emplace(id, std::move(member));
-  MaybePrepareRebalance(g);
+  MaybePrepareRebalance(g, "a new member joined");
   if (g.state == GroupState::kPreparingRebalance) TryCompleteJoin(g);
 }
 
@@ -347,7 +348,7 @@ void GroupCoordinator::UpdateMemberAndRebalance(Group& g, Member& m,
   }
   m.awaiting_join = std::move(done);
   m.join_version = version;
-  MaybePrepareRebalance(g);
+  MaybePrepareRebalance(g, "a member rejoined");
   if (g.state == GroupState::kPreparingRebalance) TryCompleteJoin(g);
 }
 
@@ -383,7 +384,7 @@ void GroupCoordinator::ReplaceStaticMember(Group& g, const std::string& old_id,
       if (!same_protocols && next != g.protocol) {
         nm.awaiting_join = std::move(done);
         nm.join_version = version;
-        MaybePrepareRebalance(g);
+        MaybePrepareRebalance(g, "a static member rejoined with other protocols");
         return;
       }
       // KIP-345: the member's assignment stays; persist the new member id, then answer with
@@ -415,27 +416,29 @@ void GroupCoordinator::ReplaceStaticMember(Group& g, const std::string& old_id,
       // The old id may already be in the leader's assignment: start over.
       nm.awaiting_join = std::move(done);
       nm.join_version = version;
-      PrepareRebalance(g);
+      PrepareRebalance(g, "a static member rejoined during a sync");
       return;
     case GroupState::kPreparingRebalance:
     case GroupState::kEmpty:
     case GroupState::kDead:
       nm.awaiting_join = std::move(done);
       nm.join_version = version;
-      MaybePrepareRebalance(g);
+      MaybePrepareRebalance(g, "a static member rejoined");
       if (g.state == GroupState::kPreparingRebalance) TryCompleteJoin(g);
       return;
   }
 }
 
-void GroupCoordinator::MaybePrepareRebalance(Group& g) {
+void GroupCoordinator::MaybePrepareRebalance(Group& g, std::string_view reason) {
   if (g.state == GroupState::kStable || g.state == GroupState::kCompletingRebalance ||
       g.state == GroupState::kEmpty) {
-    PrepareRebalance(g);
+    PrepareRebalance(g, reason);
   }
 }
 
-void GroupCoordinator::PrepareRebalance(Group& g) {
+void GroupCoordinator::PrepareRebalance(Group& g, std::string_view reason) {
+  storage::LogInfo("kafka: group %s: preparing rebalance in %s (generation %d, %d members): %s",
+                   g.id, GroupStateName(g.state), g.generation, g.members.size(), reason);
   if (g.state == GroupState::kCompletingRebalance) {
     // Members waiting for the assignment of the aborted generation rejoin.
     AnswerSyncError(g, errors::kRebalanceInProgress);
@@ -502,6 +505,7 @@ void GroupCoordinator::CompleteJoin(Group& g) {
     if (!m.awaiting_join) gone.push_back(id);
   }
   for (const std::string& id : gone) {
+    storage::LogInfo("kafka: group %s: member %s did not rejoin in time: removed", g.id, id);
     Member& m = g.members.at(id);
     if (m.session_timer != 0) env_->Cancel(m.session_timer);
     if (m.instance_id.has_value()) {
@@ -528,6 +532,8 @@ void GroupCoordinator::CompleteJoin(Group& g) {
     g.leader = first->id;
   }
   Transition(g, GroupState::kCompletingRebalance);
+  storage::LogInfo("kafka: group %s: generation %d with %d members, protocol %s, leader %s", g.id,
+                   g.generation, g.members.size(), g.protocol.value_or(""), *g.leader);
   for (auto& [id, m] : g.members) {
     m.assignment.clear();
     ScheduleSession(g, m);
@@ -558,12 +564,14 @@ void GroupCoordinator::OnSessionExpired(const std::string& group_id, const std::
     ScheduleSession(*g, it->second);
     return;
   }
-  RemoveMember(*g, member_id);
+  RemoveMember(*g, member_id, "session timeout");
 }
 
-void GroupCoordinator::RemoveMember(Group& g, const std::string& member_id) {
+void GroupCoordinator::RemoveMember(Group& g, const std::string& member_id,
+                                    std::string_view reason) {
   auto it = g.members.find(member_id);
   if (it == g.members.end()) return;
+  storage::LogInfo("kafka: group %s: member %s removed: %s", g.id, member_id, reason);
   Member& m = it->second;
   if (m.session_timer != 0) env_->Cancel(m.session_timer);
   AnswerJoin(m, JoinError(errors::kUnknownMemberId, member_id, m.join_version));
@@ -581,7 +589,7 @@ void GroupCoordinator::RemoveMember(Group& g, const std::string& member_id) {
   switch (g.state) {
     case GroupState::kStable:
     case GroupState::kCompletingRebalance:
-      MaybePrepareRebalance(g);
+      MaybePrepareRebalance(g, "a member left");
       break;
     case GroupState::kPreparingRebalance:
       TryCompleteJoin(g);
@@ -653,7 +661,7 @@ void GroupCoordinator::SyncGroup(const kafka::SyncGroupRequest& req, int16_t ver
     if (!s.ok()) {
       for (auto& [id, x] : cg->members) x.assignment.clear();
       AnswerSyncError(*cg, errors::kCoordinatorNotAvailable);
-      PrepareRebalance(*cg);
+      PrepareRebalance(*cg, "the group record could not be written");
       return;
     }
     Transition(*cg, GroupState::kStable);
@@ -731,7 +739,7 @@ kafka::LeaveGroupResponse GroupCoordinator::LeaveGroup(const kafka::LeaveGroupRe
       r.error_code = errors::kUnknownMemberId;
       continue;
     }
-    RemoveMember(*g, member_id);
+    RemoveMember(*g, member_id, "left the group");
   }
   if (version < 3) {
     resp.error_code = resp.members.front().error_code;

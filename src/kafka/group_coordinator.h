@@ -165,12 +165,12 @@ class GroupCoordinator {
                                 JoinCallback done, int16_t version);
   void ReplaceStaticMember(Group& g, const std::string& old_id, const kafka::JoinGroupRequest& req,
                            JoinCallback done, int16_t version);
-  void MaybePrepareRebalance(Group& g);
-  void PrepareRebalance(Group& g);
+  void MaybePrepareRebalance(Group& g, std::string_view reason);
+  void PrepareRebalance(Group& g, std::string_view reason);
   void TryCompleteJoin(Group& g);
   void OnJoinTimer(const std::string& group_id, uint64_t token);
   void CompleteJoin(Group& g);
-  void RemoveMember(Group& g, const std::string& member_id);
+  void RemoveMember(Group& g, const std::string& member_id, std::string_view reason);
   void ScheduleSession(Group& g, Member& m);
   void OnSessionExpired(const std::string& group_id, const std::string& member_id, uint64_t token);
   void CancelTimers(Group& g);

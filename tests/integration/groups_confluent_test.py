@@ -3,7 +3,8 @@ group over 6 partitions get 2 each in one generation; a member that leaves and o
 with kill -9 (session timeout) have their partitions reassigned, every record is consumed at
 least once with no gap; committed offsets survive stopping every consumer (a new generation
 resumes right after them) and give the right lag; a static member (group.instance.id)
-restarted within its session timeout gets its partitions back without a rebalance; broker
+restarted within its session timeout gets its partitions back without a rebalance;
+cooperative-sticky members rebalance (incrementally) when a member joins a stable group; broker
 kill -9 and restart keeps committed offsets and the static group's members and assignments.
 Each member is its own process (so it can be killed)."""
 # ctest-timeout: 300
@@ -21,11 +22,11 @@ PY = "/usr/bin/python3"  # Debian's python: python3-confluent-kafka, python3-kaf
 
 MEMBER = r"""
 import json, sys, threading
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaException
 bootstrap, group, topic, instance = sys.argv[1:5]
 conf = {"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "session.timeout.ms": int(sys.argv[5]),
-        "heartbeat.interval.ms": 300, "partition.assignment.strategy": "range"}
+        "heartbeat.interval.ms": 300, "partition.assignment.strategy": sys.argv[6]}
 if instance != "-":
     conf["group.instance.id"] = instance
 c = Consumer(conf)
@@ -42,19 +43,23 @@ while not stop.is_set():
     if m.error():
         out(ev="error", err=str(m.error()))
         continue
-    c.commit(message=m, asynchronous=False)  # committed before it is reported: at least once
-    out(ev="msg", p=m.partition(), o=m.offset(), v=m.value().decode())
+    try:
+        c.commit(message=m, asynchronous=False)  # committed before it is reported
+        committed = True
+    except KafkaException:  # e.g. REBALANCE_IN_PROGRESS: the record comes again (at least once)
+        committed = False
+    out(ev="msg", p=m.partition(), o=m.offset(), v=m.value().decode(), committed=committed)
 c.close()
 out(ev="closed")
 """
 
 
 class Member:
-    def __init__(self, bootstrap, group, topic, instance="-", session_ms=6000):
+    def __init__(self, bootstrap, group, topic, instance="-", session_ms=6000, strategy="range"):
         self.events = []
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
-            [PY, "-c", MEMBER, bootstrap, group, topic, instance, str(session_ms)],
+            [PY, "-c", MEMBER, bootstrap, group, topic, instance, str(session_ms), strategy],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -77,6 +82,18 @@ class Member:
             last = [e for e in self.events if e["ev"] in ("assign", "revoke")]
         return last[-1]["parts"] if last and last[-1]["ev"] == "assign" else []
 
+    def owned(self):
+        """Partitions held under the incremental (cooperative) protocol: assign and revoke
+        events add and remove partitions."""
+        held = set()
+        with self.lock:
+            for e in self.events:
+                if e["ev"] == "assign":
+                    held |= set(e["parts"])
+                elif e["ev"] == "revoke":
+                    held -= set(e["parts"])
+        return sorted(held)
+
     def close(self, timeout=20):
         self.proc.stdin.write(b"close\n")
         self.proc.stdin.flush()
@@ -88,13 +105,13 @@ class Member:
             self.proc.wait(timeout=10)
 
 
-def wait_for(cond, timeout, what):
+def wait_for(cond, timeout, what, state=lambda: ""):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if cond():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what} {state()}")
 
 
 def produce(bootstrap, topic, start, count):
@@ -265,11 +282,38 @@ def static_group(b):
             m.kill9()
 
 
+def cooperative_group(b):
+    """cooperative-sticky (KIP-429) over the classic protocol: a third member joining a
+    stable group gets its share through the incremental (multi-round) rebalance."""
+    bs = b.bootstrap
+    create_topic(bs, "coop")
+    produce(bs, "coop", 0, 300)
+    members = [Member(bs, "coop-g", "coop", strategy="cooperative-sticky") for _ in range(2)]
+    try:
+        wait_for(lambda: all(len(m.owned()) == 3 for m in members), 30, "3 partitions each")
+        members.append(Member(bs, "coop-g", "coop", strategy="cooperative-sticky"))
+        wait_for(lambda: sorted(len(m.owned()) for m in members) == [2, 2, 2], 40,
+                 "2 partitions each after the third joined",
+                 lambda: [[e for e in m.events if e["ev"] != "msg"] for m in members])
+        check(sorted(p for m in members for p in m.owned()) == list(range(6)), "6 owned")
+        # (Which partitions move is the client's assignor's business; a member rejoining while
+        # a sync is pending restarts the rebalance, as in Kafka, and librdkafka then revokes.)
+        produce(bs, "coop", 300, 300)
+        wait_for(lambda: len(consumed(members)) >= 600, 30, "600 records")
+        check_no_gap(consumed(members), ends(bs, "coop"))
+        for m in members:
+            m.close()
+    finally:
+        for m in members:
+            m.kill9()
+
+
 def test(args):
     b = Broker(args.sluice, extra=["--group-initial-rebalance-delay-ms", "1500",
                                    "--offsets-topic-partitions", "10"]).start()
     try:
         dynamic_group(b)
+        cooperative_group(b)
         static_group(b)
         check(b.stop() == 0, "clean shutdown")
     except Exception:

@@ -20,6 +20,7 @@ PY = "/usr/bin/python3"  # Debian's python: python3-kafka
 MEMBER = r"""
 import json, sys, threading
 from kafka import KafkaConsumer, ConsumerRebalanceListener, TopicPartition, OffsetAndMetadata
+from kafka.errors import CommitFailedError
 bootstrap, group, topic = sys.argv[1:4]
 def out(**kw):
     sys.stdout.write(json.dumps(kw) + "\n"); sys.stdout.flush()
@@ -37,8 +38,12 @@ threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True)
 while not stop.is_set():
     for tp, msgs in c.poll(timeout_ms=100).items():
         for m in msgs:
-            c.commit({tp: OffsetAndMetadata(m.offset + 1, "")})
-            out(ev="msg", p=m.partition, o=m.offset, v=m.value.decode())
+            try:
+                c.commit({tp: OffsetAndMetadata(m.offset + 1, "")})
+                committed = True
+            except CommitFailedError:  # a rebalance: the record comes again (at least once)
+                committed = False
+            out(ev="msg", p=m.partition, o=m.offset, v=m.value.decode(), committed=committed)
 c.close()
 out(ev="closed")
 """
