@@ -234,11 +234,18 @@ absl::StatusOr<std::unique_ptr<AmqpBroker>> AmqpBroker::Create(Shard* shard, Amq
     self->SaveCursors(/*all=*/true);
     self->closed_ = true;
   });
-  shard->reactor().RunAfter(absl::Milliseconds(200), [self] { self->OnTick(); });
+  b->tick_timer_ = shard->reactor().RunAfter(absl::Milliseconds(200), [self] { self->OnTick(); });
   return b;
 }
 
-AmqpBroker::~AmqpBroker() { closed_ = true; }
+AmqpBroker::~AmqpBroker() {
+  closed_ = true;
+  listener_.reset();
+  shard_->reactor().Cancel(tick_timer_);
+  // Their OnClose (channels requeue, exclusive queues go) runs now, while the broker lives.
+  std::vector<AmqpConnection*> live(connections_.begin(), connections_.end());
+  for (AmqpConnection* c : live) c->CloseNow();
+}
 
 std::string AmqpBroker::MetaPath() const {
   return absl::StrCat(shard_->config().data_dir, "/amqp.meta");
@@ -945,6 +952,7 @@ void AmqpBroker::DeadLetter(AmqpQueue& q, const MessagePtr& m, std::string_view 
 
 void AmqpBroker::ConnectionGone(AmqpConnection* conn) {
   output_.erase(conn);
+  connections_.erase(conn);
   std::vector<QueuePtr> owned;
   for (auto& [name, q] : queues_) {
     if (q->owner == conn) owned.push_back(q);
@@ -982,7 +990,7 @@ void AmqpBroker::OnTick() {
       q->ForgetBelow(w);
     }
   }
-  shard_->reactor().RunAfter(absl::Milliseconds(200), [this] { OnTick(); });
+  tick_timer_ = shard_->reactor().RunAfter(absl::Milliseconds(200), [this] { OnTick(); });
 }
 
 }  // namespace sluice::broker

@@ -214,6 +214,7 @@ class AmqpBroker {
   void MarkCursorDirty(AmqpQueue& queue);
   // Connections with output to flush at the end of the iteration.
   void MarkOutput(AmqpConnection* conn) { output_.insert(conn); }
+  void ConnectionOpened(AmqpConnection* conn) { connections_.insert(conn); }
   void ConnectionGone(AmqpConnection* conn);
   // Runs a delivery pass over one queue now.
   void Pump(const QueuePtr& queue);
@@ -254,6 +255,9 @@ class AmqpBroker {
   std::set<uint64_t> wake_;
   std::set<uint64_t> dirty_cursors_;
   absl::flat_hash_set<AmqpConnection*> output_;
+  // Live connections: closed by the destructor, whose OnClose must not outlive the broker.
+  absl::flat_hash_set<AmqpConnection*> connections_;
+  net::TimerId tick_timer_;
   std::set<uint64_t> consuming_;  // queues with consumers: pumped every iteration
   bool closed_ = false;
 };

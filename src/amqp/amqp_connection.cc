@@ -46,7 +46,8 @@ const M* As(const amqp::Command& cmd) {
 }  // namespace
 
 AmqpConnection::AmqpConnection(AmqpBroker* broker, net::Connection& conn)
-    : broker_(broker), conn_(&conn), peer_(conn.peer()) {
+    : broker_(broker), conn_(&conn), socket_(&conn), peer_(conn.peer()) {
+  broker->ConnectionOpened(this);
   amqp::CommandAssembler::Options o;
   o.max_body_size = broker->options().max_message_bytes;
   assembler_ = amqp::CommandAssembler(o);
@@ -404,6 +405,7 @@ void AmqpConnection::OnClose(net::Connection& conn, absl::Status reason) {
   for (auto& [id, ch] : channels_) ch->Teardown();
   channels_.clear();
   conn_ = nullptr;
+  socket_ = nullptr;
   broker_->ConnectionGone(this);
   if (!reason.ok() && !absl::IsCancelled(reason)) {
     storage::LogInfo("amqp: connection from %s closed: %s", peer_, reason.ToString());

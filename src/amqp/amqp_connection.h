@@ -125,6 +125,10 @@ class AmqpConnection : public net::ConnectionHandler {
   void Flush();
   uint64_t queued_bytes() const { return (conn_ ? conn_->queued_bytes() : 0) + out_.size(); }
   bool alive() const { return conn_ != nullptr; }
+  // Closes the socket at once (broker shutdown); OnClose runs before this returns.
+  void CloseNow() {
+    if (socket_) socket_->Close(absl::CancelledError("broker stopping"));
+  }
   // A hard error: connection.close with `code`, then the socket closes.
   void CloseWithError(amqp::ReplyCode code, std::string_view text, uint16_t class_id,
                       uint16_t method_id);
@@ -142,7 +146,8 @@ class AmqpConnection : public net::ConnectionHandler {
   void ScheduleHeartbeat();
 
   AmqpBroker* const broker_;
-  net::Connection* conn_;
+  net::Connection* conn_;    // null once nothing more is to be sent
+  net::Connection* socket_;  // valid until OnClose
   const std::string peer_;
   State state_ = State::kHeader;
   amqp::FrameDecoder decoder_{amqp::kFrameMinSize};

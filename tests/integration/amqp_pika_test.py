@@ -478,7 +478,12 @@ def main(args):
         c.close()
         test_restart(b)
         print("test_restart: ok")
-        check(b.stop() == 0, "clean stop")
+        # Stopping with clients still connected (an exclusive queue, an unacked delivery).
+        idle = connect(b)
+        ich = idle.channel()
+        ich.queue_declare("", exclusive=True)
+        ich.basic_get("dq")
+        check(b.stop() == 0, "clean stop with open connections")
     finally:
         b.cleanup()
 
