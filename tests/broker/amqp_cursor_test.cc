@@ -1,8 +1,7 @@
 // The queue cursor (src/amqp/queue_cursor.h): delivery order, out-of-order acks, requeue,
 // the acked watermark, purge and the persistent form.
-#include "src/amqp/queue_cursor.h"
-
 #include "gtest/gtest.h"
+#include "src/amqp/queue_cursor.h"
 
 namespace sluice::amqp {
 namespace {

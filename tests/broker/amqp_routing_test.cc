@@ -1,9 +1,8 @@
 // Exchange routing rules (src/amqp/routing.h) against RabbitMQ's documented behaviour.
-#include "src/amqp/routing.h"
-
 #include <string>
 
 #include "gtest/gtest.h"
+#include "src/amqp/routing.h"
 
 namespace sluice::amqp {
 namespace {
