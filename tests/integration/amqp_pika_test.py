@@ -426,6 +426,31 @@ def test_errors(b, c):
         check(e.reply_code == 540, f"prefetch_size: {e.reply_code}")
 
 
+def test_disk_follows_depth(b, c):
+    """Segments wholly below the acked watermark are deleted (64 MiB queue segments)."""
+    import glob
+    ch = c.channel()
+    ch.queue_declare("big", durable=True)
+    body = os.urandom(1 << 20)
+    for _ in range(140):
+        ch.basic_publish("", "big", body, pika.BasicProperties(delivery_mode=2))
+    time.sleep(0.3)
+    dirs = [d for d in glob.glob(os.path.join(b.data_dir, "amqp~q~*-0"))
+            if len([f for f in os.listdir(d) if f.endswith(".log")]) >= 3]
+    check(len(dirs) == 1, f"one queue log with 3 segments: {dirs}")
+    got = drain(ch, "big", 140, timeout=30)
+    check(len(got) == 140, f"drained {len(got)}")
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        segs = [f for f in os.listdir(dirs[0]) if f.endswith(".log")]
+        if len(segs) == 1:
+            break
+        time.sleep(0.1)
+    check(len(segs) == 1, f"acked segments deleted: {segs}")
+    ch.queue_delete("big")
+    ch.close()
+
+
 def test_restart(b):
     c = connect(b)
     ch = c.channel()
@@ -472,6 +497,8 @@ def main(args):
         print("test_queue_kinds: ok")
         test_errors(b, c)
         print("test_errors: ok")
+        test_disk_follows_depth(b, c)
+        print("test_disk_follows_depth: ok")
         started = time.time()
         test_ordering_10k(c)
         print(f"test_ordering_10k: ok ({time.time() - started:.2f}s)")
