@@ -63,8 +63,14 @@ class KafkaBroker::GroupEnvImpl : public GroupEnv {
 
 KafkaBroker::KafkaBroker(Shard* shard, KafkaOptions options)
     : shard_(shard), options_(std::move(options)) {
-  shard_->AddEndOfIterationHook([this] { OnEndOfIteration(); });
-  shard_->AddCloseHook([this] { SaveProducerSnapshots(); });
+  // The shard may outlive this broker (main's early-exit paths destroy the broker first), and
+  // its hooks cannot be removed: they check that the broker is still there.
+  shard_->AddEndOfIterationHook([this, alive = alive_] {
+    if (*alive) OnEndOfIteration();
+  });
+  shard_->AddCloseHook([this, alive = alive_] {
+    if (*alive) SaveProducerSnapshots();
+  });
   StartGroupCoordinator();
 }
 
@@ -159,7 +165,10 @@ absl::Status KafkaBroker::ReplayOffsetsPartition(int32_t partition) {
   return absl::OkStatus();
 }
 
-KafkaBroker::~KafkaBroker() { listener_.reset(); }
+KafkaBroker::~KafkaBroker() {
+  *alive_ = false;
+  listener_.reset();
+}
 
 absl::Status KafkaBroker::Listen() {
   net::ListenerOptions lo;

@@ -102,7 +102,8 @@ class KafkaBroker {
   absl::flat_hash_map<storage::TopicPartition, std::unique_ptr<PartitionProducerState>>
       producer_state_;
   std::list<std::shared_ptr<PendingFetch>> pending_fetches_;
-  std::unique_ptr<GroupEnv> group_env_;  // before groups_: outlives it
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // read by the shard's hooks
+  std::unique_ptr<GroupEnv> group_env_;                         // before groups_: outlives it
   std::unique_ptr<GroupCoordinator> groups_;
 };
 
