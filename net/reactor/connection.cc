@@ -150,8 +150,9 @@ void Connection::DeliverInput() {
       input_.size() >= std::max<size_t>(input_.expected(), 1)) {
     input_.ExpectAtLeast(0);
     handler_->OnData(*this, input_);
-    // After a big frame, give the memory back rather than keep it per idle connection.
-    input_.ShrinkIfEmpty(2 * options_.recv_chunk);
+    // After a big frame, give the memory back rather than keep it per idle connection; never
+    // while the handler (e.g. by resuming) has a recv in flight into that memory.
+    if (recv_step_ == RecvStep::kIdle) input_.ShrinkIfEmpty(2 * options_.recv_chunk);
   }
   if (peer_eof_ && state_ == State::kOpen && !user_paused_) {
     HandlePeerClosed();  // the EOF that came while paused, now that the input was seen

@@ -67,6 +67,7 @@ void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
     kafka::MetadataResponse::MetadataResponseTopic rt;
     rt.name = name;
     rt.error_code = error;
+    rt.is_internal = ctx.broker.IsInternalTopic(name);  // __consumer_offsets
     if (t != nullptr) {
       rt.topic_id = TopicUuid(*t);
       for (int32_t p = 0; p < t->partitions; ++p) {

@@ -200,9 +200,15 @@ int VerifyPartition(const std::string& dir) {
       printf("%s.log: %s\n", stem.c_str(), std::string(r.stop_reason.message()).c_str());
       ++problems;
     }
-    if (expect >= 0 && !starts.empty() && starts.front().first != expect) {
-      printf("%s.log: starts at offset %ld, previous segment ended at %ld\n", stem.c_str(),
-             starts.front().first, expect);
+    // Segments are contiguous by name: each is named after the offset where the previous one
+    // ended. (Compaction may remove a segment's first records, so its first batch can start
+    // above its name; it never starts below.)
+    if (expect >= 0 && base != expect) {
+      printf("%s.log: named %ld, previous segment ended at %ld\n", stem.c_str(), base, expect);
+      ++problems;
+    }
+    if (!starts.empty() && starts.front().first < base) {
+      printf("%s.log: starts at offset %ld, below its name\n", stem.c_str(), starts.front().first);
       ++problems;
     }
     if (r.next_offset >= 0) expect = r.next_offset;
