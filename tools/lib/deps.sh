@@ -19,6 +19,9 @@ SLUICE_TEST_PKGS=(
 sluice_missing_pkgs() {
   local p missing=()
   for p in "$@"; do
+    # Node.js from another source (e.g. NodeSource's nodejs) ships its own npm and conflicts
+    # with Debian's npm package: any working npm will do.
+    if [ "$p" = npm ] && command -v npm >/dev/null 2>&1; then continue; fi
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
       missing+=("$p")
     fi
