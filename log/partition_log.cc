@@ -302,23 +302,25 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   }
   std::span<uint8_t> copy(buf.data() + at, batch.size());
 
+  // The header parsed above, updated with what the rewrites below change in the stored copy.
+  BatchHeader& header = *parsed;
   AppendResult result;
   result.base_offset = next_offset_;
   SetBaseOffset(copy, next_offset_);
+  header.base_offset = next_offset_;
   if (config_.timestamp_type == TimestampType::kLogAppendTime) {
     SetLogAppendTime(copy, now);
+    header.max_timestamp = now;
     result.log_append_time_ms = now;
   }
-  auto header = ParseBatchHeader(copy, static_cast<uint32_t>(copy.size()));
-  if (!header.ok()) return header.status();  // cannot happen after CopyValidBatch
-  result.last_offset = header->last_offset();
+  result.last_offset = header.last_offset();
   if (active.empty()) active.set_first_append_ms(now);
-  active.OnAppend(*header, position, static_cast<uint32_t>(copy.size()));
+  active.OnAppend(header, position, static_cast<uint32_t>(copy.size()));
   next_offset_ = result.last_offset + 1;
   open_chunk_->end_offset = next_offset_;
   open_chunk_->visible_bytes = static_cast<uint32_t>(buf.size());
   appended_since_submit_ = true;
-  unflushed_messages_ += std::max(header->records_count, 1);
+  unflushed_messages_ += std::max(header.records_count, 1);
 
   if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
   if (done) {
