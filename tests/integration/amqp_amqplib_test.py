@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import check  # noqa: E402
+from harness import check, npm_modules  # noqa: E402
 
 SCRIPT = r"""
 const amqp = require('amqplib');
@@ -74,17 +74,8 @@ class AmqpBroker(harness.Broker):
         super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
 
 
-def ensure_amqplib(work):
-    os.makedirs(work, exist_ok=True)
-    if not os.path.isdir(os.path.join(work, "node_modules", "amqplib")):
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", work,
-                        "amqplib@0.10"], check=True, timeout=120, capture_output=True)
-    return os.path.join(work, "node_modules")
-
-
 def test(args):
-    work = args.work or "/tmp/sluice-it-npm"
-    modules = ensure_amqplib(work)
+    modules = npm_modules(args.work, ["amqplib@0.10"])
     b = AmqpBroker(args.sluice)
     try:
         b.start()

@@ -3,14 +3,14 @@ get 2 each in one generation; one disconnects (LeaveGroup) and the other two tak
 partitions; every record is consumed at least once with no gap; admin describeGroups and
 fetchOffsets show members and committed offsets; lag (log end - committed) is right; a new
 consumer of the group resumes right after the last commit. kafkajs is installed from npm
-into the build tree's cache on first use (kafkajs_test.ensure_kafkajs)."""
+into the build tree's cache on first use (harness.npm_modules)."""
 # ctest-timeout: 180
 import json
 import os
 import subprocess
 
 from harness import Broker, check, run
-from kafkajs_test import ensure_kafkajs
+from harness import npm_modules
 
 SCRIPT = r"""
 const { Kafka, logLevel } = require('kafkajs');
@@ -86,8 +86,7 @@ async function waitFor(cond, ms, what) {
 
 
 def test(args):
-    work = args.work or "/tmp/sluice-it-npm"
-    modules = ensure_kafkajs(work)
+    modules = npm_modules(args.work, ["kafkajs@2"])
     b = Broker(args.sluice, extra=["--group-initial-rebalance-delay-ms", "1500",
                                    "--offsets-topic-partitions", "5"]).start()
     try:

@@ -1,6 +1,7 @@
 """Starts the real `sluice` binary for integration tests: free port, temp data dir, bounded
 waits, killed by PID on exit (also on failure)."""
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -9,6 +10,25 @@ import subprocess
 import sys
 import tempfile
 import time
+
+
+def npm_modules(work, packages):
+    """npm-installs whichever of `packages` ("name@range") are missing into one prefix under
+    `work` (the build tree's cache) and returns its node_modules. Tests run in parallel: the
+    install is serialised with a lock file."""
+    prefix = os.path.join(work or "/tmp/sluice-it-npm", "npm")
+    modules = os.path.join(prefix, "node_modules")
+    os.makedirs(prefix, exist_ok=True)
+    with open(os.path.join(prefix, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = [p for p in packages
+                   if not os.path.isdir(os.path.join(modules, p.rsplit("@", 1)[0]))]
+        if missing:
+            r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", prefix]
+                               + missing, timeout=180, capture_output=True)
+            if r.returncode != 0:
+                raise AssertionError("npm install failed: " + r.stderr.decode(errors="replace"))
+    return modules
 
 
 def free_port():

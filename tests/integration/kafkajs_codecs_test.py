@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 
-from harness import Broker, check, run
+from harness import Broker, check, npm_modules, run
 
 PACKAGES = ["kafkajs@2", "kafkajs-snappy@1", "kafkajs-lz4@1", "zstd-codec@0.1"]
 
@@ -70,17 +70,6 @@ CompressionCodecs[CompressionTypes.ZSTD] = () => ({
 """
 
 
-def ensure_packages(work):
-    os.makedirs(work, exist_ok=True)
-    modules = os.path.join(work, "node_modules")
-    if not all(os.path.isdir(os.path.join(modules, p.rsplit("@", 1)[0])) for p in PACKAGES):
-        r = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", work] +
-                           PACKAGES, timeout=180, capture_output=True)
-        if r.returncode != 0:
-            raise AssertionError("npm install failed: " + r.stderr.decode(errors="replace"))
-    return modules
-
-
 def kcat_records(b, topic):
     cmd = ["/usr/bin/kcat", "-b", b.bootstrap, "-X", "broker.address.family=v4", "-C", "-t",
            topic, "-e", "-q", "-J", "-o", "beginning", "-X", "fetch.max.bytes=8388608"]
@@ -89,9 +78,7 @@ def kcat_records(b, topic):
 
 
 def test(args):
-    # Its own npm prefix: kafkajs_test may be installing into the shared one at the same time.
-    work = os.path.join(args.work or "/tmp/sluice-it-npm", "npm-codecs")
-    modules = ensure_packages(work)
+    modules = npm_modules(args.work, PACKAGES)
     b = Broker(args.sluice, ["--num-partitions", "1"]).start()
     try:
         env = dict(os.environ, NODE_PATH=modules, SLUICE_BOOTSTRAP=b.bootstrap)

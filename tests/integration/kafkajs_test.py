@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from harness import Broker, check, run
+from harness import Broker, check, npm_modules, run
 
 SCRIPT = r"""
 const { Kafka, CompressionTypes, logLevel } = require('kafkajs');
@@ -54,17 +54,8 @@ const broker = process.env.SLUICE_BOOTSTRAP;
 """
 
 
-def ensure_kafkajs(work):
-    os.makedirs(work, exist_ok=True)
-    if not os.path.isdir(os.path.join(work, "node_modules", "kafkajs")):
-        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", work, "kafkajs@2"],
-                       check=True, timeout=120, capture_output=True)
-    return os.path.join(work, "node_modules")
-
-
 def test(args):
-    work = args.work or "/tmp/sluice-it-npm"
-    modules = ensure_kafkajs(work)
+    modules = npm_modules(args.work, ["kafkajs@2"])
     b = Broker(args.sluice).start()
     try:
         env = dict(os.environ, NODE_PATH=modules, SLUICE_BOOTSTRAP=b.bootstrap)
