@@ -6,7 +6,9 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <deque>
 #include <vector>
@@ -27,15 +29,62 @@ enum class OpKind : uint8_t { kWrite, kSync };
 struct Op {
   OpKind kind;
   int fd;
-  const uint8_t* data;
-  uint32_t len;
+  const uint8_t* data;  // plain write; nullptr for a gather write (then `iov`)
+  uint32_t len;         // total bytes to write
   uint32_t done_bytes;  // progress across short writes
   uint64_t position;
   IoCallback done;
+  // Gather write: the pieces not yet written (short writes consume them from the front).
+  std::vector<iovec> iov;
 };
 
+Op MakeGatherOp(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) {
+  Op op{OpKind::kWrite, fd, nullptr, 0, 0, position, std::move(done)};
+  op.iov.reserve(iov.size());
+  uint64_t total = 0;
+  for (const iovec& piece : iov) {
+    if (piece.iov_len == 0) continue;
+    op.iov.push_back(piece);
+    total += piece.iov_len;
+  }
+  op.len = static_cast<uint32_t>(total);
+  return op;
+}
+
+// Drops the first `n` bytes of a gather list (they were written).
+void ConsumeIov(std::vector<iovec>& iov, size_t n) {
+  size_t whole = 0;
+  while (whole < iov.size() && n >= iov[whole].iov_len) {
+    n -= iov[whole].iov_len;
+    ++whole;
+  }
+  iov.erase(iov.begin(), iov.begin() + static_cast<ptrdiff_t>(whole));
+  if (n > 0 && !iov.empty()) {
+    iov[0].iov_base = static_cast<uint8_t*>(iov[0].iov_base) + n;
+    iov[0].iov_len -= n;
+  }
+}
+
+// A gather write with pwritev, retrying short writes; the byte count or -errno.
+int PwritevAll(Op& op) {
+  while (op.done_bytes < op.len) {
+    const int count = static_cast<int>(std::min<size_t>(op.iov.size(), IOV_MAX));
+    ssize_t n =
+        ::pwritev(op.fd, op.iov.data(), count, static_cast<off_t>(op.position + op.done_bytes));
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return -errno;
+    }
+    if (n == 0) return -EIO;  // no progress possible
+    op.done_bytes += static_cast<uint32_t>(n);
+    ConsumeIov(op.iov, static_cast<size_t>(n));
+  }
+  return static_cast<int>(op.done_bytes);
+}
+
 // Writes the whole range with pwrite, retrying short writes; the byte count or -errno.
-int PwriteAll(const Op& op) {
+int PwriteAll(Op& op) {
+  if (op.data == nullptr) return PwritevAll(op);
   uint32_t done = 0;
   while (done < op.len) {
     ssize_t n =
@@ -58,6 +107,9 @@ class PwriteBackend final : public IoBackend {
   void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
              IoCallback done) override {
     queued_.push_back(Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
+  }
+  void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) override {
+    queued_.push_back(MakeGatherOp(fd, iov, position, std::move(done)));
   }
   void Sync(int fd, IoCallback done) override {
     queued_.push_back(Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
@@ -139,6 +191,14 @@ class UringBackend final : public IoBackend {
     }
     Queue(new Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
   }
+  void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) override {
+    if (inline_writes_) {
+      ++in_flight_;
+      inline_queued_.push_back(MakeGatherOp(fd, iov, position, std::move(done)));
+      return;
+    }
+    Queue(new Op(MakeGatherOp(fd, iov, position, std::move(done))));
+  }
   void Sync(int fd, IoCallback done) override {
     Queue(new Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
   }
@@ -212,7 +272,12 @@ class UringBackend final : public IoBackend {
         sqe = io_uring_get_sqe(&ring_);
       }
     }
-    if (op->kind == OpKind::kWrite) {
+    if (op->kind == OpKind::kWrite && op->data == nullptr) {
+      // The iovec array lives in the Op until the completion: the kernel may read it late.
+      io_uring_prep_writev(sqe, op->fd, op->iov.data(),
+                           static_cast<unsigned>(std::min<size_t>(op->iov.size(), IOV_MAX)),
+                           op->position + op->done_bytes);
+    } else if (op->kind == OpKind::kWrite) {
       io_uring_prep_write(sqe, op->fd, op->data + op->done_bytes, op->len - op->done_bytes,
                           op->position + op->done_bytes);
     } else {
@@ -235,6 +300,7 @@ class UringBackend final : public IoBackend {
       }
       if (op->kind == OpKind::kWrite && res >= 0) {
         op->done_bytes += static_cast<uint32_t>(res);
+        if (op->data == nullptr) ConsumeIov(op->iov, static_cast<size_t>(res));
         if (res > 0 && op->done_bytes < op->len) {
           Prep(op);  // short write: continue where it stopped
           continue;
@@ -267,6 +333,11 @@ class UringBackend final : public IoBackend {
 }  // namespace
 
 std::unique_ptr<IoBackend> IoBackend::CreatePwrite() { return std::make_unique<PwriteBackend>(); }
+
+std::unique_ptr<IoBackend> IoBackend::TEST_CreateIoUringRingWrites() {
+  std::string why_not;
+  return UringBackend::Create(/*inline_writes=*/false, &why_not);
+}
 
 bool BufferedWritesCanCompleteInline(const std::string& dir) {
   std::string path = dir + "/.sluice-nowait-probe";

@@ -11,8 +11,11 @@
 // the sync after the writes up to X completed (PartitionLog does exactly that).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -37,6 +40,9 @@ class IoBackend {
   // through the ring (see docs/ARCHITECTURE.md). Empty `dir`: inline writes.
   static std::unique_ptr<IoBackend> Create(IoBackendKind preferred, const std::string& dir = "");
   static std::unique_ptr<IoBackend> CreatePwrite();
+  // For tests: io_uring with every write through the ring (as on a filesystem with
+  // non-blocking buffered writes), or nullptr when io_uring cannot be set up.
+  static std::unique_ptr<IoBackend> TEST_CreateIoUringRingWrites();
 
   virtual ~IoBackend() = default;
   virtual IoBackendKind kind() const = 0;
@@ -45,6 +51,12 @@ class IoBackend {
   // has run.
   virtual void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
                      IoCallback done) = 0;
+  // Queues a gather write (pwritev / IORING_OP_WRITEV): the pieces of `iov`, in order, written
+  // contiguously from `position`. The iovec array itself is copied; the bytes it points to
+  // must stay valid (and unchanged) until `done` has run. The total must be below 2 GiB (the
+  // callback's result is an int). Used for large batches written from the producer's buffer
+  // without a copy into the write buffer (PartitionLog::Append with a keep-alive).
+  virtual void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) = 0;
   // Queues an fdatasync(fd).
   virtual void Sync(int fd, IoCallback done) = 0;
   // Hands every queued operation to the kernel.

@@ -1,9 +1,11 @@
 #include "log/partition_log.h"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -268,6 +270,18 @@ absl::Status PartitionLog::Recover() {
 
 absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch, AckLevel ack,
                                                   AppendCallback done) {
+  return AppendImpl(batch, nullptr, ack, std::move(done));
+}
+
+absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch,
+                                                  std::shared_ptr<const void> keep_alive,
+                                                  AckLevel ack, AppendCallback done) {
+  return AppendImpl(batch, keep_alive != nullptr ? &keep_alive : nullptr, ack, std::move(done));
+}
+
+absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> batch,
+                                                      std::shared_ptr<const void>* keep_alive,
+                                                      AckLevel ack, AppendCallback done) {
   if (!failure_.ok()) return failure_;
   if (closed_) return absl::FailedPreconditionError("log is closed");
   if (batch.size() > config_.max_batch_bytes) {
@@ -275,10 +289,20 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
         "batch of %d bytes exceeds max.message.bytes %d", batch.size(), config_.max_batch_bytes));
   }
   // Header checks first (a corrupt header must not roll the segment); the CRC is checked
-  // below while the batch is copied into the write buffer.
+  // below while the batch is copied into the write buffer (or in place, for a lent batch).
   if (batch.size() < kBatchHeaderSize) return ValidateBatch(batch, config_.max_batch_bytes);
   absl::StatusOr<BatchHeader> parsed = ParseBatchHeader(batch, config_.max_batch_bytes);
   if (!parsed.ok()) return parsed.status();
+  // Zero-copy ("lent" batch): the batch stays where the caller has it and its CRC is checked
+  // in place; only its header is copied (to carry the new base offset), the rest is written
+  // from the caller's memory. LogAppendTime rewrites the timestamp and CRC: copied.
+  const bool lend = keep_alive != nullptr && batch.size() >= kZeroCopyMinBytes &&
+                    config_.timestamp_type != TimestampType::kLogAppendTime;
+  if (lend) {
+    if (absl::Status valid = ValidateBatch(batch, config_.max_batch_bytes); !valid.ok()) {
+      return valid;
+    }
+  }
 
   const int64_t now = Now();
   absl::Status rolled = MaybeRoll(batch.size(), parsed->last_offset_delta, now);
@@ -291,16 +315,27 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
     open_chunk_->segment_base = active.base_offset();
     open_chunk_->position = active.size();
   }
-  WriteBuffer& buf = open_chunk_->bytes;
-  const uint64_t position = open_chunk_->position + buf.size();
+  Chunk& chunk = *open_chunk_;
+  WriteBuffer& buf = chunk.bytes;
+  const uint64_t position = chunk.position + chunk.size();
   const size_t at = buf.size();
-  buf.resize(at + batch.size());
-  if (absl::Status valid = CopyValidBatch(batch, buf.data() + at, config_.max_batch_bytes);
-      !valid.ok()) {
-    buf.resize(at);
-    return valid;
+  std::span<uint8_t> copy;  // the stored copy: the whole batch, or only its header if lent
+  if (lend) {
+    buf.resize(at + kBatchHeaderSize);
+    std::memcpy(buf.data() + at, batch.data(), kBatchHeaderSize);
+    copy = std::span<uint8_t>(buf.data() + at, kBatchHeaderSize);
+    chunk.lent.push_back(Chunk::Lent{static_cast<uint32_t>(buf.size()),
+                                     batch.subspan(kBatchHeaderSize), std::move(*keep_alive)});
+    chunk.lent_bytes += static_cast<uint32_t>(batch.size() - kBatchHeaderSize);
+  } else {
+    buf.resize(at + batch.size());
+    if (absl::Status valid = CopyValidBatch(batch, buf.data() + at, config_.max_batch_bytes);
+        !valid.ok()) {
+      buf.resize(at);
+      return valid;
+    }
+    copy = std::span<uint8_t>(buf.data() + at, batch.size());
   }
-  std::span<uint8_t> copy(buf.data() + at, batch.size());
 
   // The header parsed above, updated with what the rewrites below change in the stored copy.
   BatchHeader& header = *parsed;
@@ -315,10 +350,10 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   }
   result.last_offset = header.last_offset();
   if (active.empty()) active.set_first_append_ms(now);
-  active.OnAppend(header, position, static_cast<uint32_t>(copy.size()));
+  active.OnAppend(header, position, static_cast<uint32_t>(batch.size()));
   next_offset_ = result.last_offset + 1;
-  open_chunk_->end_offset = next_offset_;
-  open_chunk_->visible_bytes = static_cast<uint32_t>(buf.size());
+  chunk.end_offset = next_offset_;
+  chunk.visible_bytes = static_cast<uint32_t>(chunk.size());
   appended_since_submit_ = true;
   unflushed_messages_ += std::max(header.records_count, 1);
 
@@ -328,7 +363,7 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
         .push_back(Waiter{result.last_offset, result, std::move(done)});
   }
   if (unflushed_messages_ >= config_.flush_messages) flush_target_ = next_offset_;
-  if (buf.size() >= kChunkSubmitBytes) SubmitBuffered(SubmitMode::kWriteBehind);
+  if (chunk.size() >= kChunkSubmitBytes) SubmitBuffered(SubmitMode::kWriteBehind);
   return result;
 }
 
@@ -394,7 +429,10 @@ void PartitionLog::SubmitBuffered(SubmitMode mode) {
     return;
   }
   Chunk* chunk = open_chunk_.get();
-  if (mode == SubmitMode::kWriteBehind && appended && MayHoldBack()) {
+  // A chunk with lent batches goes out whole at once: it is already a large write, and the
+  // callers' buffers should not be held longer than needed (a held tail before a lent batch
+  // is flushed with it, in the same gather write).
+  if (mode == SubmitMode::kWriteBehind && appended && MayHoldBack() && chunk->lent.empty()) {
     const int64_t now = Now();
     if (held_since_ms_ < 0 || now - held_since_ms_ <= kMaxWriteBehindMs) {
       const uint64_t end = chunk->position + chunk->bytes.size();
@@ -410,9 +448,7 @@ void PartitionLog::SubmitBuffered(SubmitMode mode) {
         Preallocate(*chunk);
         in_flight_.push_back(std::move(open_chunk_));
         open_chunk_ = std::move(tail);
-        io_->Write(chunk->file->fd(), chunk->bytes.data(),
-                   static_cast<uint32_t>(chunk->bytes.size()), chunk->position,
-                   [this, chunk](int result) { OnWriteDone(chunk, result); });
+        StartWrite(chunk);
         return;
       }
     }
@@ -420,13 +456,33 @@ void PartitionLog::SubmitBuffered(SubmitMode mode) {
   held_since_ms_ = -1;
   Preallocate(*chunk);
   in_flight_.push_back(std::move(open_chunk_));
-  io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
-             chunk->position, [this, chunk](int result) { OnWriteDone(chunk, result); });
+  StartWrite(chunk);
+}
+
+void PartitionLog::StartWrite(Chunk* chunk) {
+  auto done = [this, chunk](int result) { OnWriteDone(chunk, result); };
+  if (chunk->lent.empty()) {
+    io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
+               chunk->position, std::move(done));
+    return;
+  }
+  // Owned bytes and lent batches interleaved, in file order.
+  std::vector<iovec> iov;
+  iov.reserve(2 * chunk->lent.size() + 1);
+  uint32_t owned = 0;
+  for (const Chunk::Lent& l : chunk->lent) {
+    iov.push_back(iovec{chunk->bytes.data() + owned, l.owned_at - owned});
+    iov.push_back(iovec{const_cast<uint8_t*>(l.bytes.data()), l.bytes.size()});
+    owned = l.owned_at;
+  }
+  iov.push_back(iovec{chunk->bytes.data() + owned, chunk->bytes.size() - owned});
+  io_->WriteV(chunk->file->fd(), iov, chunk->position, std::move(done));
 }
 
 // Cuts `chunk` at `cut` (0 < cut < size): returns the bytes from `cut` on as a new chunk and
 // sets what a completed write of the head makes visible (the batches that end by `cut`).
 std::unique_ptr<PartitionLog::Chunk> PartitionLog::SplitAt(Chunk& chunk, uint32_t cut) {
+  assert(chunk.lent.empty());  // written whole (SubmitBuffered)
   const uint32_t size = static_cast<uint32_t>(chunk.bytes.size());
   int64_t end_offset = -1;
   uint32_t visible = 0;
@@ -485,7 +541,7 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
     preallocated_segment_ = chunk.segment_base;
     preallocated_end_ = chunk.position;
   }
-  const uint64_t end = chunk.position + chunk.bytes.size();
+  const uint64_t end = chunk.position + chunk.size();
   if (end <= preallocated_end_) return;
   const uint64_t step = std::clamp<uint64_t>(end, kMinPreallocateBytes, kMaxPreallocateBytes);
   const uint64_t limit = std::max<uint64_t>(config_.segment_bytes, end);
@@ -513,6 +569,7 @@ void PartitionLog::ReleasePreallocation(Segment& segment) {
 void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
   if (chunk != nullptr) {
     chunk->done = true;
+    chunk->lent.clear();  // the callers' buffers are no longer needed
     if (result < 0) Fail(IoStatus("write", chunk->file->path(), result));
   }
   // Readers see a prefix of the log: advance only over chunks completed in order.

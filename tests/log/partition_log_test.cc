@@ -29,6 +29,10 @@ class CountingBackend : public IoBackend {
     ++writes;
     inner_->Write(fd, d, n, p, std::move(cb));
   }
+  void WriteV(int fd, std::span<const iovec> iov, uint64_t p, IoCallback cb) override {
+    ++writes;
+    inner_->WriteV(fd, iov, p, std::move(cb));
+  }
   void Sync(int fd, IoCallback cb) override {
     ++syncs;
     inner_->Sync(fd, std::move(cb));
