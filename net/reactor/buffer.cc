@@ -15,10 +15,15 @@ namespace sluice::net {
 void InputBuffer::Consume(size_t n) {
   assert(n <= size());
   begin_ += n;
-  if (begin_ == end_) begin_ = end_ = 0;  // cheap reset keeps the whole capacity writable
+  // A cheap reset keeps the whole capacity writable, but not under a pending write: the recv
+  // in flight lands at the old end, and Commit must find its bytes there.
+  if (begin_ == end_ && !write_pending_) begin_ = end_ = 0;
 }
 
 absl::Span<uint8_t> InputBuffer::PrepareWrite(size_t n) {
+  assert(!write_pending_);
+  write_pending_ = true;
+  if (begin_ == end_) begin_ = end_ = 0;  // a reset a pending write deferred
   if (capacity_ - end_ < n) {
     const size_t live = end_ - begin_;
     if (capacity_ - live >= n) {
@@ -39,7 +44,7 @@ absl::Span<uint8_t> InputBuffer::PrepareWrite(size_t n) {
 }
 
 void InputBuffer::ShrinkIfEmpty(size_t keep) {
-  if (empty() && capacity_ > keep) {
+  if (empty() && capacity_ > keep && !write_pending_) {
     data_.reset();
     capacity_ = begin_ = end_ = 0;
   }

@@ -55,10 +55,17 @@ class InputBuffer {
   friend class InputBufferTestPeer;
 
   // Makes at least `n` bytes writable after the readable ones, compacting first and
-  // reallocating to exactly size() + n only when compaction is not enough.
+  // reallocating to exactly size() + n only when compaction is not enough. From then until
+  // Commit or AbandonWrite the write is pending: the kernel may be filling that span (a recv
+  // in flight while the handler consumes), so nothing may move or free the storage.
   absl::Span<uint8_t> PrepareWrite(size_t n);
   // Marks `n` bytes written into the span PrepareWrite returned as readable.
-  void Commit(size_t n) { end_ += n; }
+  void Commit(size_t n) {
+    end_ += n;
+    write_pending_ = false;
+  }
+  // The pending write wrote nothing (the recv failed or was cancelled).
+  void AbandonWrite() { write_pending_ = false; }
   // Frees the storage when it is empty and larger than `keep` (after a big frame).
   void ShrinkIfEmpty(size_t keep);
 
@@ -67,6 +74,7 @@ class InputBuffer {
   size_t begin_ = 0;
   size_t end_ = 0;
   size_t expected_ = 0;
+  bool write_pending_ = false;
 };
 
 // An open file descriptor shared by queued file-range chunks; closed when the last reference

@@ -116,6 +116,7 @@ void Connection::MaybeStartRecv() {
 
 void Connection::OnRecv(int res, uint32_t) {
   recv_step_ = RecvStep::kIdle;
+  if (res <= 0 || state_ == State::kClosed) input_.AbandonWrite();
   if (state_ == State::kClosed) {
     MaybeFinish();
     return;
@@ -150,9 +151,9 @@ void Connection::DeliverInput() {
       input_.size() >= std::max<size_t>(input_.expected(), 1)) {
     input_.ExpectAtLeast(0);
     handler_->OnData(*this, input_);
-    // After a big frame, give the memory back rather than keep it per idle connection; never
-    // while the handler (e.g. by resuming) has a recv in flight into that memory.
-    if (recv_step_ == RecvStep::kIdle) input_.ShrinkIfEmpty(2 * options_.recv_chunk);
+    // After a big frame, give the memory back rather than keep it per idle connection (the
+    // buffer keeps it while a recv is in flight into it).
+    input_.ShrinkIfEmpty(2 * options_.recv_chunk);
   }
   if (peer_eof_ && state_ == State::kOpen && !user_paused_) {
     HandlePeerClosed();  // the EOF that came while paused, now that the input was seen

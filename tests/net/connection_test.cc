@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -628,6 +630,66 @@ TEST_F(ConnectionTest, PauseReceiveHoldsInputUntilResumed) {
   for (size_t i = 1; i < times.size(); ++i) {
     EXPECT_GE(times[i] - times[i - 1], absl::Milliseconds(90));
   }
+  ::close(c);
+  EXPECT_TRUE(RunUntil(*reactor_, [&] { return reactor_->connection_count() == 0; }));
+}
+
+// Consumes one 8-byte sequence number per OnData and checks it is the next one; pauses while
+// input is left over and resumes from a timer. Resuming with input buffered starts a recv and
+// delivers the buffered input from a task, so the handler consumes the buffer empty while that
+// recv is in flight: the bytes it brings must land after what was there, not over it.
+class SequenceHandler : public ConnectionHandler {
+ public:
+  SequenceHandler(uint64_t* next, bool* broken) : next_(next), broken_(broken) {}
+  void OnData(Connection& conn, InputBuffer& input) override {
+    if (input.size() < 8) {
+      input.ExpectAtLeast(8);
+      return;
+    }
+    uint64_t v;
+    std::memcpy(&v, input.readable().data(), 8);
+    input.Consume(8);
+    if (v != *next_) *broken_ = true;
+    ++*next_;
+    if (!input.empty()) {
+      conn.PauseReceive();
+      conn.reactor().RunAfter(absl::Milliseconds(1), [&conn] { conn.ResumeReceive(); });
+    }
+  }
+  void OnClose(Connection&, absl::Status) override {}
+
+ private:
+  uint64_t* next_;
+  bool* broken_;
+};
+
+TEST_F(ConnectionTest, InputArrivingWhileResumedInputIsConsumedKeepsItsPlace) {
+  uint64_t next = 0;
+  bool broken = false;
+  auto l = Listener::Create(*reactor_, {}, [&](Connection&) {
+    return std::make_unique<SequenceHandler>(&next, &broken);
+  });
+  ASSERT_TRUE(l.ok());
+  listener_ = std::move(*l);
+  const int c = ConnectTo(listener_->port());
+  ASSERT_GE(c, 0);
+  constexpr uint64_t kBursts = 200;
+  std::atomic<bool> written{false};
+  std::thread writer([&] {
+    // Two numbers per burst: the handler pauses with one left over; the next burst comes
+    // while the resumed connection has its recv in flight.
+    for (uint64_t i = 0; i < kBursts; ++i) {
+      uint64_t pair[2] = {2 * i, 2 * i + 1};
+      if (!WriteAll(c, std::string(reinterpret_cast<const char*>(pair), sizeof(pair)))) break;
+      std::this_thread::sleep_for(std::chrono::microseconds(1500));
+    }
+    written = true;
+  });
+  EXPECT_TRUE(RunUntil(
+      *reactor_, [&] { return (written && next == 2 * kBursts) || broken; }, absl::Seconds(30)));
+  writer.join();
+  EXPECT_FALSE(broken) << "sequence broken at " << next;
+  EXPECT_EQ(next, 2 * kBursts);
   ::close(c);
   EXPECT_TRUE(RunUntil(*reactor_, [&] { return reactor_->connection_count() == 0; }));
 }
