@@ -3,6 +3,7 @@ headers (gzip too), offsets listed by time and at the ends, consumers that seek 
 to a timestamp's offsets, topic deletion. Records are read back by a kafkajs consumer group and
 by kcat. Group rebalancing is tested in
 groups_kafkajs_test.py. kafkajs is installed from npm into the build tree's cache on first use."""
+# ctest-timeout: 240
 import json
 import os
 import subprocess
