@@ -296,7 +296,7 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   // Zero-copy ("lent" batch): the batch stays where the caller has it and its CRC is checked
   // in place; only its header is copied (to carry the new base offset), the rest is written
   // from the caller's memory. LogAppendTime rewrites the timestamp and CRC: copied.
-  const bool lend = keep_alive != nullptr && batch.size() >= kZeroCopyMinBytes &&
+  const bool lend = keep_alive != nullptr && batch.size() >= zero_copy_min_bytes_ &&
                     config_.timestamp_type != TimestampType::kLogAppendTime;
   if (lend) {
     if (absl::Status valid = ValidateBatch(batch, config_.max_batch_bytes); !valid.ok()) {

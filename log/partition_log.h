@@ -186,6 +186,9 @@ class PartitionLog {
 
   // Reads a slice's bytes with pread (tools, tests, the AMQP layer).
   static absl::StatusOr<std::vector<uint8_t>> ReadBytes(const FileSlice& slice);
+  // For tests and fuzzers: lend (zero-copy) batches from this size on, so that small batches
+  // exercise the zero-copy path too.
+  void TEST_SetZeroCopyMinBytes(size_t bytes) { zero_copy_min_bytes_ = bytes; }
   // For tests: the wall clock used for timestamps, rolling and retention.
   void TEST_SetClock(std::function<int64_t()> now_ms) {
     now_ms_ = std::move(now_ms);
@@ -270,6 +273,7 @@ class PartitionLog {
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
   std::vector<WriteBuffer> spare_buffers_;
+  size_t zero_copy_min_bytes_ = kZeroCopyMinBytes;
   bool appended_since_submit_ = false;
   int64_t held_since_ms_ = -1;         // a write-behind tail is buffered since then (-1: none)
   bool preallocate_ = true;            // off after fallocate failed once

@@ -2,12 +2,16 @@
 // reads, time lookups, ticks, log-start moves, clean restarts and crash restarts. After every
 // step the log must agree with a simple model: every written batch readable byte for byte at
 // its offsets, offsets contiguous, buffered (never written) batches gone after a crash.
+// Some appends lend their batch (zero-copy Append with a keep-alive; the log's threshold is
+// lowered so that these small batches take that path): their buffers must be released once
+// everything is written, and never modified.
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -52,6 +56,10 @@ class Program {
   size_t pos_ = 0;
 };
 
+// Lent batches of at least this size are written from the caller's buffer (most of the
+// fuzzer's batches; the smallest ones are copied although lent, as below the real threshold).
+constexpr size_t kLendFromBytes = 100;
+
 LogConfig Config() {
   LogConfig c;
   c.segment_bytes = 2048;
@@ -91,6 +99,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto opened = PartitionLog::Open(dir, Config(), io.get());
   Check(opened.ok());
   std::unique_ptr<PartitionLog> log = std::move(*opened);
+  log->TEST_SetZeroCopyMinBytes(kLendFromBytes);
+  // Lent batches' buffers, with what they held when lent (base offset 0).
+  std::vector<std::pair<std::shared_ptr<const std::vector<uint8_t>>, std::vector<uint8_t>>> lent;
+  // Once every submitted write completed: the log holds no lent buffer and changed none.
+  auto check_lent_released = [&lent] {
+    for (const auto& [shared, original] : lent)
+      Check(shared.use_count() == 1 && *shared == original);
+    lent.clear();
+  };
   int64_t now = 1'000'000;
   log->TEST_SetClock([&now] { return now; });
   Model m;
@@ -104,14 +121,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               log->log_start_offset(), log->high_watermark(), log->log_end_offset());
     }
     switch (op) {
-      case 0: {  // append
-        const int records = 1 + p.Next() % 4;
+      case 0: {  // append (copied, or lent when the top bit says so)
+        const uint8_t how = p.Next();
+        const int records = 1 + how % 4;
+        const bool lend = (how & 0x80) != 0;
         const size_t value = p.Next() * 3u;
         ts += p.Next() % 3;
         RecordBatchBuilder b(0, ts);
         for (int i = 0; i < records; ++i) b.Add("k", std::string(value, 'x'), {}, ts);
         std::vector<uint8_t> batch = b.Build();
-        auto r = log->Append(batch, AckLevel::kWritten, nullptr);
+        absl::StatusOr<AppendResult> r;
+        if (lend) {
+          auto shared = std::make_shared<const std::vector<uint8_t>>(batch);
+          r = log->Append(*shared, shared, AckLevel::kWritten, nullptr);
+          lent.emplace_back(std::move(shared), batch);
+        } else {
+          r = log->Append(batch, AckLevel::kWritten, nullptr);
+        }
         Check(r.ok());
         SetBaseOffset(batch, r->base_offset);
         m.buffered[r->base_offset] = std::move(batch);
@@ -133,6 +159,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           m.written.insert(m.buffered.extract(first));
         }
         if (!behind) Check(m.buffered.empty() && hw == log->log_end_offset());
+        // A chunk with lent batches is never held back: everything lent is written now.
+        check_lent_released();
         break;
       }
       case 2: {  // read at an offset
@@ -166,6 +194,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         io->Poll(absl::ZeroDuration());
         m.written.merge(m.buffered);
         m.buffered.clear();
+        check_lent_released();
         break;
       case 5: {  // log start moves (as AMQP acks would move it)
         int64_t span = log->high_watermark() - log->log_start_offset() + 1;
@@ -182,9 +211,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           m.written.merge(m.buffered);
         }
         log.reset();
+        check_lent_released();  // written, or dropped with the log
         auto again = PartitionLog::Open(dir, Config(), io.get());
         Check(again.ok());
         log = std::move(*again);
+        log->TEST_SetZeroCopyMinBytes(kLendFromBytes);
         // Buffered appends that a segment roll had already handed to the backend were
         // written (never acknowledged, but present): a prefix of the buffered batches survives.
         for (auto it = m.buffered.begin(); it != m.buffered.end(); ++it) {
