@@ -307,6 +307,7 @@ absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
   absl::StatusOr<QueuePtr> qp = QueueFor(m.queue, false);
   if (!qp.ok()) return qp.status();
   AmqpQueue& q = **qp;
+  AmqpBroker::Touch(q);  // basic.get uses the queue: x-expires restarts
   if (q.stream) {
     return AmqpError(ReplyCode::kPreconditionFailed,
                      absl::StrFormat("basic.get is not supported by stream queue '%s'", q.name));

@@ -95,6 +95,8 @@ void AmqpQueue::ApplyArguments() {
   reject_publish = str_arg("x-overflow").value_or("") == "reject-publish";
   dead_letter_exchange = str_arg("x-dead-letter-exchange");
   dead_letter_routing_key = str_arg("x-dead-letter-routing-key");
+  expires_ms = int_arg("x-expires");
+  if (expires_ms == 0) expires_ms = -1;  // refused at declare; never in a file we wrote
 }
 
 bool AmqpQueue::Expired(const AmqpMessage& m, int64_t now_ms) const {
@@ -322,6 +324,8 @@ absl::Status AmqpBroker::Load() {
       q->auto_delete = flags & 1;
       q->stream = flags & 2;
       q->ApplyArguments();
+      // RabbitMQ restarts the x-expires lease of a durable queue when the broker boots.
+      q->last_used_ms = absl::ToUnixMillis(absl::Now());
       if (!r.ok()) break;
       absl::StatusOr<storage::PartitionLog*> log =
           q->stream ? OpenStreamLog(q->name) : OpenQueueLog(q->id);
@@ -543,6 +547,77 @@ absl::Status AmqpBroker::DeleteExchange(const std::string& name) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// RabbitMQ's name of a field's type, as its error texts show it.
+const char* ArgTypeName(const amqp::FieldValue& v) {
+  switch (v.tag()) {
+    case 'S':
+      return "longstr";
+    case 'x':
+      return "binary";
+    case 't':
+      return "bool";
+    case 'f':
+      return "float";
+    case 'd':
+      return "double";
+    case 'D':
+      return "decimal";
+    case 'T':
+      return "timestamp";
+    case 'A':
+      return "array";
+    case 'F':
+      return "table";
+    case 'V':
+      return "void";
+    default:
+      return "unknown";
+  }
+}
+
+}  // namespace
+
+absl::Status AmqpBroker::ValidateQueueArguments(const std::string& queue,
+                                                const amqp::FieldTable& args) {
+  auto invalid = [&](const char* arg, const std::string& why) {
+    return AmqpError(
+        ReplyCode::kPreconditionFailed,
+        absl::StrFormat("invalid arg '%s' for queue '%s' in vhost '/': %s", arg, queue, why));
+  };
+  // x-expires: a positive integer (RabbitMQ: value_zero / value_negative / unacceptable_type).
+  for (const char* arg : {"x-expires"}) {
+    const amqp::FieldValue* v = args.Find(arg);
+    if (v == nullptr) continue;
+    std::optional<int64_t> i = v->AsInt64();
+    if (!i) return invalid(arg, absl::StrCat("{unacceptable_type,", ArgTypeName(*v), "}"));
+    if (*i < 0) return invalid(arg, absl::StrCat("{value_negative,", *i, "}"));
+    if (*i == 0 && std::string_view(arg) == "x-expires") {
+      return invalid(arg, "{value_zero,0}");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void AmqpBroker::Touch(AmqpQueue& queue) { queue.last_used_ms = absl::ToUnixMillis(absl::Now()); }
+
+void AmqpBroker::ExpireQueues(int64_t now_ms) {
+  std::vector<QueuePtr> expired;
+  for (auto& [id, q] : queues_by_id_) {
+    if (q->expires_ms > 0 && !q->stream && q->consumers.empty() &&
+        now_ms - q->last_used_ms >= q->expires_ms) {
+      expired.push_back(q);
+    }
+  }
+  for (const QueuePtr& q : expired) {
+    storage::LogInfo("amqp: queue '%s' expired (x-expires %d ms unused)", q->name, q->expires_ms);
+    if (absl::Status s = DeleteQueue(q); !s.ok()) {
+      storage::LogError("amqp: deleting expired queue '%s': %s", q->name, s.message());
+    }
+  }
+}
+
 std::string AmqpBroker::NewQueueName() {
   // RabbitMQ's form: amq.gen- and 22 characters of base64url.
   static constexpr char kAlphabet[] =
@@ -568,6 +643,7 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   q->auto_delete = auto_delete;
   q->arguments = args;
   q->ApplyArguments();
+  q->last_used_ms = absl::ToUnixMillis(absl::Now());
   q->owner = exclusive ? owner : nullptr;
   // Exclusive queues die with their connection: never durable in effect (RabbitMQ 3.x keeps
   // the flag but deletes them at restart; so do we, by not persisting them).
@@ -778,6 +854,7 @@ void AmqpBroker::RemoveConsumer(const QueuePtr& queue, AmqpConsumer* consumer) {
   std::erase(queue->consumers, consumer);
   if (queue->consumers.empty()) {
     consuming_.erase(queue->id);
+    Touch(*queue);  // the x-expires lease starts when the last consumer goes
     if (queue->auto_delete && queue->had_consumer && !queue->deleted) (void)DeleteQueue(queue);
   }
 }
@@ -979,6 +1056,7 @@ void AmqpBroker::OnEndOfIteration() {
 void AmqpBroker::OnTick() {
   if (closed_) return;
   SaveCursors(/*all=*/false);
+  ExpireQueues(absl::ToUnixMillis(absl::Now()));
   // Disk follows the queue depth: segments wholly below the acked watermark go.
   for (auto& [id, q] : queues_by_id_) {
     if (q->stream) continue;  // the topic's retention applies

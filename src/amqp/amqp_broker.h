@@ -112,6 +112,9 @@ class AmqpQueue {
   bool reject_publish = false;                      // x-overflow reject-publish (else drop-head)
   std::optional<std::string> dead_letter_exchange;  // x-dead-letter-exchange
   std::optional<std::string> dead_letter_routing_key;
+  // x-expires: deleted after this long unused (no consumers, no basic.get, no declare).
+  int64_t expires_ms = -1;
+  int64_t last_used_ms = 0;  // when it was last used (boot time after a restart)
   // Whether `m` has outlived its TTL (per queue or per message) at `now_ms`.
   bool Expired(const AmqpMessage& m, int64_t now_ms) const;
   // Reads the x- arguments above from `arguments`.
@@ -201,6 +204,12 @@ class AmqpBroker {
   std::vector<QueuePtr> Route(const AmqpExchange& exchange, const std::string& routing_key,
                               const amqp::FieldTable* headers);
   std::string NewQueueName();
+  // Checks the queue arguments RabbitMQ validates at declare time (x-expires):
+  // 406 PRECONDITION_FAILED with RabbitMQ's text otherwise.
+  static absl::Status ValidateQueueArguments(const std::string& queue,
+                                             const amqp::FieldTable& args);
+  // The queue was used (declared, basic.get, consumer gone): its x-expires timer restarts.
+  static void Touch(AmqpQueue& queue);
 
   // Appends the message to the queue's log; `done` runs when it is stored (written, or
   // durable for persistent messages on durable queues).
@@ -238,6 +247,8 @@ class AmqpBroker {
   void SaveCursors(bool all);
   void OnEndOfIteration();
   void OnTick();
+  // x-expires: deletes queues unused for longer than their expiry.
+  void ExpireQueues(int64_t now_ms);
   void RemoveBindingsTo(const std::string& name, bool to_exchange);
   void MaybeAutoDeleteExchange(const std::string& name);
   std::string CursorPath(uint64_t id) const;

@@ -130,6 +130,11 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
       }
       stream = *type == "stream";
     }
+    if (!m->passive) {
+      if (absl::Status s = AmqpBroker::ValidateQueueArguments(name, m->arguments); !s.ok()) {
+        return s;
+      }
+    }
     QueuePtr q = name.empty() ? nullptr : b.FindQueue(name);
     if (m->passive) {
       if (name.empty()) name = last_queue_;
@@ -181,6 +186,7 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
       q = *created;
     }
     last_queue_ = q->name;
+    AmqpBroker::Touch(*q);  // a declare (passive too) uses the queue: x-expires restarts
     if (!m->no_wait) {
       conn_->SendMethod(id_, amqp::QueueDeclareOk{q->name, static_cast<uint32_t>(q->ready()),
                                                   static_cast<uint32_t>(q->consumers.size())});
