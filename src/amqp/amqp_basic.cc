@@ -120,6 +120,11 @@ absl::Status AmqpChannel::HandleBasic(amqp::Command& cmd) {
   }
   if (auto* m = As<amqp::BasicConsume>(cmd)) return Consume(*m);
   if (auto* m = As<amqp::BasicCancel>(cmd)) {
+    if (!reply_tag_.empty() && m->consumer_tag == reply_tag_) {
+      b.UnregisterReplyConsumer(reply_key_);
+      reply_tag_.clear();
+      reply_key_.clear();
+    }
     auto it = consumers_.find(m->consumer_tag);
     if (it != consumers_.end()) {
       QueuePtr q = consumer_queues_[m->consumer_tag];
@@ -164,7 +169,14 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
   if (m.immediate) {
     return AmqpError(ReplyCode::kNotImplemented, "immediate=true");
   }
-  const amqp::BasicProperties& props = cmd.header->properties;
+  amqp::BasicProperties& props = cmd.header->properties;
+  if (props.reply_to && *props.reply_to == kReplyTo) {
+    // Direct reply-to: the requester must consume replies on this channel first.
+    if (reply_key_.empty()) {
+      return AmqpError(ReplyCode::kPreconditionFailed, "fast reply consumer does not exist");
+    }
+    props.reply_to = reply_key_;
+  }
   auto msg = std::make_shared<AmqpMessage>();
   msg->exchange = m.exchange;
   msg->routing_key = m.routing_key;
@@ -185,6 +197,15 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
     }
   }
   const amqp::FieldTable* headers = props.headers ? &*props.headers : nullptr;
+  if (m.exchange.empty() && m.routing_key.starts_with(kReplyToPrefix)) {
+    // A reply: straight to the requester's reply consumer, nothing stored. A requester that
+    // is gone makes it unroutable (dropped, or returned when mandatory).
+    if (AmqpChannel* requester = b.FindReplyConsumer(m.routing_key)) {
+      requester->DeliverReply(*msg);
+      if (confirm_) OnStored(seq, true);
+      return absl::OkStatus();
+    }
+  }
   std::vector<QueuePtr> queues = b.Route(*e, m.routing_key, headers);
   if (queues.empty()) {
     if (m.mandatory) {
@@ -256,19 +277,43 @@ void AmqpChannel::FlushConfirms() {
   confirmed_through_ = through;
 }
 
-absl::Status AmqpChannel::Consume(const amqp::BasicConsume& m) {
-  AmqpBroker& b = conn_->broker();
-  absl::StatusOr<QueuePtr> q = QueueFor(m.queue, true);
-  if (!q.ok()) return q.status();
-  std::string tag = m.consumer_tag;
+absl::StatusOr<std::string> AmqpChannel::ConsumerTag(const std::string& requested) {
+  std::string tag = requested;
   if (tag.empty()) {
     do {
-      tag = absl::StrCat("amq.ctag-", b.NewQueueName().substr(8));
-    } while (consumers_.contains(tag));
-  } else if (consumers_.contains(tag)) {
+      tag = absl::StrCat("amq.ctag-", conn_->broker().NewQueueName().substr(8));
+    } while (consumers_.contains(tag) || tag == reply_tag_);
+  } else if (consumers_.contains(tag) || tag == reply_tag_) {
     return AmqpError(ReplyCode::kNotAllowed,
                      absl::StrFormat("attempt to reuse consumer tag '%s'", tag));
   }
+  return tag;
+}
+
+absl::Status AmqpChannel::ConsumeReplies(const amqp::BasicConsume& m) {
+  // RabbitMQ's rules: replies are never acknowledged, one reply consumer per channel.
+  if (!m.no_ack) {
+    return AmqpError(ReplyCode::kPreconditionFailed, "reply consumer cannot acknowledge");
+  }
+  if (!reply_key_.empty()) {
+    return AmqpError(ReplyCode::kPreconditionFailed, "reply consumer already set");
+  }
+  absl::StatusOr<std::string> tag = ConsumerTag(m.consumer_tag);
+  if (!tag.ok()) return tag.status();
+  reply_tag_ = *tag;
+  reply_key_ = conn_->broker().RegisterReplyConsumer(this);
+  if (!m.no_wait) conn_->SendMethod(id_, amqp::BasicConsumeOk{reply_tag_});
+  return absl::OkStatus();
+}
+
+absl::Status AmqpChannel::Consume(const amqp::BasicConsume& m) {
+  AmqpBroker& b = conn_->broker();
+  if (m.queue == kReplyTo) return ConsumeReplies(m);
+  absl::StatusOr<QueuePtr> q = QueueFor(m.queue, true);
+  if (!q.ok()) return q.status();
+  absl::StatusOr<std::string> requested_tag = ConsumerTag(m.consumer_tag);
+  if (!requested_tag.ok()) return requested_tag.status();
+  std::string tag = *std::move(requested_tag);
   for (AmqpConsumer* c : (*q)->consumers) {
     if (c->exclusive || m.exclusive) {
       return AmqpError(ReplyCode::kAccessRefused,
@@ -361,6 +406,13 @@ void AmqpChannel::Deliver(AmqpConsumer& c, const QueuePtr& queue, int64_t offset
   conn_->SendContent(id_, message->properties, message->body);
 }
 
+void AmqpChannel::DeliverReply(const AmqpMessage& message) {
+  if (closing || reply_tag_.empty() || !conn_->alive()) return;
+  conn_->SendMethod(id_, amqp::BasicDeliver{reply_tag_, next_delivery_tag_++, false,
+                                            message.exchange, message.routing_key});
+  conn_->SendContent(id_, message.properties, message.body);
+}
+
 void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeue,
                           bool dead_letter) {
   Delivery& d = it->second;
@@ -421,6 +473,9 @@ void AmqpChannel::Teardown() {
   }
   consumers_.clear();
   tx_commands_.clear();
+  if (!reply_key_.empty()) conn_->broker().UnregisterReplyConsumer(reply_key_);
+  reply_key_.clear();
+  reply_tag_.clear();
 }
 
 void AmqpChannel::CancelByServer(std::string tag) {  // a copy: erasing the consumer frees its tag

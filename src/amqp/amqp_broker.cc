@@ -1027,6 +1027,21 @@ void AmqpBroker::DeadLetter(AmqpQueue& q, const MessagePtr& m, std::string_view 
   --dead_letter_depth_;
 }
 
+std::string AmqpBroker::RegisterReplyConsumer(AmqpChannel* channel) {
+  std::string key;
+  do {
+    // 22 random base64url characters (as queue names) and a counter: unique, not guessable.
+    key = absl::StrCat(std::string(kReplyToPrefix), NewQueueName().substr(8), ".", name_counter_);
+  } while (reply_consumers_.contains(key));
+  reply_consumers_[key] = channel;
+  return key;
+}
+
+AmqpChannel* AmqpBroker::FindReplyConsumer(const std::string& key) const {
+  auto it = reply_consumers_.find(key);
+  return it == reply_consumers_.end() ? nullptr : it->second;
+}
+
 void AmqpBroker::ConnectionGone(AmqpConnection* conn) {
   output_.erase(conn);
   connections_.erase(conn);

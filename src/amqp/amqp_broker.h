@@ -57,6 +57,10 @@ struct AmqpOptions {
 storage::LogConfig AmqpQueueLogConfig(const storage::LogConfig& defaults, uint64_t max_message);
 // Internal queue logs are topics whose names Kafka cannot spell ('~'), so they never collide.
 inline constexpr std::string_view kQueueLogPrefix = "amqp~q~";
+// Direct reply-to: the pseudo-queue an RPC client consumes from (no-ack) and names in
+// reply-to; the server turns it into kReplyToPrefix + a token naming that consumer.
+inline constexpr std::string_view kReplyTo = "amq.rabbitmq.reply-to";
+inline constexpr std::string_view kReplyToPrefix = "amq.rabbitmq.reply-to.";
 bool IsAmqpQueueLog(const std::string& topic);
 
 // One message as published: stored once per queue it was routed to, shared in memory.
@@ -237,6 +241,13 @@ class AmqpBroker {
   bool MakeRoom(AmqpQueue& queue);
   void PumpStream(const QueuePtr& queue);
 
+  // Direct reply-to: a channel's reply consumer gets a routing key (kReplyToPrefix + token)
+  // under which replies published to the default exchange reach it; unregistered when the
+  // consumer is cancelled or the channel goes.
+  std::string RegisterReplyConsumer(AmqpChannel* channel);
+  void UnregisterReplyConsumer(const std::string& key) { reply_consumers_.erase(key); }
+  AmqpChannel* FindReplyConsumer(const std::string& key) const;
+
  private:
   AmqpBroker(Shard* shard, AmqpOptions options) : shard_(shard), options_(std::move(options)) {}
   void DeclareBuiltins();
@@ -270,6 +281,7 @@ class AmqpBroker {
   absl::flat_hash_set<AmqpConnection*> connections_;
   net::TimerId tick_timer_;
   std::set<uint64_t> consuming_;  // queues with consumers: pumped every iteration
+  std::map<std::string, AmqpChannel*> reply_consumers_;  // direct reply-to key -> channel
   bool closed_ = false;
 };
 

@@ -45,6 +45,10 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   // The broker cancels a consumer (its queue was deleted): basic.cancel to the client.
   void CancelByServer(std::string tag);
 
+  // Direct reply-to: delivers a reply published under this channel's reply key to its
+  // reply consumer (no-ack, nothing stored).
+  void DeliverReply(const AmqpMessage& message);
+
   // Sends the publisher confirms that became ready (coalesced with multiple=true).
   void FlushConfirms();
   // Delivery passes for every queue this channel consumes from (capacity was freed).
@@ -65,6 +69,9 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   absl::Status HandleBasic(amqp::Command& cmd);
   absl::Status Publish(amqp::Command& cmd, const amqp::BasicPublish& m);
   absl::Status Consume(const amqp::BasicConsume& m);
+  absl::Status ConsumeReplies(const amqp::BasicConsume& m);
+  // A consumer tag for basic.consume: the client's (refused if in use) or amq.ctag-...
+  absl::StatusOr<std::string> ConsumerTag(const std::string& requested);
   absl::Status Get(const amqp::BasicGet& m);
   // Ack (settle) or nack/reject (requeue or settle) deliveries up to/at `tag`.
   absl::Status Settle(uint64_t tag, bool multiple, bool requeue, bool ack, std::string_view what);
@@ -92,6 +99,9 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   std::set<uint64_t> confirm_done_;          // finished, above confirmed_through_
   std::set<uint64_t> confirm_failed_;
   bool confirms_ready_ = false;
+  // Direct reply-to: the channel's consumer of amq.rabbitmq.reply-to and its reply key.
+  std::string reply_tag_;
+  std::string reply_key_;
   std::string last_queue_;  // "" in queue arguments means the last declared queue
   // Transactions: publishes and acks since the last commit, replayed by tx.commit.
   bool tx_ = false;

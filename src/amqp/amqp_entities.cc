@@ -130,6 +130,17 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
       }
       stream = *type == "stream";
     }
+    if (name == kReplyTo || (m->passive && name.starts_with(kReplyToPrefix))) {
+      // Direct reply-to: the pseudo-queue always "exists"; a reply key exists while its
+      // consumer does (how a responder checks that the requester is still there).
+      uint32_t consumers = 0;
+      if (name != kReplyTo) {
+        if (b.FindReplyConsumer(name) == nullptr) return NoQueue(name);
+        consumers = 1;
+      }
+      if (!m->no_wait) conn_->SendMethod(id_, amqp::QueueDeclareOk{name, 0, consumers});
+      return absl::OkStatus();
+    }
     if (!m->passive) {
       if (absl::Status s = AmqpBroker::ValidateQueueArguments(name, m->arguments); !s.ok()) {
         return s;
