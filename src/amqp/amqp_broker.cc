@@ -92,6 +92,7 @@ void AmqpQueue::ApplyArguments() {
   };
   message_ttl_ms = int_arg("x-message-ttl");
   max_length = int_arg("x-max-length");
+  max_length_bytes = int_arg("x-max-length-bytes");
   reject_publish = str_arg("x-overflow").value_or("") == "reject-publish";
   dead_letter_exchange = str_arg("x-dead-letter-exchange");
   dead_letter_routing_key = str_arg("x-dead-letter-routing-key");
@@ -347,6 +348,7 @@ absl::Status AmqpBroker::Load() {
       q->cursor.SkipTo(q->log->log_start_offset());
       if (q->cursor.next() > q->log->log_end_offset())
         q->cursor = amqp::QueueCursor(q->log->log_end_offset());
+      if (q->max_length_bytes >= 0 && !q->stream) CountReadyBytes(*q);
       keep.insert(QueueLogName(q->id).topic);
       queues_by_id_[q->id] = q;
       queues_[q->name] = std::move(q);
@@ -587,7 +589,8 @@ absl::Status AmqpBroker::ValidateQueueArguments(const std::string& queue,
         absl::StrFormat("invalid arg '%s' for queue '%s' in vhost '/': %s", arg, queue, why));
   };
   // x-expires: a positive integer (RabbitMQ: value_zero / value_negative / unacceptable_type).
-  for (const char* arg : {"x-expires"}) {
+  // x-max-length-bytes: a non-negative integer.
+  for (const char* arg : {"x-expires", "x-max-length-bytes"}) {
     const amqp::FieldValue* v = args.Find(arg);
     if (v == nullptr) continue;
     std::optional<int64_t> i = v->AsInt64();
@@ -658,6 +661,7 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
     q->log->UpdateConfig(c);
   }
   q->cursor = amqp::QueueCursor(q->log->log_end_offset());
+  if (q->max_length_bytes >= 0) q->cursor.EnableBytes();
   queues_[name] = q;
   queues_by_id_[q->id] = q;
   if (q->durable) {
@@ -821,9 +825,19 @@ absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
     // Kafka readers of a stream see the AMQP headers as record headers.
     headers.insert(headers.end(), message->kafka_headers.begin(), message->kafka_headers.end());
   }
-  if (!queue.stream && queue.max_length >= 0 && !MakeRoom(queue)) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("queue '", queue.name, "' is full (x-max-length, reject-publish)"));
+  if (!queue.stream && (queue.max_length >= 0 || queue.max_length_bytes >= 0)) {
+    switch (MakeRoom(queue, message->body.size())) {
+      case Room::kStore:
+        break;
+      case Room::kReject:
+        return absl::ResourceExhaustedError(
+            absl::StrCat("queue '", queue.name, "' is full (reject-publish)"));
+      case Room::kDrop:
+        // Taken and dropped at once (drop-head): stored nowhere, yet confirmed.
+        DeadLetter(queue, message, "maxlen");
+        if (done) done(absl::OkStatus(), storage::AppendResult{});
+        return absl::OkStatus();
+    }
   }
   builder.Add(message->routing_key, message->body, headers);
   std::vector<uint8_t> batch = builder.Build();
@@ -834,6 +848,7 @@ absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
   absl::StatusOr<storage::AppendResult> r = queue.log->Append(batch, level, std::move(done));
   if (!r.ok()) return r.status();
   if (!queue.stream) {
+    queue.cursor.NoteBytes(r->base_offset, message->body.size());
     queue.Remember(r->base_offset, message, options_.queue_cache_bytes);
     Wake(queue);
   }
@@ -949,18 +964,54 @@ void AmqpBroker::ExpireHead(AmqpQueue& q) {
   if (changed) MarkCursorDirty(q);
 }
 
-bool AmqpBroker::MakeRoom(AmqpQueue& q) {
-  while (q.ready() >= q.max_length) {
-    if (q.reject_publish) return false;
-    std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end());
-    if (!peek) return q.max_length > 0;
-    absl::StatusOr<MessagePtr> m = q.Load(peek->offset);
-    q.cursor.Take(q.end(), /*track=*/false);
-    q.Forget(peek->offset);
-    MarkCursorDirty(q);
-    if (m.ok() && *m != nullptr) DeadLetter(q, *m, "maxlen");
+AmqpBroker::Room AmqpBroker::MakeRoom(AmqpQueue& q, uint64_t body_bytes) {
+  const bool bytes_limited = q.max_length_bytes >= 0;
+  const uint64_t max_bytes = bytes_limited ? static_cast<uint64_t>(q.max_length_bytes) : 0;
+  // RabbitMQ: reject-publish refuses a message that would take the queue over a limit;
+  // drop-head stores it and drops the oldest while over.
+  auto full = [&] {
+    return (q.max_length >= 0 && q.ready() >= q.max_length) ||
+           (bytes_limited && q.ready() > 0 && q.cursor.ReadyBytes() + body_bytes > max_bytes);
+  };
+  if (q.reject_publish) {
+    return full() || (bytes_limited && body_bytes > max_bytes) ? Room::kReject : Room::kStore;
   }
-  return true;
+  if (bytes_limited && body_bytes > max_bytes) {
+    // Alone over the limit: the whole queue and then the message itself would be dropped.
+    while (q.ready() > 0 && q.cursor.Peek(q.end())) DropHead(q);
+    return Room::kDrop;
+  }
+  while (full()) {
+    if (!q.cursor.Peek(q.end())) return q.max_length > 0 ? Room::kStore : Room::kReject;
+    DropHead(q);
+  }
+  return Room::kStore;
+}
+
+void AmqpBroker::DropHead(AmqpQueue& q) {
+  std::optional<amqp::QueueCursor::Taken> peek = q.cursor.Peek(q.end());
+  if (!peek) return;
+  absl::StatusOr<MessagePtr> m = q.Load(peek->offset);
+  q.cursor.Take(q.end(), /*track=*/false);
+  q.Forget(peek->offset);
+  MarkCursorDirty(q);
+  if (m.ok() && *m != nullptr) DeadLetter(q, *m, "maxlen");
+}
+
+void AmqpBroker::CountReadyBytes(AmqpQueue& q) {
+  q.cursor.EnableBytes();
+  int64_t offset = q.cursor.Watermark();
+  const int64_t end = q.log->high_watermark();
+  while (offset < end) {
+    auto read = q.ReadFrom(offset, 1 << 20);
+    if (!read.ok() || read->empty()) {
+      storage::LogError("amqp: queue '%s': cannot count ready bytes from offset %d", q.name,
+                        offset);
+      return;
+    }
+    for (auto& [o, m] : *read) q.cursor.NoteBytes(o, m->body.size());
+    offset = read->back().first + 1;
+  }
 }
 
 void AmqpBroker::DeadLetter(AmqpQueue& q, const MessagePtr& m, std::string_view reason) {

@@ -113,6 +113,7 @@ class AmqpQueue {
   // Queue arguments applied (RabbitMQ's meaning): -1 = not set.
   int64_t message_ttl_ms = -1;                      // x-message-ttl
   int64_t max_length = -1;                          // x-max-length (ready messages)
+  int64_t max_length_bytes = -1;                    // x-max-length-bytes (bodies of ready messages)
   bool reject_publish = false;                      // x-overflow reject-publish (else drop-head)
   std::optional<std::string> dead_letter_exchange;  // x-dead-letter-exchange
   std::optional<std::string> dead_letter_routing_key;
@@ -208,8 +209,8 @@ class AmqpBroker {
   std::vector<QueuePtr> Route(const AmqpExchange& exchange, const std::string& routing_key,
                               const amqp::FieldTable* headers);
   std::string NewQueueName();
-  // Checks the queue arguments RabbitMQ validates at declare time (x-expires):
-  // 406 PRECONDITION_FAILED with RabbitMQ's text otherwise.
+  // Checks the queue arguments RabbitMQ validates at declare time (x-expires,
+  // x-max-length-bytes): 406 PRECONDITION_FAILED with RabbitMQ's text otherwise.
   static absl::Status ValidateQueueArguments(const std::string& queue,
                                              const amqp::FieldTable& args);
   // The queue was used (declared, basic.get, consumer gone): its x-expires timer restarts.
@@ -236,9 +237,16 @@ class AmqpBroker {
   void DeadLetter(AmqpQueue& queue, const MessagePtr& message, std::string_view reason);
   // Removes expired messages from the head of the queue (RabbitMQ expires at the head).
   void ExpireHead(AmqpQueue& queue);
-  // x-max-length: true if `queue` takes one more message (dropping or dead-lettering its
-  // head when the overflow mode is drop-head), false for reject-publish when full.
-  bool MakeRoom(AmqpQueue& queue);
+  // x-max-length / x-max-length-bytes, before a message of `body_bytes` is appended:
+  // kStore (room made: the head dropped or dead-lettered with drop-head), kReject
+  // (reject-publish and full), kDrop (drop-head, but the message alone is over
+  // x-max-length-bytes: it is dead-lettered instead of stored, as RabbitMQ drops it at once).
+  enum class Room { kStore, kReject, kDrop };
+  Room MakeRoom(AmqpQueue& queue, uint64_t body_bytes);
+  // Byte accounting for x-max-length-bytes after a restart: the sizes of the ready messages.
+  void CountReadyBytes(AmqpQueue& queue);
+  // Drops (dead-letters with reason maxlen) the message at the head of the queue.
+  void DropHead(AmqpQueue& queue);
   void PumpStream(const QueuePtr& queue);
 
   // Direct reply-to: a channel's reply consumer gets a routing key (kReplyToPrefix + token)

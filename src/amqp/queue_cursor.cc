@@ -24,14 +24,23 @@ std::optional<QueueCursor::Taken> QueueCursor::Take(int64_t end, bool track) {
     ++next_;
   }
   if (track) unacked_.insert(t->offset);
+  if (track_bytes_) {
+    ready_bytes_ -= BytesOf(t->offset);
+    if (!track) bytes_.erase(t->offset);
+  }
   return t;
 }
 
-bool QueueCursor::Settle(int64_t offset) { return unacked_.erase(offset) > 0; }
+bool QueueCursor::Settle(int64_t offset) {
+  if (unacked_.erase(offset) == 0) return false;
+  if (track_bytes_) bytes_.erase(offset);
+  return true;
+}
 
 bool QueueCursor::Requeue(int64_t offset) {
   if (unacked_.erase(offset) == 0) return false;
   requeued_.insert(offset);
+  if (track_bytes_) ready_bytes_ += BytesOf(offset);
   return true;
 }
 
@@ -39,7 +48,34 @@ int64_t QueueCursor::Purge(int64_t end) {
   int64_t n = static_cast<int64_t>(requeued_.size()) + std::max<int64_t>(0, end - next_);
   requeued_.clear();
   next_ = std::max(next_, end);
+  if (track_bytes_) Recount();
   return n;
+}
+
+uint64_t QueueCursor::BytesOf(int64_t offset) const {
+  auto it = bytes_.find(offset);
+  return it == bytes_.end() ? 0 : it->second;
+}
+
+void QueueCursor::NoteBytes(int64_t offset, uint64_t bytes) {
+  if (!track_bytes_ || bytes_.contains(offset)) return;
+  bool ready = IsReady(offset);
+  if (!ready && !unacked_.contains(offset)) return;  // settled
+  bytes_[offset] = bytes;
+  if (ready) ready_bytes_ += bytes;
+}
+
+void QueueCursor::Recount() {
+  ready_bytes_ = 0;
+  for (auto it = bytes_.begin(); it != bytes_.end();) {
+    if (IsReady(it->first)) {
+      ready_bytes_ += it->second;
+    } else if (!unacked_.contains(it->first)) {
+      it = bytes_.erase(it);
+      continue;
+    }
+    ++it;
+  }
 }
 
 int64_t QueueCursor::ReadyCount(int64_t end) const {
@@ -56,6 +92,7 @@ int64_t QueueCursor::Watermark() const {
 void QueueCursor::SkipTo(int64_t start) {
   if (next_ < start) next_ = start;
   requeued_.erase(requeued_.begin(), requeued_.lower_bound(start));
+  if (track_bytes_) Recount();
 }
 
 namespace {

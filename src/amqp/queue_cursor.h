@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -53,6 +54,14 @@ class QueueCursor {
   // `start` that are requeued are dropped.
   void SkipTo(int64_t start);
 
+  // Byte accounting (x-max-length-bytes), off unless enabled: the body size of every ready
+  // or unacked message that NoteBytes was told about, and the total of the ready ones.
+  void EnableBytes() { track_bytes_ = true; }
+  bool tracks_bytes() const { return track_bytes_; }
+  // Records the size of a ready or unacked message (others are ignored).
+  void NoteBytes(int64_t offset, uint64_t bytes);
+  uint64_t ReadyBytes() const { return ready_bytes_; }
+
   // Persistent form: next, then every unacked or requeued offset (after a restart they are
   // all requeued and redelivered with redelivered=true).
   std::string Encode() const;
@@ -62,6 +71,13 @@ class QueueCursor {
   int64_t next_ = 0;
   std::set<int64_t> unacked_;
   std::set<int64_t> requeued_;
+  bool track_bytes_ = false;
+  std::map<int64_t, uint64_t> bytes_;  // ready or unacked offset -> body size
+  uint64_t ready_bytes_ = 0;
+  bool IsReady(int64_t offset) const { return offset >= next_ || requeued_.contains(offset); }
+  uint64_t BytesOf(int64_t offset) const;
+  // Drops sizes of offsets no longer ready or unacked and recounts the ready total.
+  void Recount();
 };
 
 }  // namespace sluice::amqp

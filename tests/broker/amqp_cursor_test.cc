@@ -113,5 +113,34 @@ TEST(QueueCursor, SkipToDropsWhatTheLogNoLongerHas) {
   EXPECT_EQ(c.Take(10, true)->offset, 6);
 }
 
+TEST(QueueCursor, ByteAccountingFollowsReadyMessages) {
+  QueueCursor c(0);
+  c.NoteBytes(0, 100);  // off until enabled
+  EXPECT_EQ(c.ReadyBytes(), 0u);
+  c.EnableBytes();
+  for (int64_t o = 0; o < 4; ++o) c.NoteBytes(o, 10 * (o + 1));  // 10 20 30 40
+  EXPECT_EQ(c.ReadyBytes(), 100u);
+  c.NoteBytes(0, 999);  // known already: ignored
+  EXPECT_EQ(c.ReadyBytes(), 100u);
+  c.Take(4, /*track=*/true);  // 0 unacked: not ready
+  EXPECT_EQ(c.ReadyBytes(), 90u);
+  c.Take(4, /*track=*/false);  // 1 settled (no-ack, drop-head)
+  EXPECT_EQ(c.ReadyBytes(), 70u);
+  EXPECT_TRUE(c.Requeue(0));  // ready again
+  EXPECT_EQ(c.ReadyBytes(), 80u);
+  c.Take(4, true);  // 0 again
+  EXPECT_TRUE(c.Settle(0));
+  EXPECT_EQ(c.ReadyBytes(), 70u);
+  c.Take(4, true);           // 2 unacked
+  EXPECT_EQ(c.Purge(4), 1);  // 3
+  EXPECT_EQ(c.ReadyBytes(), 0u);
+  EXPECT_TRUE(c.Requeue(2));  // the unacked one kept its size
+  EXPECT_EQ(c.ReadyBytes(), 30u);
+  c.SkipTo(3);  // below the log start: gone
+  EXPECT_EQ(c.ReadyBytes(), 0u);
+  c.NoteBytes(1, 5);  // settled offsets are not recorded
+  EXPECT_EQ(c.ReadyBytes(), 0u);
+}
+
 }  // namespace
 }  // namespace sluice::amqp
