@@ -52,7 +52,10 @@ std::string Usage() {
          "  --group-min-session-timeout-ms N      (default 6000)\n"
          "  --group-max-session-timeout-ms N      (default 1800000)\n"
          "  --offsets-topic-partitions N          __consumer_offsets partitions (default 50)\n"
-         "  --offsets-topic-segment-bytes N       its segment.bytes (default 104857600)\n";
+         "  --offsets-topic-segment-bytes N       its segment.bytes (default 104857600)\n"
+         "  --disk-free-limit-bytes N  AMQP publishers blocked below N free bytes in the data\n"
+         "                            dir, 0 disables (default 50000000); the file\n"
+         "                            <data-dir>/disk-free-limit-bytes overrides it while it exists\n";
 }
 
 absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
@@ -79,6 +82,8 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       c.data_dir = value;
     } else if (name == "kafka-port") {
       s = ParsePort(name, value, &c.kafka_port);
+    } else if (name == "disk-free-limit-bytes") {
+      s = ParseInt<int64_t>(name, value, 0, &c.disk_free_limit_bytes);
     } else if (name == "amqp-port") {
       s = ParsePort(name, value, &c.amqp_port);
     } else if (name == "http-port") {

@@ -29,6 +29,8 @@ struct BrokerConfig {
   int32_t group_max_session_timeout_ms = 1800000;
   int32_t offsets_topic_partitions = 50;
   int64_t offsets_topic_segment_bytes = 100 * 1024 * 1024;
+  // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
+  int64_t disk_free_limit_bytes = 50'000'000;
 };
 
 // Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;

@@ -74,6 +74,7 @@ int main(int argc, char** argv) {
     broker::AmqpOptions ao;
     ao.host = config->listen_host;
     ao.port = static_cast<uint16_t>(config->amqp_port);
+    ao.disk_free_limit_bytes = static_cast<uint64_t>(config->disk_free_limit_bytes);
     auto created = broker::AmqpBroker::Create(shard->get(), ao);
     if (!created.ok()) {
       storage::LogError("sluice: amqp state in %s: %s", config->data_dir,

@@ -1,10 +1,12 @@
 #include "src/amqp/amqp_broker.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <deque>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -238,6 +240,7 @@ absl::StatusOr<std::unique_ptr<AmqpBroker>> AmqpBroker::Create(Shard* shard, Amq
     self->closed_ = true;
   });
   b->tick_timer_ = shard->reactor().RunAfter(absl::Milliseconds(200), [self] { self->OnTick(); });
+  b->CheckDisk();
   return b;
 }
 
@@ -245,6 +248,7 @@ AmqpBroker::~AmqpBroker() {
   closed_ = true;
   listener_.reset();
   shard_->reactor().Cancel(tick_timer_);
+  shard_->reactor().Cancel(disk_timer_);
   // Their OnClose (channels requeue, exclusive queues go) runs now, while the broker lives.
   std::vector<AmqpConnection*> live(connections_.begin(), connections_.end());
   for (AmqpConnection* c : live) c->CloseNow();
@@ -1117,6 +1121,39 @@ void AmqpBroker::OnEndOfIteration() {
   output_.clear();
   for (AmqpConnection* c : conns) c->Flush();
   output_.clear();
+}
+
+uint64_t AmqpBroker::DiskFreeLimit() {
+  const std::string path = absl::StrCat(shard_->config().data_dir, "/disk-free-limit-bytes");
+  if (!storage::FileExists(path)) return options_.disk_free_limit_bytes;
+  absl::StatusOr<std::string> text = ReadWholeFile(path);
+  uint64_t limit;
+  if (!text.ok() || !absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &limit)) {
+    return options_.disk_free_limit_bytes;  // unreadable or being written: the flag's value
+  }
+  return limit;
+}
+
+void AmqpBroker::CheckDisk() {
+  if (closed_) return;
+  const uint64_t limit = DiskFreeLimit();
+  struct statvfs v;
+  if (statvfs(shard_->config().data_dir.c_str(), &v) == 0) {
+    const uint64_t free_bytes = static_cast<uint64_t>(v.f_bavail) * v.f_frsize;
+    const bool low = free_bytes < limit;
+    if (low != disk_alarm_) {
+      disk_alarm_ = low;
+      if (low) {
+        storage::LogWarning("amqp: disk alarm: %d bytes free in %s, limit %d: blocking publishers",
+                            free_bytes, shard_->config().data_dir, limit);
+      } else {
+        storage::LogInfo("amqp: disk alarm cleared: %d bytes free, limit %d", free_bytes, limit);
+      }
+      std::vector<AmqpConnection*> conns(connections_.begin(), connections_.end());
+      for (AmqpConnection* c : conns) c->OnDiskAlarm(low);
+    }
+  }
+  disk_timer_ = shard_->reactor().RunAfter(options_.disk_check_interval, [this] { CheckDisk(); });
 }
 
 void AmqpBroker::OnTick() {

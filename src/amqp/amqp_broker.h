@@ -50,6 +50,12 @@ struct AmqpOptions {
   size_t queue_cache_bytes = 32 << 20;
   // A consumer's channel gets no new deliveries while its connection has this much unsent.
   uint64_t consumer_send_limit = 4 << 20;
+  // Disk alarm (RabbitMQ's disk_free_limit, 50 MB by default): below this many free bytes in
+  // the data directory, publishing connections are blocked (Connection.Blocked, not read)
+  // until there is room again. 0 disables. `<data_dir>/disk-free-limit-bytes`, while it
+  // exists, overrides it at run time (as rabbitmqctl set_disk_free_limit).
+  uint64_t disk_free_limit_bytes = 50'000'000;
+  absl::Duration disk_check_interval = absl::Milliseconds(100);
 };
 
 // The log-config of queue logs: no retention (acks delete, via AdvanceLogStart), batches as
@@ -230,6 +236,8 @@ class AmqpBroker {
   void MarkOutput(AmqpConnection* conn) { output_.insert(conn); }
   void ConnectionOpened(AmqpConnection* conn) { connections_.insert(conn); }
   void ConnectionGone(AmqpConnection* conn);
+  // Whether the disk alarm is on (free space below the limit): publishers are blocked.
+  bool disk_alarm() const { return disk_alarm_; }
   // Runs a delivery pass over one queue now.
   void Pump(const QueuePtr& queue);
   // Republishes a message leaving `queue` (reason: rejected, expired, maxlen) to the
@@ -266,6 +274,10 @@ class AmqpBroker {
   void SaveCursors(bool all);
   void OnEndOfIteration();
   void OnTick();
+  // Every disk_check_interval: free space of the data dir (statvfs) against the limit;
+  // raises or clears the disk alarm.
+  void CheckDisk();
+  uint64_t DiskFreeLimit();
   // x-expires: deletes queues unused for longer than their expiry.
   void ExpireQueues(int64_t now_ms);
   void RemoveBindingsTo(const std::string& name, bool to_exchange);
@@ -288,6 +300,8 @@ class AmqpBroker {
   // Live connections: closed by the destructor, whose OnClose must not outlive the broker.
   absl::flat_hash_set<AmqpConnection*> connections_;
   net::TimerId tick_timer_;
+  net::TimerId disk_timer_;
+  bool disk_alarm_ = false;
   std::set<uint64_t> consuming_;  // queues with consumers: pumped every iteration
   std::map<std::string, AmqpChannel*> reply_consumers_;  // direct reply-to key -> channel
   bool closed_ = false;

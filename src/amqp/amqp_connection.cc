@@ -43,6 +43,12 @@ const M* As(const amqp::Command& cmd) {
   return std::get_if<M>(&cmd.method);
 }
 
+// A basic.publish method frame (class 60, method 40), recognised before it is decoded.
+bool IsPublishFrame(const amqp::Frame& f) {
+  return f.type == amqp::FrameType::kMethod && f.payload.size() >= 4 &&
+         f.payload.substr(0, 4) == std::string_view("\x00\x3c\x00\x28", 4);
+}
+
 }  // namespace
 
 AmqpConnection::AmqpConnection(AmqpBroker* broker, net::Connection& conn)
@@ -99,7 +105,8 @@ void AmqpConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
     SendMethod(0, start);
     state_ = State::kStartOk;
   }
-  while (conn_ != nullptr && conn.is_open()) {
+  while (conn_ != nullptr && conn.is_open() && !blocked_) {
+    const std::string_view before = in;
     absl::StatusOr<std::optional<amqp::Frame>> frame = decoder_.Next(&in);
     if (!frame.ok()) {
       CloseWithError(amqp::ReplyCodeOf(frame.status()).value_or(ReplyCode::kFrameError),
@@ -108,10 +115,22 @@ void AmqpConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
       break;
     }
     if (!frame->has_value()) break;
+    if (state_ == State::kRunning && IsPublishFrame(**frame)) {
+      published_ = true;
+      if (broker_->disk_alarm()) {
+        // RabbitMQ stops reading from a publisher during an alarm: the publish stays
+        // unread in the buffer until the alarm clears.
+        in = before;
+        Block();
+        break;
+      }
+    }
     HandleFrame(**frame);
   }
   input.Consume(input.size() - in.size());
-  if (conn_ != nullptr && conn.is_open()) input.ExpectAtLeast(decoder_.bytes_needed());
+  if (conn_ != nullptr && conn.is_open() && !blocked_) {
+    input.ExpectAtLeast(decoder_.bytes_needed());
+  }
   Flush();
 }
 
@@ -285,6 +304,12 @@ absl::Status AmqpConnection::HandleConnectionMethod(amqp::Command& cmd) {
     case State::kStartOk:
       if (auto* m = As<amqp::ConnectionStartOk>(cmd)) {
         if (absl::Status s = Authenticate(*m); !s.ok()) return s;
+        if (const amqp::FieldValue* caps = m->client_properties.Find("capabilities")) {
+          if (const amqp::FieldTable* t = caps->get_if<amqp::FieldTable>()) {
+            const amqp::FieldValue* b = t->Find("connection.blocked");
+            blocked_capable_ = b && b->AsBool().value_or(false);
+          }
+        }
         SendMethod(0, amqp::ConnectionTune{o.channel_max, o.frame_max, o.heartbeat_seconds});
         state_ = State::kTuneOk;
         return absl::OkStatus();
@@ -381,7 +406,11 @@ void AmqpConnection::ScheduleHeartbeat() {
     heartbeat_armed_ = false;
     if (!conn_) return;
     // Two heartbeat intervals without a byte from the client: it is gone (RabbitMQ's rule).
-    if (conn_->bytes_received() == last_received_) {
+    if (blocked_) {
+      // Not reading while blocked: the client's heartbeats wait in the socket (RabbitMQ
+      // pauses its heartbeat monitor too).
+      missed_heartbeats_ = 0;
+    } else if (conn_->bytes_received() == last_received_) {
       if (++missed_heartbeats_ >= 4) {
         storage::LogInfo("amqp: connection from %s missed heartbeats", peer_);
         conn_->Close(absl::DeadlineExceededError("missed heartbeats"));
@@ -397,6 +426,28 @@ void AmqpConnection::ScheduleHeartbeat() {
     broker_->MarkOutput(this);
     ScheduleHeartbeat();
   });
+}
+
+void AmqpConnection::Block() {
+  if (blocked_ || conn_ == nullptr) return;
+  blocked_ = true;
+  conn_->PauseReceive();
+  if (blocked_capable_) {
+    SendMethod(0, amqp::ConnectionBlocked{"low on disk"});
+    blocked_sent_ = true;
+  }
+}
+
+void AmqpConnection::OnDiskAlarm(bool on) {
+  if (on) {
+    if (published_ && state_ == State::kRunning) Block();
+    return;
+  }
+  if (!blocked_) return;
+  blocked_ = false;
+  if (blocked_sent_) SendMethod(0, amqp::ConnectionUnblocked{});
+  blocked_sent_ = false;
+  if (conn_ != nullptr) conn_->ResumeReceive();
 }
 
 void AmqpConnection::OnClose(net::Connection& conn, absl::Status reason) {

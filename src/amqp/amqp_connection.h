@@ -143,6 +143,10 @@ class AmqpConnection : public net::ConnectionHandler {
   void CloseWithError(amqp::ReplyCode code, std::string_view text, uint16_t class_id,
                       uint16_t method_id);
   std::shared_ptr<AmqpChannel> channel(uint16_t id);
+  // The broker's disk alarm changed. On: a connection that has published is blocked now
+  // (Connection.Blocked if the client announced the capability; its socket is not read),
+  // others when they publish. Off: Connection.Unblocked, reading resumes.
+  void OnDiskAlarm(bool on);
 
  private:
   enum class State { kHeader, kStartOk, kTuneOk, kOpen, kRunning, kClosing };
@@ -154,6 +158,7 @@ class AmqpConnection : public net::ConnectionHandler {
   absl::Status Authenticate(const amqp::ConnectionStartOk& m);
   void ChannelError(uint16_t channel, const absl::Status& s, uint16_t class_id, uint16_t method_id);
   void ScheduleHeartbeat();
+  void Block();
 
   AmqpBroker* const broker_;
   net::Connection* conn_;    // null once nothing more is to be sent
@@ -171,6 +176,11 @@ class AmqpConnection : public net::ConnectionHandler {
   net::TimerId heartbeat_timer_;
   bool heartbeat_armed_ = false;
   std::string out_;
+  // Resource alarms (RabbitMQ's connection.blocked extension).
+  bool blocked_capable_ = false;  // client-properties.capabilities.connection.blocked
+  bool published_ = false;        // sent basic.publish at least once: a publisher
+  bool blocked_ = false;          // reading paused by the alarm
+  bool blocked_sent_ = false;     // Connection.Blocked sent, Unblocked owed
 };
 
 }  // namespace sluice::broker
