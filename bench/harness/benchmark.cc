@@ -117,6 +117,7 @@ class Runner {
   void EnterMeasured();
   void LeaveMeasured();
   void RunReplay();
+  void RunWireReplay();
   void Finish();
 
   Workload w_;
@@ -567,6 +568,37 @@ void Runner::RunReplay() {
   r_.replay.mbps = r_.replay.mbps / r_.replay.seconds / 1e6;
   stop_replay_.store(true);
   for (auto& c : replayers_) c->thread.join();
+  if (!Aborted()) RunWireReplay();
+}
+
+void Runner::RunWireReplay() {
+  uint64_t expected = 0;
+  for (auto& p : producers_) expected += p->stats.Counters().acked;
+  const int timeout_ms = static_cast<int>(std::max(60.0, w_.test_duration_seconds * 4) * 1000);
+  for (const std::string& topic : topics_) {
+    absl::StatusOr<WireReplayResult> wr =
+        driver_->ReplayWire(topic, w_.partitions_per_topic, timeout_ms);
+    if (absl::IsUnimplemented(wr.status())) return;
+    r_.replay.wire_ran = true;
+    if (!wr.ok()) {
+      r_.replay.wire_error = std::string(wr.status().message());
+      fprintf(stderr, "sluice-bench: wire replay failed: %s\n", r_.replay.wire_error.c_str());
+      return;
+    }
+    r_.replay.wire_messages += wr->messages;
+    r_.replay.wire_bytes += wr->record_bytes;
+    r_.replay.wire_seconds += wr->seconds;
+  }
+  if (r_.replay.wire_messages < expected) {
+    r_.replay.wire_error =
+        absl::StrCat("read ", r_.replay.wire_messages, " of ", expected, " acknowledged messages");
+  }
+  r_.replay.wire_mbps = r_.replay.wire_bytes / std::max(1e-9, r_.replay.wire_seconds) / 1e6;
+  if (progress_) {
+    fprintf(stderr, "[replay, wire] %llu record bytes in %.2f s = %.1f MB/s\n",
+            static_cast<unsigned long long>(r_.replay.wire_bytes), r_.replay.wire_seconds,
+            r_.replay.wire_mbps);
+  }
 }
 
 void Runner::Finish() {

@@ -97,6 +97,14 @@ struct ReplayResult {
   double seconds = 0;
   double rate = 0;
   double mbps = 0;
+  // The same data read again with bare Fetch requests (Kafka only; kafka_wire_reader.h):
+  // what the broker serves when no client decodes the records.
+  bool wire_ran = false;
+  std::string wire_error;
+  uint64_t wire_messages = 0;
+  uint64_t wire_bytes = 0;
+  double wire_seconds = 0;
+  double wire_mbps = 0;
 };
 
 struct Results {

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "bench/harness/kafka_wire_reader.h"
 #include "bench/harness/stats.h"
 #include "bench/harness/workload.h"
 
@@ -72,6 +73,12 @@ class Driver {
                                                                    ConsumerStats* stats) = 0;
   virtual absl::StatusOr<std::unique_ptr<Producer>> CreateProducer(const std::string& topic,
                                                                    ProducerStats* stats) = 0;
+  // Reads `topic` from offset 0 to its end without decoding records (bare protocol reads),
+  // for the broker-side replay rate. Drivers without such a reader return kUnimplemented.
+  virtual absl::StatusOr<WireReplayResult> ReplayWire(const std::string& topic, int partitions,
+                                                      int timeout_ms) {
+    return absl::UnimplementedError("no wire reader for this protocol");
+  }
   // Settings in effect, for the results file.
   virtual std::map<std::string, std::string> Describe() const = 0;
 };

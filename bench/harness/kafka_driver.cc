@@ -389,6 +389,11 @@ class KafkaDriver final : public Driver {
     return std::unique_ptr<Producer>(std::move(p));
   }
 
+  absl::StatusOr<WireReplayResult> ReplayWire(const std::string& topic, int partitions,
+                                              int timeout_ms) override {
+    return ReplayKafkaWire(broker_, topic, partitions, timeout_ms);
+  }
+
   std::map<std::string, std::string> Describe() const override {
     std::map<std::string, std::string> d;
     for (const auto& [k, v] : s_.common) d["common." + k] = v;

@@ -152,6 +152,16 @@ std::string TextSummary(const Results& r) {
                           WithCommas(r.replay.messages), r.replay.seconds,
                           WithCommas(r.replay.rate), r.replay.mbps);
   }
+  if (r.replay.wire_ran) {
+    if (!r.replay.wire_error.empty()) {
+      absl::StrAppend(&out, "replay (wire): ", r.replay.wire_error, "\n");
+    }
+    absl::StrAppendFormat(&out,
+                          "replay from start, bare fetches (no record decoding): %s msgs, "
+                          "%s bytes in %.2f s = %.1f MB/s\n",
+                          WithCommas(r.replay.wire_messages), WithCommas(r.replay.wire_bytes),
+                          r.replay.wire_seconds, r.replay.wire_mbps);
+  }
   return out;
 }
 
@@ -244,6 +254,16 @@ std::string ResultsJson(const Results& r) {
     j.Field("seconds", r.replay.seconds);
     j.Field("rate", r.replay.rate);
     j.Field("MBps", r.replay.mbps);
+    if (r.replay.wire_ran) {
+      j.Key("wire");
+      j.BeginObject();
+      if (!r.replay.wire_error.empty()) j.Field("error", r.replay.wire_error);
+      j.Field("messages", r.replay.wire_messages);
+      j.Field("bytes", r.replay.wire_bytes);
+      j.Field("seconds", r.replay.wire_seconds);
+      j.Field("MBps", r.replay.wire_mbps);
+      j.EndObject();
+    }
     j.EndObject();
   }
 
@@ -348,6 +368,13 @@ std::string SummaryKv(const Results& r) {
     kvf("replay_seconds", r.replay.seconds);
     kvf("replay_rate", r.replay.rate);
     kvf("replay_mbps", r.replay.mbps);
+  }
+  if (r.replay.wire_ran) {
+    kv("replay_wire_error", r.replay.wire_error);
+    kv("replay_wire_messages", r.replay.wire_messages);
+    kv("replay_wire_bytes", r.replay.wire_bytes);
+    kvf("replay_wire_seconds", r.replay.wire_seconds);
+    kvf("replay_wire_mbps", r.replay.wire_mbps);
   }
   return out;
 }
