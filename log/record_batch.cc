@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "absl/strings/str_format.h"
+#include "log/compression.h"
 #include "log/crc32c.h"
 #include "log/varint.h"
 
@@ -396,6 +397,100 @@ absl::StatusOr<std::vector<RecordView>> DecodeRecords(const BatchHeader& header,
   return out;
 }
 
+// ---- Compressed batches ----
+
+namespace {
+
+// The header of a batch that must be whole (its records section is handed to a codec).
+absl::StatusOr<BatchHeader> WholeBatchHeader(std::span<const uint8_t> batch) {
+  if (batch.size() < kBatchHeaderSize) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, header needs %d",
+                                               batch.size(), kBatchHeaderSize));
+  }
+  absl::StatusOr<BatchHeader> h = ParseBatchHeader(batch, std::numeric_limits<uint32_t>::max());
+  if (!h.ok()) return h.status();
+  if (batch.size() < h->size_bytes()) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, 12 + batchLength = %d",
+                                               batch.size(), h->size_bytes()));
+  }
+  return h;
+}
+
+std::span<const uint8_t> RecordsSection(std::span<const uint8_t> batch, const BatchHeader& h) {
+  return batch.subspan(kBatchHeaderSize, h.size_bytes() - kBatchHeaderSize);
+}
+
+// `batch`'s header followed by `records`, with the codec bits set to `codec`.
+absl::StatusOr<std::vector<uint8_t>> WithRecords(std::span<const uint8_t> batch,
+                                                 std::span<const uint8_t> records,
+                                                 Compression codec) {
+  constexpr size_t kMaxRecords =
+      static_cast<size_t>(std::numeric_limits<int32_t>::max()) - kMinBatchLength;
+  if (records.size() > kMaxRecords) {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("records section of %d bytes does not fit a batch", records.size()));
+  }
+  std::vector<uint8_t> out;
+  out.reserve(kBatchHeaderSize + records.size());
+  out.insert(out.end(), batch.begin(), batch.begin() + kBatchHeaderSize);
+  out.insert(out.end(), records.begin(), records.end());
+  uint8_t* p = out.data();
+  const int16_t attributes = LoadBe<int16_t>(p, kAttributesPos);
+  StoreBe<int16_t>(p, kAttributesPos,
+                   static_cast<int16_t>((attributes & ~kCompressionMask) |
+                                        (static_cast<int16_t>(codec) & kCompressionMask)));
+  StoreBe<int32_t>(p, kBatchLengthPos, static_cast<int32_t>(out.size() - kBatchLengthFieldEnd));
+  StoreBe<uint32_t>(p, kCrcPos, ComputeBatchCrc(out));
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<RecordView>> DecompressAndDecodeRecords(std::span<const uint8_t> batch,
+                                                                   size_t max_records_bytes,
+                                                                   std::vector<uint8_t>* scratch) {
+  absl::StatusOr<BatchHeader> h = WholeBatchHeader(batch);
+  if (!h.ok()) return h.status();
+  const auto codec = static_cast<Compression>(h->attributes & kCompressionMask);
+  if (codec == Compression::kNone) return DecodeRecords(*h, RecordsSection(batch, *h));
+  absl::StatusOr<std::vector<uint8_t>> records =
+      DecompressRecords(codec, RecordsSection(batch, *h), max_records_bytes);
+  if (!records.ok()) return records.status();
+  *scratch = std::move(*records);
+  return DecodeRecords(*h, *scratch);
+}
+
+absl::StatusOr<std::vector<uint8_t>> DecompressBatch(std::span<const uint8_t> batch,
+                                                     size_t max_records_bytes) {
+  absl::StatusOr<BatchHeader> h = WholeBatchHeader(batch);
+  if (!h.ok()) return h.status();
+  const auto codec = static_cast<Compression>(h->attributes & kCompressionMask);
+  if (codec == Compression::kNone) {
+    return std::vector<uint8_t>(batch.begin(), batch.begin() + h->size_bytes());
+  }
+  absl::StatusOr<std::vector<uint8_t>> records =
+      DecompressRecords(codec, RecordsSection(batch, *h), max_records_bytes);
+  if (!records.ok()) return records.status();
+  return WithRecords(batch, *records, Compression::kNone);
+}
+
+absl::StatusOr<std::vector<uint8_t>> CompressBatch(std::span<const uint8_t> batch,
+                                                   Compression codec) {
+  absl::StatusOr<BatchHeader> h = WholeBatchHeader(batch);
+  if (!h.ok()) return h.status();
+  const auto current = static_cast<Compression>(h->attributes & kCompressionMask);
+  if (current != Compression::kNone) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("batch is already compressed (%s)", CompressionName(current)));
+  }
+  if (codec == Compression::kNone) {
+    return std::vector<uint8_t>(batch.begin(), batch.begin() + h->size_bytes());
+  }
+  absl::StatusOr<std::vector<uint8_t>> records = CompressRecords(codec, RecordsSection(batch, *h));
+  if (!records.ok()) return records.status();
+  return WithRecords(batch, *records, codec);
+}
+
 // ---- Builder ----
 
 // records_ holds the whole batch: 61 header bytes reserved up front, filled in by Build(), so
@@ -487,6 +582,11 @@ std::vector<uint8_t> RecordBatchBuilder::Build() {
   StoreBe<int32_t>(p, kRecordsCountPos, count_);
   StoreBe<uint32_t>(p, kCrcPos, ComputeBatchCrc(records_));
   return std::move(records_);
+}
+
+absl::StatusOr<std::vector<uint8_t>> RecordBatchBuilder::BuildCompressed(Compression codec) {
+  const std::vector<uint8_t> plain = Build();
+  return CompressBatch(plain, codec);
 }
 
 }  // namespace sluice::storage

@@ -130,14 +130,44 @@ struct RecordView {
 };
 
 // Decodes the records of an uncompressed batch. The views point into `batch`.
-// InvalidArgumentError for a compressed batch; DataLossError for malformed records (varints
-// out of range, lengths past the end, record count mismatch).
+// InvalidArgumentError for a compressed batch (see DecompressAndDecodeRecords() below);
+// DataLossError for malformed records (varints out of range, lengths past the end, record count
+// mismatch).
 absl::StatusOr<std::vector<RecordView>> DecodeRecords(std::span<const uint8_t> batch);
 // Same, over an already decompressed records section, with the batch's header fields.
 absl::StatusOr<std::vector<RecordView>> DecodeRecords(const BatchHeader& header,
                                                       std::span<const uint8_t> records);
 
-// Builds an uncompressed RecordBatch v2 (for the AMQP layer, tools, tests and benchmarks).
+// ---- Compressed batches (codecs: log/compression.h; spec: log/FORMAT.md "Compression") ----
+
+// A bound on one batch's decompressed records section for callers without a limit of their own
+// (the log cleaner). Kafka has none; 64 MiB is 64 times the default max.message.bytes.
+inline constexpr size_t kDefaultMaxDecompressedRecordsBytes = size_t{64} << 20;
+
+// Decodes the records of any batch, compressed or not. For a compressed batch the records
+// section is decompressed into `*scratch` (replacing its contents; at most `max_records_bytes`
+// bytes, else ResourceExhaustedError) and the views point into `*scratch`; for an uncompressed
+// one `*scratch` is left alone and the views point into `batch`. Either way the views live as
+// long as `batch` and `*scratch` stay unchanged. Errors: those of DecodeRecords(), DataLoss for
+// a corrupt compressed section, InvalidArgument for codecs 5-7. Does not check the CRC.
+absl::StatusOr<std::vector<RecordView>> DecompressAndDecodeRecords(std::span<const uint8_t> batch,
+                                                                   size_t max_records_bytes,
+                                                                   std::vector<uint8_t>* scratch);
+
+// The same batch with its records section decompressed: every header field kept except the
+// codec bits (0), batchLength and the CRC (recomputed). An uncompressed batch is copied as is.
+// Errors as DecompressAndDecodeRecords(); also ResourceExhausted when the result would not fit
+// a batch (batchLength above INT32_MAX).
+absl::StatusOr<std::vector<uint8_t>> DecompressBatch(std::span<const uint8_t> batch,
+                                                     size_t max_records_bytes);
+// The inverse: an uncompressed batch with its records section compressed by `codec` (codec bits
+// set, batchLength and CRC recomputed, every other field kept). InvalidArgumentError if `batch`
+// is already compressed; kNone returns a copy.
+absl::StatusOr<std::vector<uint8_t>> CompressBatch(std::span<const uint8_t> batch,
+                                                   Compression codec);
+
+// Builds a RecordBatch v2 (for the AMQP layer, tools, tests and benchmarks); uncompressed unless
+// built with BuildCompressed().
 class RecordBatchBuilder {
  public:
   struct Header {
@@ -157,6 +187,9 @@ class RecordBatchBuilder {
   size_t estimated_size() const;
   // The finished batch with CRC. The builder may not be used afterwards.
   std::vector<uint8_t> Build();
+  // Build(), then the records section compressed with `codec` (CompressBatch()), as a producer
+  // with compression.type=`codec` would send it.
+  absl::StatusOr<std::vector<uint8_t>> BuildCompressed(Compression codec);
 
  private:
   int64_t base_offset_;
