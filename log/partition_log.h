@@ -12,7 +12,8 @@
 //                       buffered or in flight and invisible to readers
 //
 // Durability contract of Append(): the batch is copied into the active segment's write buffer
-// and given its offsets at once. Its callback runs when it is readable (AckLevel::kWritten) or
+// (or, when large and lent with a keep-alive, written from the caller's memory) and given its
+// offsets at once. Its callback runs when it is readable (AckLevel::kWritten) or
 // when it is durable (AckLevel::kDurable: fdatasync done). With flush.messages=1 every append
 // is kDurable. Syncs are group commits: one fdatasync per dirty file covers every append whose
 // write completed before it, however many producers they came from. A write error fails every
