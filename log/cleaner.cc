@@ -116,8 +116,37 @@ bool ParseRecords(std::span<const uint8_t> batch, const BatchHeader& h,
   return pos == end;
 }
 
-bool Interpretable(const BatchHeader& h) {
-  return (h.attributes & kCompressionMask) == 0 && (h.attributes & kControlBit) == 0;
+bool IsControl(const BatchHeader& h) { return (h.attributes & kControlBit) != 0; }
+Compression CodecOf(const BatchHeader& h) {
+  return static_cast<Compression>(h.attributes & kCompressionMask);
+}
+
+// A batch's records in uncompressed form: `batch` itself when uncompressed, else its
+// decompressed copy (kDefaultMaxDecompressedRecordsBytes at most), with that copy's header.
+struct PlainBatch {
+  std::span<const uint8_t> bytes;
+  BatchHeader header;
+  std::vector<uint8_t> decompressed;  // empty for an uncompressed batch
+};
+
+// False when the batch's records are not ours to look at: a control batch, an unknown codec, a
+// records section that does not decompress or is too large (such a batch is kept whole, its
+// keys unseen).
+bool ToPlainBatch(std::span<const uint8_t> batch, const BatchHeader& h, PlainBatch* plain) {
+  if (IsControl(h)) return false;
+  if (CodecOf(h) == Compression::kNone) {
+    plain->bytes = batch;
+    plain->header = h;
+    return true;
+  }
+  auto d = DecompressBatch(batch, kDefaultMaxDecompressedRecordsBytes);
+  if (!d.ok()) return false;
+  plain->decompressed = std::move(*d);
+  plain->bytes = plain->decompressed;
+  auto ph = ParseBatchHeader(plain->bytes, static_cast<uint32_t>(plain->bytes.size()));
+  if (!ph.ok()) return false;
+  plain->header = *ph;
+  return true;
 }
 
 // Reads whole, validated batches of [0, limit) of one file through a reusable buffer.
@@ -181,23 +210,28 @@ int64_t OffsetMap::Get(std::string_view key) const {
   return it == map_.end() ? -1 : it->second;
 }
 
-void MapBatch(std::span<const uint8_t> batch, OffsetMap* map) {
+size_t MapBatch(std::span<const uint8_t> batch, OffsetMap* map) {
   auto h =
       ParseBatchHeader(batch, static_cast<uint32_t>(std::min<size_t>(batch.size(), INT32_MAX)));
-  if (!h.ok() || !Interpretable(*h)) return;
+  if (!h.ok()) return 0;
+  PlainBatch plain;
+  if (!ToPlainBatch(batch, *h, &plain)) return 0;
   std::vector<RawRecord> records;
-  if (!ParseRecords(batch, *h, &records)) return;
-  for (const RawRecord& r : records) {
-    if (r.key) map->Put(*r.key, r.offset);
+  if (ParseRecords(plain.bytes, plain.header, &records)) {
+    for (const RawRecord& r : records) {
+      if (r.key) map->Put(*r.key, r.offset);
+    }
   }
+  return plain.decompressed.size();
 }
 
-BatchFilterResult FilterBatch(std::span<const uint8_t> batch, const BatchFilterInput& in,
-                              std::vector<uint8_t>* out) {
+namespace {
+
+// FilterBatch() on an uncompressed, non-control batch.
+BatchFilterResult FilterPlainBatch(std::span<const uint8_t> batch, const BatchHeader& header,
+                                   const BatchFilterInput& in, std::vector<uint8_t>* out) {
   BatchFilterResult res;
-  auto h =
-      ParseBatchHeader(batch, static_cast<uint32_t>(std::min<size_t>(batch.size(), INT32_MAX)));
-  if (!h.ok() || !Interpretable(*h)) return res;
+  const BatchHeader* const h = &header;
   std::vector<RawRecord> records;
   if (!ParseRecords(batch, *h, &records)) return res;
   const bool has_horizon = (h->attributes & kDeleteHorizonBit) != 0;
@@ -258,6 +292,36 @@ BatchFilterResult FilterBatch(std::span<const uint8_t> batch, const BatchFilterI
   StoreBe<int64_t>(b + kBaseTimestampPos, base_ts);
   StoreBe<int32_t>(b + kRecordsCountPos, static_cast<int32_t>(kept));
   StoreBe<uint32_t>(b + kCrcPos, Crc32c(0, b + kBatchCrcStart, out->size() - kBatchCrcStart));
+  return res;
+}
+
+}  // namespace
+
+BatchFilterResult FilterBatch(std::span<const uint8_t> batch, const BatchFilterInput& in,
+                              std::vector<uint8_t>* out) {
+  auto h =
+      ParseBatchHeader(batch, static_cast<uint32_t>(std::min<size_t>(batch.size(), INT32_MAX)));
+  if (!h.ok()) return BatchFilterResult{};
+  PlainBatch plain;
+  if (!ToPlainBatch(batch, *h, &plain)) return BatchFilterResult{};
+  BatchFilterResult res = FilterPlainBatch(plain.bytes, plain.header, in, out);
+  res.decompressed_bytes = plain.decompressed.size();
+  const Compression codec = CodecOf(*h);
+  if (res.fate != BatchFilterResult::kRewritten || codec == Compression::kNone) return res;
+  // Kafka keeps the producer's codec. A batch left without records stays uncompressed, as
+  // Kafka writes it: an empty records section has nothing to compress, and some readers do not
+  // expect a compressed empty one.
+  if (RecordBatchView(*out).records_count() == 0) return res;
+  auto compressed = CompressBatch(*out, codec);
+  // Our encoder (e.g. zstd level 3) may do worse than the producer's: a rewritten batch never
+  // grows, so a group's output never outgrows its sources. Keeping the original whole is always
+  // safe (as for a library failure, which cannot happen short of memory exhaustion).
+  if (!compressed.ok() || compressed->size() > h->size_bytes()) {
+    BatchFilterResult keep;
+    keep.decompressed_bytes = res.decompressed_bytes;
+    return keep;
+  }
+  *out = std::move(*compressed);
   return res;
 }
 
@@ -497,12 +561,14 @@ absl::Status LogCleaner::MapStep(uint64_t* budget) {
         return absl::DataLossError(
             absl::StrFormat("%s: %s", Path(log_->dir_, s.base, ".log"), batch.status().message()));
       }
-      MapBatch(*batch, &p.map);
+      const size_t decompressed = MapBatch(*batch, &p.map);
       RecordBatchView v(*batch);
       if (v.producer_id() >= 0) p.producer_last[v.producer_id()] = v.base_offset();
       p.map_pos += batch->size();
       stats_.bytes_read += batch->size();
-      *budget -= std::min<uint64_t>(*budget, batch->size());
+      stats_.bytes_decompressed += decompressed;
+      // A compressed batch costs its decompressed size too: that is the CPU work done on it.
+      *budget -= std::min<uint64_t>(*budget, batch->size() + decompressed);
     }
   }
   if (p.map_index >= p.sources.size()) {
@@ -600,7 +666,8 @@ absl::Status LogCleaner::RewriteStep(uint64_t* budget) {
       }
       p.pos += size;
       stats_.bytes_read += size;
-      *budget -= std::min<uint64_t>(*budget, size);
+      stats_.bytes_decompressed += r.decompressed_bytes;
+      *budget -= std::min<uint64_t>(*budget, size + r.decompressed_bytes);
     }
     if (p.pos >= s.size) {
       ++p.src;

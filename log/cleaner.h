@@ -6,8 +6,10 @@
 // Threading: like everything in log/, the cleaner runs on the shard thread that owns the log.
 // PartitionLog::Tick() gives it a budget (LogConfig::cleaner_bytes_per_tick): each call reads
 // at most that many bytes of segment data, writes and fdatasyncs at most that many, and then
-// returns; a pass spans as many ticks as it needs. Readers keep their shared_ptr<SegmentFile>,
-// so a zero-copy send of a segment that a swap replaces finishes from the old file.
+// returns; a pass spans as many ticks as it needs. A compressed batch is charged its stored
+// size plus its decompressed size (the codec work done on it). Readers keep their
+// shared_ptr<SegmentFile>, so a zero-copy send of a segment that a swap replaces finishes from the
+// old file.
 //
 // A pass:
 //   1. Cleanable range: the sealed segments from the log start up to (not including) the first
@@ -19,7 +21,8 @@
 //      cleaner_dedupe_buffer_bytes at a segment boundary.
 //   3. Rewrite: the cleanable segments, merged into groups of at most segment.bytes, are copied
 //      into `<base>.log.cleaned` (+ indexes) keeping each record that is the latest of its key,
-//      then swapped into place crash-safely, one group at a time.
+//      then swapped into place crash-safely, one group at a time. Compressed batches are
+//      decompressed, filtered and recompressed with their own codec (log/compression.h).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +54,7 @@ struct CleanerStats {
   int64_t records_removed = 0;     // superseded by a later record with the same key
   int64_t tombstones_removed = 0;  // past their delete horizon
   int64_t batches_removed = 0;
+  uint64_t bytes_decompressed = 0;  // records sections of compressed batches, decompressed
 };
 
 // key hash -> latest offset of a record with that key in the dirty range.
@@ -80,18 +84,24 @@ struct BatchFilterResult {
   enum Fate { kKeepAsIs, kRewritten, kDropped } fate = kKeepAsIs;
   int records_removed = 0;
   int tombstones_removed = 0;
+  size_t decompressed_bytes = 0;  // size of the decompressed batch (0 when not compressed)
 };
 // Filters one validated batch: records whose key has a later offset in `map` go, tombstones
-// whose batch's delete horizon has passed go, records without a key stay. Compressed and
-// control batches, and batches whose records do not parse, are kept as they are. When the
-// fate is kRewritten, `out` holds the new batch (same base offset, lastOffsetDelta, producer
-// fields, partition leader epoch, maxTimestamp and record timestamps; new CRC); a batch that
-// retains a tombstone and has no delete horizon yet gets one (attribute bit 6, baseTimestamp =
-// now + delete.retention.ms, record timestamp deltas re-encoded against it).
+// whose batch's delete horizon has passed go, records without a key stay. A compressed batch is
+// decompressed (at most kDefaultMaxDecompressedRecordsBytes) and filtered the same way; when
+// rewritten it is compressed again with its own codec (Kafka keeps the producer's codec), except
+// that a batch left without records is written uncompressed. Control batches, and batches whose
+// records do not decompress or parse, are kept as they are. When the fate is kRewritten, `out`
+// holds the new batch (same base offset, lastOffsetDelta, producer fields, partition leader
+// epoch, maxTimestamp and record timestamps; new CRC); a batch that retains a tombstone and has
+// no delete horizon yet gets one (attribute bit 6, baseTimestamp = now + delete.retention.ms,
+// record timestamp deltas re-encoded against it).
 BatchFilterResult FilterBatch(std::span<const uint8_t> batch, const BatchFilterInput& in,
                               std::vector<uint8_t>* out);
-// Adds every keyed record of an uncompressed, non-control batch to `map` (others: nothing).
-void MapBatch(std::span<const uint8_t> batch, OffsetMap* map);
+// Adds every keyed record of a non-control batch to `map`, decompressing a compressed one as
+// FilterBatch() does (a batch FilterBatch() would keep whole adds nothing). Returns the size of
+// the decompressed batch (0 when not compressed), for the cleaner's work budget.
+size_t MapBatch(std::span<const uint8_t> batch, OffsetMap* map);
 
 // Finishes or discards a cleaner swap that a crash interrupted (log/FORMAT.md "Compaction"):
 // a `<base>.log.swap` is committed (the segments it replaces are removed, it is renamed into
