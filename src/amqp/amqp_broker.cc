@@ -139,6 +139,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
   absl::StatusOr<std::vector<uint8_t>> bytes = storage::PartitionLog::ReadBytes(*slice);
   if (!bytes.ok()) return bytes.status();
   std::span<const uint8_t> rest(*bytes);
+  std::vector<uint8_t> scratch;
   while (rest.size() >= storage::kBatchHeaderSize) {
     absl::StatusOr<storage::BatchHeader> h =
         storage::ParseBatchHeader(rest, log->config().max_batch_bytes);
@@ -146,10 +147,12 @@ absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
     std::span<const uint8_t> batch = rest.subspan(0, h->size_bytes());
     rest = rest.subspan(h->size_bytes());
     if (h->attributes & 0x20) continue;  // control batch (Kafka transactions): no messages
-    absl::StatusOr<std::vector<storage::RecordView>> records = storage::DecodeRecords(batch);
+    // Kafka producers may compress; the records then live in `scratch` until the next batch
+    // (every field below is copied out before that).
+    absl::StatusOr<std::vector<storage::RecordView>> records = storage::DecompressAndDecodeRecords(
+        batch, storage::kDefaultMaxDecompressedRecordsBytes, &scratch);
     if (!records.ok()) {
-      // Compressed batches (Kafka producers) are not decoded here yet: skipped, logged.
-      storage::LogWarning("amqp: queue '%s': batch at offset %d not readable: %s", name,
+      storage::LogWarning("amqp: queue '%s': batch at offset %d not readable, skipped: %s", name,
                           h->base_offset, records.status().message());
       continue;
     }
