@@ -345,6 +345,32 @@ TEST(CompressionTest, ZstdFrameWithoutContentSizeAndSeveralFrames) {
             absl::StatusCode::kResourceExhausted);
 }
 
+// A batch kcat (librdkafka 2.0.2, -X compression.codec=zstd) produced to Sluice: 20 records,
+// keys k0..k3, as stored in the segment file. librdkafka streams zstd without a content size.
+TEST(CompressionTest, RealLibrdkafkaZstdBatch) {
+  const std::vector<uint8_t> batch = FromHex(
+      "0000000000000000000001080000000002f564093d000400000013000001a2119a6656000001a2119a6656ff"
+      "ffffffffffffffffffffffffff0000001428b52ffd005875060042c81e2450e5a60312bbadabaa1ee900ba34"
+      "8efe3a3333d1d4444484b8cf8ff47896c7b31cf243a657c482540f6a2787d4f83332e456c69f91a16b5dfc19"
+      "61d4aaf83332845a137fc60b611d2a03559808d2208a5a0510d4aaccad813fb7bfec3d4cb392a77100b6a259"
+      "3eab61935e4c664359b759e7827932c0b5fecf2d2720a09392c20e9584bb88324e02bd1c0b54b88b28e32410"
+      "bd4be4d43149864c1a2629909d5f9200c4d92579b3abbc060b24f145c4620974631648e28b41ec289688ee4b"
+      "81ae9762a04bd9f794c85f06");
+  ASSERT_TRUE(ValidateBatch(batch, 1 << 20).ok());
+  ASSERT_EQ(RecordBatchView(batch).compression(), Compression::kZstd);
+  std::vector<uint8_t> scratch;
+  auto records = DecompressAndDecodeRecords(batch, 1 << 20, &scratch);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 20u);
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ((*records)[i].offset, i);
+    EXPECT_EQ((*records)[i].key, "k" + std::to_string(i % 4));
+    EXPECT_EQ((*records)[i].value,
+              "value " + std::to_string(i) +
+                  " from kcat with zstd, padded padded padded padded padded padded");
+  }
+}
+
 TEST(CompressionTest, EmptyInputIsCorrupt) {
   for (Compression c : kCodecs) {
     auto d = DecompressRecords(c, {}, kNoLimit);
