@@ -5,11 +5,17 @@
 // range (splice/sendfile). A fetch that finds fewer than min_bytes waits up to max_wait_ms: it
 // is re-run at the end of a loop iteration in which one of its partitions' high watermark
 // moved, and answered at the deadline with whatever is there.
+//
+// Fetch v2-3 (message format v1): the slice is read into memory and its records down-converted
+// to uncompressed magic-1 messages (legacy_records.h), within partition_max_bytes / max_bytes
+// but at least one message per response; no zero-copy for these.
 #include <chrono>
+#include <deque>
 
 #include "absl/time/clock.h"
 #include "net/kafka/error_codes.h"
 #include "src/kafka/handlers.h"
+#include "src/kafka/legacy_records.h"
 
 namespace sluice::broker {
 
@@ -34,6 +40,8 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     uint64_t bytes = 0;
     bool error = false;
     int64_t remaining = req_.max_bytes <= 0 ? 0 : req_.max_bytes;
+    const bool down_convert = responder_.api_version() < 4;  // message format v1
+    std::deque<std::vector<uint8_t>> converted;              // borrowed by `resp`
     watermarks_.clear();
     for (const auto& t : req_.topics) {
       auto& rt = resp.responses.emplace_back();
@@ -66,6 +74,26 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
           continue;
         }
         if (slice->size == 0) continue;
+        if (down_convert) {
+          auto raw = storage::PartitionLog::ReadBytes(*slice);
+          std::vector<uint8_t>& out = converted.emplace_back();
+          absl::StatusOr<legacy::DownConvertResult> r =
+              raw.ok() ? legacy::DownConvertToV1(
+                             *raw, p.fetch_offset,
+                             std::min<int64_t>(limit, std::max<int64_t>(remaining, 0)),
+                             /*at_least_one=*/bytes == 0, &out)
+                       : raw.status();
+          if (!r.ok()) {
+            rp.error_code = kafka::errors::kKafkaStorageError;
+            error = true;
+            continue;
+          }
+          if (out.empty()) continue;
+          rp.records = kafka::Records::Borrowed(out);
+          bytes += out.size();
+          remaining -= static_cast<int64_t>(out.size());
+          continue;
+        }
         rp.records.AppendExternal(slice->size, slices.size());
         slices.push_back(std::move(*slice));
         bytes += slices.back().size;

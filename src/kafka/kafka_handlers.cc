@@ -21,8 +21,8 @@ constexpr KafkaApiHandler Entry(int16_t min_version, int16_t max_version, std::s
 using namespace kafka;  // NOLINT: message types only
 
 constexpr std::array kHandlers = {
-    Entry<ProduceRequest, HandleProduce>(3, 9, "Produce"),
-    Entry<FetchRequest, HandleFetch>(4, 12, "Fetch"),
+    Entry<ProduceRequest, HandleProduce>(0, 9, "Produce"),
+    Entry<FetchRequest, HandleFetch>(2, 12, "Fetch"),
     Entry<ListOffsetsRequest, HandleListOffsets>(1, 7, "ListOffsets"),
     Entry<MetadataRequest, HandleMetadata>(0, 12, "Metadata"),
     Entry<ApiVersionsRequest, HandleApiVersions>(0, 3, "ApiVersions"),

@@ -5,10 +5,16 @@
 // batch is durable under the topic's flush policy (flush.messages=1 -> fdatasync'ed; otherwise,
 // as in Kafka with one replica, when written). Batches are stored as produced (compressed ones
 // too); the log checks the header, size and CRC.
+//
+// Produce v0-2 carry a legacy message set (magic 0/1): it is up-converted to one RecordBatch v2
+// per partition (recompressed with the wrappers' codec), as Kafka does; see legacy_records.h.
+// A Produce v0-2 whose records are magic-2 batches is served like v3 (Kafka checks the magic
+// only from v3 on).
 #include "absl/strings/str_cat.h"
 #include "log/logging.h"
 #include "net/kafka/error_codes.h"
 #include "src/kafka/handlers.h"
+#include "src/kafka/legacy_records.h"
 
 namespace sluice::broker {
 
@@ -44,7 +50,8 @@ using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
 // batch's callback completes the partition.
 void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& state,
                       size_t topic_index, size_t partition_index, const std::string& topic,
-                      int32_t partition, std::span<const uint8_t> records, int16_t acks) {
+                      int32_t partition, std::span<const uint8_t> records, int16_t acks,
+                      int16_t api_version) {
   auto resp = [state, topic_index, partition_index]() -> PartitionResponse& {
     return state->response.responses[topic_index].partition_responses[partition_index];
   };
@@ -54,6 +61,18 @@ void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& 
     return;
   }
   resp().log_start_offset = log->log_start_offset();
+  std::vector<uint8_t> converted;  // Append copies it (the overload without keep_alive)
+  if (const int magic = legacy::MagicOfFirstEntry(records);
+      api_version < 3 && (magic == legacy::kMagicV0 || magic == legacy::kMagicV1)) {
+    auto batch = legacy::UpConvertMessageSet(records, storage::kDefaultMaxDecompressedRecordsBytes);
+    if (!batch.ok()) {
+      resp().error_code = absl::IsInvalidArgument(batch.status()) ? kafka::errors::kInvalidRecord
+                                                                  : AppendErrorCode(batch.status());
+      return;
+    }
+    converted = *std::move(batch);
+    records = converted;
+  }
   // Split into batches by their length fields; each is validated fully by Append.
   std::vector<std::span<const uint8_t>> batches;
   std::vector<storage::BatchHeader> headers;
@@ -183,7 +202,8 @@ void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
             kafka::errors::kUnknownTopicOrPartition;
         continue;
       }
-      ProducePartition(ctx, state, i, j, t.name, p.index, p.records.contiguous(), acks);
+      ProducePartition(ctx, state, i, j, t.name, p.index, p.records.contiguous(), acks,
+                       ctx.header.api_version);
     }
   }
   state->Done();

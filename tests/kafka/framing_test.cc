@@ -80,8 +80,8 @@ TEST(Framing, UnsupportedVersionKeepsHeader) {
   EXPECT_EQ(d.header->client_id, "new-client");
   EXPECT_EQ(d.header->api_version, 4);
 
-  // Produce v2 is older than we support.
-  d = DecodeRequest(Header(0, 2, 5, std::nullopt, 1));
+  // ListOffsets v0 is older than we support.
+  d = DecodeRequest(Header(2, 0, 5, std::nullopt, 1));
   EXPECT_EQ(d.error, RequestError::kUnsupportedVersion);
   EXPECT_EQ(d.header->correlation_id, 5);
   EXPECT_EQ(d.header->client_id, std::nullopt);
@@ -109,7 +109,7 @@ TEST(Framing, UnsupportedApiVersionsResponseIsV0WithOurVersions) {
   EXPECT_EQ(body.error_code, errors::kUnsupportedVersion);
   ASSERT_EQ(body.api_keys.size(), kSupportedApis.size());
   EXPECT_EQ(body.api_keys[0].api_key, 0);
-  EXPECT_EQ(body.api_keys[0].min_version, 3);
+  EXPECT_EQ(body.api_keys[0].min_version, 0);
   EXPECT_EQ(body.api_keys[0].max_version, 9);
 }
 
@@ -124,7 +124,7 @@ TEST(Framing, ApiVersionsV3ResponseUsesHeaderV0AndCompactBody) {
 
 TEST(Framing, SupportedVersionTable) {
   const std::pair<int16_t, std::pair<int16_t, int16_t>> expected[] = {
-      {18, {0, 3}}, {3, {0, 12}}, {0, {3, 9}},  {1, {4, 12}}, {2, {1, 7}},
+      {18, {0, 3}}, {3, {0, 12}}, {0, {0, 9}},  {1, {2, 12}}, {2, {1, 7}},
       {19, {0, 7}}, {20, {0, 6}}, {37, {0, 3}}, {32, {0, 4}}, {44, {0, 1}},
       {22, {0, 4}}, {60, {0, 0}}, {10, {0, 4}}, {11, {0, 9}}, {14, {0, 5}},
       {12, {0, 4}}, {13, {0, 5}}, {8, {0, 8}},  {9, {0, 8}},  {16, {0, 4}},
