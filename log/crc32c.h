@@ -1,5 +1,7 @@
-// CRC32C (Castagnoli), the checksum of Kafka RecordBatch v2. Uses the SSE4.2 crc32 instruction
-// when the CPU has it (checked once at start-up), a table-driven fallback otherwise.
+// CRC32C (Castagnoli), the checksum of Kafka RecordBatch v2. Chooses at start-up (CPUID) from:
+// VPCLMULQDQ carry-less-multiply folding run side by side with crc32 instruction chains
+// (VPCLMULQDQ + AVX2), three interleaved SSE4.2 crc32 chains, or a table-driven fallback
+// (log/crc32c_internal.h lists them).
 #pragma once
 
 #include <cstddef>
@@ -15,7 +17,8 @@ uint32_t Crc32c(uint32_t crc, const void* data, size_t n);
 // input once: appends validate a batch while copying it into the write buffer.
 uint32_t Crc32cCopy(uint32_t crc, void* dst, const void* src, size_t n);
 
-// True when the hardware path is in use (reported in the start-up log).
+// True when the CPU has the SSE4.2 crc32 instruction, i.e. a hardware path is in use (reported
+// in the start-up log).
 bool Crc32cIsHardwareAccelerated();
 
 }  // namespace sluice::storage

@@ -13,7 +13,9 @@
 //   BM_RequestCopy      memcpy of a 1 MiB request (what lending costs a produce path that must
 //                       first move the request out of the connection's input buffer).
 //   BM_SequentialRead   Read() + pread of whole batches from offset 0.
-//   BM_Crc32c           CRC32C over 16 KiB / 1 MiB (every append validates its batch with it).
+//   BM_Crc32c           CRC32C over 4 KiB / 64 KiB / 1 MiB (every append validates its batch
+//                       with it), per implementation (label; -1 = the one Crc32c() picks).
+//   BM_Crc32cCopy       the same with Crc32cCopy (copying appends).
 //   BM_RandomLookup     Read(random offset) in a log of SLUICE_BENCH_LOG_GB GiB (default 1):
 //                       latency percentiles as counters (p50_us, p99_us, max_us).
 //
@@ -23,6 +25,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <memory>
 #include <random>
 #include <span>
@@ -33,6 +36,7 @@
 #include "absl/time/clock.h"
 #include "benchmark/benchmark.h"
 #include "log/crc32c.h"
+#include "log/crc32c_internal.h"
 #include "log/file_util.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
@@ -346,19 +350,53 @@ int64_t LookupLogBytes() {
   return static_cast<int64_t>((env ? atof(env) : 1.0) * (1 << 30));
 }
 
+// Args: bytes, implementation (internal::Crc32cImpl; -1 = what Crc32c() picks).
+internal::Crc32cImpl Crc32cBenchImpl(benchmark::State& state) {
+  const auto impl = state.range(1) < 0 ? internal::Crc32cBestImpl()
+                                       : static_cast<internal::Crc32cImpl>(state.range(1));
+  state.SetLabel(internal::Crc32cImplName(impl));
+  if (!internal::Crc32cImplSupported(impl)) state.SkipWithError("not on this CPU");
+  return impl;
+}
+
+void Crc32cBenchArgs(benchmark::internal::Benchmark* b) {
+  for (int64_t impl = -1; impl < static_cast<int64_t>(std::size(internal::kAllCrc32cImpls));
+       ++impl) {
+    for (int64_t bytes : {4 << 10, 64 << 10, 1 << 20}) b->Args({bytes, impl});
+  }
+}
+
 void BM_Crc32c(benchmark::State& state) {
   std::vector<uint8_t> data(static_cast<size_t>(state.range(0)));
   std::mt19937 rng(3);
   for (auto& b : data) b = static_cast<uint8_t>(rng());
+  const internal::Crc32cImpl impl = Crc32cBenchImpl(state);
   uint32_t crc = 0;
   for (auto _ : state) {
-    crc = Crc32c(crc, data.data(), data.size());
+    crc = internal::Crc32cWith(impl, crc, data.data(), data.size());
     benchmark::DoNotOptimize(crc);
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
                           static_cast<int64_t>(data.size()));
 }
-BENCHMARK(BM_Crc32c)->Arg(16 << 10)->Arg(1 << 20);
+BENCHMARK(BM_Crc32c)->Apply(Crc32cBenchArgs);
+
+// Crc32cCopy (what a copying append does with each batch): bytes counted once.
+void BM_Crc32cCopy(benchmark::State& state) {
+  std::vector<uint8_t> data(static_cast<size_t>(state.range(0))), dst(data.size());
+  std::mt19937 rng(3);
+  for (auto& b : data) b = static_cast<uint8_t>(rng());
+  const internal::Crc32cImpl impl = Crc32cBenchImpl(state);
+  uint32_t crc = 0;
+  for (auto _ : state) {
+    crc = internal::Crc32cCopyWith(impl, crc, dst.data(), data.data(), data.size());
+    benchmark::DoNotOptimize(crc);
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(data.size()));
+}
+BENCHMARK(BM_Crc32cCopy)->Apply(Crc32cBenchArgs);
 
 void BM_SequentialRead(benchmark::State& state) {
   IoBackend* io;

@@ -1,7 +1,9 @@
 #include "log/crc32c.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <string>
@@ -115,6 +117,176 @@ TEST(Crc32cTest, DispatchMatchesSoftware) {
   const std::string s = "The quick brown fox jumps over the lazy dog";
   EXPECT_EQ(Crc32c(0, s.data(), s.size()), internal::Crc32cSoftware(0, s.data(), s.size()));
   EXPECT_EQ(Crc32c(0, s.data(), s.size()), 0x22620404u);
+}
+
+// Slow bitwise references, independent of the implementation's bit order tricks: polynomials
+// over GF(2) in natural order (bit i = coefficient of x^i), Castagnoli P = x^32 + 0x1EDC6F41.
+constexpr uint64_t kP = (uint64_t{1} << 32) | 0x1EDC6F41;
+
+// x^n mod P by repeated multiplication by x with reduction, in natural bit order.
+uint32_t NaturalXPowModP(uint64_t n) {
+  uint64_t v = 1;
+  for (uint64_t i = 0; i < n; ++i) {
+    v <<= 1;
+    if (v & (uint64_t{1} << 32)) v ^= kP;
+  }
+  return static_cast<uint32_t>(v);
+}
+
+uint32_t Reflect32(uint32_t v) {
+  uint32_t r = 0;
+  for (int i = 0; i < 32; ++i) r |= ((v >> i) & 1) << (31 - i);
+  return r;
+}
+
+// CRC32C one bit at a time: the message (bits LSB first within each byte) times x^32 mod P,
+// the register preset to and finally XORed with all ones, all in natural order.
+uint32_t BitwiseCrc32c(uint32_t crc, const uint8_t* p, size_t n) {
+  uint32_t reg = Reflect32(~crc);  // natural order: bit 31 = coefficient of x^31
+  for (size_t i = 0; i < n; ++i) {
+    for (int bit = 0; bit < 8; ++bit) {
+      const uint32_t in = (p[i] >> bit) & 1;
+      const bool top = ((reg >> 31) ^ in) & 1;
+      reg <<= 1;
+      if (top) reg ^= static_cast<uint32_t>(kP);
+    }
+  }
+  return ~Reflect32(reg);
+}
+
+TEST(Crc32cTest, BitwiseReferenceCheckValue) {
+  EXPECT_EQ(BitwiseCrc32c(0, reinterpret_cast<const uint8_t*>("123456789"), 9), 0xE3069283u);
+}
+
+TEST(Crc32cTest, FoldingConstantsMatchBitwiseReference) {
+  for (uint64_t n = 0; n < 3000; ++n) {
+    ASSERT_EQ(internal::XPowModP(n), Reflect32(NaturalXPowModP(n))) << n;
+  }
+  for (uint64_t bits : internal::kFoldDistances) {
+    const internal::FoldConstants k = internal::FoldBy(bits);
+    EXPECT_EQ(k.low_half, Reflect32(NaturalXPowModP(bits + 31))) << bits;
+    EXPECT_EQ(k.high_half, Reflect32(NaturalXPowModP(bits - 33))) << bits;
+    EXPECT_LT(k.low_half, uint64_t{1} << 32);
+    EXPECT_LT(k.high_half, uint64_t{1} << 32);
+  }
+}
+
+std::vector<internal::Crc32cImpl> SupportedImpls() {
+  std::vector<internal::Crc32cImpl> impls;
+  for (auto impl : internal::kAllCrc32cImpls) {
+    if (internal::Crc32cImplSupported(impl)) impls.push_back(impl);
+  }
+  return impls;
+}
+
+// Forces each supported implementation in turn through the public entry points.
+class Crc32cImplTest : public testing::TestWithParam<internal::Crc32cImpl> {
+ protected:
+  void SetUp() override {
+    if (!internal::Crc32cImplSupported(GetParam())) GTEST_SKIP() << "not on this CPU";
+    internal::ForceCrc32cImplForTesting(GetParam());
+    ASSERT_EQ(internal::ActiveCrc32cImpl(), GetParam());
+  }
+  void TearDown() override { internal::ForceCrc32cImplForTesting(internal::Crc32cBestImpl()); }
+};
+
+TEST_P(Crc32cImplTest, CheckValue) {
+  EXPECT_EQ(Crc32c(0, "123456789", 9), 0xE3069283u);
+  EXPECT_EQ(internal::Crc32cWith(GetParam(), 0, "123456789", 9), 0xE3069283u);
+  char dst[9];
+  EXPECT_EQ(Crc32cCopy(0, dst, "123456789", 9), 0xE3069283u);
+}
+
+std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+// Random lengths 0..100k at every offset 0..63, random seeds, against the bitwise reference;
+// plus the lengths around every path boundary (fold set-up, step, 16/32-byte tails).
+TEST_P(Crc32cImplTest, MatchesBitwiseReference) {
+  const std::vector<uint8_t> buf = RandomBytes(100'000 + 64, 1);
+  std::mt19937 rng(2);
+  std::vector<size_t> lengths;
+  for (size_t len = 0; len <= 2200; ++len) lengths.push_back(len);
+  for (size_t base : {size_t{4096}, size_t{8192}, size_t{3 * 4096}, internal::kHybridBlock,
+                      2 * internal::kHybridBlock, size_t{65536}}) {
+    for (size_t d = 0; d < 80; ++d) lengths.push_back(base - 40 + d);
+  }
+  for (int i = 0; i < 150; ++i) lengths.push_back(rng() % 100'001);
+  lengths.push_back(100'000);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    const size_t len = lengths[i];
+    const size_t offset = len < 2200 ? i % 64 : rng() % 64;
+    const uint8_t* p = buf.data() + offset;
+    const uint32_t seed = static_cast<uint32_t>(rng());
+    const uint32_t want = BitwiseCrc32c(seed, p, len);
+    ASSERT_EQ(Crc32c(seed, p, len), want) << "len " << len << " offset " << offset;
+  }
+  // Every offset for a few long lengths.
+  for (size_t len : {size_t{1024}, size_t{4097}, size_t{100'000}}) {
+    for (size_t offset = 0; offset < 64; ++offset) {
+      const uint8_t* p = buf.data() + offset;
+      ASSERT_EQ(Crc32c(0, p, len), internal::Crc32cSoftware(0, p, len))
+          << "len " << len << " offset " << offset;
+    }
+  }
+}
+
+TEST_P(Crc32cImplTest, CopyMatchesReferenceAndCopiesExactly) {
+  const std::vector<uint8_t> src = RandomBytes(100'000 + 64, 3);
+  std::mt19937 rng(4);
+  std::vector<size_t> lengths = {0, 1, 15, 16, 17, 511, 512, 513, 1023, 1024, 1025, 1279, 1280};
+  for (int i = 0; i < 120; ++i) lengths.push_back(rng() % 100'001);
+  for (int i = 0; i < 200; ++i) lengths.push_back(rng() % 3000);
+  for (size_t len : lengths) {
+    const size_t src_off = rng() % 64, dst_off = rng() % 64;
+    std::vector<uint8_t> dst(len + dst_off + 1, 0xAB);
+    const uint32_t seed = static_cast<uint32_t>(rng());
+    const uint8_t* p = src.data() + src_off;
+    ASSERT_EQ(Crc32cCopy(seed, dst.data() + dst_off, p, len),
+              internal::Crc32cSoftware(seed, p, len))
+        << "len " << len;
+    ASSERT_TRUE(std::equal(p, p + len, dst.data() + dst_off)) << "len " << len;
+    ASSERT_TRUE(
+        std::all_of(dst.begin(), dst.begin() + dst_off, [](uint8_t b) { return b == 0xAB; }));
+    ASSERT_EQ(dst.back(), 0xAB);
+  }
+}
+
+// crc(A || B) == Crc32c(crc(A), B) at random split points, including splits inside the fold.
+TEST_P(Crc32cImplTest, IncrementalEqualsOneShot) {
+  const std::vector<uint8_t> buf = RandomBytes(100'000, 5);
+  std::mt19937 rng(6);
+  for (int i = 0; i < 60; ++i) {
+    const size_t len = rng() % (buf.size() + 1);
+    const size_t split = rng() % (len + 1);
+    const uint32_t whole = BitwiseCrc32c(0, buf.data(), len);
+    const uint32_t first = Crc32c(0, buf.data(), split);
+    ASSERT_EQ(Crc32c(first, buf.data() + split, len - split), whole) << len << " " << split;
+    std::vector<uint8_t> dst(len);
+    const uint32_t copy_first = Crc32cCopy(0, dst.data(), buf.data(), split);
+    ASSERT_EQ(Crc32cCopy(copy_first, dst.data() + split, buf.data() + split, len - split), whole);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllImpls, Crc32cImplTest, testing::ValuesIn(internal::kAllCrc32cImpls),
+                         [](const testing::TestParamInfo<internal::Crc32cImpl>& info) {
+                           std::string name = internal::Crc32cImplName(info.param);
+                           for (char& c : name) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return name;
+                         });
+
+TEST(Crc32cTest, BestImplIsSupportedAndUsedByDefault) {
+  EXPECT_TRUE(internal::Crc32cImplSupported(internal::Crc32cBestImpl()));
+  EXPECT_EQ(internal::ActiveCrc32cImpl(), internal::Crc32cBestImpl());
+  std::printf("supported:");
+  for (auto impl : SupportedImpls()) std::printf(" %s", internal::Crc32cImplName(impl));
+  std::printf("; best: %s\n", internal::Crc32cImplName(internal::Crc32cBestImpl()));
 }
 
 }  // namespace
