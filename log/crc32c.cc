@@ -522,6 +522,10 @@ bool Crc32cIsHardwareAccelerated() {
   return hw;
 }
 
+const char* Crc32cImplementationName() {
+  return internal::Crc32cImplName(internal::Crc32cBestImpl());
+}
+
 uint32_t Crc32cCopy(uint32_t crc, void* dst, const void* src, size_t n) {
   if (n == 0) return crc;
   return internal::Crc32cCopyWith(internal::ActiveCrc32cImpl(), crc, dst, src, n);

@@ -20,5 +20,7 @@ uint32_t Crc32cCopy(uint32_t crc, void* dst, const void* src, size_t n);
 // True when the CPU has the SSE4.2 crc32 instruction, i.e. a hardware path is in use (reported
 // in the start-up log).
 bool Crc32cIsHardwareAccelerated();
+// The implementation Crc32c() uses on this CPU, e.g. "hybrid-avx2" (for the start-up log).
+const char* Crc32cImplementationName();
 
 }  // namespace sluice::storage

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
       "sluice starting: data dir %s, kafka port %d, amqp port %d, http port %d, "
       "crc32c %s",
       config->data_dir, config->kafka_port, config->amqp_port, config->http_port,
-      storage::Crc32cIsHardwareAccelerated() ? "sse4.2" : "software");
+      storage::Crc32cImplementationName());
   auto shard = broker::Shard::Create(*config);
   if (!shard.ok()) {
     storage::LogError("sluice: cannot open data dir %s: %s", config->data_dir,
