@@ -37,6 +37,9 @@ def test(args):
             c = Consumer({"bootstrap.servers": b.bootstrap, "broker.address.family": "v4",
                           "group.id": group, "enable.auto.commit": False,
                           "on_commit": on_commit})
+            # Commits made before the group coordinator is known wait inside librdkafka and
+            # may leave in another order; find the coordinator first (an OffsetFetch).
+            c.committed([TopicPartition("ct", p) for p in range(6)], timeout=20)
             t0 = time.time()
             for i in range(commits):
                 c.commit(offsets=[TopicPartition("ct", p, i) for p in range(6)],
