@@ -11,6 +11,8 @@ SLUICE_BUILD_PKGS=(
 SLUICE_TEST_PKGS=(
   librdkafka-dev librabbitmq-dev kcat amqp-tools
   python3 python3-confluent-kafka python3-kafka python3-pika python3-kombu
+  # kafka-python's snappy, lz4 and zstd codecs (it has gzip built in).
+  python3-snappy python3-lz4 python3-zstandard
   fio rabbitmq-server
   # npm installs the Node.js clients (kafkajs, amqplib) into the build tree on first use.
   nodejs npm
