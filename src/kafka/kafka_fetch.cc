@@ -64,8 +64,11 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
         watermarks_.push_back(log->high_watermark());
         if (p.fetch_offset == log->high_watermark()) continue;
         uint32_t limit = static_cast<uint32_t>(std::max<int32_t>(p.partition_max_bytes, 0));
-        if (bytes > 0) limit = static_cast<uint32_t>(std::min<int64_t>(limit, remaining));
-        if (limit == 0 && bytes > 0) continue;
+        // max_bytes bounds the whole response and partition_max_bytes each partition; only
+        // the first batch of the first non-empty partition may exceed them (so a consumer
+        // always progresses).
+        if (bytes > 0 && remaining <= 0) continue;
+        limit = static_cast<uint32_t>(std::min<int64_t>(limit, std::max<int64_t>(remaining, 0)));
         auto slice = log->Read(p.fetch_offset, std::max<uint32_t>(limit, 1));
         if (!slice.ok()) {
           rp.error_code = absl::IsOutOfRange(slice.status()) ? kafka::errors::kOffsetOutOfRange
@@ -74,6 +77,8 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
           continue;
         }
         if (slice->size == 0) continue;
+        // Read returns at least one whole batch; past the first partition that batch must fit.
+        if (bytes > 0 && slice->size > limit) continue;
         if (down_convert) {
           auto raw = storage::PartitionLog::ReadBytes(*slice);
           std::vector<uint8_t>& out = converted.emplace_back();
