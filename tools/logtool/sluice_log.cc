@@ -19,6 +19,7 @@
 #include "index/offset_index.h"
 #include "index/time_index.h"
 #include "log/checkpoint.h"
+#include "log/compression.h"
 #include "log/file_util.h"
 #include "log/log_manager.h"
 #include "log/record_batch.h"
@@ -37,22 +38,6 @@ std::string Printable(std::string_view s, size_t max = 40) {
   }
   if (s.size() > max) out += "...";
   return out;
-}
-
-const char* CompressionName(Compression c) {
-  switch (c) {
-    case Compression::kNone:
-      return "none";
-    case Compression::kGzip:
-      return "gzip";
-    case Compression::kSnappy:
-      return "snappy";
-    case Compression::kLz4:
-      return "lz4";
-    case Compression::kZstd:
-      return "zstd";
-  }
-  return "?";
 }
 
 int Dump(const std::string& path, bool records) {
