@@ -68,10 +68,7 @@ const amqp = require('amqplib');
 """
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def test(args):

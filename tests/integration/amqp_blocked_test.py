@@ -17,11 +17,9 @@ import pika  # noqa: E402
 HUGE = str(10**18)  # bytes: more than any disk has free
 
 
-class AmqpBroker(harness.Broker):
+class AmqpBroker(harness.AmqpBroker):
     def __init__(self, binary, limit):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port),
-                                  "--disk-free-limit-bytes", limit])
+        super().__init__(binary, ["--disk-free-limit-bytes", limit])
 
     def set_limit(self, value):
         path = os.path.join(self.data_dir, "disk-free-limit-bytes")

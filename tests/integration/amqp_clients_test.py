@@ -14,10 +14,7 @@ import kombu  # noqa: E402
 import pika  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def tool(b, name, *args, stdin=None):

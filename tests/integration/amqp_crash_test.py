@@ -15,10 +15,7 @@ from harness import check  # noqa: E402
 import pika  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary, data_dir=None):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)], data_dir=data_dir)
+AmqpBroker = harness.AmqpBroker
 
 
 def connect(b):

@@ -15,11 +15,7 @@ import pika  # noqa: E402
 from pika.exceptions import ChannelClosedByBroker  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary, data_dir=None):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)], data_dir=data_dir)
-
+class AmqpBroker(harness.AmqpBroker):
     def log_size(self):
         return os.path.getsize(self.log_path)
 

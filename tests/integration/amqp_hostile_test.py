@@ -17,10 +17,7 @@ import pika  # noqa: E402
 HEADER = b"AMQP\x00\x00\x09\x01"
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def frame(ftype, channel, payload):

@@ -17,10 +17,7 @@ import pika  # noqa: E402
 from pika.exceptions import ChannelClosedByBroker, ConnectionClosedByBroker  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary, data_dir=None):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)], data_dir=data_dir)
+AmqpBroker = harness.AmqpBroker
 
 
 def connect(b, **kw):

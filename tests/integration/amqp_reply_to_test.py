@@ -16,10 +16,7 @@ from pika.exceptions import ChannelClosedByBroker, UnroutableError  # noqa: E402
 REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def connect(b):

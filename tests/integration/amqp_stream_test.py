@@ -19,10 +19,7 @@ from pika.exceptions import ChannelClosedByBroker  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def connect(b):

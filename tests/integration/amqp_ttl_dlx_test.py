@@ -12,10 +12,7 @@ from harness import check  # noqa: E402
 import pika  # noqa: E402
 
 
-class AmqpBroker(harness.Broker):
-    def __init__(self, binary):
-        self.amqp_port = harness.free_port()
-        super().__init__(binary, ["--amqp-port", str(self.amqp_port)])
+AmqpBroker = harness.AmqpBroker
 
 
 def get_all(ch, q):

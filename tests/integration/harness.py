@@ -123,6 +123,15 @@ class Broker:
                 pass
 
 
+class AmqpBroker(Broker):
+    """A broker with its AMQP listener on a free port as well (amqp_port)."""
+
+    def __init__(self, binary, extra=(), data_dir=None):
+        self.amqp_port = free_port()
+        super().__init__(binary, ["--amqp-port", str(self.amqp_port)] + list(extra),
+                         data_dir=data_dir)
+
+
 def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--sluice", required=True)
