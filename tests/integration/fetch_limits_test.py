@@ -11,7 +11,7 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Broker, check, run
+from harness import Broker, check, recv_exactly, run
 
 TOPIC = "limits"
 PARTITIONS = 4
@@ -63,16 +63,6 @@ def batch_sizes(records):
         at += 12 + length
     check(at == len(records), "whole batches only")
     return out
-
-
-def recv_exactly(sock, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            raise AssertionError("connection closed")
-        buf += chunk
-    return buf
 
 
 def test(args):

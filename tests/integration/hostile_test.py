@@ -9,7 +9,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from harness import Broker, check, run
+from harness import Broker, check, read_frame, run
 
 
 def frame(payload):
@@ -37,19 +37,6 @@ def expect_closed(bs_port, data, what, timeout=10):
     finally:
         print(f"  {what}: {time.time() - started:.2f}s")
         s.close()
-
-
-def read_frame(s):
-    def exact(n):
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                raise AssertionError("closed mid-response")
-            buf += chunk
-        return buf
-    (n,) = struct.unpack(">i", exact(4))
-    return exact(n)
 
 
 def test(args):

@@ -16,7 +16,7 @@ import struct
 import subprocess
 import zlib
 
-from harness import Broker, check, run
+from harness import Broker, check, read_frame, run
 
 KCAT = "/usr/bin/kcat"
 CODECS = {"gzip": 1, "snappy": 2, "lz4": 3}
@@ -45,19 +45,6 @@ def string(s):
 def request(api_key, version, corr, body):
     payload = struct.pack(">hhi", api_key, version, corr) + string("legacy-test") + body
     return struct.pack(">i", len(payload)) + payload
-
-
-def read_frame(s):
-    def exact(n):
-        buf = b""
-        while len(buf) < n:
-            chunk = s.recv(n - len(buf))
-            if not chunk:
-                raise AssertionError("connection closed")
-            buf += chunk
-        return buf
-    (size,) = struct.unpack(">i", exact(4))
-    return exact(size)
 
 
 def message(offset, magic, attributes, key, value, timestamp=0):
