@@ -362,6 +362,7 @@ absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
     if (msg.ok() && *msg == nullptr) break;  // not written yet
     if (msg.ok() && q.Expired(**msg, absl::ToUnixMillis(absl::Now()))) {
       q.cursor.Take(q.end(), /*track=*/false);
+      b.MarkCursorDirty(q);
       q.Forget(peek->offset);
       b.DeadLetter(q, *msg, "expired");
       continue;

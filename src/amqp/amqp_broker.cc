@@ -76,6 +76,10 @@ storage::LogConfig AmqpQueueLogConfig(const storage::LogConfig& defaults, uint64
   return c;
 }
 
+// The cursor journal is rewritten (one full record per queue) once it is this large and twice
+// its size after the last rewrite.
+constexpr uint64_t kCursorJournalCompactBytes = 8 << 20;
+
 bool IsAmqpQueueLog(const std::string& topic) { return topic.rfind(kQueueLogPrefix, 0) == 0; }
 
 // ---------------------------------------------------------------------------------------------
@@ -239,7 +243,7 @@ absl::StatusOr<std::unique_ptr<AmqpBroker>> AmqpBroker::Create(Shard* shard, Amq
   AmqpBroker* self = b.get();
   shard->AddEndOfIterationHook([self] { self->OnEndOfIteration(); });
   shard->AddCloseHook([self] {
-    self->SaveCursors(/*all=*/true);
+    self->CompactCursorJournal();
     self->closed_ = true;
   });
   b->tick_timer_ = shard->reactor().RunAfter(absl::Milliseconds(200), [self] { self->OnTick(); });
@@ -260,6 +264,10 @@ AmqpBroker::~AmqpBroker() {
 std::string AmqpBroker::MetaPath() const {
   return absl::StrCat(shard_->config().data_dir, "/amqp.meta");
 }
+std::string AmqpBroker::CursorJournalPath() const {
+  return absl::StrCat(shard_->config().data_dir, "/amqp-cursors/journal");
+}
+
 std::string AmqpBroker::CursorPath(uint64_t id) const {
   return absl::StrCat(shard_->config().data_dir, "/amqp-cursors/", id);
 }
@@ -291,6 +299,18 @@ absl::StatusOr<storage::PartitionLog*> AmqpBroker::OpenQueueLog(uint64_t id) {
 absl::Status AmqpBroker::Load() {
   const std::string path = MetaPath();
   std::set<std::string> keep;
+  // Cursor records of durable queues, replayed per queue below in file order.
+  if (absl::Status s =
+          storage::CreateDirIfMissing(absl::StrCat(shard_->config().data_dir, "/amqp-cursors"));
+      !s.ok()) {
+    return s;
+  }
+  std::vector<amqp::CursorJournal::Record> journal;
+  auto opened = amqp::CursorJournal::Open(CursorJournalPath(), &journal);
+  if (!opened.ok()) return opened.status();
+  cursor_journal_ = std::move(*opened);
+  std::map<uint64_t, std::vector<const amqp::CursorJournal::Record*>> journal_of;
+  for (const auto& rec : journal) journal_of[rec.queue_id].push_back(&rec);
   if (storage::FileExists(path)) {
     absl::StatusOr<std::string> data = ReadWholeFile(path);
     if (!data.ok()) return data.status();
@@ -351,10 +371,24 @@ absl::Status AmqpBroker::Load() {
           q->cursor = *std::move(c);
         }
       }
+      for (const amqp::CursorJournal::Record* rec : journal_of[q->id]) {
+        if (rec->type == amqp::CursorJournal::Type::kFull) {
+          q->cursor = rec->full;
+        } else if (rec->type == amqp::CursorJournal::Type::kDeleted) {
+          q->cursor = amqp::QueueCursor();  // not expected for a live queue: from the start
+        } else if (absl::Status d = q->cursor.ApplyDelta(rec->delta); !d.ok()) {
+          storage::LogError("amqp: queue '%s': cursor journal: %s; later records ignored", q->name,
+                            d.message());
+          break;
+        }
+      }
+      q->cursor.EnableDeltas();
       // Transient messages past the last flush may be gone after a crash.
       q->cursor.SkipTo(q->log->log_start_offset());
-      if (q->cursor.next() > q->log->log_end_offset())
+      if (q->cursor.next() > q->log->log_end_offset()) {
         q->cursor = amqp::QueueCursor(q->log->log_end_offset());
+        q->cursor.EnableDeltas();
+      }
       if (q->max_length_bytes >= 0 && !q->stream) CountReadyBytes(*q);
       keep.insert(QueueLogName(q->id).topic);
       queues_by_id_[q->id] = q;
@@ -384,7 +418,18 @@ absl::Status AmqpBroker::Load() {
       (void)shard_->logs().DeleteLog(tp);
     }
   }
-  for (auto& [id, q] : queues_by_id_) (void)storage::RemoveFile(CursorPath(id) + ".tmp");
+  // One full record per queue; the cursor files of earlier versions are then superseded.
+  CompactCursorJournal();
+  if (auto names = storage::ListDir(absl::StrCat(shard_->config().data_dir, "/amqp-cursors"));
+      names.ok()) {
+    for (const std::string& name : *names) {
+      if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
+        (void)storage::RemoveFile(CursorPath(std::stoull(name)));
+      } else if (name.size() > 4 && name.ends_with(".tmp") && name != "journal.tmp") {
+        (void)storage::RemoveFile(absl::StrCat(shard_->config().data_dir, "/amqp-cursors/", name));
+      }
+    }
+  }
   storage::LogInfo("amqp: %d exchanges, %d queues restored", exchanges_.size(), queues_.size());
   return absl::OkStatus();
 }
@@ -449,23 +494,49 @@ void AmqpBroker::MarkCursorDirty(AmqpQueue& queue) {
   if (queue.durable) dirty_cursors_.insert(queue.id);
 }
 
-void AmqpBroker::SaveCursors(bool all) {
-  if (all) {
-    for (auto& [id, q] : queues_by_id_) {
-      if (q->durable) dirty_cursors_.insert(id);
-    }
-  }
-  if (dirty_cursors_.empty()) return;
-  (void)storage::CreateDirIfMissing(absl::StrCat(shard_->config().data_dir, "/amqp-cursors"));
+void AmqpBroker::WriteCursorJournal() {
+  if (dirty_cursors_.empty() || !cursor_journal_) return;
+  std::string records;
   for (uint64_t id : dirty_cursors_) {
     auto it = queues_by_id_.find(id);
-    if (it == queues_by_id_.end() || it->second->deleted) continue;
-    if (absl::Status s = WriteString(CursorPath(id), it->second->cursor.Encode()); !s.ok()) {
-      storage::LogError("amqp: cannot write cursor of queue '%s': %s", it->second->name,
-                        s.message());
+    if (it == queues_by_id_.end() || it->second->deleted || !it->second->durable) continue;
+    amqp::QueueCursor& cursor = it->second->cursor;
+    const bool full = full_cursors_.erase(id) > 0;
+    if (!full && !cursor.HasDelta()) continue;
+    amqp::QueueCursor::Delta delta = cursor.TakeDelta();
+    if (full || delta.overflow) {
+      amqp::CursorJournal::EncodeFull(id, cursor, &records);
+    } else {
+      amqp::CursorJournal::EncodeDelta(id, delta, &records);
     }
   }
+  if (absl::Status s = cursor_journal_->Append(records); !s.ok()) {
+    // The lost records only make offsets look outstanding: redelivered, not lost. The next
+    // records start over from full ones.
+    storage::LogError("amqp: cursor journal: %s", s.message());
+    full_cursors_.insert(dirty_cursors_.begin(), dirty_cursors_.end());
+  }
   dirty_cursors_.clear();
+}
+
+void AmqpBroker::CompactCursorJournal() {
+  if (!cursor_journal_) return;
+  std::string records;
+  for (auto& [id, q] : queues_by_id_) {
+    if (!q->durable || q->deleted) continue;
+    (void)q->cursor.TakeDelta();
+    amqp::CursorJournal::EncodeFull(id, q->cursor, &records);
+  }
+  if (absl::Status s = cursor_journal_->Rewrite(records); !s.ok()) {
+    storage::LogError("amqp: cursor journal: %s", s.message());
+    for (auto& [id, q] : queues_by_id_) {
+      if (q->durable) full_cursors_.insert(id);
+    }
+    return;
+  }
+  full_cursors_.clear();
+  dirty_cursors_.clear();
+  journal_compacted_bytes_ = cursor_journal_->size();
 }
 
 absl::Status AmqpBroker::Listen() {
@@ -669,6 +740,11 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   }
   q->cursor = amqp::QueueCursor(q->log->log_end_offset());
   if (q->max_length_bytes >= 0) q->cursor.EnableBytes();
+  if (q->durable) {
+    q->cursor.EnableDeltas();
+    full_cursors_.insert(q->id);
+    dirty_cursors_.insert(q->id);
+  }
   queues_[name] = q;
   queues_by_id_[q->id] = q;
   if (q->durable) {
@@ -754,6 +830,14 @@ absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
   queues_by_id_.erase(queue->id);
   wake_.erase(queue->id);
   dirty_cursors_.erase(queue->id);
+  full_cursors_.erase(queue->id);
+  if (queue->durable && cursor_journal_) {
+    std::string record;
+    amqp::CursorJournal::EncodeDeleted(queue->id, &record);
+    if (absl::Status s = cursor_journal_->Append(record); !s.ok()) {
+      storage::LogError("amqp: cursor journal: %s", s.message());
+    }
+  }
   RemoveBindingsTo(queue->name, /*to_exchange=*/false);
   absl::Status s;
   if (queue->durable) s = SaveMetadata();
@@ -1119,6 +1203,9 @@ void AmqpBroker::OnEndOfIteration() {
     auto it = queues_by_id_.find(id);
     if (it != queues_by_id_.end()) Pump(it->second);
   }
+  // Acks and deliveries of this iteration reach the journal before any reply goes out: an ack
+  // followed by a synchronous method whose answer the client saw survives kill -9.
+  WriteCursorJournal();
   // Flushing may queue more (coalesced confirms mark their connection again): take a copy.
   std::vector<AmqpConnection*> conns(output_.begin(), output_.end());
   output_.clear();
@@ -1161,7 +1248,21 @@ void AmqpBroker::CheckDisk() {
 
 void AmqpBroker::OnTick() {
   if (closed_) return;
-  SaveCursors(/*all=*/false);
+  // MarkCursorDirty is how changes reach the journal within an iteration; this catches any
+  // path that changed a cursor without it.
+  for (auto& [id, q] : queues_by_id_) {
+    if (q->durable && q->cursor.HasDelta()) dirty_cursors_.insert(id);
+  }
+  WriteCursorJournal();
+  if (cursor_journal_) {
+    if (absl::Status s = cursor_journal_->Sync(); !s.ok()) {
+      storage::LogError("amqp: cursor journal: %s", s.message());
+    }
+    if (cursor_journal_->size() >
+        std::max<uint64_t>(kCursorJournalCompactBytes, 2 * journal_compacted_bytes_)) {
+      CompactCursorJournal();
+    }
+  }
   ExpireQueues(absl::ToUnixMillis(absl::Now()));
   // Disk follows the queue depth: segments wholly below the acked watermark go.
   for (auto& [id, q] : queues_by_id_) {

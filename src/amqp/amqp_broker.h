@@ -25,6 +25,7 @@
 #include "log/record_batch.h"
 #include "net/amqp/field_table.h"
 #include "net/reactor/listener.h"
+#include "src/amqp/cursor_journal.h"
 #include "src/amqp/queue_cursor.h"
 #include "src/amqp/routing.h"
 #include "src/shard.h"
@@ -271,7 +272,11 @@ class AmqpBroker {
   absl::Status SaveMetadata();
   absl::StatusOr<storage::PartitionLog*> OpenQueueLog(uint64_t id);
   absl::StatusOr<storage::PartitionLog*> OpenStreamLog(const std::string& name);
-  void SaveCursors(bool all);
+  // Appends a journal record for every durable queue whose cursor changed (see
+  // src/amqp/cursor_journal.h); no sync.
+  void WriteCursorJournal();
+  // Replaces the journal with one full record per durable queue (durable when it returns).
+  void CompactCursorJournal();
   void OnEndOfIteration();
   void OnTick();
   // Every disk_check_interval: free space of the data dir (statvfs) against the limit;
@@ -282,7 +287,8 @@ class AmqpBroker {
   void ExpireQueues(int64_t now_ms);
   void RemoveBindingsTo(const std::string& name, bool to_exchange);
   void MaybeAutoDeleteExchange(const std::string& name);
-  std::string CursorPath(uint64_t id) const;
+  std::string CursorPath(uint64_t id) const;  // cursor files before the journal (read once)
+  std::string CursorJournalPath() const;
   std::string MetaPath() const;
 
   Shard* const shard_;
@@ -295,7 +301,10 @@ class AmqpBroker {
   uint64_t name_counter_ = 0;
   int dead_letter_depth_ = 0;
   std::set<uint64_t> wake_;
-  std::set<uint64_t> dirty_cursors_;
+  std::set<uint64_t> dirty_cursors_;  // durable queues whose cursor changed
+  std::set<uint64_t> full_cursors_;   // ... whose next journal record must be a full one
+  std::unique_ptr<amqp::CursorJournal> cursor_journal_;
+  uint64_t journal_compacted_bytes_ = 0;  // journal size after the last compaction
   absl::flat_hash_set<AmqpConnection*> output_;
   // Live connections: closed by the destructor, whose OnClose must not outlive the broker.
   absl::flat_hash_set<AmqpConnection*> connections_;

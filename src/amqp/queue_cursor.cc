@@ -22,8 +22,13 @@ std::optional<QueueCursor::Taken> QueueCursor::Take(int64_t end, bool track) {
     requeued_.erase(requeued_.begin());
   } else {
     ++next_;
+    NoteChanged();
   }
-  if (track) unacked_.insert(t->offset);
+  if (track) {
+    unacked_.insert(t->offset);
+  } else {
+    NoteSettled(t->offset, t->offset + 1);
+  }
   if (track_bytes_) {
     ready_bytes_ -= BytesOf(t->offset);
     if (!track) bytes_.erase(t->offset);
@@ -34,6 +39,7 @@ std::optional<QueueCursor::Taken> QueueCursor::Take(int64_t end, bool track) {
 bool QueueCursor::Settle(int64_t offset) {
   if (unacked_.erase(offset) == 0) return false;
   if (track_bytes_) bytes_.erase(offset);
+  NoteSettled(offset, offset + 1);
   return true;
 }
 
@@ -46,8 +52,12 @@ bool QueueCursor::Requeue(int64_t offset) {
 
 int64_t QueueCursor::Purge(int64_t end) {
   int64_t n = static_cast<int64_t>(requeued_.size()) + std::max<int64_t>(0, end - next_);
+  for (int64_t o : requeued_) NoteSettled(o, o + 1);
   requeued_.clear();
-  next_ = std::max(next_, end);
+  if (end > next_) {
+    NoteSettled(next_, end);
+    next_ = end;
+  }
   if (track_bytes_) Recount();
   return n;
 }
@@ -90,9 +100,82 @@ int64_t QueueCursor::Watermark() const {
 }
 
 void QueueCursor::SkipTo(int64_t start) {
-  if (next_ < start) next_ = start;
-  requeued_.erase(requeued_.begin(), requeued_.lower_bound(start));
+  if (next_ < start) {
+    NoteSettled(next_, start);
+    next_ = start;
+  }
+  auto dropped_end = requeued_.lower_bound(start);
+  for (auto it = requeued_.begin(); it != dropped_end; ++it) NoteSettled(*it, *it + 1);
+  requeued_.erase(requeued_.begin(), dropped_end);
   if (track_bytes_) Recount();
+}
+
+void QueueCursor::NoteSettled(int64_t first, int64_t last) {
+  if (!record_deltas_) return;
+  delta_dirty_ = true;
+  if (delta_overflow_) return;
+  if (!settled_log_.empty() && settled_log_.back().second == first) {
+    settled_log_.back().second = last;
+    return;
+  }
+  // A full record replaces the ranges once they would cost more than it.
+  constexpr size_t kMaxRanges = 1 << 16;
+  if (settled_log_.size() >= kMaxRanges) {
+    delta_overflow_ = true;
+    settled_log_.clear();
+    settled_log_.shrink_to_fit();
+    return;
+  }
+  settled_log_.emplace_back(first, last);
+}
+
+QueueCursor::Delta QueueCursor::TakeDelta() {
+  Delta d;
+  d.next = next_;
+  d.overflow = delta_overflow_;
+  std::sort(settled_log_.begin(), settled_log_.end());
+  for (const auto& r : settled_log_) {
+    if (!d.settled.empty() && r.first <= d.settled.back().second) {
+      d.settled.back().second = std::max(d.settled.back().second, r.second);
+    } else {
+      d.settled.push_back(r);
+    }
+  }
+  settled_log_.clear();
+  delta_dirty_ = false;
+  delta_overflow_ = false;
+  return d;
+}
+
+absl::Status QueueCursor::ApplyDelta(const Delta& delta) {
+  if (delta.next < next_) return absl::InvalidArgumentError("cursor delta: next moves back");
+  int64_t prev_end = -1;
+  for (const auto& [first, last] : delta.settled) {
+    if (first < 0 || first >= last || last > delta.next || first < prev_end) {
+      return absl::InvalidArgumentError("cursor delta: bad settled range");
+    }
+    prev_end = last;
+  }
+  // As after Decode: whatever was outstanding is requeued.
+  requeued_.insert(unacked_.begin(), unacked_.end());
+  unacked_.clear();
+  // Offsets delivered since (outstanding unless a settled range covers them).
+  auto range = delta.settled.begin();
+  for (int64_t o = next_; o < delta.next;) {
+    while (range != delta.settled.end() && range->second <= o) ++range;
+    if (range != delta.settled.end() && range->first <= o) {
+      o = range->second;
+      continue;
+    }
+    int64_t stop = range != delta.settled.end() ? std::min(range->first, delta.next) : delta.next;
+    for (; o < stop; ++o) requeued_.insert(requeued_.end(), o);
+  }
+  for (const auto& [first, last] : delta.settled) {
+    requeued_.erase(requeued_.lower_bound(first), requeued_.lower_bound(last));
+  }
+  next_ = delta.next;
+  if (track_bytes_) Recount();
+  return absl::OkStatus();
 }
 
 namespace {

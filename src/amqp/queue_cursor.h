@@ -18,6 +18,8 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -67,6 +69,26 @@ class QueueCursor {
   std::string Encode() const;
   static absl::StatusOr<QueueCursor> Decode(std::string_view bytes);
 
+  // Changes of the persistent form since the last TakeDelta, for a journal of small records
+  // instead of rewriting Encode() (src/amqp/cursor_journal.h). The persistent form is
+  // (next, outstanding = unacked ∪ requeued); a delta says: the new `next`, and which offsets
+  // below it left (or never entered) the outstanding set. Applying it:
+  //   outstanding = (outstanding ∪ [old next, new next)) \ settled;  next = new next
+  struct Delta {
+    int64_t next = 0;
+    std::vector<std::pair<int64_t, int64_t>> settled;  // [first, last) ranges, ascending
+    bool overflow = false;  // too many ranges were kept: write Encode() instead
+  };
+  // Starts recording deltas (durable queues).
+  void EnableDeltas() { record_deltas_ = true; }
+  bool HasDelta() const { return delta_dirty_; }
+  // The changes since the previous call, and forgets them.
+  Delta TakeDelta();
+  // Replays a delta onto a decoded cursor. Every outstanding offset becomes requeued, as
+  // Decode does. InvalidArgument for a delta that does not fit (next moving back, ranges out
+  // of order or above next): the caller ignores it.
+  absl::Status ApplyDelta(const Delta& delta);
+
  private:
   int64_t next_ = 0;
   std::set<int64_t> unacked_;
@@ -74,6 +96,14 @@ class QueueCursor {
   bool track_bytes_ = false;
   std::map<int64_t, uint64_t> bytes_;  // ready or unacked offset -> body size
   uint64_t ready_bytes_ = 0;
+  bool record_deltas_ = false;
+  bool delta_dirty_ = false;
+  bool delta_overflow_ = false;
+  // Offsets that left (or never entered) the outstanding set since TakeDelta, as ranges in
+  // the order they happened (merged when adjacent; sorted by TakeDelta).
+  std::vector<std::pair<int64_t, int64_t>> settled_log_;
+  void NoteSettled(int64_t first, int64_t last);
+  void NoteChanged() { delta_dirty_ = record_deltas_; }
   bool IsReady(int64_t offset) const { return offset >= next_ || requeued_.contains(offset); }
   uint64_t BytesOf(int64_t offset) const;
   // Drops sizes of offsets no longer ready or unacked and recounts the ready total.

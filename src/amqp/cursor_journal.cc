@@ -1,0 +1,171 @@
+#include "src/amqp/cursor_journal.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "log/crc32c.h"
+#include "log/file_util.h"
+#include "log/logging.h"
+#include "net/amqp/wire.h"
+
+namespace sluice::amqp {
+
+namespace {
+
+constexpr size_t kHeaderBytes = 4 + 4 + 1 + 8;  // crc, body length, type, queue id
+
+void PutRecord(CursorJournal::Type type, uint64_t queue_id, std::string_view body,
+               std::string* out) {
+  std::string rec;
+  WireWriter w(&rec);
+  w.Long(0);  // crc, filled below
+  w.Long(static_cast<uint32_t>(body.size()));
+  w.Octet(static_cast<uint8_t>(type));
+  w.LongLong(queue_id);
+  rec.append(body);
+  const uint32_t crc = storage::Crc32c(0, rec.data() + 4, rec.size() - 4);
+  for (int i = 0; i < 4; ++i) rec[i] = static_cast<char>(crc >> (24 - 8 * i));
+  out->append(rec);
+}
+
+bool DecodeDelta(std::string_view body, QueueCursor::Delta* d) {
+  WireReader r(body);
+  d->next = static_cast<int64_t>(r.LongLong());
+  const uint32_t n = r.Long();
+  if (!r.ok() || d->next < 0 || r.remaining() != uint64_t{n} * 16) return false;
+  d->settled.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const auto first = static_cast<int64_t>(r.LongLong());
+    const auto last = static_cast<int64_t>(r.LongLong());
+    d->settled.emplace_back(first, last);
+  }
+  return r.ok();
+}
+
+}  // namespace
+
+void CursorJournal::EncodeFull(uint64_t queue_id, const QueueCursor& cursor, std::string* out) {
+  PutRecord(Type::kFull, queue_id, cursor.Encode(), out);
+}
+
+void CursorJournal::EncodeDelta(uint64_t queue_id, const QueueCursor::Delta& delta,
+                                std::string* out) {
+  std::string body;
+  WireWriter w(&body);
+  w.LongLong(static_cast<uint64_t>(delta.next));
+  w.Long(static_cast<uint32_t>(delta.settled.size()));
+  for (const auto& [first, last] : delta.settled) {
+    w.LongLong(static_cast<uint64_t>(first));
+    w.LongLong(static_cast<uint64_t>(last));
+  }
+  PutRecord(Type::kDelta, queue_id, body, out);
+}
+
+void CursorJournal::EncodeDeleted(uint64_t queue_id, std::string* out) {
+  PutRecord(Type::kDeleted, queue_id, {}, out);
+}
+
+size_t CursorJournal::DecodeRecords(std::string_view bytes, std::vector<Record>* out) {
+  size_t pos = 0;
+  while (bytes.size() - pos >= kHeaderBytes) {
+    WireReader h(bytes.substr(pos, kHeaderBytes));
+    const uint32_t crc = h.Long();
+    const uint32_t len = h.Long();
+    const uint8_t type = h.Octet();
+    const uint64_t id = h.LongLong();
+    if (len > bytes.size() - pos - kHeaderBytes) break;
+    const std::string_view covered = bytes.substr(pos + 4, kHeaderBytes - 4 + len);
+    if (storage::Crc32c(0, covered.data(), covered.size()) != crc) break;
+    const std::string_view body = bytes.substr(pos + kHeaderBytes, len);
+    Record rec;
+    rec.queue_id = id;
+    if (type == static_cast<uint8_t>(Type::kFull)) {
+      absl::StatusOr<QueueCursor> c = QueueCursor::Decode(body);
+      if (!c.ok()) break;
+      rec.type = Type::kFull;
+      rec.full = *std::move(c);
+    } else if (type == static_cast<uint8_t>(Type::kDelta)) {
+      rec.type = Type::kDelta;
+      if (!DecodeDelta(body, &rec.delta)) break;
+    } else if (type == static_cast<uint8_t>(Type::kDeleted) && len == 0) {
+      rec.type = Type::kDeleted;
+    } else {
+      break;
+    }
+    out->push_back(std::move(rec));
+    pos += kHeaderBytes + len;
+  }
+  return pos;
+}
+
+absl::StatusOr<std::unique_ptr<CursorJournal>> CursorJournal::Open(const std::string& path,
+                                                                   std::vector<Record>* records) {
+  // A leftover of an interrupted Rewrite: the journal itself is still whole.
+  (void)storage::RemoveFile(path + ".tmp");
+  uint64_t valid = 0;
+  if (storage::FileExists(path)) {
+    absl::StatusOr<std::vector<uint8_t>> data = storage::ReadWholeFile(path);
+    if (!data.ok()) return data.status();
+    std::string_view bytes(reinterpret_cast<const char*>(data->data()), data->size());
+    valid = DecodeRecords(bytes, records);
+    if (valid < bytes.size()) {
+      storage::LogWarning(
+          "amqp: cursor journal %s: %d bytes after the last valid record at %d cut (torn "
+          "write or damage); the acks they held will be redelivered",
+          path, bytes.size() - valid, valid);
+    }
+  }
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return storage::ErrnoStatus("open", path, errno);
+  if (::ftruncate(fd, static_cast<off_t>(valid)) != 0) {
+    int err = errno;
+    ::close(fd);
+    return storage::ErrnoStatus("ftruncate", path, err);
+  }
+  return std::unique_ptr<CursorJournal>(new CursorJournal(path, fd, valid));
+}
+
+CursorJournal::~CursorJournal() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status CursorJournal::Append(std::string_view records) {
+  size_t done = 0;
+  while (done < records.size()) {
+    ssize_t n = ::pwrite(fd_, records.data() + done, records.size() - done,
+                         static_cast<off_t>(size_ + done));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return storage::ErrnoStatus("pwrite", path_, errno);
+    }
+    done += static_cast<size_t>(n);
+  }
+  size_ += done;
+  if (done > 0) unsynced_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status CursorJournal::Sync() {
+  if (!unsynced_) return absl::OkStatus();
+  if (::fdatasync(fd_) != 0) return storage::ErrnoStatus("fdatasync", path_, errno);
+  unsynced_ = false;
+  return absl::OkStatus();
+}
+
+absl::Status CursorJournal::Rewrite(std::string_view records) {
+  absl::Status s = storage::WriteFileAtomically(
+      path_,
+      std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(records.data()), records.size()));
+  if (!s.ok()) return s;
+  int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return storage::ErrnoStatus("open", path_, errno);
+  ::close(fd_);
+  fd_ = fd;
+  size_ = records.size();
+  unsynced_ = false;
+  return absl::OkStatus();
+}
+
+}  // namespace sluice::amqp
