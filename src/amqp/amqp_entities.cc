@@ -11,6 +11,46 @@ using amqp::ReplyCode;
 
 namespace {
 
+// The queue arguments RabbitMQ compares when a queue is declared again (others are ignored,
+// as there). Integers of any width are equal by value, as RabbitMQ's type classes make them.
+constexpr std::string_view kComparedQueueArguments[] = {
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-overflow",
+    "x-max-priority",
+    "x-queue-mode",
+    "x-single-active-consumer",
+};
+
+std::string ArgumentText(const amqp::FieldValue* v) {
+  return v == nullptr ? std::string("none") : absl::StrCat("the value ", v->DebugString());
+}
+
+bool EquivalentArgument(const amqp::FieldValue* a, const amqp::FieldValue* b) {
+  if (a == nullptr || b == nullptr) return a == b;
+  std::optional<int64_t> ia = a->AsInt64(), ib = b->AsInt64();
+  if (ia && ib) return *ia == *ib;
+  return *a == *b;
+}
+
+absl::Status CheckEquivalentQueueArguments(const std::string& name, const amqp::FieldTable& have,
+                                           const amqp::FieldTable& got) {
+  for (std::string_view key : kComparedQueueArguments) {
+    const amqp::FieldValue* h = have.Find(key);
+    const amqp::FieldValue* g = got.Find(key);
+    if (EquivalentArgument(h, g)) continue;
+    return AmqpError(ReplyCode::kPreconditionFailed,
+                     absl::StrFormat("inequivalent arg '%s' for queue '%s' in vhost '/': "
+                                     "received %s but current is %s",
+                                     key, name, ArgumentText(g), ArgumentText(h)));
+  }
+  return absl::OkStatus();
+}
+
 template <typename M>
 const M* As(const amqp::Command& cmd) {
   return std::get_if<M>(&cmd.method);
@@ -175,6 +215,10 @@ absl::Status AmqpChannel::HandleQueue(amqp::Command& cmd) {
             absl::StrFormat("inequivalent arg 'x-queue-type' for queue '%s' in "
                             "vhost '/': received '%s' but current is '%s'",
                             name, stream ? "stream" : "classic", q->stream ? "stream" : "classic"));
+      }
+      if (absl::Status s = CheckEquivalentQueueArguments(name, q->arguments, m->arguments);
+          !s.ok()) {
+        return s;
       }
     } else {
       if (name.empty()) {

@@ -255,6 +255,17 @@ def test_queue_kinds(b, c):
     ch.queue_declare("flags", durable=False)
     expect_channel_error(lambda: other.channel().queue_declare("flags", durable=True), 406)
     expect_channel_error(lambda: other.channel().queue_declare("amq.reserved"), 403)
+    # Redeclare with other arguments RabbitMQ compares: 406; the same values, with a
+    # difference only in an argument RabbitMQ does not compare, are fine.
+    och = other.channel()
+    och.queue_declare("args", arguments={"x-message-ttl": 60000, "x-custom": "a"})
+    och.queue_declare("args", arguments={"x-message-ttl": 60000, "x-custom": "b"})
+    expect_channel_error(
+        lambda: other.channel().queue_declare("args", arguments={"x-message-ttl": 1000}), 406)
+    expect_channel_error(lambda: other.channel().queue_declare("args"), 406)
+    expect_channel_error(lambda: other.channel().queue_declare(
+        "args", arguments={"x-message-ttl": 60000, "x-max-length": 5}), 406)
+    och.queue_delete("args")
     # Auto-delete: goes with its last consumer.
     och = other.channel()
     och.queue_declare("ad", auto_delete=True)
