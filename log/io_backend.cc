@@ -184,7 +184,7 @@ class UringBackend final : public IoBackend {
 
   void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
              IoCallback done) override {
-    if (inline_writes_) {
+    if (inline_writes_ && len < RingWriteMinBytes()) {
       ++in_flight_;
       inline_queued_.push_back(Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
       return;
@@ -192,7 +192,9 @@ class UringBackend final : public IoBackend {
     Queue(new Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
   }
   void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) override {
-    if (inline_writes_) {
+    size_t total = 0;
+    for (const iovec& v : iov) total += v.iov_len;
+    if (inline_writes_ && total < RingWriteMinBytes()) {
       ++in_flight_;
       inline_queued_.push_back(MakeGatherOp(fd, iov, position, std::move(done)));
       return;
@@ -204,8 +206,8 @@ class UringBackend final : public IoBackend {
   }
 
   void Submit() override {
-    // Page-cache copies the filesystem cannot do without blocking would be punted to an
-    // io-wq thread; on 2 cores that thread only adds switches, so they run here, in order.
+    // Small page-cache copies the filesystem cannot do without blocking would be punted to an
+    // io-wq thread, which for them only adds switches: they run here, in order.
     while (!inline_queued_.empty()) {
       Op op = std::move(inline_queued_.front());
       inline_queued_.pop_front();
@@ -252,6 +254,12 @@ class UringBackend final : public IoBackend {
 
  private:
   static constexpr unsigned kEntries = 256;
+  // With inline writes, a write at least this large still goes through the ring: an io-wq
+  // thread copies it into the page cache on the other core while this thread validates the
+  // next batches (measured, 1 MiB batches: 0.75-0.85x of fio inline, 1.0-1.1x this way; 16 KiB
+  // batches, whose write-behind chunks reach 256 KiB too, unchanged). Smaller writes would
+  // only pay the thread switch.
+  static constexpr size_t RingWriteMinBytes() { return size_t{256} << 10; }
 
   UringBackend() = default;
 

@@ -36,8 +36,9 @@ class IoBackend {
   // Makes the preferred backend, falling back to kPwrite (with a log line saying why) when
   // io_uring cannot be set up, e.g. under a seccomp profile that forbids it. `dir` (the data
   // directory) is probed for non-blocking buffered writes: without them io_uring would punt
-  // every write to a kernel thread, so writes are then done inline and only fdatasync goes
-  // through the ring (see docs/ARCHITECTURE.md). Empty `dir`: inline writes.
+  // every write to a kernel thread, so writes below 256 KiB are then done inline at Submit
+  // and only larger writes (copied by that thread in parallel) and fdatasync go through the
+  // ring (see docs/ARCHITECTURE.md). Empty `dir`: the same.
   static std::unique_ptr<IoBackend> Create(IoBackendKind preferred, const std::string& dir = "");
   static std::unique_ptr<IoBackend> CreatePwrite();
   // For tests: io_uring with every write through the ring (as on a filesystem with
