@@ -3,6 +3,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "log/file_util.h"
 
 namespace sluice::broker {
 
@@ -26,6 +29,28 @@ absl::Status ParseInt(const std::string& name, const std::string& value, T min, 
         absl::StrFormat("--%s: '%s' is not an integer >= %d", name, value, min));
   }
   *out = v;
+  return absl::OkStatus();
+}
+
+// `name:password` lines; blank lines and lines starting with # are skipped.
+absl::Status ReadAmqpUsers(const std::string& path,
+                           std::vector<std::pair<std::string, std::string>>* users) {
+  absl::StatusOr<std::vector<uint8_t>> data = storage::ReadWholeFile(path);
+  if (!data.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--amqp-users: ", data.status().message()));
+  absl::string_view text(reinterpret_cast<const char*>(data->data()), data->size());
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripTrailingAsciiWhitespace(line);
+    if (line.empty() || line[0] == '#') continue;
+    size_t colon = line.find(':');
+    if (colon == 0 || colon == absl::string_view::npos || colon > 255) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--amqp-users: ", path, ":", line_no, ": expected name:password"));
+    }
+    users->emplace_back(std::string(line.substr(0, colon)), std::string(line.substr(colon + 1)));
+  }
   return absl::OkStatus();
 }
 
@@ -55,7 +80,12 @@ std::string Usage() {
          "  --offsets-topic-segment-bytes N       its segment.bytes (default 104857600)\n"
          "  --disk-free-limit-bytes N  AMQP publishers blocked below N free bytes in the data\n"
          "                            dir, 0 disables (default 50000000); the file\n"
-         "                            <data-dir>/disk-free-limit-bytes overrides it while it exists\n";
+         "                            <data-dir>/disk-free-limit-bytes overrides it while it "
+         "exists\n"
+         "  --amqp-users FILE         AMQP users, a 'name:password' per line (# comments); an\n"
+         "                            empty password disables the user, e.g. 'guest:'. "
+         "guest/guest\n"
+         "                            (loopback only) exists unless the file disables it\n";
 }
 
 absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
@@ -84,6 +114,8 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParsePort(name, value, &c.kafka_port);
     } else if (name == "disk-free-limit-bytes") {
       s = ParseInt<int64_t>(name, value, 0, &c.disk_free_limit_bytes);
+    } else if (name == "amqp-users") {
+      s = ReadAmqpUsers(value, &c.amqp_users);
     } else if (name == "amqp-port") {
       s = ParsePort(name, value, &c.amqp_port);
     } else if (name == "http-port") {

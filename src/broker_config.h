@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,6 +32,9 @@ struct BrokerConfig {
   int64_t offsets_topic_segment_bytes = 100 * 1024 * 1024;
   // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
   int64_t disk_free_limit_bytes = 50'000'000;
+  // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty
+  // password disables the user (e.g. "guest:").
+  std::vector<std::pair<std::string, std::string>> amqp_users;
 };
 
 // Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;

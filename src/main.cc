@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
     ao.host = config->listen_host;
     ao.port = static_cast<uint16_t>(config->amqp_port);
     ao.disk_free_limit_bytes = static_cast<uint64_t>(config->disk_free_limit_bytes);
+    for (const auto& [user, password] : config->amqp_users) ao.users[user] = password;
     auto created = broker::AmqpBroker::Create(shard->get(), ao);
     if (!created.ok()) {
       storage::LogError("sluice: amqp state in %s: %s", config->data_dir,

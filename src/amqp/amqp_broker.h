@@ -46,6 +46,9 @@ struct AmqpOptions {
   absl::Duration handshake_timeout = absl::Seconds(10);
   // guest/guest only from loopback addresses, as RabbitMQ (the fuzzer's socketpair is not).
   bool guest_loopback_only = true;
+  // Users besides guest/guest (--amqp-users): name -> password; an empty password disables
+  // the user (also guest). Every user has full access to vhost "/".
+  std::map<std::string, std::string> users;
   // Bytes of not-yet-delivered messages a queue keeps in memory beside its log; beyond it
   // deliveries read the log.
   size_t queue_cache_bytes = 32 << 20;

@@ -287,9 +287,18 @@ absl::Status AmqpConnection::Authenticate(const amqp::ConnectionStartOk& m) {
     return AmqpError(ReplyCode::kAccessRefused,
                      absl::StrCat("unsupported authentication mechanism ", m.mechanism));
   }
-  // RabbitMQ's default user: guest/guest, accepted from loopback only.
-  if (user != "guest" || pass != "guest" ||
-      (broker_->options().guest_loopback_only && !IsLoopback(peer_))) {
+  // Configured users from anywhere; RabbitMQ's default user guest/guest (unless configured
+  // otherwise) from loopback only.
+  const auto& users = broker_->options().users;
+  bool accepted;
+  if (auto it = users.find(user); it != users.end()) {
+    accepted = !it->second.empty() && pass == it->second &&
+               (user != "guest" || !broker_->options().guest_loopback_only || IsLoopback(peer_));
+  } else {
+    accepted = user == "guest" && pass == "guest" &&
+               (!broker_->options().guest_loopback_only || IsLoopback(peer_));
+  }
+  if (!accepted) {
     storage::LogWarning("amqp: login of user '%s' from %s refused", user, peer_);
     return AmqpError(ReplyCode::kAccessRefused,
                      absl::StrCat("Login was refused using authentication mechanism ", m.mechanism,
