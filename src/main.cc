@@ -18,7 +18,9 @@
 #include "log/logging.h"
 #include "src/amqp/amqp_broker.h"
 #include "src/broker_config.h"
+#include "src/http_admin.h"
 #include "src/kafka/kafka_broker.h"
+#include "src/metrics.h"
 #include "src/shard.h"
 
 namespace {
@@ -88,6 +90,28 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  std::unique_ptr<broker::HttpAdmin> http;
+  if (config->http_port != 0) {
+    broker::Shard* shard0 = shard->get();
+    broker::AmqpBroker* amqp_broker = amqp.get();
+    auto listening = broker::HttpAdmin::Listen(
+        shard0->reactor(), config->listen_host, static_cast<uint16_t>(config->http_port),
+        [shard0, amqp_broker](absl::AnyInvocable<void(std::string)> done) {
+          std::vector<broker::MetricSample> samples = {
+              {"sluice_up", {}, 1},
+              {"sluice_shards", {}, 1},
+              {"sluice_topics", {}, static_cast<double>(shard0->topics().List().size())}};
+          broker::CollectShardMetrics(*shard0, 0, &samples);
+          if (amqp_broker != nullptr) broker::CollectAmqpMetrics(*amqp_broker, &samples);
+          done(broker::RenderMetrics(samples));
+        });
+    if (!listening.ok()) {
+      storage::LogError("sluice: http listener on %s:%d: %s", config->listen_host,
+                        config->http_port, listening.status().message());
+      return 1;
+    }
+    http = std::move(*listening);
+  }
   storage::LogInfo("sluice ready (%d logs, %d topics)", (*shard)->logs().ListLogs().size(),
                    (*shard)->topics().List().size());
 
@@ -96,6 +120,7 @@ int main(int argc, char** argv) {
   storage::LogInfo("sluice stopping: closing logs");
   if (kafka) kafka->StopListening();
   if (amqp) amqp->StopListening();
+  http.reset();
   absl::Status s = (*shard)->Close();
   if (!s.ok()) {
     storage::LogError("sluice: close failed: %s", s.message());

@@ -261,6 +261,12 @@ class AmqpBroker {
   void DropHead(AmqpQueue& queue);
   void PumpStream(const QueuePtr& queue);
 
+  // Calls `f` for every queue (metrics).
+  template <typename F>
+  void ForEachQueue(F&& f) const {
+    for (const auto& [name, q] : queues_) f(*q);
+  }
+
   // Direct reply-to: a channel's reply consumer gets a routing key (kReplyToPrefix + token)
   // under which replies published to the default exchange reach it; unregistered when the
   // consumer is cancelled or the channel goes.
