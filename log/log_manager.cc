@@ -41,6 +41,7 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
   for (const std::string& name : *names) {
     TopicPartition tp;
     if (!TopicPartition::FromDirName(name, &tp)) continue;
+    if (mgr->options_.owns && !mgr->options_.owns(tp)) continue;
     LogConfig config = mgr->options_.config_for ? mgr->options_.config_for(tp) : LogConfig();
     auto log =
         PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config, mgr->io_.get());

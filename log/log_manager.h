@@ -47,9 +47,12 @@ class LogManager {
     IoBackendKind io = IoBackendKind::kIoUring;
     // Config of a log found on disk at start-up (the broker supplies per-topic configs).
     std::function<LogConfig(const TopicPartition&)> config_for;
+    // Which log directories this manager opens at start-up (all when unset): several
+    // managers (one per shard) share a data dir, each opening the partitions it owns.
+    std::function<bool(const TopicPartition&)> owns;
   };
 
-  // Opens (recovering) every log directory under data_dir.
+  // Opens (recovering) every log directory under data_dir (that `owns` accepts).
   static absl::StatusOr<std::unique_ptr<LogManager>> Open(Options options);
   ~LogManager();
 

@@ -22,12 +22,48 @@
 #include "src/kafka/kafka_broker.h"
 #include "src/metrics.h"
 #include "src/shard.h"
+#include "src/shard_set.h"
 
 namespace {
 
 std::atomic<bool> g_stop{false};
 
 void OnSignal(int) { g_stop.store(true); }
+
+// The /metrics body: shard 0's own samples (registry, AMQP queues), then each shard's (its
+// logs and connections), gathered on its thread and handed back to shard 0 as plain values.
+void GatherMetrics(sluice::broker::ShardSet& set, const sluice::broker::AmqpBroker* amqp,
+                   absl::AnyInvocable<void(std::string)> done) {
+  using sluice::broker::KafkaBroker;
+  using sluice::broker::MetricSample;
+  struct Gather {
+    std::vector<MetricSample> samples;
+    int pending = 0;
+    absl::AnyInvocable<void(std::string)> done;
+  };
+  auto g = std::make_shared<Gather>();
+  g->samples = {{"sluice_up", {}, 1},
+                {"sluice_shards", {}, static_cast<double>(set.size())},
+                {"sluice_topics", {}, static_cast<double>(set.shard0().topics().List().size())}};
+  if (amqp != nullptr) sluice::broker::CollectAmqpMetrics(*amqp, &g->samples);
+  if (set.size() == 1) {
+    sluice::broker::CollectShardMetrics(set.shard0(), 0, &g->samples);
+    done(sluice::broker::RenderMetrics(g->samples));
+    return;
+  }
+  g->done = std::move(done);
+  g->pending = set.size();
+  for (int i = 0; i < set.size(); ++i) {
+    set.kafka0().RunOn(i, [g, i](KafkaBroker& b) {
+      std::vector<MetricSample> mine;
+      sluice::broker::CollectShardMetrics(b.shard(), i, &mine);
+      b.RunOn(0, [g, mine = std::move(mine)](KafkaBroker&) mutable {
+        for (MetricSample& s : mine) g->samples.push_back(std::move(s));
+        if (--g->pending == 0) g->done(sluice::broker::RenderMetrics(g->samples));
+      });
+    });
+  }
+}
 
 }  // namespace
 
@@ -54,23 +90,19 @@ int main(int argc, char** argv) {
       "crc32c %s",
       config->data_dir, config->kafka_port, config->amqp_port, config->http_port,
       storage::Crc32cImplementationName());
-  auto shard = broker::Shard::Create(*config);
-  if (!shard.ok()) {
-    storage::LogError("sluice: cannot open data dir %s: %s", config->data_dir,
-                      shard.status().message());
+  broker::KafkaOptions ko;
+  ko.host = config->listen_host;
+  ko.port = static_cast<uint16_t>(config->kafka_port);
+  const bool kafka = config->kafka_port != 0;
+  storage::LogInfo("sluice: %d shards (reactor threads)",
+                   kafka ? broker::ShardSet::ShardCount(*config) : 1);
+  auto shards = broker::ShardSet::Start(*config, ko, kafka);
+  if (!shards.ok()) {
+    storage::LogError("sluice: cannot start (data dir %s, kafka %s:%d): %s", config->data_dir,
+                      ko.host, ko.port, shards.status().message());
     return 1;
   }
-  std::unique_ptr<broker::KafkaBroker> kafka;
-  if (config->kafka_port != 0) {
-    broker::KafkaOptions ko;
-    ko.host = config->listen_host;
-    ko.port = static_cast<uint16_t>(config->kafka_port);
-    kafka = std::make_unique<broker::KafkaBroker>(shard->get(), ko);
-    if (absl::Status s = kafka->Listen(); !s.ok()) {
-      storage::LogError("sluice: kafka listener on %s:%d: %s", ko.host, ko.port, s.message());
-      return 1;
-    }
-  }
+  broker::Shard& shard0 = (*shards)->shard0();
   std::unique_ptr<broker::AmqpBroker> amqp;
   if (config->amqp_port != 0) {
     broker::AmqpOptions ao;
@@ -78,7 +110,7 @@ int main(int argc, char** argv) {
     ao.port = static_cast<uint16_t>(config->amqp_port);
     ao.disk_free_limit_bytes = static_cast<uint64_t>(config->disk_free_limit_bytes);
     for (const auto& [user, password] : config->amqp_users) ao.users[user] = password;
-    auto created = broker::AmqpBroker::Create(shard->get(), ao);
+    auto created = broker::AmqpBroker::Create(&shard0, ao);
     if (!created.ok()) {
       storage::LogError("sluice: amqp state in %s: %s", config->data_dir,
                         created.status().message());
@@ -92,18 +124,12 @@ int main(int argc, char** argv) {
   }
   std::unique_ptr<broker::HttpAdmin> http;
   if (config->http_port != 0) {
-    broker::Shard* shard0 = shard->get();
+    broker::ShardSet* set = shards->get();
     broker::AmqpBroker* amqp_broker = amqp.get();
     auto listening = broker::HttpAdmin::Listen(
-        shard0->reactor(), config->listen_host, static_cast<uint16_t>(config->http_port),
-        [shard0, amqp_broker](absl::AnyInvocable<void(std::string)> done) {
-          std::vector<broker::MetricSample> samples = {
-              {"sluice_up", {}, 1},
-              {"sluice_shards", {}, 1},
-              {"sluice_topics", {}, static_cast<double>(shard0->topics().List().size())}};
-          broker::CollectShardMetrics(*shard0, 0, &samples);
-          if (amqp_broker != nullptr) broker::CollectAmqpMetrics(*amqp_broker, &samples);
-          done(broker::RenderMetrics(samples));
+        shard0.reactor(), config->listen_host, static_cast<uint16_t>(config->http_port),
+        [set, amqp_broker](absl::AnyInvocable<void(std::string)> done) {
+          GatherMetrics(*set, amqp_broker, std::move(done));
         });
     if (!listening.ok()) {
       storage::LogError("sluice: http listener on %s:%d: %s", config->listen_host,
@@ -112,23 +138,21 @@ int main(int argc, char** argv) {
     }
     http = std::move(*listening);
   }
-  storage::LogInfo("sluice ready (%d logs, %d topics)", (*shard)->logs().ListLogs().size(),
-                   (*shard)->topics().List().size());
+  storage::LogInfo("sluice ready (%d shards; shard 0: %d logs; %d topics)", (*shards)->size(),
+                   shard0.logs().ListLogs().size(), shard0.topics().List().size());
 
-  absl::Status run = (*shard)->Run(g_stop);
+  absl::Status run = (*shards)->Run(g_stop);
   if (!run.ok()) storage::LogError("sluice: reactor failed: %s", run.message());
   storage::LogInfo("sluice stopping: closing logs");
-  if (kafka) kafka->StopListening();
   if (amqp) amqp->StopListening();
   http.reset();
-  absl::Status s = (*shard)->Close();
+  absl::Status s = (*shards)->Stop();
   if (!s.ok()) {
     storage::LogError("sluice: close failed: %s", s.message());
     return 1;
   }
-  kafka.reset();
   amqp.reset();
-  shard->reset();
+  shards->reset();
   storage::LogInfo("sluice stopped cleanly");
   return 0;
 }

@@ -3,6 +3,7 @@
 #include "absl/time/clock.h"
 #include "log/logging.h"
 #include "src/amqp/amqp_broker.h"
+#include "src/shard_map.h"
 
 namespace sluice::broker {
 
@@ -11,24 +12,39 @@ constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config) {
-  std::unique_ptr<Shard> shard(new Shard(config));
   auto topics = TopicRegistry::Open(config.data_dir, config.default_log);
   if (!topics.ok()) return topics.status();
-  shard->topics_ = std::move(*topics);
+  std::shared_ptr<const TopicSnapshot> snapshot = (*topics)->Snapshot();
+  return Create(config, 0, 1, std::move(*topics), std::move(snapshot));
+}
+
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config, int index,
+                                                     int count,
+                                                     std::unique_ptr<TopicRegistry> registry,
+                                                     std::shared_ptr<const TopicSnapshot> topics) {
+  std::unique_ptr<Shard> shard(new Shard(config));
+  shard->index_ = index;
+  shard->count_ = count;
+  shard->topics_ = std::move(registry);
+  shard->snapshot_ = topics;
 
   storage::LogManager::Options options;
   options.data_dir = config.data_dir;
   options.io = config.io_backend;
-  TopicRegistry* registry = shard->topics_.get();
   // Logs found on disk open with their topic's config (registry loaded first for that).
-  options.config_for = [registry](const storage::TopicPartition& tp) {
+  options.config_for = [topics](const storage::TopicPartition& tp) {
     // AMQP queue logs are not topics; they keep their own settings (src/amqp/MAPPING.md).
     if (IsAmqpQueueLog(tp.topic)) {
-      return AmqpQueueLogConfig(registry->defaults(), AmqpOptions().max_message_bytes);
+      return AmqpQueueLogConfig(topics->defaults, AmqpOptions().max_message_bytes);
     }
-    const TopicInfo* t = registry->Find(tp.topic);
-    return t ? registry->ConfigFor(*t) : registry->defaults();
+    const TopicInfo* t = topics->Find(tp.topic);
+    return t ? topics->ConfigFor(*t) : topics->defaults;
   };
+  if (count > 1) {
+    options.owns = [index, count](const storage::TopicPartition& tp) {
+      return OwnerShard(tp.topic, tp.partition, count) == index;
+    };
+  }
   auto logs = storage::LogManager::Open(options);
   if (!logs.ok()) return logs.status();
   shard->logs_ = std::move(*logs);

@@ -2,8 +2,9 @@
 // logs and their IoBackend), and drives both from one loop.
 //
 // Threading: created, run and closed on one thread; every object it owns is touched only
-// there. Today `sluice` runs one shard on the main thread; more shards would each own a
-// disjoint set of partitions and pass work to each other with Reactor::Post.
+// there. `sluice` runs one shard per CPU (src/shard_set.h); each owns a disjoint set of
+// partitions (src/shard_map.h) and they pass work to each other with Reactor::Post. Shard 0
+// also owns the topic registry; the others see topics through snapshots it publishes.
 //
 // Loop (see docs/ARCHITECTURE.md, "Threads and ownership"):
 //   Reactor::RunOnce  sockets, timers, posted tasks, and the storage eventfd watch, whose
@@ -31,8 +32,15 @@ namespace sluice::broker {
 class Shard {
  public:
   // Loads the topic registry, opens (recovering) every log of the data dir with its topic's
-  // config, and sets up the reactor on the calling thread.
+  // config, and sets up the reactor on the calling thread: the only shard of a one-shard broker.
   static absl::StatusOr<std::unique_ptr<Shard>> Create(const BrokerConfig& config);
+  // Shard `index` of `count`: opens (recovering) the logs it owns (src/shard_map.h) with the
+  // configs of `topics`, and sets up the reactor on the calling thread. `registry` is given to
+  // shard 0 only.
+  static absl::StatusOr<std::unique_ptr<Shard>> Create(const BrokerConfig& config, int index,
+                                                       int count,
+                                                       std::unique_ptr<TopicRegistry> registry,
+                                                       std::shared_ptr<const TopicSnapshot> topics);
   ~Shard();
 
   // Runs the loop until `stop` becomes true (checked at least every 100 ms).
@@ -50,15 +58,25 @@ class Shard {
 
   net::Reactor& reactor() { return *reactor_; }
   storage::LogManager& logs() { return *logs_; }
+  // The registry: shard 0 only.
   TopicRegistry& topics() { return *topics_; }
+  bool has_registry() const { return topics_ != nullptr; }
   const BrokerConfig& config() const { return config_; }
+  int index() const { return index_; }
+  // The topics as this shard knows them (kept current by the Kafka front end).
+  const TopicSnapshot& topic_snapshot() const { return *snapshot_; }
+  void set_topic_snapshot(std::shared_ptr<const TopicSnapshot> s) { snapshot_ = std::move(s); }
+  int count() const { return count_; }
 
  private:
   explicit Shard(const BrokerConfig& config) : config_(config) {}
   void ScheduleTick();
 
   const BrokerConfig config_;
+  int index_ = 0;
+  int count_ = 1;
   std::unique_ptr<TopicRegistry> topics_;
+  std::shared_ptr<const TopicSnapshot> snapshot_;
   std::unique_ptr<storage::LogManager> logs_;
   std::unique_ptr<net::Reactor> reactor_;
   net::WatchId storage_watch_;

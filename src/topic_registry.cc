@@ -268,13 +268,35 @@ std::vector<const TopicInfo*> TopicRegistry::List() const {
   return out;
 }
 
-storage::LogConfig TopicRegistry::ConfigFor(const TopicInfo& topic) const {
-  storage::LogConfig c = defaults_;
+namespace {
+storage::LogConfig ConfigWithOverrides(const storage::LogConfig& defaults, const TopicInfo& topic) {
+  storage::LogConfig c = defaults;
   for (const auto& [k, v] : topic.overrides) {
     // Overrides were validated when set; a bad one (older version) keeps the default.
     (void)ApplyTopicConfig(k, v, &c);
   }
   return c;
+}
+}  // namespace
+
+storage::LogConfig TopicRegistry::ConfigFor(const TopicInfo& topic) const {
+  return ConfigWithOverrides(defaults_, topic);
+}
+
+const TopicInfo* TopicSnapshot::Find(const std::string& name) const {
+  auto it = topics.find(name);
+  return it == topics.end() ? nullptr : &it->second;
+}
+
+storage::LogConfig TopicSnapshot::ConfigFor(const TopicInfo& topic) const {
+  return ConfigWithOverrides(defaults, topic);
+}
+
+std::shared_ptr<const TopicSnapshot> TopicRegistry::Snapshot() const {
+  auto s = std::make_shared<TopicSnapshot>();
+  s->defaults = defaults_;
+  s->topics = topics_;
+  return s;
 }
 
 absl::StatusOr<const TopicInfo*> TopicRegistry::Create(
@@ -296,6 +318,7 @@ absl::StatusOr<const TopicInfo*> TopicRegistry::Create(
     topics_.erase(name);
     return s;
   }
+  Changed(name);
   return &topics_[name];
 }
 
@@ -305,7 +328,11 @@ absl::Status TopicRegistry::Delete(const std::string& name) {
   TopicInfo old = std::move(it->second);
   topics_.erase(it);
   absl::Status s = Save();
-  if (!s.ok()) topics_[name] = std::move(old);
+  if (!s.ok()) {
+    topics_[name] = std::move(old);
+    return s;
+  }
+  Changed(name);
   return s;
 }
 
@@ -315,7 +342,11 @@ absl::Status TopicRegistry::SetPartitions(const std::string& name, int32_t parti
   int32_t old = it->second.partitions;
   it->second.partitions = partitions;
   absl::Status s = Save();
-  if (!s.ok()) it->second.partitions = old;
+  if (!s.ok()) {
+    it->second.partitions = old;
+    return s;
+  }
+  Changed(name);
   return s;
 }
 
@@ -325,7 +356,11 @@ absl::Status TopicRegistry::SetOverrides(const std::string& name,
   if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
   std::swap(it->second.overrides, overrides);
   absl::Status s = Save();
-  if (!s.ok()) std::swap(it->second.overrides, overrides);
+  if (!s.ok()) {
+    std::swap(it->second.overrides, overrides);
+    return s;
+  }
+  Changed(name);
   return s;
 }
 

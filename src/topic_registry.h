@@ -11,7 +11,9 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,6 +53,17 @@ struct TopicInfo {
   std::map<std::string, std::string> overrides;  // config name -> value, as set by clients
 };
 
+// An immutable copy of the registry's topics, handed to the other shards (shard 0 owns the
+// registry; see src/shard_map.h): readable on any thread without a lock.
+struct TopicSnapshot {
+  storage::LogConfig defaults;
+  std::map<std::string, TopicInfo> topics;
+
+  const TopicInfo* Find(const std::string& name) const;
+  // The effective log config of a topic: broker defaults + its overrides.
+  storage::LogConfig ConfigFor(const TopicInfo& topic) const;
+};
+
 class TopicRegistry {
  public:
   // Loads `<data_dir>/topics.meta` (a missing file is an empty registry). DataLossError when the
@@ -73,17 +86,28 @@ class TopicRegistry {
   // Hands out producer ids; reserves them in blocks so a restart never reuses one.
   absl::StatusOr<int64_t> NextProducerId();
 
+  // A copy of the current topics.
+  std::shared_ptr<const TopicSnapshot> Snapshot() const;
+  // Called with the topic's name after every successful Create, Delete, SetPartitions and
+  // SetOverrides, whoever made it (Kafka admin APIs, auto-creation, AMQP stream queues): the
+  // Kafka front end publishes a new snapshot to the other shards from it.
+  void set_on_change(std::function<void(const std::string&)> f) { on_change_ = std::move(f); }
+
  private:
   TopicRegistry(std::string path, const storage::LogConfig& defaults)
       : path_(std::move(path)), defaults_(defaults) {}
   absl::Status Load();
   absl::Status Save() const;
+  void Changed(const std::string& name) const {
+    if (on_change_) on_change_(name);
+  }
 
   const std::string path_;
   const storage::LogConfig defaults_;
   std::map<std::string, TopicInfo> topics_;
   int64_t next_producer_id_ = 0;
   int64_t producer_id_block_end_ = 0;  // persisted: ids below it may have been handed out
+  std::function<void(const std::string&)> on_change_;
 };
 
 // Kafka's legal topic names: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".

@@ -7,6 +7,7 @@
 #include "log/logging.h"
 #include "log/record_batch.h"
 #include "src/kafka/kafka_connection.h"
+#include "src/shard_map.h"
 
 namespace sluice::broker {
 
@@ -71,7 +72,81 @@ KafkaBroker::KafkaBroker(Shard* shard, KafkaOptions options)
   shard_->AddCloseHook([this, alive = alive_] {
     if (*alive) SaveProducerSnapshots();
   });
-  StartGroupCoordinator();
+  if (shard_->has_registry()) {
+    shard_->set_topic_snapshot(topics().Snapshot());
+    topics().set_on_change([this, alive = alive_](const std::string& name) {
+      if (*alive) PublishTopics(name);
+    });
+    StartGroupCoordinator();
+  }
+}
+
+void KafkaBroker::SetPeers(std::shared_ptr<const std::vector<KafkaBroker*>> peers) {
+  peers_ = std::move(peers);
+}
+
+int KafkaBroker::OwnerOf(const std::string& topic, int32_t partition) const {
+  return OwnerShard(topic, partition, shard_count());
+}
+
+void KafkaBroker::RunOn(int index, absl::AnyInvocable<void(KafkaBroker&)> task) {
+  if (index == shard_index() || !peers_) {
+    task(*this);
+    return;
+  }
+  KafkaBroker* peer = (*peers_)[index];
+  peer->reactor().Post([peer, task = std::move(task)]() mutable { task(*peer); });
+}
+
+void KafkaBroker::PublishTopics(const std::string& name) {
+  std::shared_ptr<const TopicSnapshot> snapshot = topics().Snapshot();
+  ApplyTopics(snapshot, name);
+  if (!peers_) return;
+  // Posted before whatever answer this change leads to (FIFO per posting shard): a client
+  // told "created" on any shard then finds the topic there.
+  for (int i = 0; i < static_cast<int>(peers_->size()); ++i) {
+    if (i == shard_index()) continue;
+    RunOn(i, [snapshot, name](KafkaBroker& b) { b.ApplyTopics(snapshot, name); });
+  }
+}
+
+void KafkaBroker::ApplyTopics(std::shared_ptr<const TopicSnapshot> topics,
+                              const std::string& name) {
+  shard_->set_topic_snapshot(std::move(topics));
+  if (name.empty()) return;
+  const TopicInfo* t = FindTopic(name);
+  if (t == nullptr) {
+    // Deleted: drop this shard's logs of it (also logs left over from a crash between registry
+    // and directory changes). A later re-creation comes in a later snapshot.
+    for (const storage::TopicPartition& tp : shard_->logs().ListLogs()) {
+      if (tp.topic != name) continue;
+      producer_state_.erase(tp);
+      if (absl::Status s = shard_->logs().DeleteLog(tp); !s.ok()) {
+        storage::LogError("kafka: deleting %s: %s", tp.DirName(), s.message());
+      }
+    }
+    return;
+  }
+  storage::LogConfig config = shard_->topic_snapshot().ConfigFor(*t);
+  for (int32_t p = 0; p < t->partitions; ++p) {
+    if (storage::PartitionLog* log = shard_->logs().GetLog({name, p})) log->UpdateConfig(config);
+  }
+}
+
+void KafkaBroker::EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
+                               absl::AnyInvocable<void()> then) {
+  bool missing = false;
+  for (const std::string& n : names) missing |= FindTopic(n) == nullptr;
+  if (!missing || !allow_auto_create || !shard_->config().auto_create_topics) {
+    then();
+    return;
+  }
+  const int home = shard_index();
+  RunOn(0, [names = std::move(names), home, then = std::move(then)](KafkaBroker& b) mutable {
+    for (const std::string& n : names) (void)b.FindOrAutoCreate(n, true);
+    // After the snapshots the creations posted: `then` sees the topics.
+    b.RunOn(home, [then = std::move(then)](KafkaBroker&) mutable { then(); });
+  });
 }
 
 void KafkaBroker::StartGroupCoordinator() {
@@ -167,16 +242,19 @@ absl::Status KafkaBroker::ReplayOffsetsPartition(int32_t partition) {
 
 KafkaBroker::~KafkaBroker() {
   *alive_ = false;
+  if (shard_->has_registry()) topics().set_on_change(nullptr);
   listener_.reset();
 }
 
-absl::Status KafkaBroker::Listen() {
+absl::Status KafkaBroker::Listen(uint16_t port) {
   net::ListenerOptions lo;
   lo.host = options_.host;
-  lo.port = options_.port;
+  lo.port = port;
   lo.connection.idle_timeout = options_.idle_timeout;
   // The reactor's own cap sits above ours: our framing rejects first, with a log line.
   lo.connection.max_input_bytes = options_.max_request_bytes + 64 * 1024;
+  // One listener per shard on the same port: the kernel spreads connections over them.
+  lo.reuse_port = shard_count() > 1;
   auto listener = net::Listener::Create(
       shard_->reactor(), lo,
       [this](net::Connection& conn) -> std::unique_ptr<net::ConnectionHandler> {
@@ -201,7 +279,9 @@ absl::StatusOr<const TopicInfo*> KafkaBroker::CreateTopic(
   }
   auto topic = topics().Create(name, partitions, std::move(overrides));
   if (!topic.ok()) return topic.status();
+  // Partitions of other shards are created there, at first use (GetLog).
   for (int32_t p = 0; p < partitions; ++p) {
+    if (OwnerOf(name, p) != shard_index()) continue;
     auto log = shard_->logs().CreateLog({name, p}, config);
     if (!log.ok()) return log.status();
   }
@@ -213,15 +293,8 @@ absl::Status KafkaBroker::DeleteTopic(const std::string& name) {
   const TopicInfo* t = topics().Find(name);
   if (t == nullptr) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
   int32_t partitions = t->partitions;
+  // The registry's change hook deletes the logs on every shard (PublishTopics).
   if (absl::Status s = topics().Delete(name); !s.ok()) return s;
-  // Also logs left over from a crash between registry and directory changes.
-  for (const storage::TopicPartition& tp : shard_->logs().ListLogs()) {
-    if (tp.topic != name) continue;
-    producer_state_.erase(tp);
-    if (absl::Status s = shard_->logs().DeleteLog(tp); !s.ok()) {
-      storage::LogError("kafka: deleting %s: %s", tp.DirName(), s.message());
-    }
-  }
   storage::LogInfo("kafka: deleted topic %s (%d partitions)", name, partitions);
   return absl::OkStatus();
 }
@@ -236,6 +309,7 @@ absl::Status KafkaBroker::AddPartitions(const std::string& name, int32_t count) 
   int32_t old = t->partitions;
   storage::LogConfig config = topics().ConfigFor(*t);
   for (int32_t p = old; p < count; ++p) {
+    if (OwnerOf(name, p) != shard_index()) continue;
     if (shard_->logs().GetLog({name, p}) != nullptr) continue;
     auto log = shard_->logs().CreateLog({name, p}, config);
     if (!log.ok()) return log.status();
@@ -251,11 +325,8 @@ absl::Status KafkaBroker::SetTopicConfig(const std::string& name,
   for (const auto& [k, v] : overrides) {
     if (absl::Status s = ApplyTopicConfig(k, v, &config); !s.ok()) return s;
   }
-  if (absl::Status s = topics().SetOverrides(name, std::move(overrides)); !s.ok()) return s;
-  for (int32_t p = 0; p < t->partitions; ++p) {
-    if (storage::PartitionLog* log = shard_->logs().GetLog({name, p})) log->UpdateConfig(config);
-  }
-  return absl::OkStatus();
+  // The registry's change hook applies the config to the open logs of every shard.
+  return topics().SetOverrides(name, std::move(overrides));
 }
 
 const TopicInfo* KafkaBroker::FindOrAutoCreate(const std::string& name, bool allow_auto_create) {
@@ -272,11 +343,17 @@ const TopicInfo* KafkaBroker::FindOrAutoCreate(const std::string& name, bool all
 }
 
 storage::PartitionLog* KafkaBroker::GetLog(const std::string& topic, int32_t partition) {
-  const TopicInfo* t = topics().Find(topic);
+  const TopicInfo* t = FindTopic(topic);
   if (t == nullptr || partition < 0 || partition >= t->partitions) return nullptr;
+  if (OwnerOf(topic, partition) != shard_index()) {
+    // A second log over the same directory would corrupt it: never open another shard's.
+    storage::LogError("kafka: %s-%d requested on shard %d, owned by shard %d", topic, partition,
+                      shard_index(), OwnerOf(topic, partition));
+    return nullptr;
+  }
   storage::TopicPartition tp{topic, partition};
   if (storage::PartitionLog* log = shard_->logs().GetLog(tp)) return log;
-  auto log = shard_->logs().CreateLog(tp, topics().ConfigFor(*t));
+  auto log = shard_->logs().CreateLog(tp, shard_->topic_snapshot().ConfigFor(*t));
   if (!log.ok()) {
     storage::LogError("kafka: creating log %s: %s", tp.DirName(), log.status().message());
     return nullptr;
@@ -305,6 +382,25 @@ void KafkaBroker::SaveProducerSnapshots() {
 }
 
 void KafkaBroker::OnEndOfIteration() {
+  if (!watches_.empty()) {
+    std::vector<absl::AnyInvocable<void()>> fired;
+    const absl::Time now = absl::Now();
+    for (auto it = watches_.begin(); it != watches_.end();) {
+      bool moved = false;
+      for (const auto& [tp, hw] : it->watermarks) {
+        storage::PartitionLog* log = shard_->logs().GetLog(tp);
+        if ((log ? log->high_watermark() : -1) != hw) moved = true;
+      }
+      if (moved) fired.push_back(std::move(it->wake));
+      if (moved || it->cancelled->load(std::memory_order_relaxed) || now > it->deadline) {
+        it = watches_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    // After the walk: a wake may re-run a fetch, which may add watches.
+    for (auto& wake : fired) wake();
+  }
   for (auto it = pending_fetches_.begin(); it != pending_fetches_.end();) {
     // Hold a reference: Check may answer and the timer path may drop its own.
     std::shared_ptr<PendingFetch> f = *it;

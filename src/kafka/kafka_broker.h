@@ -2,17 +2,26 @@
 // producer state, waiting fetches) and the operations several handlers need (create/delete
 // topics, find a partition's log).
 //
-// Threading: everything runs on the shard thread.
+// Threading: everything runs on the shard thread. Every shard has a KafkaBroker; they reach
+// each other with RunOn (Reactor::Post). Shard 0's broker owns the topic registry and the group
+// coordinator and serves every API but Produce, Fetch, ListOffsets and ApiVersions for
+// connections of all shards (kafka_connection.h forwards them); after every registry change
+// it publishes an immutable TopicSnapshot to the other shards. Produce, Fetch and ListOffsets
+// are split by partition owner (src/shard_map.h) and run on the owners.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "net/reactor/listener.h"
@@ -36,12 +45,23 @@ struct KafkaOptions {
   int32_t max_partitions = 10000;
 };
 
-// A fetch waiting for data (long poll). `Check` re-runs the fetch when a partition it reads
-// grew and answers when enough data arrived; it returns true once answered.
+// A fetch waiting for data (long poll), held by the broker of its connection's shard until
+// answered. `Check` (end of every loop iteration) returns true once it has been answered.
 class PendingFetch {
  public:
   virtual ~PendingFetch() = default;
   virtual bool Check() = 0;
+};
+
+// A one-shot watch on partitions owned by this shard, for a long-poll fetch (of any shard):
+// `wake` is called (on this shard) at the end of the first iteration in which one partition's
+// high watermark differs from the one given. Dropped unfired once `cancelled` is set or after
+// `deadline`.
+struct PartitionWatch {
+  std::vector<std::pair<storage::TopicPartition, int64_t>> watermarks;
+  std::shared_ptr<std::atomic<bool>> cancelled;
+  absl::Time deadline;
+  absl::AnyInvocable<void()> wake;
 };
 
 class KafkaBroker {
@@ -49,15 +69,41 @@ class KafkaBroker {
   KafkaBroker(Shard* shard, KafkaOptions options);
   ~KafkaBroker();
 
-  // Binds the listener on the shard's reactor.
-  absl::Status Listen();
+  // Binds the listener on the shard's reactor (on `port` instead of options().port: the
+  // other shards join the port shard 0 bound).
+  absl::Status Listen() { return Listen(options_.port); }
+  absl::Status Listen(uint16_t port);
   void StopListening() { listener_.reset(); }
   uint16_t port() const { return listener_ ? listener_->port() : 0; }
   const KafkaOptions& options() const { return options_; }
 
   Shard& shard() { return *shard_; }
+  // The registry: shard 0 only (handlers that use it run there).
   TopicRegistry& topics() { return shard_->topics(); }
   net::Reactor& reactor() { return shard_->reactor(); }
+
+  // Every shard's broker, by shard index (this one included). Set once, before any loop runs;
+  // a broker without peers is the only shard.
+  void SetPeers(std::shared_ptr<const std::vector<KafkaBroker*>> peers);
+  int shard_index() const { return shard_->index(); }
+  int shard_count() const { return shard_->count(); }
+  int OwnerOf(const std::string& topic, int32_t partition) const;
+  // Runs `task` with shard `index`'s broker on that shard: at once when it is this shard,
+  // otherwise posted to its reactor (FIFO per posting shard).
+  void RunOn(int index, absl::AnyInvocable<void(KafkaBroker&)> task);
+
+  // Topics as this shard sees them: the registry itself on shard 0, the last published
+  // snapshot elsewhere.
+  const TopicInfo* FindTopic(const std::string& name) const {
+    return shard_->topic_snapshot().Find(name);
+  }
+  // Makes sure the topics exist (auto-creating them on shard 0 when allowed and enabled),
+  // then runs `then` on this shard, after this shard's snapshot shows them.
+  // Shard 0: the registry changed (topic `name`; "" for none in particular): takes a new
+  // snapshot here and posts it to every shard.
+  void PublishTopics(const std::string& name);
+  void EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
+                    absl::AnyInvocable<void()> then);
 
   // Registers the topic and creates its logs. InvalidArgument for a bad name or config,
   // AlreadyExists.
@@ -70,7 +116,8 @@ class KafkaBroker {
                               std::map<std::string, std::string> overrides);
   // The topic, auto-created (when allowed and enabled) with the default partition count.
   const TopicInfo* FindOrAutoCreate(const std::string& name, bool allow_auto_create);
-  // The log of a registered partition (created if its directory is missing), or nullptr.
+  // The log of a registered partition owned by this shard (created if its directory is
+  // missing), or nullptr.
   storage::PartitionLog* GetLog(const std::string& topic, int32_t partition);
 
   // Per-partition idempotent-producer state, loaded on first use (see producer_state.h).
@@ -81,8 +128,10 @@ class KafkaBroker {
   void AddPendingFetch(std::shared_ptr<PendingFetch> fetch) {
     pending_fetches_.push_back(std::move(fetch));
   }
+  void AddWatch(PartitionWatch watch) { watches_.push_back(std::move(watch)); }
 
   // The group coordinator (every group: this broker is node 0), loaded from the offsets topic.
+  // Shard 0 only.
   GroupCoordinator& groups() { return *groups_; }
   bool IsInternalTopic(const std::string& name) const { return name == kOffsetsTopic; }
 
@@ -95,6 +144,9 @@ class KafkaBroker {
 
   void OnEndOfIteration();
   void SaveProducerSnapshots();
+  // Installs a snapshot; `name` changed: its logs here are dropped (topic deleted) or get
+  // the topic's new config.
+  void ApplyTopics(std::shared_ptr<const TopicSnapshot> topics, const std::string& name);
 
   Shard* const shard_;
   const KafkaOptions options_;
@@ -102,6 +154,8 @@ class KafkaBroker {
   absl::flat_hash_map<storage::TopicPartition, std::unique_ptr<PartitionProducerState>>
       producer_state_;
   std::list<std::shared_ptr<PendingFetch>> pending_fetches_;
+  std::list<PartitionWatch> watches_;
+  std::shared_ptr<const std::vector<KafkaBroker*>> peers_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // read by the shard's hooks
   std::unique_ptr<GroupEnv> group_env_;                         // before groups_: outlives it
   std::unique_ptr<GroupCoordinator> groups_;

@@ -152,9 +152,27 @@ bool KafkaConnection::HandleFrame(net::Connection& conn, std::span<const uint8_t
     conn.ClearDeadline();
   }
   uint64_t seq = queue_->Reserve();
-  RequestContext ctx{*broker_,    *req.header,
-                     local_host_, local_port_,
-                     conn.peer(), Responder(queue_, seq, req.header->correlation_id, version)};
+  Responder responder(queue_, seq, req.header->correlation_id, version);
+  const int16_t key = req.header->api_key;
+  if (broker_->shard_index() != 0 && key != kafka::ProduceRequest::kApiKey &&
+      key != kafka::FetchRequest::kApiKey && key != kafka::ListOffsetsRequest::kApiKey &&
+      key != kafka::ApiVersionsRequest::kApiKey) {
+    // Shard 0 owns the registry and the group coordinator: the request is decoded again and
+    // handled there, from a copy (the payload is this connection's input buffer); the answer
+    // comes back through the Responder.
+    auto bytes = std::make_shared<std::vector<uint8_t>>(payload.begin(), payload.end());
+    broker_->RunOn(0, [bytes, handler, responder = std::move(responder), host = local_host_,
+                       port = local_port_, peer = conn.peer()](KafkaBroker& b) mutable {
+      kafka::DecodedRequest again = kafka::DecodeRequest(*bytes);
+      if (again.error != kafka::RequestError::kNone) return;  // decoded once already
+      RequestContext ctx{b,    *again.header,   std::move(host),
+                         port, std::move(peer), std::move(responder)};
+      handler->handle(ctx, again.body);
+    });
+    return conn.is_open();
+  }
+  RequestContext ctx{*broker_,    *req.header, local_host_,
+                     local_port_, conn.peer(), std::move(responder)};
   handler->handle(ctx, req.body);
   return conn.is_open();
 }

@@ -6,11 +6,21 @@
 // is re-run at the end of a loop iteration in which one of its partitions' high watermark
 // moved, and answered at the deadline with whatever is there.
 //
+// Shards: the connection's shard asks each partition's owner (src/shard_map.h) for its
+// watermarks and a slice read up to min(partition_max_bytes, max_bytes), then assembles the
+// response in request order under the max_bytes budget, cutting slices back to whole batches
+// where the budget runs out (the same answer as reading each partition with what is left).
+// A FileSlice holds its segment file open, so it can be sent from any shard. A waiting fetch
+// leaves a one-shot PartitionWatch on each owner, whose wake re-runs it.
+//
 // Fetch v2-3 (message format v1): the slice is read into memory and its records down-converted
 // to uncompressed magic-1 messages (legacy_records.h), within partition_max_bytes / max_bytes
 // but at least one message per response; no zero-copy for these.
+#include <unistd.h>
+
 #include <chrono>
 #include <deque>
+#include <map>
 
 #include "absl/time/clock.h"
 #include "net/kafka/error_codes.h"
@@ -21,19 +31,212 @@ namespace sluice::broker {
 
 namespace {
 
-struct FetchTarget {
-  size_t topic_index;
-  size_t partition_index;
+// One partition to read, as sent to its owner.
+struct ReadRequest {
+  std::string topic;
+  int32_t partition;
+  int64_t fetch_offset;
+  uint32_t max_bytes;
 };
+
+// What the owner found.
+struct ReadResult {
+  bool unknown = false;  // no such topic or partition
+  int16_t error_code = 0;
+  int64_t high_watermark = -1;
+  int64_t log_start_offset = -1;
+  storage::FileSlice slice;  // size 0: nothing to read
+};
+
+// On the owner shard.
+std::vector<ReadResult> ReadPartitions(KafkaBroker& broker, const std::vector<ReadRequest>& reqs) {
+  std::vector<ReadResult> out(reqs.size());
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    const ReadRequest& r = reqs[i];
+    ReadResult& res = out[i];
+    storage::PartitionLog* log = broker.GetLog(r.topic, r.partition);
+    if (log == nullptr) {
+      res.unknown = true;
+      continue;
+    }
+    res.high_watermark = log->high_watermark();
+    res.log_start_offset = log->log_start_offset();
+    if (r.fetch_offset == res.high_watermark) continue;
+    auto slice = log->Read(r.fetch_offset, std::max<uint32_t>(r.max_bytes, 1));
+    if (!slice.ok()) {
+      res.error_code = absl::IsOutOfRange(slice.status()) ? kafka::errors::kOffsetOutOfRange
+                                                          : kafka::errors::kKafkaStorageError;
+      continue;
+    }
+    res.slice = std::move(*slice);
+  }
+  return out;
+}
+
+// Cuts `slice` (whole batches) back to the batches that fit in `limit`, keeping at least the
+// first: what PartitionLog::Read(offset, limit) returns. Reads the batch length fields.
+absl::Status TrimToWholeBatches(storage::FileSlice* slice, uint32_t limit) {
+  uint64_t kept = 0;
+  while (kept < slice->size) {
+    uint8_t len_field[4];
+    // Batch header: base offset (8 bytes), then the length of the rest (4 bytes, big endian).
+    ssize_t n = ::pread(slice->file->fd(), len_field, sizeof(len_field),
+                        static_cast<off_t>(slice->position + kept + 8));
+    if (n != static_cast<ssize_t>(sizeof(len_field))) {
+      return absl::DataLossError("short read of a batch header");
+    }
+    const uint64_t batch = 12 + (uint64_t{len_field[0]} << 24 | uint64_t{len_field[1]} << 16 |
+                                 uint64_t{len_field[2]} << 8 | uint64_t{len_field[3]});
+    if (kept > 0 && kept + batch > limit) break;
+    kept += batch;
+    if (kept >= limit) break;
+  }
+  if (kept > slice->size) return absl::DataLossError("batch lengths exceed the slice");
+  slice->size = static_cast<uint32_t>(kept);
+  return absl::OkStatus();
+}
+
+// One partition of ListOffsets, on its owner shard.
+void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t partition,
+                          int64_t timestamp,
+                          kafka::ListOffsetsResponse::ListOffsetsPartitionResponse* rp) {
+  constexpr int64_t kLatest = -1;
+  constexpr int64_t kEarliest = -2;
+  rp->partition_index = partition;
+  storage::PartitionLog* log = broker.GetLog(topic, partition);
+  if (log == nullptr) {
+    rp->error_code = kafka::errors::kUnknownTopicOrPartition;
+    return;
+  }
+  rp->leader_epoch = 0;
+  if (timestamp == kLatest) {
+    rp->offset = log->high_watermark();
+  } else if (timestamp == kEarliest) {
+    rp->offset = log->log_start_offset();
+  } else if (timestamp < 0) {
+    // -3 (max timestamp) and other specials are not supported yet.
+    rp->error_code = kafka::errors::kUnsupportedVersion;
+  } else {
+    auto offset = log->OffsetForTime(timestamp);
+    if (offset.ok()) {
+      rp->offset = *offset;
+      rp->timestamp = timestamp;
+    } else {
+      // No record at or after the timestamp: Kafka answers offset -1, timestamp -1.
+      rp->offset = -1;
+      rp->timestamp = -1;
+    }
+  }
+}
 
 class FetchOperation : public PendingFetch, public std::enable_shared_from_this<FetchOperation> {
  public:
   FetchOperation(KafkaBroker* broker, kafka::FetchRequest req, Responder responder)
-      : broker_(broker), req_(std::move(req)), responder_(std::move(responder)) {}
+      : broker_(broker), req_(std::move(req)), responder_(std::move(responder)) {
+    const int64_t total = req_.max_bytes <= 0 ? 0 : req_.max_bytes;
+    for (const auto& t : req_.topics) {
+      for (const auto& p : t.partitions) {
+        const uint32_t limit = static_cast<uint32_t>(
+            std::min<int64_t>(std::max<int32_t>(p.partition_max_bytes, 0), total));
+        targets_.push_back({t.topic, p.partition, p.fetch_offset, limit});
+      }
+    }
+  }
 
-  // Reads every partition; answers and returns true when enough data is there (or the request
-  // cannot wait).
-  bool Run(bool final) {
+  // Reads every partition on its owner; Evaluate runs when all answered.
+  void StartRound() {
+    if (answered_) return;
+    if (round_cancel_) round_cancel_->store(true);  // the previous round's watches
+    round_cancel_ = std::make_shared<std::atomic<bool>>(false);
+    results_.assign(targets_.size(), ReadResult{});
+    std::map<int, std::vector<size_t>> by_owner;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      by_owner[broker_->OwnerOf(targets_[i].topic, targets_[i].partition)].push_back(i);
+    }
+    outstanding_ = static_cast<int>(by_owner.size()) + 1;
+    const int home = broker_->shard_index();
+    for (auto& [owner, indexes] : by_owner) {
+      std::vector<ReadRequest> reqs;
+      for (size_t i : indexes) reqs.push_back(targets_[i]);
+      broker_->RunOn(owner, [self = shared_from_this(), home, indexes = std::move(indexes),
+                             reqs = std::move(reqs)](KafkaBroker& b) mutable {
+        std::vector<ReadResult> results = ReadPartitions(b, reqs);
+        b.RunOn(home, [self = std::move(self), indexes = std::move(indexes),
+                       results = std::move(results)](KafkaBroker&) mutable {
+          self->OnResults(indexes, std::move(results));
+        });
+      });
+    }
+    Finished();
+  }
+
+  void Wait() {
+    std::weak_ptr<FetchOperation> weak = shared_from_this();
+    timer_ = broker_->reactor().RunAfter(absl::Milliseconds(req_.max_wait_ms), [weak] {
+      if (auto self = weak.lock()) self->OnDeadline();
+    });
+    broker_->AddPendingFetch(shared_from_this());
+  }
+
+  bool Check() override { return answered_; }
+
+ private:
+  void OnResults(const std::vector<size_t>& indexes, std::vector<ReadResult> results) {
+    for (size_t k = 0; k < indexes.size(); ++k) results_[indexes[k]] = std::move(results[k]);
+    Finished();
+  }
+
+  void Finished() {
+    if (--outstanding_ > 0) return;
+    if (Evaluate(final_)) return;
+    if (!waiting_) {
+      waiting_ = true;
+      Wait();
+    }
+    WatchPartitions();
+  }
+
+  void OnDeadline() {
+    if (answered_) return;
+    final_ = true;
+    if (outstanding_ == 0) StartRound();  // else the round in flight answers
+  }
+
+  void OnWake() {
+    if (answered_ || outstanding_ > 0) return;
+    StartRound();
+  }
+
+  // One watch per owner on the watermarks this round saw.
+  void WatchPartitions() {
+    std::map<int, std::vector<std::pair<storage::TopicPartition, int64_t>>> by_owner;
+    for (size_t i = 0; i < targets_.size(); ++i) {
+      const ReadRequest& t = targets_[i];
+      by_owner[broker_->OwnerOf(t.topic, t.partition)].push_back(
+          {storage::TopicPartition{t.topic, t.partition}, results_[i].high_watermark});
+    }
+    const int home = broker_->shard_index();
+    const absl::Time deadline = absl::Now() + absl::Milliseconds(req_.max_wait_ms);
+    std::weak_ptr<FetchOperation> weak = shared_from_this();
+    for (auto& [owner, marks] : by_owner) {
+      PartitionWatch w;
+      w.watermarks = std::move(marks);
+      w.cancelled = round_cancel_;
+      w.deadline = deadline;
+      broker_->RunOn(owner, [w = std::move(w), weak, home](KafkaBroker& b) mutable {
+        w.wake = [&b, weak, home] {
+          b.RunOn(home, [weak](KafkaBroker&) {
+            if (auto self = weak.lock()) self->OnWake();
+          });
+        };
+        b.AddWatch(std::move(w));
+      });
+    }
+  }
+
+  // Builds the response from this round's reads; answers and returns true when enough data
+  // is there (or the request cannot wait).
+  bool Evaluate(bool final) {
     if (answered_) return true;
     std::vector<storage::FileSlice> slices;
     kafka::FetchResponse resp;
@@ -42,53 +245,56 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     int64_t remaining = req_.max_bytes <= 0 ? 0 : req_.max_bytes;
     const bool down_convert = responder_.api_version() < 4;  // message format v1
     std::deque<std::vector<uint8_t>> converted;              // borrowed by `resp`
-    watermarks_.clear();
+    size_t i = 0;
     for (const auto& t : req_.topics) {
       auto& rt = resp.responses.emplace_back();
       rt.topic = t.topic;
       for (const auto& p : t.partitions) {
+        ReadResult& r = results_[i++];
         auto& rp = rt.partitions.emplace_back();
         rp.partition_index = p.partition;
         rp.aborted_transactions.reset();
-        storage::PartitionLog* log = broker_->GetLog(t.topic, p.partition);
-        if (log == nullptr) {
+        if (r.unknown) {
           rp.error_code = kafka::errors::kUnknownTopicOrPartition;
           rp.high_watermark = rp.last_stable_offset = rp.log_start_offset = -1;
           error = true;
-          watermarks_.push_back(-1);
           continue;
         }
-        rp.high_watermark = log->high_watermark();
-        rp.last_stable_offset = log->high_watermark();  // no transactions: LSO = HW
-        rp.log_start_offset = log->log_start_offset();
-        watermarks_.push_back(log->high_watermark());
-        if (p.fetch_offset == log->high_watermark()) continue;
+        rp.high_watermark = r.high_watermark;
+        rp.last_stable_offset = r.high_watermark;  // no transactions: LSO = HW
+        rp.log_start_offset = r.log_start_offset;
+        if (r.error_code != 0) {
+          rp.error_code = r.error_code;
+          error = true;
+          continue;
+        }
+        if (r.slice.size == 0) continue;
         uint32_t limit = static_cast<uint32_t>(std::max<int32_t>(p.partition_max_bytes, 0));
         // max_bytes bounds the whole response and partition_max_bytes each partition; only
         // the first batch of the first non-empty partition may exceed them (so a consumer
         // always progresses).
         if (bytes > 0 && remaining <= 0) continue;
         limit = static_cast<uint32_t>(std::min<int64_t>(limit, std::max<int64_t>(remaining, 0)));
-        auto slice = log->Read(p.fetch_offset, std::max<uint32_t>(limit, 1));
-        if (!slice.ok()) {
-          rp.error_code = absl::IsOutOfRange(slice.status()) ? kafka::errors::kOffsetOutOfRange
-                                                             : kafka::errors::kKafkaStorageError;
-          error = true;
-          continue;
+        storage::FileSlice slice = r.slice;
+        if (slice.size > std::max<uint32_t>(limit, 1)) {
+          if (!TrimToWholeBatches(&slice, std::max<uint32_t>(limit, 1)).ok()) {
+            rp.error_code = kafka::errors::kKafkaStorageError;
+            error = true;
+            continue;
+          }
         }
-        if (slice->size == 0) continue;
-        // Read returns at least one whole batch; past the first partition that batch must fit.
-        if (bytes > 0 && slice->size > limit) continue;
+        // A read returns at least one whole batch; past the first partition that batch must fit.
+        if (bytes > 0 && slice.size > limit) continue;
         if (down_convert) {
-          auto raw = storage::PartitionLog::ReadBytes(*slice);
+          auto raw = storage::PartitionLog::ReadBytes(slice);
           std::vector<uint8_t>& out = converted.emplace_back();
-          absl::StatusOr<legacy::DownConvertResult> r =
+          absl::StatusOr<legacy::DownConvertResult> dc =
               raw.ok() ? legacy::DownConvertToV1(
                              *raw, p.fetch_offset,
                              std::min<int64_t>(limit, std::max<int64_t>(remaining, 0)),
                              /*at_least_one=*/bytes == 0, &out)
                        : raw.status();
-          if (!r.ok()) {
+          if (!dc.ok()) {
             rp.error_code = kafka::errors::kKafkaStorageError;
             error = true;
             continue;
@@ -99,8 +305,8 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
           remaining -= static_cast<int64_t>(out.size());
           continue;
         }
-        rp.records.AppendExternal(slice->size, slices.size());
-        slices.push_back(std::move(*slice));
+        rp.records.AppendExternal(slice.size, slices.size());
+        slices.push_back(std::move(slice));
         bytes += slices.back().size;
         remaining -= slices.back().size;
       }
@@ -110,41 +316,23 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
       return false;
     }
     answered_ = true;
-    broker_->reactor().Cancel(timer_);
+    if (round_cancel_) round_cancel_->store(true);
+    if (waiting_) broker_->reactor().Cancel(timer_);
+    results_.clear();
     responder_.Send(resp, slices);
     return true;
   }
 
-  void Wait() {
-    std::weak_ptr<FetchOperation> weak = shared_from_this();
-    timer_ = broker_->reactor().RunAfter(absl::Milliseconds(req_.max_wait_ms), [weak] {
-      if (auto self = weak.lock()) self->Run(/*final=*/true);
-    });
-    broker_->AddPendingFetch(shared_from_this());
-  }
-
-  // End of a loop iteration: re-run only when a high watermark moved.
-  bool Check() override {
-    if (answered_) return true;
-    size_t i = 0;
-    bool moved = false;
-    for (const auto& t : req_.topics) {
-      for (const auto& p : t.partitions) {
-        storage::PartitionLog* log = broker_->GetLog(t.topic, p.partition);
-        int64_t hw = log ? log->high_watermark() : -1;
-        if (i >= watermarks_.size() || hw != watermarks_[i]) moved = true;
-        ++i;
-      }
-    }
-    return moved ? Run(/*final=*/false) : false;
-  }
-
- private:
   KafkaBroker* const broker_;
   const kafka::FetchRequest req_;
   Responder responder_;
-  std::vector<int64_t> watermarks_;
+  std::vector<ReadRequest> targets_;  // request order
+  std::vector<ReadResult> results_;   // of the current round, request order
+  int outstanding_ = 0;               // owners of the current round yet to answer (+1)
+  std::shared_ptr<std::atomic<bool>> round_cancel_;
   net::TimerId timer_;
+  bool waiting_ = false;
+  bool final_ = false;
   bool answered_ = false;
 };
 
@@ -152,46 +340,63 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
 
 void HandleFetch(RequestContext& ctx, kafka::FetchRequest& req) {
   auto op = std::make_shared<FetchOperation>(&ctx.broker, std::move(req), std::move(ctx.responder));
-  if (!op->Run(/*final=*/false)) op->Wait();
+  op->StartRound();
 }
 
 void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
-  constexpr int64_t kLatest = -1;
-  constexpr int64_t kEarliest = -2;
-  kafka::ListOffsetsResponse resp;
-  for (const auto& t : req.topics) {
-    auto& rt = resp.topics.emplace_back();
+  using PartitionResponse = kafka::ListOffsetsResponse::ListOffsetsPartitionResponse;
+  struct Gather {
+    explicit Gather(Responder r) : responder(std::move(r)) {}
+    Responder responder;
+    kafka::ListOffsetsResponse resp;
+    int pending = 1;
+    void Done() {
+      if (--pending == 0) responder.Send(resp);
+    }
+  };
+  struct Item {
+    size_t topic_index;
+    size_t partition_index;
+    int32_t partition;
+    int64_t timestamp;
+  };
+  auto gather = std::make_shared<Gather>(std::move(ctx.responder));
+  std::map<int, std::vector<Item>> by_owner;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < req.topics.size(); ++i) {
+    const auto& t = req.topics[i];
+    names.push_back(t.name);
+    auto& rt = gather->resp.topics.emplace_back();
     rt.name = t.name;
-    for (const auto& p : t.partitions) {
-      auto& rp = rt.partitions.emplace_back();
-      rp.partition_index = p.partition_index;
-      storage::PartitionLog* log = ctx.broker.GetLog(t.name, p.partition_index);
-      if (log == nullptr) {
-        rp.error_code = kafka::errors::kUnknownTopicOrPartition;
-        continue;
-      }
-      rp.leader_epoch = 0;
-      if (p.timestamp == kLatest) {
-        rp.offset = log->high_watermark();
-      } else if (p.timestamp == kEarliest) {
-        rp.offset = log->log_start_offset();
-      } else if (p.timestamp < 0) {
-        // -3 (max timestamp) and other specials are not supported yet.
-        rp.error_code = kafka::errors::kUnsupportedVersion;
-      } else {
-        auto offset = log->OffsetForTime(p.timestamp);
-        if (offset.ok()) {
-          rp.offset = *offset;
-          rp.timestamp = p.timestamp;
-        } else {
-          // No record at or after the timestamp: Kafka answers offset -1, timestamp -1.
-          rp.offset = -1;
-          rp.timestamp = -1;
-        }
-      }
+    for (size_t j = 0; j < t.partitions.size(); ++j) {
+      const auto& p = t.partitions[j];
+      rt.partitions.emplace_back().partition_index = p.partition_index;
+      by_owner[ctx.broker.OwnerOf(t.name, p.partition_index)].push_back(
+          {i, j, p.partition_index, p.timestamp});
     }
   }
-  ctx.responder.Send(resp);
+  const int home = ctx.broker.shard_index();
+  for (auto& [owner, items] : by_owner) {
+    ++gather->pending;
+    std::vector<std::string> topics;
+    for (const Item& it : items) topics.push_back(names[it.topic_index]);
+    ctx.broker.RunOn(owner, [gather, home, items = std::move(items),
+                             topics = std::move(topics)](KafkaBroker& b) mutable {
+      std::vector<PartitionResponse> out(items.size());
+      for (size_t k = 0; k < items.size(); ++k) {
+        ListOffsetsPartition(b, topics[k], items[k].partition, items[k].timestamp, &out[k]);
+      }
+      b.RunOn(home, [gather = std::move(gather), items = std::move(items),
+                     out = std::move(out)](KafkaBroker&) mutable {
+        for (size_t k = 0; k < items.size(); ++k) {
+          gather->resp.topics[items[k].topic_index].partitions[items[k].partition_index] =
+              std::move(out[k]);
+        }
+        gather->Done();
+      });
+    });
+  }
+  gather->Done();
 }
 
 }  // namespace sluice::broker

@@ -10,6 +10,13 @@
 // per partition (recompressed with the wrappers' codec), as Kafka does; see legacy_records.h.
 // A Produce v0-2 whose records are magic-2 batches is served like v3 (Kafka checks the magic
 // only from v3 on).
+//
+// Shards: the connection's shard groups the partitions by owner (src/shard_map.h) and runs
+// each group on its owner (idempotent-producer state and appends live there); owners post
+// their partitions' answers back and the response is assembled in request order. Records of
+// partitions on other shards are copied first (the request borrows the input buffer).
+#include <map>
+
 #include "absl/strings/str_cat.h"
 #include "log/logging.h"
 #include "net/kafka/error_codes.h"
@@ -19,6 +26,8 @@
 namespace sluice::broker {
 
 namespace {
+
+using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
 
 struct ProduceState {
   explicit ProduceState(Responder r) : responder(std::move(r)) {}
@@ -37,25 +46,34 @@ struct ProduceState {
   }
 };
 
+// The partitions of one request owned by one shard, on that shard. `done` gets their answers
+// (in `results` order) once every partition reached its ack level.
+struct OwnerBatch {
+  std::vector<PartitionResponse> results;
+  int pending = 1;  // +1 held until every partition was started
+  absl::AnyInvocable<void(std::vector<PartitionResponse>)> done;
+
+  void Done() {
+    if (--pending > 0) return;
+    auto f = std::move(done);
+    f(std::move(results));
+  }
+};
+
 int16_t AppendErrorCode(const absl::Status& s) {
   if (absl::IsResourceExhausted(s)) return kafka::errors::kMessageTooLarge;
   if (absl::IsDataLoss(s)) return kafka::errors::kCorruptMessage;
   return kafka::errors::kKafkaStorageError;
 }
 
-using PartitionResponse = kafka::ProduceResponse::PartitionProduceResponse;
-
-// Appends every batch of one partition's records. Returns false when the partition is already
-// answered (error, or only retried batches); otherwise `state->pending` was raised and the last
-// batch's callback completes the partition.
-void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& state,
-                      size_t topic_index, size_t partition_index, const std::string& topic,
-                      int32_t partition, std::span<const uint8_t> records, int16_t acks,
-                      int16_t api_version) {
-  auto resp = [state, topic_index, partition_index]() -> PartitionResponse& {
-    return state->response.responses[topic_index].partition_responses[partition_index];
-  };
-  storage::PartitionLog* log = ctx.broker.GetLog(topic, partition);
+// Appends every batch of one partition's records (on its owner shard). When the partition is
+// not answered at once (error, or only retried batches), `state->pending` was raised and the
+// last batch's callback completes the partition.
+void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& state, size_t index,
+                      const std::string& topic, int32_t partition, std::span<const uint8_t> records,
+                      int16_t acks, int16_t api_version) {
+  auto resp = [state, index]() -> PartitionResponse& { return state->results[index]; };
+  storage::PartitionLog* log = broker.GetLog(topic, partition);
   if (log == nullptr) {
     resp().error_code = kafka::errors::kUnknownTopicOrPartition;
     return;
@@ -100,7 +118,7 @@ void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& 
     PartitionProducerState* ps = nullptr;
     int32_t last_seq = PartitionProducerState::LastSequence(h.base_sequence, h.last_offset_delta);
     if (h.producer_id >= 0) {
-      ps = ctx.broker.ProducerState(topic, partition, log);
+      ps = broker.ProducerState(topic, partition, log);
       int64_t dup = -1;
       switch (ps->Check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, &dup)) {
         case PartitionProducerState::Verdict::kAppend:
@@ -149,6 +167,84 @@ void ProducePartition(RequestContext& ctx, const std::shared_ptr<ProduceState>& 
   (void)appended_any;
 }
 
+// One partition of a produce request.
+struct ProducePart {
+  size_t topic_index;
+  size_t partition_index;
+  int32_t partition;
+  std::span<const uint8_t> records;
+};
+
+// Runs the partitions on their owners and assembles the response on this (the connection's)
+// shard. Records must stay valid until this returns; parts for other shards get a copy.
+void DispatchProduce(KafkaBroker& home, const std::shared_ptr<ProduceState>& state,
+                     const std::vector<std::string>& topic_names, std::vector<ProducePart> parts,
+                     int16_t acks, int16_t api_version) {
+  std::map<int, std::vector<ProducePart>> by_owner;
+  for (ProducePart& p : parts) {
+    const std::string& topic = topic_names[p.topic_index];
+    if (home.FindTopic(topic) == nullptr) {
+      state->response.responses[p.topic_index].partition_responses[p.partition_index].error_code =
+          kafka::errors::kUnknownTopicOrPartition;
+      continue;
+    }
+    by_owner[home.OwnerOf(topic, p.partition)].push_back(p);
+  }
+  const int here = home.shard_index();
+  for (auto& [owner, list] : by_owner) {
+    ++state->pending;
+    // Where each result goes, in `list` order.
+    std::vector<std::pair<size_t, size_t>> slots;
+    for (const ProducePart& p : list) slots.emplace_back(p.topic_index, p.partition_index);
+    auto merge = [state, slots = std::move(slots)](std::vector<PartitionResponse> results) {
+      for (size_t k = 0; k < results.size(); ++k) {
+        state->response.responses[slots[k].first].partition_responses[slots[k].second] =
+            std::move(results[k]);
+      }
+      state->Done();
+    };
+    std::shared_ptr<std::vector<uint8_t>> copy;
+    std::vector<std::string> names;
+    if (owner != here) {
+      size_t total = 0;
+      for (const ProducePart& p : list) total += p.records.size();
+      copy = std::make_shared<std::vector<uint8_t>>();
+      copy->reserve(total);
+      for (ProducePart& p : list) {
+        const size_t at = copy->size();
+        copy->insert(copy->end(), p.records.begin(), p.records.end());
+        p.records = std::span<const uint8_t>(copy->data() + at, p.records.size());
+      }
+    }
+    for (const ProducePart& p : list) names.push_back(topic_names[p.topic_index]);
+    home.RunOn(owner, [here, list = std::move(list), names = std::move(names), copy, acks,
+                       api_version, merge = std::move(merge)](KafkaBroker& b) mutable {
+      auto batch = std::make_shared<OwnerBatch>();
+      batch->results.resize(list.size());
+      for (size_t k = 0; k < list.size(); ++k) {
+        batch->results[k].index = list[k].partition;
+        batch->results[k].base_offset = -1;
+      }
+      if (b.shard_index() == here) {
+        batch->done = std::move(merge);
+      } else {
+        batch->done = [&b, here, merge = std::move(merge),
+                       copy](std::vector<PartitionResponse> results) mutable {
+          copy.reset();  // the appends copied the records
+          b.RunOn(here, [merge = std::move(merge), results = std::move(results)](
+                            KafkaBroker&) mutable { merge(std::move(results)); });
+        };
+      }
+      for (size_t k = 0; k < list.size(); ++k) {
+        ProducePartition(b, batch, k, names[k], list[k].partition, list[k].records, acks,
+                         api_version);
+      }
+      batch->Done();
+    });
+  }
+  state->Done();
+}
+
 }  // namespace
 
 void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
@@ -182,31 +278,45 @@ void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
     state->Done();
     return;
   }
-  // Size the response first: callbacks refer to entries by index.
-  for (const auto& t : req.topic_data) {
+  // Size the response first: answers are placed by index.
+  std::vector<std::string> names;
+  std::vector<ProducePart> parts;
+  for (size_t i = 0; i < req.topic_data.size(); ++i) {
+    const auto& t = req.topic_data[i];
+    names.push_back(t.name);
     auto& rt = state->response.responses.emplace_back();
     rt.name = t.name;
     rt.partition_responses.resize(t.partition_data.size());
     for (size_t j = 0; j < t.partition_data.size(); ++j) {
       rt.partition_responses[j].index = t.partition_data[j].index;
       rt.partition_responses[j].base_offset = -1;
+      parts.push_back({i, j, t.partition_data[j].index, t.partition_data[j].records.contiguous()});
     }
   }
-  for (size_t i = 0; i < req.topic_data.size(); ++i) {
-    const auto& t = req.topic_data[i];
-    const TopicInfo* topic = ctx.broker.FindOrAutoCreate(t.name, true);
-    for (size_t j = 0; j < t.partition_data.size(); ++j) {
-      const auto& p = t.partition_data[j];
-      if (topic == nullptr) {
-        state->response.responses[i].partition_responses[j].error_code =
-            kafka::errors::kUnknownTopicOrPartition;
-        continue;
-      }
-      ProducePartition(ctx, state, i, j, t.name, p.index, p.records.contiguous(), acks,
-                       ctx.header.api_version);
-    }
+  KafkaBroker& home = ctx.broker;
+  const int16_t api_version = ctx.header.api_version;
+  bool known = true;
+  for (const std::string& n : names) known &= home.FindTopic(n) != nullptr;
+  if (known || home.shard_index() == 0) {
+    // Shard 0 auto-creates synchronously; known topics need no round trip.
+    if (!known) home.EnsureTopics(names, true, [] {});
+    DispatchProduce(home, state, names, std::move(parts), acks, api_version);
+    return;
   }
-  state->Done();
+  // Unknown topics are auto-created on shard 0 first: keep a copy of the records until then.
+  auto copy = std::make_shared<std::vector<uint8_t>>();
+  size_t total = 0;
+  for (const ProducePart& p : parts) total += p.records.size();
+  copy->reserve(total);
+  for (ProducePart& p : parts) {
+    const size_t at = copy->size();
+    copy->insert(copy->end(), p.records.begin(), p.records.end());
+    p.records = std::span<const uint8_t>(copy->data() + at, p.records.size());
+  }
+  home.EnsureTopics(names, true,
+                    [&home, state, names, parts = std::move(parts), copy, acks, api_version] {
+                      DispatchProduce(home, state, names, parts, acks, api_version);
+                    });
 }
 
 }  // namespace sluice::broker

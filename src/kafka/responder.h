@@ -6,9 +6,11 @@
 // connection's ResponseQueue; its Responder fills the slot later, and ready slots at the
 // front are sent.
 //
-// Threading: the shard thread. Lifetime: the queue is shared by the connection handler and
-// every outstanding Responder, and reaches the socket through Reactor::FindConnection, so a
-// Responder that completes after its connection closed is harmless.
+// Threading: a ResponseQueue lives on its connection's shard thread. A Responder may be
+// answered on any shard (a request forwarded to shard 0, see kafka_connection.h): off its
+// queue's thread it posts the encoded frame back there. Lifetime: the queue is shared by the
+// connection handler and every outstanding Responder, and reaches the socket through
+// Reactor::FindConnection, so a Responder that completes after its connection closed is harmless.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,8 @@ namespace sluice::broker {
 class ResponseQueue {
  public:
   ResponseQueue(net::Reactor* reactor, net::ConnectionId id) : reactor_(reactor), id_(id) {}
+
+  net::Reactor* reactor() const { return reactor_; }
 
   uint64_t Reserve() {
     slots_.emplace_back();
@@ -77,12 +81,25 @@ class Responder {
   }
   void SendFrame(kafka::EncodedFrame frame, const std::vector<storage::FileSlice>& slices = {}) {
     if (!queue_) return;
+    if (!queue_->reactor()->IsInLoopThread()) {
+      net::Reactor* home = queue_->reactor();
+      home->Post(
+          [queue = std::move(queue_), seq = seq_, frame = std::move(frame), slices]() mutable {
+            queue->Complete(seq, FrameToChunks(std::move(frame), slices));
+          });
+      return;
+    }
     queue_->Complete(seq_, FrameToChunks(std::move(frame), slices));
     queue_.reset();
   }
   // No response on the wire (Produce with acks=0).
   void SendNothing() {
     if (!queue_) return;
+    if (!queue_->reactor()->IsInLoopThread()) {
+      net::Reactor* home = queue_->reactor();
+      home->Post([queue = std::move(queue_), seq = seq_] { queue->Complete(seq, {}); });
+      return;
+    }
     queue_->Complete(seq_, {});
     queue_.reset();
   }
