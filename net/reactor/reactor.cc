@@ -19,6 +19,22 @@
 
 namespace sluice::net {
 namespace {
+// ThreadSanitizer cannot see absl::Mutex when absl itself is not built with it (Debian's is
+// not): what remote_mu_ orders (the task queue) is announced to it explicitly.
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define SLUICE_TSAN_BUILD 1
+#endif
+#endif
+#ifdef SLUICE_TSAN_BUILD
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+void TsanAcquire(void* addr) { __tsan_acquire(addr); }
+void TsanRelease(void* addr) { __tsan_release(addr); }
+#else
+void TsanAcquire(void*) {}
+void TsanRelease(void*) {}
+#endif
 
 thread_local Reactor* t_reactor = nullptr;
 
@@ -167,6 +183,7 @@ Reactor::~Reactor() {
   local_tasks_.clear();
   {
     absl::MutexLock lock(&remote_mu_);
+    TsanAcquire(&remote_tasks_);
     remote_tasks_.clear();
   }
   io_uring_queue_exit(&ring_);
@@ -292,7 +309,9 @@ void Reactor::Post(Task task) {
   }
   {
     absl::MutexLock lock(&remote_mu_);
+    TsanAcquire(&remote_tasks_);
     remote_tasks_.push_back(std::move(task));
+    TsanRelease(&remote_tasks_);
   }
   // Only the poster that flips the flag writes the eventfd: one wake-up per batch.
   if (!remote_pending_.exchange(true, std::memory_order_acq_rel)) {
@@ -312,7 +331,9 @@ void Reactor::RunTasks() {
     std::vector<Task> remote;
     {
       absl::MutexLock lock(&remote_mu_);
+      TsanAcquire(&remote_tasks_);
       remote.swap(remote_tasks_);
+      TsanRelease(&remote_tasks_);
     }
     for (Task& t : remote) t();
   }
