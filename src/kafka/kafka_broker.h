@@ -92,16 +92,16 @@ class KafkaBroker {
   // otherwise posted to its reactor (FIFO per posting shard).
   void RunOn(int index, absl::AnyInvocable<void(KafkaBroker&)> task);
 
-  // Topics as this shard sees them: the registry itself on shard 0, the last published
-  // snapshot elsewhere.
+  // Topics as this shard sees them: the last published snapshot (on shard 0 it is taken
+  // synchronously at every registry change).
   const TopicInfo* FindTopic(const std::string& name) const {
     return shard_->topic_snapshot().Find(name);
   }
-  // Makes sure the topics exist (auto-creating them on shard 0 when allowed and enabled),
-  // then runs `then` on this shard, after this shard's snapshot shows them.
   // Shard 0: the registry changed (topic `name`; "" for none in particular): takes a new
   // snapshot here and posts it to every shard.
   void PublishTopics(const std::string& name);
+  // Makes sure the topics exist (auto-creating them on shard 0 when allowed and enabled),
+  // then runs `then` on this shard, after this shard's snapshot shows them.
   void EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
                     absl::AnyInvocable<void()> then);
 

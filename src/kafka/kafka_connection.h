@@ -8,6 +8,11 @@
 // Malformed requests (no header, unknown API key, a version the broker does not serve, a body that
 // does not decode) close the connection with a log line naming the peer and the reason; an
 // ApiVersions request of an unknown version is answered per KIP-511 instead.
+//
+// Shards: the connection lives on the shard that accepted it. Produce, Fetch, ListOffsets and
+// ApiVersions are handled here (the first three split by partition owner); on shards other
+// than 0 every other API is forwarded to shard 0 (registry, group coordinator): the frame is
+// copied, decoded again and handled there, and the answer is posted back to this queue.
 #pragma once
 
 #include <memory>

@@ -7,7 +7,8 @@
 // front are sent.
 //
 // Threading: a ResponseQueue lives on its connection's shard thread. A Responder may be
-// answered on any shard (a request forwarded to shard 0, see kafka_connection.h): off its
+// answered on any shard (a request forwarded to shard 0, see kafka_connection.h; a produce
+// whose partitions live on other shards): off its
 // queue's thread it posts the encoded frame back there. Lifetime: the queue is shared by the
 // connection handler and every outstanding Responder, and reaches the socket through
 // Reactor::FindConnection, so a Responder that completes after its connection closed is harmless.
