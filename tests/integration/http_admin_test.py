@@ -38,7 +38,9 @@ def raw(port, data):
 
 def main(args):
     http_port = harness.free_port()
-    b = harness.AmqpBroker(args.sluice, ["--http-port", str(http_port)])
+    # Two shards: partition 1 lives on shard 1, whose samples reach /metrics through shard 0.
+    b = harness.AmqpBroker(args.sluice, ["--http-port", str(http_port), "--shards", "2",
+                                         "--num-partitions", "2"])
     try:
         b.start()
         status, _, body = get(http_port, "/healthz")
@@ -46,7 +48,9 @@ def main(args):
 
         p = Producer({"bootstrap.servers": b.bootstrap})
         for i in range(25):
-            p.produce("metered", key=b"k", value=b"v%d" % i)
+            p.produce("metered", value=b"v%d" % i, partition=0)
+        for i in range(9):
+            p.produce("metered", value=b"w%d" % i, partition=1)
         check(p.flush(15) == 0, "produced")
         c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.amqp_port))
         ch = c.channel()
@@ -61,9 +65,14 @@ def main(args):
         check("sluice_up 1" in lines, "sluice_up")
         check('sluice_log_end_offset{topic="metered",partition="0"} 25' in lines,
               "end offset of the produced topic:\n" + body[:2000])
+        check('sluice_log_end_offset{topic="metered",partition="1"} 9' in lines,
+              "end offset of the partition on shard 1")
+        check('sluice_shards 2' in lines, "shard count")
         check('sluice_amqp_queue_messages_ready{vhost="/",queue="metered-q"} 7' in lines,
               "ready messages of the queue")
-        check(any(line.startswith("sluice_connections{shard=") for line in lines), "connections")
+        for shard in (0, 1):
+            check(any(line.startswith(f'sluice_connections{{shard="{shard}"}}') for line in lines),
+                  f"connections of shard {shard}")
         check(body.count("# TYPE sluice_log_end_offset gauge") == 1, "one TYPE line per family")
         status, _, body = get(http_port, "/metrics", method="HEAD")
         check(status == 200 and body == "", "HEAD /metrics")
