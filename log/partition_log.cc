@@ -834,6 +834,24 @@ absl::StatusOr<int64_t> PartitionLog::OffsetForTime(int64_t timestamp_ms) const 
   return absl::NotFoundError(absl::StrFormat("no record with timestamp >= %d", timestamp_ms));
 }
 
+absl::StatusOr<std::pair<int64_t, int64_t>> PartitionLog::MaxTimestamp() const {
+  int64_t best_ts = -1;
+  int64_t best_offset = -1;
+  for (size_t i = SegmentIndexFor(log_start_offset_); i < segments_.size(); ++i) {
+    const Segment& seg = *segments_[i];
+    if (ReadableLimit(seg) == 0) break;
+    const int64_t offset = seg.offset_of_max_timestamp();
+    // A batch not yet readable, or below the log start, does not count.
+    if (offset < log_start_offset_ || offset >= written_offset_) continue;
+    if (seg.max_timestamp() > best_ts) {
+      best_ts = seg.max_timestamp();
+      best_offset = offset;
+    }
+  }
+  if (best_offset < 0) return absl::NotFoundError("no readable batch");
+  return std::make_pair(best_ts, best_offset);
+}
+
 absl::Status PartitionLog::Flush() {
   flush_target_ = next_offset_;
   SubmitBuffered();

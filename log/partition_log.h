@@ -157,6 +157,10 @@ class PartitionLog {
   absl::StatusOr<FileSlice> Read(int64_t offset, uint32_t max_bytes) const;
   // Earliest offset whose record timestamp >= `timestamp_ms`; NotFoundError if none.
   absl::StatusOr<int64_t> OffsetForTime(int64_t timestamp_ms) const;
+  // The largest batch max-timestamp among readable batches (from the segments' headers,
+  // no I/O) and the base offset of the first batch that has it; NotFound in an empty log.
+  // Kafka's ListOffsets MAX_TIMESTAMP (-3).
+  absl::StatusOr<std::pair<int64_t, int64_t>> MaxTimestamp() const;
 
   // Blocks (driving the IoBackend) until everything appended so far is durable.
   absl::Status Flush();

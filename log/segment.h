@@ -108,6 +108,8 @@ class Segment {
   int64_t next_offset() const { return next_offset_; }
   bool empty() const { return size_ == 0; }
   int64_t max_timestamp() const { return max_timestamp_; }
+  // Base offset of the first batch carrying max_timestamp() (-1 when empty).
+  int64_t offset_of_max_timestamp() const { return offset_of_max_timestamp_; }
   // Wall-clock ms when the first batch was appended (segment.ms rolling).
   int64_t first_append_ms() const { return first_append_ms_; }
   void set_first_append_ms(int64_t ms) { first_append_ms_ = ms; }

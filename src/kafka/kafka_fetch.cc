@@ -102,6 +102,7 @@ void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t
                           kafka::ListOffsetsResponse::ListOffsetsPartitionResponse* rp) {
   constexpr int64_t kLatest = -1;
   constexpr int64_t kEarliest = -2;
+  constexpr int64_t kMaxTimestamp = -3;  // KIP-734 (ListOffsets v7)
   rp->partition_index = partition;
   storage::PartitionLog* log = broker.GetLog(topic, partition);
   if (log == nullptr) {
@@ -113,8 +114,14 @@ void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t
     rp->offset = log->high_watermark();
   } else if (timestamp == kEarliest) {
     rp->offset = log->log_start_offset();
+  } else if (timestamp == kMaxTimestamp) {
+    // The batch holding the largest timestamp (its first offset: batch headers only, as the
+    // time index; Kafka >= 3.7 names the record itself). Empty log: -1, -1 as Kafka.
+    auto max = log->MaxTimestamp();
+    rp->timestamp = max.ok() ? max->first : -1;
+    rp->offset = max.ok() ? max->second : -1;
   } else if (timestamp < 0) {
-    // -3 (max timestamp) and other specials are not supported yet.
+    // Other specials (e.g. -4, KIP-1005's earliest-local) are not served.
     rp->error_code = kafka::errors::kUnsupportedVersion;
   } else {
     auto offset = log->OffsetForTime(timestamp);

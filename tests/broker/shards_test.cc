@@ -411,6 +411,40 @@ TEST_F(ShardsTest, CreateDeleteRecreateTopic) {
   }
 }
 
+TEST_F(ShardsTest, ListOffsetsMaxTimestampNamesTheBatchWithTheLargestTimestamp) {
+  Client c(port_);
+  CreateTopic(c, "ts", 3);
+  auto at = [](int64_t ts, int records) {
+    storage::RecordBatchBuilder b(0, ts);
+    for (int i = 0; i < records; ++i) b.Add(std::nullopt, "v");
+    return b.Build();
+  };
+  // Partition 1 (on shard 1): offsets 0-1 at t=1000, 2 at 5000, 3-5 at 3000; partition 2: none.
+  ASSERT_EQ(Produce(c, "ts", {{1, at(1000, 2)}}), std::vector<int64_t>{0});
+  ASSERT_EQ(Produce(c, "ts", {{1, at(5000, 1)}}), std::vector<int64_t>{2});
+  ASSERT_EQ(Produce(c, "ts", {{1, at(3000, 3)}}), std::vector<int64_t>{3});
+  kafka::ListOffsetsRequest lo;
+  lo.replica_id = -1;
+  auto& lt = lo.topics.emplace_back();
+  lt.name = "ts";
+  for (int32_t p : {1, 2}) {
+    auto& lp = lt.partitions.emplace_back();
+    lp.partition_index = p;
+    lp.timestamp = -3;
+  }
+  auto resp = c.Call<kafka::ListOffsetsResponse>(7, lo);
+  ASSERT_EQ(resp.topics.size(), 1u);
+  ASSERT_EQ(resp.topics[0].partitions.size(), 2u);
+  const auto& p1 = resp.topics[0].partitions[0];
+  EXPECT_EQ(p1.error_code, 0);
+  EXPECT_EQ(p1.offset, 2);
+  EXPECT_EQ(p1.timestamp, 5000);
+  const auto& p2 = resp.topics[0].partitions[1];
+  EXPECT_EQ(p2.error_code, 0);
+  EXPECT_EQ(p2.offset, -1);
+  EXPECT_EQ(p2.timestamp, -1);
+}
+
 TEST_F(ShardsTest, AutoCreateFromAnyShard) {
   for (int i = 0; i < 4; ++i) {
     Client c(port_);
