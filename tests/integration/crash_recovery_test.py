@@ -1,12 +1,11 @@
 """kill -9 of the broker during acks=all production to a flush.messages=1 topic; after a
 restart every acknowledged record is consumed back at its acknowledged offset."""
-import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Broker, check, run
+from harness import Broker, check, produce_acked_until_kill9, run
 
 
 def test(args):
@@ -15,37 +14,8 @@ def test(args):
         admin = AdminClient({"bootstrap.servers": b.bootstrap, "broker.address.family": "v4"})
         admin.create_topics([NewTopic("durable", num_partitions=2,
                                       config={"flush.messages": "1"})])["durable"].result(10)
-        acked = {}  # (partition, offset) -> value
-        stop = threading.Event()
-
-        def produce_loop():
-            p = Producer({"bootstrap.servers": b.bootstrap, "broker.address.family": "v4",
-                          "acks": "all", "linger.ms": 2, "message.timeout.ms": 3000,
-                          "retries": 0})
-
-            def report(err, msg):
-                if err is None:
-                    acked[(msg.partition(), msg.offset())] = msg.value()
-
-            i = 0
-            deadline = time.time() + 20
-            while not stop.is_set() and time.time() < deadline:
-                try:
-                    p.produce("durable", value=f"d{i}".encode(), partition=i % 2, on_delivery=report)
-                except BufferError:
-                    pass
-                p.poll(0.001)
-                i += 1
-            p.flush(5)
-
-        t = threading.Thread(target=produce_loop)
-        t.start()
-        time.sleep(2.0)
-        b.kill9()
-        count_at_kill = len(acked)
-        stop.set()
-        t.join(30)
-        check(count_at_kill > 50, f"only {count_at_kill} acknowledged before the kill")
+        acked = produce_acked_until_kill9(
+            b, "durable", 2, {"bootstrap.servers": b.bootstrap, "broker.address.family": "v4"})
         b.start()
         c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "unused",
                       "broker.address.family": "v4", "enable.partition.eof": True,

@@ -150,6 +150,46 @@ class AmqpBroker(Broker):
                          data_dir=data_dir)
 
 
+def produce_acked_until_kill9(b, topic, partitions, producer_conf):
+    """Produces to `topic` (round robin over `partitions`) with acks=all from a thread, kills
+    the broker with -9 after 2 s, and returns {(partition, offset): value} of every record
+    acknowledged. Checks that more than 50 were acknowledged before the kill."""
+    import threading
+    from confluent_kafka import Producer
+    acked = {}
+    stop = threading.Event()
+
+    def produce_loop():
+        p = Producer(dict(producer_conf, **{"acks": "all", "linger.ms": 2,
+                                            "message.timeout.ms": 3000, "retries": 0}))
+
+        def report(err, msg):
+            if err is None:
+                acked[(msg.partition(), msg.offset())] = msg.value()
+
+        i = 0
+        deadline = time.time() + 20
+        while not stop.is_set() and time.time() < deadline:
+            try:
+                p.produce(topic, value=f"d{i}".encode(), partition=i % partitions,
+                          on_delivery=report)
+            except BufferError:
+                pass
+            p.poll(0.001)
+            i += 1
+        p.flush(5)
+
+    t = threading.Thread(target=produce_loop)
+    t.start()
+    time.sleep(2.0)
+    b.kill9()
+    count_at_kill = len(acked)
+    stop.set()
+    t.join(30)
+    check(count_at_kill > 50, f"only {count_at_kill} acknowledged before the kill")
+    return acked
+
+
 def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--sluice", required=True)

@@ -6,13 +6,12 @@ kill -9 during acks=all production to a flush.messages=1 topic, after which ever
 record comes back at its acknowledged offset; a clean SIGTERM shutdown of every shard."""
 # ctest-timeout: 240
 import subprocess
-import threading
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Broker, check, run
+from harness import Broker, check, produce_acked_until_kill9, run
 
 KCAT = "/usr/bin/kcat"
 SHARDS = ["--shards", "3", "--group-initial-rebalance-delay-ms", "0"]
@@ -132,36 +131,7 @@ def crash(b):
     admin = AdminClient(conf(b))
     admin.create_topics([NewTopic("durable", num_partitions=4,
                                   config={"flush.messages": "1"})])["durable"].result(10)
-    acked = {}
-    stop = threading.Event()
-
-    def produce_loop():
-        p = Producer(conf(b, **{"acks": "all", "linger.ms": 2, "message.timeout.ms": 3000,
-                                "retries": 0}))
-
-        def report(err, msg):
-            if err is None:
-                acked[(msg.partition(), msg.offset())] = msg.value()
-
-        i = 0
-        deadline = time.time() + 20
-        while not stop.is_set() and time.time() < deadline:
-            try:
-                p.produce("durable", value=f"d{i}".encode(), partition=i % 4, on_delivery=report)
-            except BufferError:
-                pass
-            p.poll(0.001)
-            i += 1
-        p.flush(5)
-
-    t = threading.Thread(target=produce_loop)
-    t.start()
-    time.sleep(2.0)
-    b.kill9()
-    count_at_kill = len(acked)
-    stop.set()
-    t.join(30)
-    check(count_at_kill > 50, f"only {count_at_kill} acknowledged before the kill")
+    acked = produce_acked_until_kill9(b, "durable", 4, conf(b))
     b.start()
     got = consume_assigned(b, "durable", list(range(4)))
     flat = {(p, o): v for p, records in got.items() for o, v in records}
