@@ -190,6 +190,33 @@ def produce_acked_until_kill9(b, topic, partitions, producer_conf):
     return acked
 
 
+def consume_from_start(b, topic, partitions, require_eof=True, timeout=30):
+    """Every record of the partitions from offset 0, read with confluent-kafka (assigned, no
+    group commits): {partition: [(offset, value)]}. With `require_eof`, checks that the end of
+    every partition was reached."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    c = Consumer({"bootstrap.servers": b.bootstrap, "broker.address.family": "v4",
+                  "group.id": "reader", "enable.partition.eof": True,
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in partitions])
+    got = {p: [] for p in partitions}
+    eof, deadline = set(), time.time() + timeout
+    while len(eof) < len(partitions) and time.time() < deadline:
+        m = c.poll(0.2)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+                continue
+            raise AssertionError(str(m.error()))
+        got[m.partition()].append((m.offset(), m.value()))
+    c.close()
+    if require_eof:
+        check(len(eof) == len(partitions), f"end of partitions reached: {sorted(eof)}")
+    return got
+
+
 def parse_args():
     p = argparse.ArgumentParser()
     p.add_argument("--sluice", required=True)

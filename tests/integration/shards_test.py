@@ -8,10 +8,10 @@ record comes back at its acknowledged offset; a clean SIGTERM shutdown of every 
 import subprocess
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from harness import Broker, check, produce_acked_until_kill9, run
+from harness import Broker, check, consume_from_start, produce_acked_until_kill9, run
 
 KCAT = "/usr/bin/kcat"
 SHARDS = ["--shards", "3", "--group-initial-rebalance-delay-ms", "0"]
@@ -29,28 +29,6 @@ def conf(b, **extra):
     c = {"bootstrap.servers": b.bootstrap, "broker.address.family": "v4"}
     c.update(extra)
     return c
-
-
-def consume_assigned(b, topic, partitions, want_eof=True, timeout=30):
-    """Every record of the partitions from offset 0: {partition: [(offset, value)]}."""
-    c = Consumer(conf(b, **{"group.id": "reader", "enable.partition.eof": True,
-                            "enable.auto.commit": False}))
-    c.assign([TopicPartition(topic, p, 0) for p in partitions])
-    got = {p: [] for p in partitions}
-    eof, deadline = set(), time.time() + timeout
-    while len(eof) < len(partitions) and time.time() < deadline:
-        m = c.poll(0.2)
-        if m is None:
-            continue
-        if m.error():
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                eof.add(m.partition())
-                continue
-            raise AssertionError(str(m.error()))
-        got[m.partition()].append((m.offset(), m.value()))
-    c.close()
-    check(len(eof) == len(partitions), f"end of partitions reached: {sorted(eof)}")
-    return got
 
 
 def ordered_topic(b):
@@ -74,7 +52,7 @@ def ordered_topic(b):
     meta = kcat(b, "-L", "-t", "orders")
     check("6 partitions" in meta, f"metadata: {meta}")
 
-    got = consume_assigned(b, "orders", list(range(6)))
+    got = consume_from_start(b, "orders", list(range(6)))
     for part in range(6):
         values = [v.decode() for _, v in got[part]]
         extra = ["kcat-a", "kcat-b"] if part == 4 else []
@@ -133,7 +111,7 @@ def crash(b):
                                   config={"flush.messages": "1"})])["durable"].result(10)
     acked = produce_acked_until_kill9(b, "durable", 4, conf(b))
     b.start()
-    got = consume_assigned(b, "durable", list(range(4)))
+    got = consume_from_start(b, "durable", list(range(4)))
     flat = {(p, o): v for p, records in got.items() for o, v in records}
     missing = [k for k, v in acked.items() if flat.get(k) != v]
     check(not missing, f"{len(missing)} of {len(acked)} acknowledged records lost: {missing[:5]}")
@@ -155,7 +133,7 @@ def test(args):
         group_resume(b)
         crash(b)
         # The data of the first run survived the crash too, and the group's offsets.
-        got = consume_assigned(b, "orders", list(range(6)))
+        got = consume_from_start(b, "orders", list(range(6)))
         check(sum(len(v) for v in got.values()) == 1202, "orders intact after restart")
         check(b.stop() == 0, "clean shutdown")
         check("sluice stopped cleanly" in full_log(b), "stopped cleanly")
