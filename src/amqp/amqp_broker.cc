@@ -422,12 +422,10 @@ absl::Status AmqpBroker::Load() {
   CompactCursorJournal();
   if (auto names = storage::ListDir(absl::StrCat(shard_->config().data_dir, "/amqp-cursors"));
       names.ok()) {
+    // Everything but the journal: `<queue id>` files and their `.tmp` leftovers.
     for (const std::string& name : *names) {
-      if (!name.empty() && name.find_first_not_of("0123456789") == std::string::npos) {
-        (void)storage::RemoveFile(CursorPath(std::stoull(name)));
-      } else if (name.size() > 4 && name.ends_with(".tmp") && name != "journal.tmp") {
-        (void)storage::RemoveFile(absl::StrCat(shard_->config().data_dir, "/amqp-cursors/", name));
-      }
+      if (name == "journal") continue;
+      (void)storage::RemoveFile(absl::StrCat(shard_->config().data_dir, "/amqp-cursors/", name));
     }
   }
   storage::LogInfo("amqp: %d exchanges, %d queues restored", exchanges_.size(), queues_.size());
@@ -841,7 +839,6 @@ absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
   RemoveBindingsTo(queue->name, /*to_exchange=*/false);
   absl::Status s;
   if (queue->durable) s = SaveMetadata();
-  (void)storage::RemoveFile(CursorPath(queue->id));
   queue->ForgetBelow(INT64_MAX);
   if (queue->stream) {
     // The stream is the Kafka topic: deleting the queue deletes the topic (RabbitMQ deletes
