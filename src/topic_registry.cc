@@ -87,6 +87,8 @@ bool IsValidTopicName(const std::string& name) {
   return true;
 }
 
+bool IsInternalTopic(std::string_view name) { return name == kConsumerOffsetsTopic; }
+
 absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
                               storage::LogConfig* c) {
   if (name == "cleanup.policy") {
@@ -325,6 +327,9 @@ absl::StatusOr<const TopicInfo*> TopicRegistry::Create(
 absl::Status TopicRegistry::Delete(const std::string& name) {
   auto it = topics_.find(name);
   if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+  if (IsInternalTopic(name)) {
+    return absl::PermissionDeniedError(absl::StrCat("'", name, "' is an internal topic"));
+  }
   TopicInfo old = std::move(it->second);
   topics_.erase(it);
   absl::Status s = Save();
@@ -339,6 +344,10 @@ absl::Status TopicRegistry::Delete(const std::string& name) {
 absl::Status TopicRegistry::SetPartitions(const std::string& name, int32_t partitions) {
   auto it = topics_.find(name);
   if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+  if (IsInternalTopic(name)) {
+    // Groups are placed by the partition count of the offsets topic: it never changes.
+    return absl::PermissionDeniedError(absl::StrCat("'", name, "' is an internal topic"));
+  }
   int32_t old = it->second.partitions;
   it->second.partitions = partitions;
   absl::Status s = Save();

@@ -16,6 +16,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,7 +78,8 @@ class TopicRegistry {
   storage::LogConfig ConfigFor(const TopicInfo& topic) const;
   const storage::LogConfig& defaults() const { return defaults_; }
 
-  // Mutations persist before returning. Create fails with AlreadyExistsError.
+  // Mutations persist before returning. Create fails with AlreadyExistsError; Delete and
+  // SetPartitions of an internal topic with PermissionDeniedError.
   absl::StatusOr<const TopicInfo*> Create(const std::string& name, int32_t partitions,
                                           std::map<std::string, std::string> overrides);
   absl::Status Delete(const std::string& name);
@@ -112,5 +114,11 @@ class TopicRegistry {
 
 // Kafka's legal topic names: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".
 bool IsValidTopicName(const std::string& name);
+
+// The internal topics (Kafka's Topic.isInternal): the broker owns them. Clients may read them;
+// the registry refuses to delete them or change their partition count (PermissionDenied), and
+// the Kafka admin APIs refuse config changes too. Sluice has one: the group coordinator's.
+inline constexpr char kConsumerOffsetsTopic[] = "__consumer_offsets";
+bool IsInternalTopic(std::string_view name);
 
 }  // namespace sluice::broker

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "log/logging.h"
 #include "net/kafka/error_codes.h"
 #include "src/kafka/handlers.h"
 
@@ -37,6 +38,17 @@ int16_t CreateErrorCode(const absl::Status& s) {
                : kafka::errors::kInvalidConfig;
   }
   return kafka::errors::kUnknownServerError;
+}
+
+// Internal topics belong to the broker: clients get Kafka's INVALID_TOPIC_EXCEPTION and the
+// broker says who tried.
+void RefuseInternal(RequestContext& ctx, const char* api, const std::string& topic,
+                    const char* what, int16_t* error_code,
+                    std::optional<std::string>* error_message) {
+  *error_code = kafka::errors::kInvalidTopicException;
+  *error_message = absl::StrCat("'", topic, "' is an internal topic: it cannot be ", what);
+  storage::LogWarning("kafka: %s of internal topic %s from %s (client %s) refused", api, topic,
+                      ctx.peer, ctx.header.client_id.value_or(""));
 }
 
 }  // namespace
@@ -195,6 +207,11 @@ void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
     const TopicInfo* t = ctx.broker.topics().Find(*name);
     if (t == nullptr) {
       r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    } else if (ctx.broker.IsInternalTopic(*name)) {
+      // Every group's offsets live there. Kafka's word for operations it refuses on internal
+      // topics (Produce, DeleteRecords) is INVALID_TOPIC_EXCEPTION.
+      r.topic_id = TopicUuid(*t);
+      RefuseInternal(ctx, "DeleteTopics", *name, "deleted", &r.error_code, &r.error_message);
     } else {
       r.topic_id = TopicUuid(*t);
       absl::Status s = ctx.broker.DeleteTopic(*name);
@@ -216,6 +233,10 @@ void HandleCreatePartitions(RequestContext& ctx, kafka::CreatePartitionsRequest&
     const TopicInfo* info = ctx.broker.topics().Find(t.name);
     if (info == nullptr) {
       r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    } else if (ctx.broker.IsInternalTopic(t.name)) {
+      // Groups are placed by the partition count of the offsets topic.
+      RefuseInternal(ctx, "CreatePartitions", t.name, "given partitions", &r.error_code,
+                     &r.error_message);
     } else if (t.count <= info->partitions) {
       r.error_code = kafka::errors::kInvalidPartitions;
       r.error_message = absl::StrCat("topic has ", info->partitions, " partitions; ", t.count,
@@ -285,6 +306,14 @@ void HandleIncrementalAlterConfigs(RequestContext& ctx,
       r.error_code = res.resource_type == kResourceTopic ? kafka::errors::kUnknownTopicOrPartition
                                                          : kafka::errors::kInvalidRequest;
       r.error_message = "only topic configs can be altered";
+      resp.responses.push_back(std::move(r));
+      continue;
+    }
+    if (ctx.broker.IsInternalTopic(res.resource_name)) {
+      // The broker sets the offsets topic's config (compact, --offsets-topic-segment-bytes)
+      // and restores it at start-up; cleanup.policy=delete would expire committed offsets.
+      RefuseInternal(ctx, "IncrementalAlterConfigs", res.resource_name, "reconfigured",
+                     &r.error_code, &r.error_message);
       resp.responses.push_back(std::move(r));
       continue;
     }

@@ -133,7 +133,7 @@ class KafkaBroker {
   // The group coordinator (every group: this broker is node 0), loaded from the offsets topic.
   // Shard 0 only.
   GroupCoordinator& groups() { return *groups_; }
-  bool IsInternalTopic(const std::string& name) const { return name == kOffsetsTopic; }
+  bool IsInternalTopic(const std::string& name) const { return broker::IsInternalTopic(name); }
 
  private:
   class GroupEnvImpl;

@@ -1,9 +1,15 @@
 #include "src/kafka/offsets_topic.h"
 
+#include <string_view>
+
 #include "absl/strings/str_cat.h"
 #include "net/kafka/wire.h"
+#include "src/topic_registry.h"
 
 namespace sluice::broker {
+
+// The registry protects the topic under this name (IsInternalTopic).
+static_assert(std::string_view(kOffsetsTopic) == kConsumerOffsetsTopic);
 
 namespace {
 

@@ -70,6 +70,24 @@ TEST(TopicRegistry, CorruptFileFailsOpenLoudly) {
   EXPECT_TRUE(absl::IsDataLoss(TopicRegistry::Open(dir.path(), {}).status()));
 }
 
+TEST(TopicRegistry, InternalTopicIsNeitherDeletedNorRepartitioned) {
+  TempDir dir;
+  EXPECT_TRUE(IsInternalTopic("__consumer_offsets"));
+  EXPECT_FALSE(IsInternalTopic("orders"));
+  {
+    auto r = TopicRegistry::Open(dir.path(), {});
+    ASSERT_TRUE(r.ok());
+    ASSERT_TRUE((*r)->Create("__consumer_offsets", 50, {{"cleanup.policy", "compact"}}).ok());
+    EXPECT_TRUE(absl::IsPermissionDenied((*r)->Delete("__consumer_offsets")));
+    EXPECT_TRUE(absl::IsPermissionDenied((*r)->SetPartitions("__consumer_offsets", 60)));
+  }
+  auto r = TopicRegistry::Open(dir.path(), {});
+  ASSERT_TRUE(r.ok());
+  const TopicInfo* t = (*r)->Find("__consumer_offsets");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->partitions, 50);
+}
+
 TEST(TopicConfig, ParsesKafkaNamesAndRejectsBadValues) {
   storage::LogConfig c;
   EXPECT_TRUE(ApplyTopicConfig("message.timestamp.type", "LogAppendTime", &c).ok());
