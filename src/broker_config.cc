@@ -78,6 +78,10 @@ std::string Usage() {
          "  --group-max-session-timeout-ms N      (default 1800000)\n"
          "  --offsets-topic-partitions N          __consumer_offsets partitions (default 50)\n"
          "  --offsets-topic-segment-bytes N       its segment.bytes (default 104857600)\n"
+         "  --group-max-size N                    group.max.size, members per group (1000)\n"
+         "  --group-max-member-metadata-bytes N   metadata + assignment bytes per member\n"
+         "                                        (default 1048576)\n"
+         "  --group-max-metadata-bytes N          the same per group (default 4194304)\n"
          "  --disk-free-limit-bytes N  AMQP publishers blocked below N free bytes in the data\n"
          "                            dir, 0 disables (default 50000000); the file\n"
          "                            <data-dir>/disk-free-limit-bytes overrides it while it "
@@ -167,6 +171,12 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int32_t>(name, value, 1, &c.group_max_session_timeout_ms);
     } else if (name == "offsets-topic-partitions") {
       s = ParseInt<int32_t>(name, value, 1, &c.offsets_topic_partitions);
+    } else if (name == "group-max-size") {
+      s = ParseInt<int32_t>(name, value, 1, &c.group_max_size);
+    } else if (name == "group-max-member-metadata-bytes") {
+      s = ParseInt<int64_t>(name, value, 1024, &c.group_max_member_metadata_bytes);
+    } else if (name == "group-max-metadata-bytes") {
+      s = ParseInt<int64_t>(name, value, 1024, &c.group_max_metadata_bytes);
     } else if (name == "offsets-topic-segment-bytes") {
       s = ParseInt<int64_t>(name, value, 1024, &c.offsets_topic_segment_bytes);
       if (s.ok() && c.offsets_topic_segment_bytes > INT32_MAX)

@@ -30,6 +30,10 @@ struct BrokerConfig {
   int32_t group_max_session_timeout_ms = 1800000;
   int32_t offsets_topic_partitions = 50;
   int64_t offsets_topic_segment_bytes = 100 * 1024 * 1024;
+  // Group limits (GROUPS.md "Limits"): Kafka's group.max.size, Sluice's metadata caps.
+  int32_t group_max_size = 1000;
+  int64_t group_max_member_metadata_bytes = 1 << 20;
+  int64_t group_max_metadata_bytes = 4 << 20;
   // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
   int64_t disk_free_limit_bytes = 50'000'000;
   // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty

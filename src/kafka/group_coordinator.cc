@@ -72,6 +72,12 @@ const std::vector<uint8_t>* GroupCoordinator::Member::Metadata(const std::string
   return nullptr;
 }
 
+size_t GroupCoordinator::Member::MetadataBytes() const {
+  size_t bytes = assignment.size();
+  for (const auto& [name, metadata] : protocols) bytes += name.size() + metadata.size();
+  return bytes;
+}
+
 GroupCoordinator::GroupCoordinator(GroupEnv* env, GroupOptions options)
     : env_(env), options_(std::move(options)), id_seed_(std::random_device{}()) {}
 
@@ -131,6 +137,63 @@ int16_t GroupCoordinator::ValidateMember(const Group& g, const std::string& memb
   }
   if (!g.members.contains(member_id)) return errors::kUnknownMemberId;
   return errors::kNone;
+}
+
+size_t GroupCoordinator::GroupMetadataBytes(const Group& g) const {
+  size_t bytes = 0;
+  for (const auto& [id, m] : g.members) bytes += m.MetadataBytes();
+  return bytes;
+}
+
+int16_t GroupCoordinator::AdmitJoin(const Group& g, const kafka::JoinGroupRequest& req) const {
+  size_t bytes = 0;
+  for (const auto& p : req.protocols) bytes += p.name.size() + p.metadata.size();
+  if (bytes > options_.max_member_metadata_bytes) return errors::kMessageTooLarge;
+  // The member this join is from, if it is one: by id, or the static member it replaces.
+  const Member* m = nullptr;
+  if (auto it = g.members.find(req.member_id); it != g.members.end()) {
+    m = &it->second;
+  } else if (req.member_id.empty() && req.group_instance_id.has_value()) {
+    if (auto s = g.static_members.find(*req.group_instance_id); s != g.static_members.end()) {
+      if (auto it2 = g.members.find(s->second); it2 != g.members.end()) m = &it2->second;
+    }
+  }
+  // group.max.size, as Kafka's acceptJoiningMember: while rebalancing, the members that
+  // rejoined count (the last to rejoin of a group above the limit are the ones refused);
+  // otherwise the members. A static member replacing its old id takes no new place.
+  const size_t max_size = static_cast<size_t>(std::max(options_.max_size, 1));
+  bool fits = true;
+  switch (g.state) {
+    case GroupState::kEmpty:
+    case GroupState::kDead:
+      break;
+    case GroupState::kPreparingRebalance: {
+      size_t awaiting = 0;
+      for (const auto& [id, x] : g.members) awaiting += x.awaiting_join ? 1 : 0;
+      fits = (m != nullptr && m->awaiting_join) || awaiting < max_size;
+      break;
+    }
+    case GroupState::kCompletingRebalance:
+    case GroupState::kStable:
+      fits = m != nullptr || g.members.size() < max_size;
+      break;
+  }
+  if (!fits) return errors::kGroupMaxSizeReached;
+  // The join replaces the member's protocols; its assignment goes with the next generation.
+  const size_t others = GroupMetadataBytes(g) - (m != nullptr ? m->MetadataBytes() : 0);
+  if (others + bytes > options_.max_group_metadata_bytes) return errors::kGroupMaxSizeReached;
+  return errors::kNone;
+}
+
+void GroupCoordinator::LogLimit(const std::string& group, const std::string& what) {
+  // A flood of refused joins must not flood the log: one line a minute, with the count.
+  ++limit_hits_;
+  const int64_t now = env_->NowMs();
+  if (now - last_limit_log_ms_ < 60'000) return;
+  storage::LogWarning("kafka: group %s: %s (%d refusals by group limits since the last line)",
+                      group, what, limit_hits_ - limit_hits_logged_);
+  last_limit_log_ms_ = now;
+  limit_hits_logged_ = limit_hits_;
 }
 
 bool GroupCoordinator::SupportsProtocols(const Group& g, const std::string& type,
@@ -247,6 +310,28 @@ void GroupCoordinator::JoinGroup(const kafka::JoinGroupRequest& req, int16_t ver
     MaybeDropGroup(req.group_id);
     return fail(errors::kInconsistentGroupProtocol, req.member_id);
   }
+  if (int16_t err = AdmitJoin(*g, req); err != errors::kNone) {
+    LogLimit(g->id,
+             absl::StrFormat(
+                 "join of member '%s' (client %s, %s) refused with %s: %d "
+                 "members, %d metadata bytes (group.max.size %d, "
+                 "group.max.member.metadata.bytes %d, "
+                 "group.max.metadata.bytes %d)",
+                 req.member_id, client_id, client_host,
+                 err == errors::kMessageTooLarge ? "MESSAGE_TOO_LARGE" : "GROUP_MAX_SIZE_REACHED",
+                 g->members.size(), GroupMetadataBytes(*g), options_.max_size,
+                 options_.max_member_metadata_bytes, options_.max_group_metadata_bytes));
+    // As Kafka: a member that cannot stay is removed and starts over without an id.
+    if (g->members.contains(req.member_id)) {
+      RemoveMember(*g, req.member_id, "its join was refused by the group's limits");
+    } else if (auto p = g->pending_members.find(req.member_id); p != g->pending_members.end()) {
+      env_->Cancel(p->second);
+      g->pending_members.erase(p);
+      TryCompleteJoin(*g);
+    }
+    MaybeDropGroup(req.group_id);
+    return fail(err);
+  }
   auto new_member = [&](std::string id) {
     Member m;
     m.id = std::move(id);
@@ -273,7 +358,14 @@ void GroupCoordinator::JoinGroup(const kafka::JoinGroupRequest& req, int16_t ver
                                    std::move(done), version);
     }
     if (version >= 4) {
-      // KIP-394: hand out the id and wait for the member to come back with it.
+      // KIP-394: hand out the id and wait for the member to come back with it. Ids handed out
+      // and not yet used are bounded like members (each holds a timer).
+      if (g->pending_members.size() >= static_cast<size_t>(std::max(options_.max_size, 1))) {
+        LogLimit(g->id, absl::StrFormat("%d member ids handed out and not yet used: join from "
+                                        "client %s refused (group.max.size %d)",
+                                        g->pending_members.size(), client_id, options_.max_size));
+        return fail(errors::kGroupMaxSizeReached);
+      }
       std::string id = NewMemberId(client_id);
       const int32_t session = req.session_timeout_ms;
       g->pending_members[id] =
@@ -648,6 +740,30 @@ void GroupCoordinator::SyncGroup(const kafka::SyncGroupRequest& req, int16_t ver
   std::map<std::string, std::vector<uint8_t>> assignments;
   for (const auto& a : req.assignments) {
     if (g->members.contains(a.member_id)) assignments[a.member_id] = a.assignment;
+  }
+  // The assignments count against the metadata caps like the members' own metadata.
+  size_t group_bytes = 0;
+  bool member_too_large = false;
+  for (const auto& [id, x] : g->members) {
+    auto a = assignments.find(id);
+    const size_t bytes =
+        x.MetadataBytes() - x.assignment.size() + (a != assignments.end() ? a->second.size() : 0);
+    member_too_large |= bytes > options_.max_member_metadata_bytes;
+    group_bytes += bytes;
+  }
+  if (member_too_large || group_bytes > options_.max_group_metadata_bytes) {
+    LogLimit(g->id, absl::StrFormat("assignment of leader %s refused with MESSAGE_TOO_LARGE: "
+                                    "%d bytes with the members' metadata "
+                                    "(group.max.member.metadata.bytes %d, "
+                                    "group.max.metadata.bytes %d)",
+                                    m.id, group_bytes, options_.max_member_metadata_bytes,
+                                    options_.max_group_metadata_bytes));
+    SyncCallback cb = std::move(m.awaiting_sync);
+    m.awaiting_sync = nullptr;
+    cb(SyncError(errors::kMessageTooLarge));
+    // The others rejoin (REBALANCE_IN_PROGRESS); the leader may assign again.
+    PrepareRebalance(*g, "the leader's assignment was too large");
+    return;
   }
   for (auto& [id, x] : g->members) x.assignment = assignments[id];
   const int32_t generation = g->generation;
@@ -1168,6 +1284,12 @@ absl::Status GroupCoordinator::Replay(std::span<const uint8_t> key_bytes,
 void GroupCoordinator::FinishLoading() {
   for (auto& [id, g] : groups_) {
     for (auto& [mid, m] : g->members) ScheduleSession(*g, m);
+    if (g->state == GroupState::kStable &&
+        g->members.size() > static_cast<size_t>(std::max(options_.max_size, 1))) {
+      // As Kafka: a group loaded above group.max.size (the limit was lowered) rebalances; the
+      // members that rejoin last are refused.
+      PrepareRebalance(*g, "loaded with more members than group.max.size");
+    }
   }
 }
 

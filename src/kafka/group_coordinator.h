@@ -50,6 +50,18 @@ struct GroupOptions {
   int32_t max_session_timeout_ms = 1800000;  // group.max.session.timeout.ms
   int32_t offsets_partitions = 50;           // offsets.topic.num.partitions
   size_t max_metadata_bytes = 4096;          // offset.metadata.max.bytes
+  // group.max.size: most members of one group; a join beyond it gets GROUP_MAX_SIZE_REACHED
+  // (Kafka's rules, acceptJoiningMember). Kafka's default is unlimited; members cost memory
+  // and every rebalance waits for each of them, so Sluice bounds it. Also bounds the member
+  // ids handed out (KIP-394) and not yet used.
+  int32_t max_size = 1000;
+  // Sluice's group.max.member.metadata.bytes: most bytes one member may hold (its protocols'
+  // names and metadata, and the assignment the leader gives it). A larger JoinGroup gets
+  // MESSAGE_TOO_LARGE; a leader's SyncGroup with a larger assignment too.
+  size_t max_member_metadata_bytes = 1 << 20;
+  // Sluice's group.max.metadata.bytes: most of those bytes for all members of one group; a
+  // join beyond it gets GROUP_MAX_SIZE_REACHED, a leader's SyncGroup MESSAGE_TOO_LARGE.
+  size_t max_group_metadata_bytes = 4 << 20;
 };
 
 // What the coordinator needs from its host.
@@ -131,6 +143,8 @@ class GroupCoordinator {
     uint64_t session_token = 0;
 
     const std::vector<uint8_t>* Metadata(const std::string& protocol) const;
+    // What counts against group.max.member.metadata.bytes.
+    size_t MetadataBytes() const;
   };
   struct Group {
     std::string id;
@@ -159,6 +173,9 @@ class GroupCoordinator {
   std::string NewMemberId(std::string_view prefix);
   int16_t ValidateMember(const Group& g, const std::string& member_id,
                          const std::optional<std::string>& instance_id) const;
+  // Room for a join of `req` (group.max.size and the metadata caps): kNone or the error.
+  int16_t AdmitJoin(const Group& g, const kafka::JoinGroupRequest& req) const;
+  size_t GroupMetadataBytes(const Group& g) const;
 
   void AddMemberAndRebalance(Group& g, Member member, JoinCallback done, int16_t version);
   void UpdateMemberAndRebalance(Group& g, Member& m, const kafka::JoinGroupRequest& req,
@@ -186,6 +203,8 @@ class GroupCoordinator {
   void StoreGroup(Group& g, absl::AnyInvocable<void(absl::Status)> done);
   std::set<std::string> SubscribedTopics(const Group& g) const;
   void MaybeDropGroup(const std::string& id);
+  // A log line for a refusal by group.max.size or the metadata caps, at most one a minute.
+  void LogLimit(const std::string& group, const std::string& what);
 
   GroupEnv* const env_;
   const GroupOptions options_;
@@ -194,6 +213,9 @@ class GroupCoordinator {
   uint64_t next_token_ = 1;
   uint64_t id_counter_ = 0;
   uint64_t id_seed_;
+  uint64_t limit_hits_ = 0;
+  uint64_t limit_hits_logged_ = 0;
+  int64_t last_limit_log_ms_ = INT64_MIN / 2;
 };
 
 }  // namespace sluice::broker

@@ -180,6 +180,9 @@ void KafkaBroker::StartGroupCoordinator() {
   go.min_session_timeout_ms = config.group_min_session_timeout_ms;
   go.max_session_timeout_ms = config.group_max_session_timeout_ms;
   go.offsets_partitions = partitions;
+  go.max_size = config.group_max_size;
+  go.max_member_metadata_bytes = static_cast<size_t>(config.group_max_member_metadata_bytes);
+  go.max_group_metadata_bytes = static_cast<size_t>(config.group_max_metadata_bytes);
   group_env_ = std::make_unique<GroupEnvImpl>(this);
   groups_ = std::make_unique<GroupCoordinator>(group_env_.get(), go);
   const absl::Time start = absl::Now();

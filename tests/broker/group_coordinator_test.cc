@@ -99,13 +99,12 @@ kafka::JoinGroupRequest Join(const std::string& member,
 
 class GroupCoordinatorTest : public ::testing::Test {
  protected:
-  GroupCoordinatorTest() { Make(); }
-  void Make() {
-    GroupOptions o;
-    o.initial_rebalance_delay = absl::Milliseconds(3000);
-    o.offsets_partitions = 50;
-    coord_ = std::make_unique<GroupCoordinator>(&env_, o);
+  GroupCoordinatorTest() {
+    options_.initial_rebalance_delay = absl::Milliseconds(3000);
+    options_.offsets_partitions = 50;
+    Make();
   }
+  void Make() { coord_ = std::make_unique<GroupCoordinator>(&env_, options_); }
 
   // Joins and returns a slot that holds the answer once it comes.
   std::shared_ptr<std::optional<kafka::JoinGroupResponse>> JoinAsync(
@@ -179,6 +178,7 @@ class GroupCoordinatorTest : public ::testing::Test {
   }
 
   ManualEnv env_;
+  GroupOptions options_;
   std::unique_ptr<GroupCoordinator> coord_;
 };
 
@@ -627,6 +627,173 @@ TEST(OffsetsTopic, RecordsRoundTripAndPartitioning) {
   EXPECT_EQ(JavaStringHash("\xF0\x9F\x98\x80"), 0xD83D * 31 + 0xDE00);  // one surrogate pair
   EXPECT_FALSE(DecodeOffsetsKey(std::vector<uint8_t>{0, 9}).ok());
   EXPECT_FALSE(DecodeGroupValue(std::vector<uint8_t>{0, 3, 0}).ok());
+}
+
+kafka::JoinGroupRequest JoinWithMetadata(const std::string& member, size_t metadata_bytes) {
+  kafka::JoinGroupRequest r = Join(member);
+  r.protocols[0].metadata.assign(metadata_bytes, 0x5a);
+  return r;
+}
+
+TEST_F(GroupCoordinatorTest, JoinBeyondGroupMaxSizeGetsGroupMaxSizeReached) {
+  options_.max_size = 2;
+  Make();
+  auto [a, ja] = JoinNew();
+  auto [b, jb] = JoinNew();
+  // A third member while the first generation forms: as Kafka, refused (before any member id
+  // is handed out).
+  auto jc = JoinAsync(Join(""));
+  ASSERT_TRUE(jc->has_value());
+  EXPECT_EQ((*jc)->error_code, errors::kGroupMaxSizeReached);
+  EXPECT_EQ((*jc)->member_id, "");
+  env_.Advance(6000);
+  ASSERT_TRUE(ja->has_value() && jb->has_value());
+  EXPECT_EQ((*ja)->error_code, 0);
+  EXPECT_EQ((*jb)->error_code, 0);
+  const std::string leader = (*ja)->leader;
+  EXPECT_EQ(leader == a ? (*ja)->members.size() : (*jb)->members.size(), 2u);
+  SyncAsync(a, 1,
+            leader == a ? std::map<std::string, std::string>{{a, "A"}, {b, "B"}}
+                        : std::map<std::string, std::string>{});
+  SyncAsync(b, 1,
+            leader == b ? std::map<std::string, std::string>{{a, "A"}, {b, "B"}}
+                        : std::map<std::string, std::string>{});
+  ASSERT_EQ(coord_->State("g"), GroupState::kStable);
+  // A full stable group refuses newcomers without disturbing its members.
+  auto jd = JoinAsync(Join(""));
+  ASSERT_TRUE(jd->has_value());
+  EXPECT_EQ((*jd)->error_code, errors::kGroupMaxSizeReached);
+  auto old_version = JoinAsync(Join(""), /*version=*/3);
+  ASSERT_TRUE(old_version->has_value());
+  EXPECT_EQ((*old_version)->error_code, errors::kGroupMaxSizeReached);
+  EXPECT_EQ(coord_->State("g"), GroupState::kStable);
+  EXPECT_EQ(Heartbeat(a, 1), 0);
+  EXPECT_EQ(Heartbeat(b, 1), 0);
+  // Its members may still rejoin: they take no new place.
+  auto again = JoinAsync(Join(leader == a ? b : a));
+  ASSERT_TRUE(again->has_value());
+  EXPECT_EQ((*again)->error_code, 0);
+}
+
+TEST_F(GroupCoordinatorTest, MemberIdsHandedOutAreBoundedByGroupMaxSize) {
+  options_.max_size = 2;
+  Make();
+  for (int i = 0; i < 2; ++i) {
+    auto j = JoinAsync(Join(""));
+    ASSERT_TRUE(j->has_value());
+    EXPECT_EQ((*j)->error_code, errors::kMemberIdRequired);
+  }
+  auto third = JoinAsync(Join(""));
+  ASSERT_TRUE(third->has_value());
+  EXPECT_EQ((*third)->error_code, errors::kGroupMaxSizeReached);
+  env_.Advance(10000);  // the unused ids expire with their session timeout
+  auto later = JoinAsync(Join(""));
+  ASSERT_TRUE(later->has_value());
+  EXPECT_EQ((*later)->error_code, errors::kMemberIdRequired);
+}
+
+TEST_F(GroupCoordinatorTest, OversizedMemberMetadataGetsMessageTooLargeAndLeavesNothing) {
+  options_.max_member_metadata_bytes = 4096;
+  Make();
+  auto big = JoinAsync(JoinWithMetadata("", 5000));
+  ASSERT_TRUE(big->has_value());
+  EXPECT_EQ((*big)->error_code, errors::kMessageTooLarge);
+  EXPECT_EQ(coord_->group_count(), 0u) << "nothing of the refused join is kept";
+  auto old_version = JoinAsync(JoinWithMetadata("", 5000), /*version=*/3);
+  ASSERT_TRUE(old_version->has_value());
+  EXPECT_EQ((*old_version)->error_code, errors::kMessageTooLarge);
+  EXPECT_EQ(coord_->group_count(), 0u);
+  auto fits = JoinAsync(JoinWithMetadata("", 4000), 3);
+  EXPECT_FALSE(fits->has_value()) << "waits for the initial delay like any join";
+}
+
+TEST_F(GroupCoordinatorTest, GroupMetadataBytesAreCappedAcrossMembers) {
+  // 300 members of 256 KiB each once grew the broker by 157 MB: the group's total is capped.
+  options_.max_member_metadata_bytes = 300 * 1024;
+  options_.max_group_metadata_bytes = 1 << 20;
+  Make();
+  int accepted = 0, refused = 0;
+  for (int i = 0; i < 300; ++i) {
+    auto j = JoinAsync(JoinWithMetadata("", 256 * 1024), 3);
+    if (j->has_value()) {
+      EXPECT_EQ((*j)->error_code, errors::kGroupMaxSizeReached);
+      ++refused;
+    } else {
+      ++accepted;
+    }
+  }
+  EXPECT_EQ(accepted, 3) << "3 x (256 KiB + name) fit in 1 MiB, a fourth does not";
+  EXPECT_EQ(refused, 297);
+  env_.Advance(6000);  // the members that fit form the generation
+  EXPECT_EQ(coord_->State("g"), GroupState::kCompletingRebalance);
+}
+
+TEST_F(GroupCoordinatorTest, RejoinWithMetadataOverTheGroupCapRemovesTheMember) {
+  options_.max_group_metadata_bytes = 64 * 1024;
+  Make();
+  auto ids = StableGroupOfThree();
+  auto big = JoinAsync(JoinWithMetadata(ids[1], 70 * 1024));
+  ASSERT_TRUE(big->has_value());
+  EXPECT_EQ((*big)->error_code, errors::kGroupMaxSizeReached);
+  EXPECT_EQ((*big)->member_id, "");
+  EXPECT_EQ(Heartbeat(ids[1], 1), errors::kUnknownMemberId) << "removed, as Kafka does";
+  EXPECT_EQ(coord_->State("g"), GroupState::kPreparingRebalance);
+}
+
+TEST_F(GroupCoordinatorTest, OversizedAssignmentIsRefusedAndTheGroupRebalances) {
+  options_.max_member_metadata_bytes = 4096;
+  Make();
+  auto [a, ja] = JoinNew();
+  auto [b, jb] = JoinNew();
+  env_.Advance(6000);
+  ASSERT_TRUE(ja->has_value() && jb->has_value());
+  const std::string leader = (*ja)->leader;
+  const std::string follower = leader == a ? b : a;
+  auto sf = SyncAsync(follower, 1);
+  const size_t records_before = env_.records.size();
+  auto sl = SyncAsync(leader, 1, {{leader, "L"}, {follower, std::string(5000, 'x')}});
+  ASSERT_TRUE(sl->has_value() && sf->has_value());
+  EXPECT_EQ((*sl)->error_code, errors::kMessageTooLarge);
+  EXPECT_EQ((*sf)->error_code, errors::kRebalanceInProgress);
+  EXPECT_EQ(env_.records.size(), records_before) << "nothing persisted";
+  EXPECT_EQ(coord_->State("g"), GroupState::kPreparingRebalance);
+  // The next generation with a sensible assignment works.
+  auto ra = JoinAsync(Join(a));
+  auto rb = JoinAsync(Join(b));
+  ASSERT_TRUE(ra->has_value() && rb->has_value());
+  EXPECT_EQ((*ra)->generation_id, 2);
+  const std::string leader2 = (*ra)->leader;
+  auto s2 = SyncAsync(leader2, 2, {{a, "A"}, {b, "B"}});
+  ASSERT_TRUE(s2->has_value());
+  EXPECT_EQ((*s2)->error_code, 0);
+}
+
+TEST_F(GroupCoordinatorTest, GroupLoadedAboveGroupMaxSizeRebalancesAndRefusesTheLastToRejoin) {
+  auto ids = StableGroupOfThree();
+  auto records = env_.records;
+  coord_.reset();
+  ManualEnv fresh;
+  GroupOptions smaller = options_;
+  smaller.max_size = 2;  // lowered across a restart
+  GroupCoordinator loaded(&fresh, smaller);
+  for (const auto& [p, r] : records) {
+    std::optional<std::span<const uint8_t>> value;
+    if (r.value) value = std::span<const uint8_t>(*r.value);
+    ASSERT_TRUE(loaded.Replay(r.key, value).ok());
+  }
+  loaded.FinishLoading();
+  EXPECT_EQ(loaded.State("g"), GroupState::kPreparingRebalance);
+  std::vector<std::optional<kafka::JoinGroupResponse>> answers(3);
+  for (int i = 0; i < 3; ++i) {
+    loaded.JoinGroup(Join(ids[i]), 5, "client", "/127.0.0.1",
+                     [&answers, i](kafka::JoinGroupResponse r) { answers[i] = std::move(r); });
+  }
+  ASSERT_TRUE(answers[2].has_value());
+  EXPECT_EQ(answers[2]->error_code, errors::kGroupMaxSizeReached);
+  ASSERT_TRUE(answers[0].has_value() && answers[1].has_value());
+  EXPECT_EQ(answers[0]->error_code, 0);
+  EXPECT_EQ(answers[0]->generation_id, 2);
+  EXPECT_EQ(loaded.Generation("g"), 2);
 }
 
 }  // namespace
