@@ -82,6 +82,9 @@ std::string Usage() {
          "  --group-max-member-metadata-bytes N   metadata + assignment bytes per member\n"
          "                                        (default 1048576)\n"
          "  --group-max-metadata-bytes N          the same per group (default 4194304)\n"
+         "  --producer-id-expiration-ms N         producer.id.expiration.ms (default 86400000)\n"
+         "  --max-producer-ids-per-partition N    idempotent producer ids kept per partition\n"
+         "                                        (default 10000)\n"
          "  --disk-free-limit-bytes N  AMQP publishers blocked below N free bytes in the data\n"
          "                            dir, 0 disables (default 50000000); the file\n"
          "                            <data-dir>/disk-free-limit-bytes overrides it while it "
@@ -177,6 +180,10 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int64_t>(name, value, 1024, &c.group_max_member_metadata_bytes);
     } else if (name == "group-max-metadata-bytes") {
       s = ParseInt<int64_t>(name, value, 1024, &c.group_max_metadata_bytes);
+    } else if (name == "producer-id-expiration-ms") {
+      s = ParseInt<int64_t>(name, value, 1, &c.producer_id_expiration_ms);
+    } else if (name == "max-producer-ids-per-partition") {
+      s = ParseInt<int64_t>(name, value, 1, &c.max_producer_ids_per_partition);
     } else if (name == "offsets-topic-segment-bytes") {
       s = ParseInt<int64_t>(name, value, 1024, &c.offsets_topic_segment_bytes);
       if (s.ok() && c.offsets_topic_segment_bytes > INT32_MAX)

@@ -34,6 +34,10 @@ struct BrokerConfig {
   int32_t group_max_size = 1000;
   int64_t group_max_member_metadata_bytes = 1 << 20;
   int64_t group_max_metadata_bytes = 4 << 20;
+  // Idempotent-producer state (src/kafka/producer_state.h): Kafka's producer.id.expiration.ms,
+  // Sluice's max.producer.ids.per.partition.
+  int64_t producer_id_expiration_ms = 86'400'000;
+  int64_t max_producer_ids_per_partition = 10'000;
   // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
   int64_t disk_free_limit_bytes = 50'000'000;
   // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty

@@ -369,7 +369,10 @@ PartitionProducerState* KafkaBroker::ProducerState(const std::string& topic, int
   storage::TopicPartition tp{topic, partition};
   auto it = producer_state_.find(tp);
   if (it == producer_state_.end()) {
-    it = producer_state_.emplace(tp, PartitionProducerState::Load(*log)).first;
+    ProducerStateOptions options;
+    options.expiration_ms = shard_->config().producer_id_expiration_ms;
+    options.max_producers = static_cast<size_t>(shard_->config().max_producer_ids_per_partition);
+    it = producer_state_.emplace(tp, PartitionProducerState::Load(*log, std::move(options))).first;
   }
   return it->second.get();
 }
@@ -384,7 +387,16 @@ void KafkaBroker::SaveProducerSnapshots() {
   }
 }
 
+void KafkaBroker::ExpireProducers() {
+  // producer.id.expiration.ms also frees the state of partitions nobody writes to any more.
+  const absl::Time now = absl::Now();
+  if (now - last_producer_expiry_ < absl::Seconds(1)) return;
+  last_producer_expiry_ = now;
+  for (auto& [tp, state] : producer_state_) state->ExpireIdle();
+}
+
 void KafkaBroker::OnEndOfIteration() {
+  if (!producer_state_.empty()) ExpireProducers();
   if (!watches_.empty()) {
     std::vector<absl::AnyInvocable<void()>> fired;
     const absl::Time now = absl::Now();

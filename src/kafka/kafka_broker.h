@@ -143,6 +143,7 @@ class KafkaBroker {
   absl::Status ReplayOffsetsPartition(int32_t partition);
 
   void OnEndOfIteration();
+  void ExpireProducers();
   void SaveProducerSnapshots();
   // Installs a snapshot; `name` changed: its logs here are dropped (topic deleted) or get
   // the topic's new config.
@@ -153,6 +154,7 @@ class KafkaBroker {
   std::unique_ptr<net::Listener> listener_;
   absl::flat_hash_map<storage::TopicPartition, std::unique_ptr<PartitionProducerState>>
       producer_state_;
+  absl::Time last_producer_expiry_ = absl::InfinitePast();
   std::list<std::shared_ptr<PendingFetch>> pending_fetches_;
   std::list<PartitionWatch> watches_;
   std::shared_ptr<const std::vector<KafkaBroker*>> peers_;

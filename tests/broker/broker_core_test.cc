@@ -1,7 +1,10 @@
 // Topic registry persistence and idempotent-producer sequence rules.
 #include <unistd.h>
+#include <xxhash.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -129,6 +132,124 @@ TEST(ProducerState, RemembersOnlyTheLastFiveBatches) {
   EXPECT_EQ(dup, 20);
   // Aged out: no longer recognised as a retry.
   EXPECT_NE(s.Check(1, 0, 10, 19, &dup), Verdict::kDuplicate);
+}
+
+// A producer-state option set on a clock the test moves.
+struct ManualClock {
+  std::shared_ptr<int64_t> now = std::make_shared<int64_t>(1'700'000'000'000);
+  ProducerStateOptions Options(int64_t expiration_ms = 86'400'000, size_t max = 10'000) const {
+    ProducerStateOptions o;
+    o.expiration_ms = expiration_ms;
+    o.max_producers = max;
+    o.now_ms = [n = now] { return *n; };
+    return o;
+  }
+};
+
+TEST(ProducerState, IdleProducerIdsExpireAfterProducerIdExpirationMs) {
+  ManualClock clock;
+  PartitionProducerState s(clock.Options(), "t-0");
+  s.Record(7, 0, 0, 9, 100);
+  *clock.now += 86'400'000 - 1;
+  EXPECT_EQ(s.ExpireIdle(), 0u);
+  int64_t dup = -1;
+  EXPECT_EQ(s.Check(7, 0, 0, 9, &dup), Verdict::kDuplicate);
+  s.Record(8, 0, 0, 0, 200);  // another producer: 7 stays the longest idle
+  *clock.now += 1;
+  EXPECT_EQ(s.ExpireIdle(), 1u) << "idle for exactly producer.id.expiration.ms";
+  EXPECT_EQ(s.producers(), 1u);
+  // Forgotten: its next batch is taken as a new producer's, at any sequence (as Kafka).
+  EXPECT_EQ(s.Check(7, 0, 10, 12, &dup), Verdict::kAppend);
+  // Recording expires lazily too.
+  *clock.now += 86'400'000;
+  s.Record(9, 0, 0, 0, 300);
+  EXPECT_EQ(s.producers(), 1u);
+}
+
+TEST(ProducerState, ProducerIdsPerPartitionAreBoundedLongestIdleForgottenFirst) {
+  ManualClock clock;
+  PartitionProducerState s(clock.Options(86'400'000, 3), "t-0");
+  s.Record(1, 0, 0, 0, 10);
+  s.Record(2, 0, 0, 0, 11);
+  s.Record(3, 0, 0, 0, 12);
+  s.Record(1, 0, 1, 1, 13);  // 1 is active again: 2 is now the longest idle
+  s.Record(4, 0, 0, 0, 14);
+  EXPECT_EQ(s.producers(), 3u);
+  EXPECT_EQ(s.evicted(), 1u);
+  int64_t dup = -1;
+  EXPECT_EQ(s.Check(1, 0, 1, 1, &dup), Verdict::kDuplicate);
+  EXPECT_EQ(dup, 13);
+  EXPECT_EQ(s.Check(3, 0, 0, 0, &dup), Verdict::kDuplicate);
+  EXPECT_EQ(s.Check(4, 0, 0, 0, &dup), Verdict::kDuplicate);
+  EXPECT_EQ(s.Check(2, 0, 0, 0, &dup), Verdict::kAppend) << "2 was forgotten";
+}
+
+TEST(ProducerState, TwoHundredThousandFabricatedProducerIdsStayBoundedBesideAnActiveProducer) {
+  ManualClock clock;
+  PartitionProducerState s(clock.Options(), "t-0");
+  int64_t offset = 0;
+  int32_t seq = 0;
+  for (int64_t pid = 1'000'000; pid < 1'200'000; ++pid) {
+    s.Record(pid, 0, 0, 0, offset++);
+    if (pid % 1000 == 0) {  // a well-behaved producer keeps writing meanwhile
+      int64_t dup = -1;
+      ASSERT_EQ(s.Check(42, 0, seq, seq, &dup), Verdict::kAppend);
+      s.Record(42, 0, seq, seq, offset++);
+      ASSERT_EQ(s.Check(42, 0, seq, seq, &dup), Verdict::kDuplicate) << "its retry is known";
+      ++seq;
+    }
+    ASSERT_LE(s.producers(), 10'000u);
+  }
+  EXPECT_EQ(s.producers(), 10'000u);
+  EXPECT_EQ(s.evicted(), 200'001u - 10'000u);
+}
+
+TEST(ProducerState, SnapshotKeepsActivityTimesLeavesOutExpiredAndReadsVersion1) {
+  TempDir dir;
+  storage::LogConfig config;
+  auto io = storage::IoBackend::CreatePwrite();
+  std::string log_dir = dir.path() + "/t-0";
+  auto log = storage::PartitionLog::Open(log_dir, config, io.get());
+  ASSERT_TRUE(log.ok());
+  ManualClock clock;
+  const int64_t expiration = 60'000;
+  {
+    PartitionProducerState s(clock.Options(expiration), "t-0");
+    s.Record(1, 0, 0, 4, 0);
+    *clock.now += 30'000;
+    s.Record(2, 0, 0, 4, 5);
+    ASSERT_TRUE(s.SaveSnapshot(log_dir, 0).ok());
+  }
+  *clock.now += 40'000;  // 1 idle 70 s (expired), 2 idle 40 s
+  auto loaded = PartitionProducerState::Load(**log, clock.Options(expiration));
+  int64_t dup = -1;
+  EXPECT_EQ(loaded->producers(), 1u);
+  EXPECT_EQ(loaded->Check(2, 0, 0, 4, &dup), Verdict::kDuplicate);
+  EXPECT_EQ(loaded->Check(1, 0, 0, 4, &dup), Verdict::kAppend);
+  *clock.now += 20'000;  // 2 expires by its time from before the restart
+  EXPECT_EQ(loaded->ExpireIdle(), 1u);
+
+  // A version-1 snapshot (no activity times): its producers count as active at load.
+  std::vector<uint8_t> v1 = {'S', 'L', 'P', 'S'};
+  auto put = [&v1](const auto& v) {
+    const auto* p = reinterpret_cast<const uint8_t*>(&v);
+    v1.insert(v1.end(), p, p + sizeof(v));
+  };
+  put(uint32_t{1});
+  put(int64_t{0});   // covered end offset
+  put(uint32_t{1});  // producers
+  put(int64_t{77});
+  put(int16_t{2});
+  put(uint32_t{1});
+  put(int32_t{0});
+  put(int32_t{3});
+  put(int64_t{40});
+  put(static_cast<uint64_t>(XXH3_64bits(v1.data(), v1.size())));
+  ASSERT_TRUE(storage::WriteFileAtomically(log_dir + "/producer_state.snapshot", v1).ok());
+  auto old = PartitionProducerState::Load(**log, clock.Options(expiration));
+  EXPECT_EQ(old->Check(77, 2, 0, 3, &dup), Verdict::kDuplicate);
+  EXPECT_EQ(dup, 40);
+  ASSERT_TRUE((*log)->Close().ok());
 }
 
 TEST(ProducerState, SnapshotRoundTripsAndRebuildsFromBatchHeaders) {
