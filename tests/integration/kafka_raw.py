@@ -336,6 +336,13 @@ class Bystander:
         self.threads = []
 
     def start(self, timeout=30):
+        # The topic exists before the consumer subscribes: a consumer whose first metadata
+        # misses the topic reports "Subscribed topic not available" (a race with the producer's
+        # auto-creation, not a bystander harmed).
+        from confluent_kafka.admin import AdminClient, NewTopic
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "broker.address.family": "v4"})
+        for f in admin.create_topics([NewTopic(self.topic, 1, 1)]).values():
+            f.result(timeout)
         # Daemons: a failing test must not wait for them.
         self.threads = [threading.Thread(target=self._produce, daemon=True),
                         threading.Thread(target=self._consume, daemon=True)]
