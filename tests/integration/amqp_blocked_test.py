@@ -84,8 +84,7 @@ def main(args):
         pch.queue_declare("q")
         pch.basic_publish("", "q", b"before")
         wch = watcher.conn.channel()
-        wait_count(wch, "q", 1)
-        wch.basic_get("q", auto_ack=True)
+        harness.amqp_get_exactly(wch, "q", 1)
 
         b.set_limit(HUGE)
         check(pub.wait_event(1) == ("blocked", "low on disk"), f"blocked: {pub.events}")
@@ -105,7 +104,7 @@ def main(args):
         check(pub.wait_event(2) == ("unblocked",), f"unblocked: {pub.events}")
         check(watcher.wait_event(2) == ("unblocked",), f"unblocked: {watcher.events}")
         wait_count(och, "q", 2)
-        got = sorted(och.basic_get("q", auto_ack=True)[2] for _ in range(2))
+        got = sorted(m[2] for m in harness.amqp_get_exactly(och, "q", 2))
         check(got == [b"watcher publishes", b"while blocked"], f"held publishes arrive: {got}")
         # Publishing works normally again, with confirms.
         pch.confirm_delivery()

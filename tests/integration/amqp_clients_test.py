@@ -42,7 +42,7 @@ def test_amqp_tools(b):
          "-t", "reply-here", "-b", "{}")
     c = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.amqp_port))
     ch = c.channel()
-    m, p, body = ch.basic_get("tools-q", auto_ack=True)
+    [(m, p, body)] = harness.amqp_get_n(ch, "tools-q", 1)
     check(body == b"{}" and p.content_type == "application/json" and p.delivery_mode == 2 and
           p.headers == {"k": "v"} and p.reply_to == "reply-here", f"properties {p}")
     # Exchange + binding by amqp-consume, published by pika.

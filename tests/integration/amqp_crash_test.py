@@ -57,7 +57,8 @@ def main(args):
             t = threading.Thread(target=publisher, args=(b, next_id, confirmed, stop))
             t.start()
             # Ack a few while publishing continues: out-of-order acks included.
-            time.sleep(0.3)
+            harness.wait_until(lambda: len(confirmed) >= before + 40, 20,
+                               f"cycle {cycle}: 40 confirmed publishes")
             c = connect(b)
             ch = c.channel()
             got = []
@@ -74,6 +75,7 @@ def main(args):
             # only after the broker processed the acks before it. From then on they must
             # survive a kill -9 (cursor journal written before replies go out).
             ch.queue_declare("durable-q", durable=True, passive=True)
+            # Not synchronisation: the kill lands at a random moment shortly after.
             time.sleep(random.uniform(0.0, 0.03))
             b.kill9()
             stop.set()

@@ -86,6 +86,8 @@ def test_handshake(b):
 
 def test_exchange_types(c):
     ch = c.channel()
+    # Confirmed publishes are readable (routed and written) when basic_publish returns.
+    ch.confirm_delivery()
     for q in ("d1", "d2", "t1", "t2", "t3", "h1", "h2", "e1"):
         ch.queue_declare(q)
     ch.exchange_declare("x.direct", "direct")
@@ -110,7 +112,6 @@ def test_exchange_types(c):
     ch.exchange_bind("x.direct", "x.src")  # destination, source
     ch.queue_bind("e1", "x.src")
     ch.basic_publish("x.src", "red", b"via-e2e")
-    time.sleep(0.2)
 
     def bodies(q):
         out = []
@@ -158,16 +159,16 @@ def test_confirms_and_return(c):
 def test_ack_nack_reject(c):
     ch = c.channel()
     ch.queue_declare("acks")
+    ch.confirm_delivery()  # confirmed: readable by the basic.get below
     for i in range(6):
         ch.basic_publish("", "acks", b"%d" % i)
-    time.sleep(0.1)
     ms = [ch.basic_get("acks") for _ in range(6)]
     check([m[2] for m in ms] == [b"0", b"1", b"2", b"3", b"4", b"5"], "get order")
     ch.basic_ack(ms[1][0].delivery_tag, multiple=True)       # 0, 1
     ch.basic_reject(ms[2][0].delivery_tag, requeue=False)    # 2 dropped
     ch.basic_reject(ms[3][0].delivery_tag, requeue=True)     # 3 back
     ch.basic_nack(ms[5][0].delivery_tag, multiple=True, requeue=True)  # 4, 5 back
-    time.sleep(0.1)
+    # Requeued in channel order: the next basic.get sees them.
     again = [ch.basic_get("acks") for _ in range(3)]
     check([m[2] for m in again] == [b"3", b"4", b"5"], f"requeued {[m[2] for m in again]}")
     check(all(m[0].redelivered for m in again), "redelivered flag on requeue")
@@ -228,11 +229,12 @@ def test_get_purge_delete(c):
     check(ch.basic_get("pq")[0] is None, "get-empty")
     for i in range(7):
         ch.basic_publish("", "pq", b"x")
-    m = ch.basic_get("pq")
+    [m] = harness.amqp_get_n(ch, "pq", 1, auto_ack=False)
     check(m[0].message_count == 6, f"get-ok message_count {m[0].message_count}")
     check(ch.queue_purge("pq").method.message_count == 6, "purge count")
+    # Counted from the moment it is handled (before it is written), and the frames of one
+    # connection are handled in order: queue.delete below sees it.
     ch.basic_publish("", "pq", b"y")
-    time.sleep(0.05)
     expect_channel_error(lambda: c.channel().queue_delete("pq", if_empty=True), 406)
     chc = c.channel()
     chc.basic_consume("pq", lambda *a: None)
@@ -277,8 +279,18 @@ def test_queue_kinds(b, c):
     c2 = connect(b)
     q2 = c2.channel().queue_declare("", exclusive=True).method.queue
     c2.close()
-    time.sleep(0.2)
-    expect_channel_error(lambda: other.channel().queue_declare(q2, passive=True), 404)
+
+    def passive_declare_code(q):
+        try:
+            other.channel().queue_declare(q, passive=True)
+            return 200
+        except ChannelClosedByBroker as e:
+            return e.reply_code
+    def answer_once_unlocked():
+        code = passive_declare_code(q2)
+        return None if code == 405 else code  # 405 RESOURCE_LOCKED: not deleted yet
+    code = harness.wait_until(answer_once_unlocked, 10, "exclusive queue deleted")
+    check(code == 404, f"exclusive queue after its connection closed: {code}")
     other.close()
 
 
@@ -320,6 +332,7 @@ def test_competing_vs_fanout(c):
 def test_properties_rpc_big(c):
     ch = c.channel()
     ch.queue_declare("props")
+    ch.confirm_delivery()  # confirmed: readable by the basic.gets below
     props = pika.BasicProperties(
         content_type="application/json", content_encoding="utf-8",
         headers={"s": "str", "i": 42, "l": 2 ** 40, "b": True, "d": decimal.Decimal("1.5"), "n": None,
@@ -328,7 +341,6 @@ def test_properties_rpc_big(c):
         message_id="mid", timestamp=1700000000, type="t", user_id="guest", app_id="app",
         cluster_id="cl")
     ch.basic_publish("", "props", b"{}", props)
-    time.sleep(0.05)
     m, p, body = ch.basic_get("props", auto_ack=True)
     for f in ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
               "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
@@ -357,7 +369,6 @@ def test_properties_rpc_big(c):
     # 1 MiB body (several frames at frame_max 131072).
     big = os.urandom(1 << 20)
     ch.basic_publish("", "props", big)
-    time.sleep(0.1)
     m, p, body = ch.basic_get("props", auto_ack=True)
     check(body == big, "1 MiB body round trip")
     ch.close()
@@ -389,8 +400,7 @@ def test_tx(c):
     check(c.channel().queue_declare("txq", passive=True).method.message_count == 0,
           "uncommitted publish invisible")
     ch.tx_commit()
-    time.sleep(0.05)
-    m = ch.basic_get("txq")
+    [m] = harness.amqp_get_n(ch, "txq", 1, auto_ack=False)
     check(m[2] == b"committed", "committed publish visible")
     ch.basic_ack(m[0].delivery_tag)
     ch.tx_rollback()  # the ack is discarded: the message is still unacked
@@ -442,9 +452,11 @@ def test_disk_follows_depth(b, c):
     body = os.urandom(1 << 20)
     for _ in range(140):
         ch.basic_publish("", "big", body, pika.BasicProperties(delivery_mode=2))
-    time.sleep(0.3)
-    dirs = [d for d in glob.glob(os.path.join(b.data_dir, "amqp~q~*-0"))
-            if len([f for f in os.listdir(d) if f.endswith(".log")]) >= 3]
+
+    def queue_logs_with_3_segments():
+        return [d for d in glob.glob(os.path.join(b.data_dir, "amqp~q~*-0"))
+                if len([f for f in os.listdir(d) if f.endswith(".log")]) >= 3]
+    dirs = harness.wait_until(queue_logs_with_3_segments, 30, "140 MiB in 3 queue segments")
     check(len(dirs) == 1, f"one queue log with 3 segments: {dirs}")
     got = drain(ch, "big", 140, timeout=30)
     check(len(got) == 140, f"drained {len(got)}")

@@ -15,13 +15,9 @@ import pika  # noqa: E402
 AmqpBroker = harness.AmqpBroker
 
 
-def get_all(ch, q):
-    out = []
-    while True:
-        m, p, body = ch.basic_get(q, auto_ack=True)
-        if m is None:
-            return out
-        out.append((p, body))
+def get_exactly(ch, q, n):
+    """The n messages of q [(properties, body)], and then none."""
+    return [(p, body) for _, p, body in harness.amqp_get_exactly(ch, q, n)]
 
 
 def wait_count(ch, q, n, timeout=5):
@@ -52,7 +48,7 @@ def main(args):
             ch.basic_publish("", "ttl-q", b"t%d" % i)
         check(wait_count(ch, "ttl-q", 0), "ttl: expired messages leave the queue")
         check(wait_count(ch, "dead", 3), "ttl: dead-lettered")
-        dead = get_all(ch, "dead")
+        dead = get_exactly(ch, "dead", 3)
         check([bd for _, bd in dead] == [b"t0", b"t1", b"t2"], "ttl: order kept")
         xd = dead[0][0].headers["x-death"][0]
         check(xd["reason"] == "expired" and xd["queue"] == "ttl-q" and xd["count"] == 1 and
@@ -63,10 +59,10 @@ def main(args):
         ch.queue_declare("exp", arguments={"x-dead-letter-exchange": "dlx"})
         ch.basic_publish("", "exp", b"short", pika.BasicProperties(expiration="100"))
         ch.basic_publish("", "exp", b"long", pika.BasicProperties(expiration="60000"))
-        time.sleep(0.3)
-        m = ch.basic_get("exp", auto_ack=True)
+        time.sleep(0.3)  # not synchronisation: waits out the 100 ms expiration
+        [m] = harness.amqp_get_n(ch, "exp", 1)
         check(m[2] == b"long", f"expired message skipped: {m[2]!r}")
-        dead = get_all(ch, "dead-exp")
+        dead = get_exactly(ch, "dead-exp", 1)
         check([bd for _, bd in dead] == [b"short"], "per-message expiration dead-lettered")
         check(dead[0][0].expiration is None and
               dead[0][0].headers["x-death"][0]["original-expiration"] == "100",
@@ -76,9 +72,9 @@ def main(args):
         ch.queue_declare("ml", arguments={"x-max-length": 3, "x-dead-letter-exchange": "dlx"})
         for i in range(5):
             ch.basic_publish("", "ml", b"m%d" % i)
-        time.sleep(0.1)
-        check([bd for _, bd in get_all(ch, "ml")] == [b"m2", b"m3", b"m4"], "drop-head keeps newest")
-        dead = get_all(ch, "dead-ml")
+        check([bd for _, bd in get_exactly(ch, "ml", 3)] == [b"m2", b"m3", b"m4"],
+              "drop-head keeps newest")
+        dead = get_exactly(ch, "dead-ml", 2)
         check([bd for _, bd in dead] == [b"m0", b"m1"] and
               dead[0][0].headers["x-death"][0]["reason"] == "maxlen", "maxlen dead-lettered")
 
@@ -99,19 +95,18 @@ def main(args):
         ch.queue_declare("rej", arguments={"x-dead-letter-exchange": "dlx",
                                            "x-dead-letter-routing-key": "custom-key"})
         ch.basic_publish("", "rej", b"bad", pika.BasicProperties(headers={"keep": "me"}))
-        time.sleep(0.05)
-        m = ch.basic_get("rej")
+        [m] = harness.amqp_get_n(ch, "rej", 1, auto_ack=False)
         ch.basic_reject(m[0].delivery_tag, requeue=False)
         check(wait_count(ch, "dead-rej", 1), "rejected message dead-lettered")
-        p, body = get_all(ch, "dead-rej")[0]
+        p, body = get_exactly(ch, "dead-rej", 1)[0]
         check(body == b"bad" and p.headers["keep"] == "me" and
               p.headers["x-death"][0]["reason"] == "rejected", f"rejected: {p.headers}")
         # A requeued nack is not dead-lettered.
         ch.basic_publish("", "rej", b"again")
-        time.sleep(0.05)
-        m = ch.basic_get("rej")
+        [m] = harness.amqp_get_n(ch, "rej", 1, auto_ack=False)
         ch.basic_nack(m[0].delivery_tag, requeue=True)
-        time.sleep(0.1)
+        # A dead-lettered message would be counted as soon as the nack is handled, and the
+        # frames of one channel are handled in order.
         check(ch.queue_declare("dead-rej", passive=True).method.message_count == 0,
               "requeue does not dead-letter")
         c.close()

@@ -122,7 +122,7 @@ def test(args):
         got = consume(bs, [TopicPartition("orders", 0, 3)], len(p0) - 3)
         check([m.value() for m in got] == [v for _, _, v in p0[3:]], "from offset 3")
         # From a timestamp.
-        time.sleep(0.05)
+        time.sleep(0.05)  # not synchronisation: the clock moves past the earlier records' timestamps
         t1 = int(time.time() * 1000)
         produce(bs, "orders", [(2, b"late", b"late-1", None), (2, b"late", b"late-2", None)])
         c = Consumer({"bootstrap.servers": bs, "group.id": "unused", "broker.address.family": "v4"})

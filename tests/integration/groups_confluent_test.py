@@ -212,7 +212,7 @@ def dynamic_group(b):
         fresh = [Member(bs, "dyn-g", "dyn") for _ in range(3)]
         everyone += fresh
         wait_for(lambda: len(consumed(fresh)) >= 60, 40, "resumed records")
-        time.sleep(0.5)
+        time.sleep(0.5)  # not synchronisation: a window for records that must not come
         got = consumed(fresh)
         check(len(got) == 60, f"resumed with {len(got)} records, expected only the 60 new ones")
         for p in range(6):
@@ -246,7 +246,7 @@ def static_group(b):
         wait_for(lambda: members[1].assignment() != [], 20, "restarted static member assigned")
         check(members[1].assignment() == before[1],
               f"restarted member got {members[1].assignment()}, had {before[1]}")
-        time.sleep(2)
+        time.sleep(2)  # not synchronisation: a window for a rebalance that must not happen
         for i in (0, 2):
             check(len(members[i].of("assign")) == assigns[i] and not members[i].of("revoke"),
                   f"member {i} was rebalanced: {members[i].events[-3:]}")

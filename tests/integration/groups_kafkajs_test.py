@@ -21,6 +21,19 @@ async function waitFor(cond, ms, what) {
   while (Date.now() < end) { if (cond()) return; await sleep(50); }
   throw new Error('timed out waiting for ' + what);
 }
+// Whether the group's committed offsets are the log ends of every partition.
+async function committedAtEnds(admin) {
+  const ends = await admin.fetchTopicOffsets('jg');
+  const [committed] = await admin.fetchOffsets({ groupId: 'jg-g', topics: ['jg'] });
+  const at = {};
+  for (const x of committed.partitions) at[x.partition] = x.offset;
+  return ends.every((e) => at[e.partition] === e.offset);
+}
+async function waitForAsync(cond, ms, what) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) { if (await cond()) return; await sleep(50); }
+  throw new Error('timed out waiting for ' + what);
+}
 (async () => {
   const kafka = new Kafka({ clientId: 'js-groups', brokers: [broker], logLevel: logLevel.NOTHING,
                             retry: { retries: 8, initialRetryTime: 100 } });
@@ -64,7 +77,8 @@ async function waitFor(cond, ms, what) {
                 'reassignment after leave');
   await produce(300, 150);
   await waitFor(() => seen.length >= 450, 30000, '450 records');
-  await sleep(500);  // kafkajs commits after each batch it resolved
+  // kafkajs commits after each batch it resolved.
+  await waitForAsync(() => committedAtEnds(admin), 10000, 'commits at the log ends');
   await cs[0].disconnect();
   await cs[1].disconnect();
   const ends1 = await admin.fetchTopicOffsets('jg');
@@ -75,7 +89,7 @@ async function waitFor(cond, ms, what) {
   const before = seen.length;
   const d = await start('d');
   await waitFor(() => seen.length >= before + 30, 30000, 'resumed records');
-  await sleep(500);
+  await sleep(500);  // not synchronisation: a window for records that must not come
   await d.disconnect();
   await producer.disconnect();
   await admin.disconnect();

@@ -152,8 +152,9 @@ class AmqpBroker(Broker):
 
 def produce_acked_until_kill9(b, topic, partitions, producer_conf):
     """Produces to `topic` (round robin over `partitions`) with acks=all from a thread, kills
-    the broker with -9 after 2 s, and returns {(partition, offset): value} of every record
-    acknowledged. Checks that more than 50 were acknowledged before the kill."""
+    the broker with -9 once 1000 records were acknowledged (about 2 s here; the producer gives
+    up after 20 s), and returns {(partition, offset): value} of every record acknowledged.
+    Checks that more than 50 were acknowledged before the kill."""
     import threading
     from confluent_kafka import Producer
     acked = {}
@@ -181,8 +182,10 @@ def produce_acked_until_kill9(b, topic, partitions, producer_conf):
 
     t = threading.Thread(target=produce_loop)
     t.start()
-    time.sleep(2.0)
-    b.kill9()
+    try:
+        wait_until(lambda: len(acked) >= 1000 or not t.is_alive(), 25, "1000 acknowledged")
+    finally:
+        b.kill9()
     count_at_kill = len(acked)
     stop.set()
     t.join(30)
@@ -241,3 +244,43 @@ def run(test):
 def check(cond, msg):
     if not cond:
         raise AssertionError(msg)
+
+
+def wait_until(cond, timeout, what, interval=0.02):
+    """Polls cond() until it is true (returns its value); AssertionError naming `what` after
+    `timeout` seconds. The bounded wait for a condition that tests use instead of a sleep."""
+    deadline = time.time() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def amqp_get_n(ch, queue, n, timeout=10, auto_ack=True):
+    """n messages of `queue` by basic.get (pika channel): [(method, properties, body)].
+    A message published without confirms (or dead-lettered, or committed in a transaction)
+    is counted by queue.declare at once but readable only once the broker wrote it, so an
+    empty answer is retried until `timeout`."""
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < n:
+        m = ch.basic_get(queue, auto_ack=auto_ack)
+        if m[0] is not None:
+            got.append(m)
+            continue
+        if time.time() > deadline:
+            raise AssertionError(f"{queue}: {len(got)} of {n} messages readable after {timeout}s")
+        ch.connection.process_data_events(time_limit=0.01)
+    return got
+
+
+def amqp_get_exactly(ch, queue, n, timeout=10):
+    """amqp_get_n (auto-ack), then checks the queue holds nothing more: queue.declare counts a
+    message from the moment it is routed, so an extra one is seen even if not yet written."""
+    got = amqp_get_n(ch, queue, n, timeout=timeout)
+    left = ch.queue_declare(queue, passive=True).method.message_count
+    check(left == 0, f"{queue}: {left} more messages than the {n} expected")
+    return got

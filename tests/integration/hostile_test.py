@@ -9,7 +9,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from harness import Broker, check, read_frame, run
+from harness import Broker, check, read_frame, run, wait_until
 
 
 def frame(payload):
@@ -58,7 +58,8 @@ def test(args):
 
         t = threading.Thread(target=produce_loop)
         t.start()
-        time.sleep(0.5)
+        # The producer is delivering before the hostile connections start.
+        wait_until(lambda: len(delivered) >= 10 or errors, 20, "the producer's first deliveries")
         port = b.port
         # A 4 GiB declared length (int32 -1 / u32 0xffffffff), and 1 GiB before any valid request.
         expect_closed(port, b"\xff\xff\xff\xff" + b"x" * 100, "4 GiB length")
@@ -87,7 +88,10 @@ def test(args):
         corrs = [struct.unpack(">i", read_frame(s)[:4])[0] for _ in range(10)]
         check(corrs == list(range(100, 110)), f"pipelined order {corrs}")
         s.close()
-        time.sleep(0.5)
+        # ...and goes on delivering after them.
+        after_hostile = len(delivered)
+        wait_until(lambda: len(delivered) >= after_hostile + 10 or errors, 20,
+                   "deliveries after the hostile connections")
         stop.set()
         t0 = time.time()
         t.join(60)

@@ -2,12 +2,13 @@
 retried batch gets its original offset and is not appended again, a sequence gap is
 OUT_OF_ORDER_SEQUENCE_NUMBER, an old epoch is INVALID_PRODUCER_EPOCH, and the state survives
 a clean restart and a kill -9 (rebuilt from batch headers)."""
+import os
 import socket
 import struct
 import subprocess
 import time
 
-from harness import Broker, check, run
+from harness import Broker, check, run, wait_until
 
 _POLY = 0x82F63B78
 _TABLE = []
@@ -89,6 +90,18 @@ def count_records(broker, topic):
     return len(out)
 
 
+def recovery_offset(broker, partition_dir):
+    """recovery_offset of a partition's recovery checkpoint (log/FORMAT.md), -1 if none."""
+    try:
+        with open(os.path.join(broker.data_dir, partition_dir, "recovery-point"), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return -1
+    if len(data) != 48 or data[:4] != b"SLCP":
+        return -1
+    return struct.unpack_from("<q", data, 8)[0]
+
+
 def test(args):
     b = Broker(args.sluice).start()
     try:
@@ -112,7 +125,9 @@ def test(args):
         check(c.produce("idem", batch(pid, epoch + 1, 0, [b"d"])) == (0, 3), "retry after restart")
         check(c.produce("idem", batch(pid, epoch + 1, 1, [b"f"])) == (0, 4), "next after restart")
         check(c.init_producer_id()[0] not in (pid, pid2), "ids not reused after restart")
-        time.sleep(1.5)  # let the background flush make it durable
+        # The background flush makes it durable and checkpoints it: after the kill -9 the
+        # producer state comes from batches below the recovery point, not re-validated ones.
+        wait_until(lambda: recovery_offset(b, "idem-0") >= 5, 10, "idem-0 checkpointed at 5")
         b.kill9()
         b.start()
         c = Conn(b.port)

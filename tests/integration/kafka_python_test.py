@@ -57,7 +57,7 @@ def test(args):
             got = consume(bs, TopicPartition("kp", part), 2, len(sent) - 2)
             check([r.value for r in got] == [v for _, v, _ in sent[2:]], "from offset 2")
         # By timestamp.
-        time.sleep(0.05)
+        time.sleep(0.05)  # not synchronisation: the clock moves past the earlier records' timestamps
         t1 = int(time.time() * 1000)
         m = p.send("kp", value=b"late", partition=0).get(10)
         c = KafkaConsumer(bootstrap_servers=bs, api_version=API)

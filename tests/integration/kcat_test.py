@@ -83,7 +83,7 @@ def test(args):
         from5 = consume(b, "keyed", "-p", "0", "-o", "5")
         check([m["payload"] for m in from5] == [m["payload"] for m in p0[5:]], "consume from offset 5")
         # From a timestamp: later records only.
-        time.sleep(0.05)
+        time.sleep(0.05)  # not synchronisation: the clock moves past the earlier records' timestamps
         t1 = int(time.time() * 1000)
         kcat(b, "-P", "-t", "keyed", "-p", "1", input_data=b"late1\nlate2\n")
         late = consume(b, "keyed", "-p", "1", "-o", f"s@{t1}")

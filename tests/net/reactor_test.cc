@@ -61,7 +61,9 @@ TEST(ReactorTest, StopFromAnotherThreadReturnsRun) {
     returned.Notify();
   });
   ASSERT_TRUE(running.WaitForNotificationWithTimeout(absl::Seconds(10)));
-  absl::SleepFor(absl::Milliseconds(50));  // let it block in io_uring_enter
+  // Not synchronisation: a window in which Run() must keep blocking (in io_uring_enter)
+  // until Stop(); nothing observable says "blocked".
+  absl::SleepFor(absl::Milliseconds(50));
   EXPECT_FALSE(returned.HasBeenNotified());
   reactor->Stop();
   EXPECT_TRUE(returned.WaitForNotificationWithTimeout(absl::Seconds(10)));

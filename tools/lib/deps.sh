@@ -14,6 +14,8 @@ SLUICE_TEST_PKGS=(
   # kafka-python's snappy, lz4 and zstd codecs (it has gzip built in).
   python3-snappy python3-lz4 python3-zstandard
   fio rabbitmq-server
+  # RabbitMQ's AMQP 0-9-1 spec XML: amqp.methods_def_matches_spec checks net/amqp/methods.def.
+  amqp-specs
   # npm installs the Node.js clients (kafkajs, amqplib) into the build tree on first use.
   nodejs npm
 )
