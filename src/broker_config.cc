@@ -92,7 +92,27 @@ std::string Usage() {
          "  --amqp-users FILE         AMQP users, a 'name:password' per line (# comments); an\n"
          "                            empty password disables the user, e.g. 'guest:'. "
          "guest/guest\n"
-         "                            (loopback only) exists unless the file disables it\n";
+         "                            (loopback only) exists unless the file disables it\n"
+         "  --max-connections N       max.connections: live Kafka and AMQP connections in\n"
+         "                            total; more are accepted and closed at once (default "
+         "10000)\n"
+         "  --max-connections-per-ip N  max.connections.per.ip: live connections from one\n"
+         "                            address, on each listener group (Kafka+AMQP, HTTP); more\n"
+         "                            are accepted and closed at once; 0 = no limit (default "
+         "1000)\n"
+         "  --connection-max-queued-bytes N  a Kafka connection stops being read while this\n"
+         "                            much of its responses is unsent, held for order or being\n"
+         "                            built in memory; resumes below half (default 4194304)\n"
+         "  --connection-max-queued-file-ranges N  the same for zero-copy file ranges\n"
+         "                            (default 1024)\n"
+         "  --request-read-timeout-ms N  a request (frame) begun must arrive whole within N ms\n"
+         "                            plus 1 s per --request-read-min-bytes-per-sec bytes of\n"
+         "                            it, or the connection closes; 0 = off (default 30000)\n"
+         "  --request-read-min-bytes-per-sec N  (default 1024)\n"
+         "  --reserved-fds N          file descriptors sockets and splice pipes never take, so\n"
+         "                            storage can always open files; -1 = a quarter of\n"
+         "                            RLIMIT_NOFILE, at least 256 (default -1). The soft limit\n"
+         "                            is raised to the hard limit at start-up\n";
 }
 
 absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
@@ -172,6 +192,20 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int32_t>(name, value, 1, &c.group_min_session_timeout_ms);
     } else if (name == "group-max-session-timeout-ms") {
       s = ParseInt<int32_t>(name, value, 1, &c.group_max_session_timeout_ms);
+    } else if (name == "max-connections") {
+      s = ParseInt<int64_t>(name, value, 1, &c.max_connections);
+    } else if (name == "max-connections-per-ip") {
+      s = ParseInt<int64_t>(name, value, 0, &c.max_connections_per_ip);
+    } else if (name == "connection-max-queued-bytes") {
+      s = ParseInt<int64_t>(name, value, 1024, &c.connection_max_queued_bytes);
+    } else if (name == "connection-max-queued-file-ranges") {
+      s = ParseInt<int64_t>(name, value, 1, &c.connection_max_queued_file_ranges);
+    } else if (name == "request-read-timeout-ms") {
+      s = ParseInt<int64_t>(name, value, 0, &c.request_read_timeout_ms);
+    } else if (name == "request-read-min-bytes-per-sec") {
+      s = ParseInt<int64_t>(name, value, 0, &c.request_read_min_bytes_per_sec);
+    } else if (name == "reserved-fds") {
+      s = ParseInt<int64_t>(name, value, -1, &c.reserved_fds);
     } else if (name == "offsets-topic-partitions") {
       s = ParseInt<int32_t>(name, value, 1, &c.offsets_topic_partitions);
     } else if (name == "group-max-size") {

@@ -43,6 +43,14 @@ struct BrokerConfig {
   // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty
   // password disables the user (e.g. "guest:").
   std::vector<std::pair<std::string, std::string>> amqp_users;
+  // Connections and what one may hold (every listener; see Usage()).
+  int64_t max_connections = 10000;        // max.connections: Kafka and AMQP together
+  int64_t max_connections_per_ip = 1000;  // max.connections.per.ip; 0 = no limit
+  int64_t connection_max_queued_bytes = 4 << 20;
+  int64_t connection_max_queued_file_ranges = 1024;
+  int64_t request_read_timeout_ms = 30000;  // 0 = off
+  int64_t request_read_min_bytes_per_sec = 1024;
+  int64_t reserved_fds = -1;  // kept free for storage; -1 = max(256, RLIMIT_NOFILE / 4)
 };
 
 // Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;

@@ -97,15 +97,17 @@ class HttpAdmin::Handler final : public net::ConnectionHandler {
 
 absl::StatusOr<std::unique_ptr<HttpAdmin>> HttpAdmin::Listen(net::Reactor& reactor,
                                                              const std::string& host, uint16_t port,
+                                                             const net::ListenerLimits& limits,
                                                              MetricsSource metrics) {
   std::unique_ptr<HttpAdmin> admin(new HttpAdmin());
   admin->metrics_ = std::move(metrics);
   net::ListenerOptions lo;
   lo.host = host;
   lo.port = port;
-  lo.max_connections = 256;
+  lo.max_connections = kMaxConnections;
   lo.connection.max_input_bytes = 2 * http::kMaxRequestHeadBytes;
   lo.connection.recv_chunk = 4096;
+  limits.ApplyTo(lo);
   HttpAdmin* self = admin.get();
   auto listener = net::Listener::Create(
       reactor, lo, [self](net::Connection&) -> std::unique_ptr<net::ConnectionHandler> {

@@ -21,8 +21,12 @@ class HttpAdmin {
   // calling `done` on the listener's thread.
   using MetricsSource = absl::AnyInvocable<void(absl::AnyInvocable<void(std::string)> done)>;
 
+  // Live connections the listener takes unless `limits` brings its own limiter.
+  static constexpr size_t kMaxConnections = 256;
+
   static absl::StatusOr<std::unique_ptr<HttpAdmin>> Listen(net::Reactor& reactor,
                                                            const std::string& host, uint16_t port,
+                                                           const net::ListenerLimits& limits,
                                                            MetricsSource metrics);
   ~HttpAdmin() { *alive_ = false; }
   uint16_t port() const { return listener_->port(); }

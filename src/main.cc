@@ -4,14 +4,18 @@
 // run until SIGTERM/SIGINT, then close every log cleanly (flush, checkpoint, clean-shutdown
 // marker) so the next start re-reads nothing.
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "log/crc32c.h"
 #include "log/log_manager.h"
@@ -65,6 +69,57 @@ void GatherMetrics(sluice::broker::ShardSet& set, const sluice::broker::AmqpBrok
   }
 }
 
+// Raises the soft RLIMIT_NOFILE to the hard limit (a broker holds a socket per client and
+// files per partition; the soft default is often 1024) and returns the soft limit in force.
+rlim_t RaiseFdLimit() {
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+  const rlim_t before = rl.rlim_cur;
+  if (rl.rlim_cur < rl.rlim_max) {
+    // An unlimited hard limit still stops at fs.nr_open (1 << 20 by default).
+    rlimit want = rl;
+    want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? rlim_t{1} << 20 : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  if (rl.rlim_cur != before) {
+    sluice::storage::LogInfo("sluice: file descriptor limit raised from %d to %d",
+                             static_cast<int64_t>(before), static_cast<int64_t>(rl.rlim_cur));
+  }
+  return rl.rlim_cur;
+}
+
+// The limits every listener applies (max.connections, max.connections.per.ip, the descriptor
+// budget, the request read timeout), from the flags.
+sluice::net::ListenerLimits ConnectionLimits(const sluice::broker::BrokerConfig& config) {
+  using sluice::storage::LogInfo;
+  sluice::net::ListenerLimits limits;
+  const int64_t fd_limit =
+      static_cast<int64_t>(std::min<rlim_t>(RaiseFdLimit(), std::numeric_limits<int32_t>::max()));
+  int64_t reserved =
+      config.reserved_fds >= 0 ? config.reserved_fds : std::max<int64_t>(256, fd_limit / 4);
+  // Never reserve so much that the network gets nothing: at least half stays usable.
+  reserved = std::min(reserved, fd_limit / 2);
+  limits.fd_budget = std::make_shared<sluice::net::FdBudget>(fd_limit - reserved);
+  limits.limiter = std::make_shared<sluice::net::ConnectionLimiter>(
+      static_cast<size_t>(config.max_connections),
+      static_cast<size_t>(config.max_connections_per_ip));
+  limits.request_read_timeout = absl::Milliseconds(config.request_read_timeout_ms);
+  limits.request_min_bytes_per_sec = static_cast<uint64_t>(config.request_read_min_bytes_per_sec);
+  LogInfo(
+      "sluice: connections: max.connections %d, max.connections.per.ip %s; sockets and splice "
+      "pipes may use %d of %d file descriptors (%d kept for storage); request read timeout "
+      "%s + 1 s per %d bytes",
+      config.max_connections,
+      config.max_connections_per_ip == 0 ? std::string("unlimited")
+                                         : absl::StrCat(config.max_connections_per_ip),
+      fd_limit - reserved, fd_limit, reserved,
+      config.request_read_timeout_ms == 0
+          ? std::string("off")
+          : absl::FormatDuration(absl::Milliseconds(config.request_read_timeout_ms)),
+      config.request_read_min_bytes_per_sec);
+  return limits;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -90,9 +145,13 @@ int main(int argc, char** argv) {
       "crc32c %s",
       config->data_dir, config->kafka_port, config->amqp_port, config->http_port,
       storage::Crc32cImplementationName());
+  const net::ListenerLimits limits = ConnectionLimits(*config);
   broker::KafkaOptions ko;
   ko.host = config->listen_host;
   ko.port = static_cast<uint16_t>(config->kafka_port);
+  ko.listener_limits = limits;
+  ko.max_queued_bytes = static_cast<uint64_t>(config->connection_max_queued_bytes);
+  ko.max_queued_file_ranges = static_cast<size_t>(config->connection_max_queued_file_ranges);
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
                    kafka ? broker::ShardSet::ShardCount(*config) : 1);
@@ -109,6 +168,7 @@ int main(int argc, char** argv) {
     ao.host = config->listen_host;
     ao.port = static_cast<uint16_t>(config->amqp_port);
     ao.disk_free_limit_bytes = static_cast<uint64_t>(config->disk_free_limit_bytes);
+    ao.listener_limits = limits;
     for (const auto& [user, password] : config->amqp_users) ao.users[user] = password;
     auto created = broker::AmqpBroker::Create(&shard0, ao);
     if (!created.ok()) {
@@ -126,9 +186,14 @@ int main(int argc, char** argv) {
   if (config->http_port != 0) {
     broker::ShardSet* set = shards->get();
     broker::AmqpBroker* amqp_broker = amqp.get();
+    // Its own connection count (at most 256, per address as the others), so that clients of
+    // the other listeners can never lock monitoring out; same descriptor budget and timeouts.
+    net::ListenerLimits http_limits = limits;
+    http_limits.limiter = std::make_shared<net::ConnectionLimiter>(
+        broker::HttpAdmin::kMaxConnections, static_cast<size_t>(config->max_connections_per_ip));
     auto listening = broker::HttpAdmin::Listen(
         shard0.reactor(), config->listen_host, static_cast<uint16_t>(config->http_port),
-        [set, amqp_broker](absl::AnyInvocable<void(std::string)> done) {
+        http_limits, [set, amqp_broker](absl::AnyInvocable<void(std::string)> done) {
           GatherMetrics(*set, amqp_broker, std::move(done));
         });
     if (!listening.ok()) {

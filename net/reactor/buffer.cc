@@ -15,6 +15,7 @@ namespace sluice::net {
 void InputBuffer::Consume(size_t n) {
   assert(n <= size());
   begin_ += n;
+  consumed_total_ += n;
   // A cheap reset keeps the whole capacity writable, but not under a pending write: the recv
   // in flight lands at the old end, and Commit must find its bytes there.
   if (begin_ == end_ && !write_pending_) begin_ = end_ = 0;
@@ -51,10 +52,14 @@ void InputBuffer::ShrinkIfEmpty(size_t keep) {
 }
 
 FileRef::~FileRef() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0 && owned_) ::close(fd_);
 }
 
 std::shared_ptr<const FileRef> FileRef::Adopt(int fd) { return std::make_shared<FileRef>(fd); }
+
+std::shared_ptr<const FileRef> FileRef::Borrow(int fd, std::shared_ptr<const void> owner) {
+  return std::make_shared<FileRef>(fd, std::move(owner));
+}
 
 absl::StatusOr<std::shared_ptr<const FileRef>> FileRef::Open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

@@ -49,6 +49,9 @@ class InputBuffer {
   size_t expected() const { return expected_; }
 
   size_t capacity() const { return capacity_; }
+  // Bytes consumed since the buffer was made (a handler that consumed something finished a
+  // frame: the connection's request read timeout then starts again for the next one).
+  uint64_t consumed_total() const { return consumed_total_; }
 
  private:
   friend class Connection;
@@ -74,22 +77,31 @@ class InputBuffer {
   size_t begin_ = 0;
   size_t end_ = 0;
   size_t expected_ = 0;
+  uint64_t consumed_total_ = 0;
   bool write_pending_ = false;
 };
 
-// An open file descriptor shared by queued file-range chunks; closed when the last reference
-// goes. A connection keeps the reference until every byte of the range is on the socket (or
-// the connection is destroyed), so the storage engine may drop its own reference (e.g. delete
-// a segment) at any time. To tie the lifetime to an object of the storage engine instead, use
-// shared_ptr's aliasing constructor.
+// An open file descriptor shared by queued file-range chunks. A connection keeps the reference
+// until every byte of the range is on the socket (or the connection is destroyed), so the
+// storage engine may drop its own reference (e.g. delete a segment) at any time.
+//
+// Owned (Adopt, Open): the fd is closed when the last reference goes. Borrowed (Borrow): the
+// fd belongs to another object, kept alive by the reference; nothing is duplicated, so queued
+// ranges cost no descriptors of their own (a dup per range once let a client that never reads
+// exhaust RLIMIT_NOFILE with pipelined fetches).
 class FileRef {
  public:
   // Takes ownership of `fd`.
   static std::shared_ptr<const FileRef> Adopt(int fd);
   // Opens `path` read-only.
   static absl::StatusOr<std::shared_ptr<const FileRef>> Open(const std::string& path);
+  // Refers to `fd`, which `owner` keeps open for as long as the reference lives (e.g. the
+  // storage engine's shared segment file).
+  static std::shared_ptr<const FileRef> Borrow(int fd, std::shared_ptr<const void> owner);
 
   explicit FileRef(int fd) : fd_(fd) {}
+  FileRef(int fd, std::shared_ptr<const void> owner)
+      : fd_(fd), owned_(false), owner_(std::move(owner)) {}
   FileRef(const FileRef&) = delete;
   FileRef& operator=(const FileRef&) = delete;
   ~FileRef();
@@ -98,6 +110,8 @@ class FileRef {
 
  private:
   int fd_;
+  bool owned_ = true;
+  std::shared_ptr<const void> owner_;  // keeps a borrowed fd open
 };
 
 // A range of a file to send as is (zero-copy where the kernel allows).

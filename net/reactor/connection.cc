@@ -60,7 +60,16 @@ Connection::~Connection() {
   if (pipe_r_ >= 0) ::close(pipe_r_);
   if (pipe_w_ >= 0) ::close(pipe_w_);
   ::close(fd_);
-  if (limiter_) limiter_->Release();
+  if (limiter_) limiter_->Release(limiter_ip_);
+  if (fd_budget_) fd_budget_->Release(fds_charged_);
+}
+
+void Connection::AttachLimits(std::shared_ptr<ConnectionLimiter> limiter, std::string ip,
+                              std::shared_ptr<FdBudget> fd_budget) {
+  limiter_ = std::move(limiter);
+  limiter_ip_ = std::move(ip);
+  fd_budget_ = std::move(fd_budget);
+  fds_charged_ = fd_budget_ ? 1 : 0;
 }
 
 void Connection::Start(std::unique_ptr<ConnectionHandler> handler) {
@@ -142,6 +151,7 @@ void Connection::OnRecv(int res, uint32_t) {
   }
   input_.Commit(static_cast<size_t>(res));
   bytes_received_ += static_cast<uint64_t>(res);
+  frame_bytes_ += static_cast<uint64_t>(res);
   last_activity_ = Reactor::Clock::now();
   DeliverInput();
 }
@@ -150,7 +160,9 @@ void Connection::DeliverInput() {
   if (state_ == State::kOpen && !user_paused_ &&
       input_.size() >= std::max<size_t>(input_.expected(), 1)) {
     input_.ExpectAtLeast(0);
+    const uint64_t consumed_before = input_.consumed_total();
     handler_->OnData(*this, input_);
+    if (state_ == State::kOpen) TrackPartialFrame(input_.consumed_total() != consumed_before);
     // After a big frame, give the memory back rather than keep it per idle connection (the
     // buffer keeps it while a recv is in flight into it).
     input_.ShrinkIfEmpty(2 * options_.recv_chunk);
@@ -225,6 +237,59 @@ void Connection::ResumeReceive() {
   MaybeStartRecv();
 }
 
+void Connection::TrackPartialFrame(bool consumed) {
+  if (options_.request_read_timeout <= absl::ZeroDuration()) return;
+  if (input_.empty()) {
+    frame_partial_ = false;  // the timer, if armed, finds nothing to time and lapses
+    return;
+  }
+  if (frame_partial_ && !consumed) return;  // the same frame, still incomplete
+  // A new partial frame: whatever is buffered belongs to it (the handler consumed the frames
+  // before it, or this is its first piece).
+  frame_partial_ = true;
+  frame_started_ = Reactor::Clock::now();
+  frame_bytes_ = input_.size();
+  if (read_timer_.value == 0) {
+    read_timer_ = reactor_->RunAfter(options_.request_read_timeout, [this] { OnReadTimer(); });
+  }
+}
+
+void Connection::OnReadTimer() {
+  read_timer_ = TimerId{};
+  if (state_ != State::kOpen || !frame_partial_) return;
+  const auto now = Reactor::Clock::now();
+  if (user_paused_ || backpressure_) {
+    // Not the client's doing: the clock starts again when receiving resumes.
+    frame_started_ = now;
+    frame_bytes_ = 0;
+    read_timer_ = reactor_->RunAfter(options_.request_read_timeout, [this] { OnReadTimer(); });
+    return;
+  }
+  absl::Duration allowed = options_.request_read_timeout;
+  if (options_.request_min_bytes_per_sec > 0) {
+    allowed += absl::Seconds(static_cast<double>(frame_bytes_) /
+                             static_cast<double>(options_.request_min_bytes_per_sec));
+  }
+  const absl::Duration elapsed = absl::FromChrono(now - frame_started_);
+  if (elapsed >= allowed) {
+    Close(absl::DeadlineExceededError(absl::StrFormat(
+        "request read timeout: %s sent %d bytes of a frame in %s (allowed: %s, plus 1 s per %d "
+        "bytes)",
+        peer_, frame_bytes_, absl::FormatDuration(elapsed),
+        absl::FormatDuration(options_.request_read_timeout), options_.request_min_bytes_per_sec)));
+    return;
+  }
+  read_timer_ = reactor_->RunAfter(allowed - elapsed, [this] { OnReadTimer(); });
+}
+
+void Connection::DeliverBufferedLater() {
+  reactor_->AssertInLoopThread();
+  if (state_ != State::kOpen || input_.empty()) return;
+  reactor_->Post([reactor = reactor_, id = id_] {
+    if (Connection* conn = reactor->FindConnection(id)) conn->DeliverInput();
+  });
+}
+
 void Connection::ArmIdleTimer(absl::Duration delay) {
   idle_timer_ = reactor_->RunAfter(delay, [this] { OnIdleTimer(); });
 }
@@ -271,6 +336,11 @@ void Connection::Send(OutputChunk chunk) {
     return;
   }
   queued_bytes_ += n;
+  if (chunk.is_file()) {
+    ++queued_file_ranges_;
+  } else {
+    queued_memory_bytes_ += n;
+  }
   out_.push_back(std::move(chunk));
   UpdateBackpressure();
   if (!send_scheduled_ && send_step_ == SendStep::kIdle) {
@@ -343,8 +413,16 @@ void Connection::OnSendmsg(int res, uint32_t) {
 
 absl::Status Connection::EnsurePipe() {
   if (pipe_r_ >= 0) return absl::OkStatus();
+  if (fd_budget_ != nullptr && !fd_budget_->TryAcquire(2)) {
+    return absl::ResourceExhaustedError("no file descriptors left in the network's budget");
+  }
   int p[2];
-  if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) return absl::ErrnoToStatus(errno, "pipe2");
+  if (::pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0) {
+    const int err = errno;
+    if (fd_budget_ != nullptr) fd_budget_->Release(2);
+    return absl::ErrnoToStatus(err, "pipe2");
+  }
+  if (fd_budget_ != nullptr) fds_charged_ += 2;
   pipe_r_ = p[0];
   pipe_w_ = p[1];
   int size = ::fcntl(pipe_w_, F_SETPIPE_SZ, kPipeSize);
@@ -501,7 +579,11 @@ void Connection::SendFileDirect() {
     r.length -= static_cast<uint32_t>(head_sent_ + static_cast<uint64_t>(n));
     head_sent_ = 0;
     head_piped_ = 0;
-    if (r.length == 0) out_.pop_front();
+    if (r.length == 0) {
+      out_.pop_front();
+      --queued_file_ranges_;
+    }
+    queued_memory_bytes_ += piece.size();
     out_.emplace_front(std::move(piece));  // queued_bytes_ unchanged: same bytes, new form
     SubmitSendmsg();
     return;
@@ -515,8 +597,13 @@ void Connection::SendFileDirect() {
 }
 
 void Connection::SwitchFileSendMode(FileSendMode mode, absl::string_view why) {
-  NetLog("connection %s: file ranges fall back from %s to %s (%s)", peer_,
-         FileSendModeName(file_mode_), FileSendModeName(mode), why);
+  // Per connection, and under descriptor pressure many connections switch: rate-limited.
+  thread_local LogRateLimiter log_limit(absl::Seconds(10));
+  if (uint64_t suppressed = 0; log_limit.Allow(&suppressed)) {
+    NetLog("connection %s: file ranges fall back from %s to %s (%s; %u more such lines held back)",
+           peer_, FileSendModeName(file_mode_), FileSendModeName(mode), why,
+           static_cast<unsigned>(suppressed));
+  }
   file_mode_ = mode;
 }
 
@@ -531,11 +618,34 @@ void Connection::AdvanceSent(uint64_t n) {
       break;
     }
     n -= left;
+    if (out_.front().is_file()) {
+      --queued_file_ranges_;
+    } else {
+      queued_memory_bytes_ -= out_.front().size();
+    }
     out_.pop_front();  // releases the bytes or the FileRef
     head_sent_ = 0;
     head_piped_ = 0;
   }
+  MaybeNotifyOutputBelow();
+  if (state_ == State::kClosed) return;  // the handler closed
   UpdateBackpressure();
+}
+
+void Connection::NotifyWhenOutputBelow(uint64_t memory_bytes, size_t file_ranges) {
+  reactor_->AssertInLoopThread();
+  output_notify_armed_ = true;
+  output_notify_bytes_ = memory_bytes;
+  output_notify_ranges_ = file_ranges;
+}
+
+void Connection::MaybeNotifyOutputBelow() {
+  if (!output_notify_armed_ || queued_memory_bytes_ > output_notify_bytes_ ||
+      queued_file_ranges_ > output_notify_ranges_ || state_ != State::kOpen) {
+    return;
+  }
+  output_notify_armed_ = false;
+  handler_->OnOutputBelow(*this);
 }
 
 void Connection::UpdateBackpressure() {
@@ -599,6 +709,7 @@ void Connection::Close(absl::Status reason) {
   reactor_->Cancel(idle_timer_);
   reactor_->Cancel(deadline_timer_);
   reactor_->Cancel(linger_timer_);
+  reactor_->Cancel(read_timer_);
   // Also wakes an io-wq worker that might be blocked on the socket, and tells the peer now.
   ::shutdown(fd_, SHUT_RDWR);
   switch (recv_step_) {

@@ -29,6 +29,7 @@
 namespace sluice::net {
 
 class ConnectionLimiter;
+class FdBudget;
 
 // How file ranges are put on the socket.
 enum class FileSendMode {
@@ -56,6 +57,16 @@ struct ConnectionOptions {
   // bytes count too: a consumer draining a large fetch is not idle, and while backpressure
   // holds receiving, silence on the input side is the broker's doing.)
   absl::Duration idle_timeout = absl::ZeroDuration();
+  // Request read timeout: once the handler leaves a partial frame in the input buffer (it
+  // returned from OnData without consuming it all), the rest of that frame must arrive within
+  // this long, plus one second for every `request_min_bytes_per_sec` bytes of it received so
+  // far; otherwise the connection closes with DeadlineExceeded. A frame the handler consumes
+  // ends the clock and the next partial frame starts it again. So a large request on a slow
+  // link completes as long as it averages that rate, and a client trickling bytes (which
+  // would keep resetting the idle timeout) cannot hold a connection. The clock stops while
+  // receiving is paused (by the handler or by send backpressure). Zero = off.
+  absl::Duration request_read_timeout = absl::ZeroDuration();
+  uint64_t request_min_bytes_per_sec = 0;
   // After CloseAfterSend has flushed everything and sent FIN, how long to keep reading (and
   // dropping) the peer's bytes while waiting for its FIN. Closing a socket with unread input
   // sends RST, which can destroy responses the peer has not read yet.
@@ -76,6 +87,8 @@ class ConnectionHandler {
   virtual void OnData(Connection& conn, InputBuffer& input) = 0;
   // The output queue fell below half the high watermark after exceeding it.
   virtual void OnWritable(Connection& conn) {}
+  // Queued output fell to the levels asked for with Connection::NotifyWhenOutputBelow.
+  virtual void OnOutputBelow(Connection& conn) {}
   // Called exactly once. `reason`: OK after CloseAfterSend or a peer close at a frame boundary
   // (nothing unconsumed); DataLoss if the peer closed with unconsumed input (mid-frame);
   // DeadlineExceeded for the idle timeout or a deadline; ResourceExhausted for input limits;
@@ -109,6 +122,15 @@ class Connection {
   }
   // Bytes queued and not yet on the socket (file ranges count their length).
   uint64_t queued_bytes() const { return queued_bytes_; }
+  // What the queued output costs: memory held by byte chunks not yet fully on the socket
+  // (a chunk counts whole until its last byte is sent), and the number of file ranges.
+  uint64_t queued_memory_bytes() const { return queued_memory_bytes_; }
+  size_t queued_file_ranges() const { return queued_file_ranges_; }
+  // Calls the handler's OnOutputBelow once, the first time sending brings queued memory to at
+  // most `memory_bytes` and queued file ranges to at most `file_ranges` (for a handler
+  // bounding what one connection may queue, see src/kafka/responder.h). Fires only on a
+  // decrease: check before arming. Arming again replaces the levels.
+  void NotifyWhenOutputBelow(uint64_t memory_bytes, size_t file_ranges);
 
   // Stops receiving, sends everything queued, shuts down the write side, waits (bounded by
   // linger_timeout) for the peer's FIN, then closes with an OK reason.
@@ -123,6 +145,10 @@ class Connection {
   // for more bytes. Independent of send backpressure: receiving resumes when neither holds.
   void PauseReceive();
   void ResumeReceive();
+  // For a handler that returns from OnData with whole frames still buffered, to let other
+  // connections run (fairness): OnData is called again for them from a posted task, without
+  // waiting for more bytes.
+  void DeliverBufferedLater();
 
   // Closes the connection with `reason` (e.g. DeadlineExceeded("handshake timeout")) unless
   // ClearDeadline is called within `delay`. One deadline per connection; arming replaces.
@@ -153,6 +179,10 @@ class Connection {
   Connection(Reactor* reactor, ConnectionId id, int fd, std::string peer,
              const ConnectionOptions& options);
   void Start(std::unique_ptr<ConnectionHandler> handler);
+  // From the Listener: the slot taken for `ip` and the one descriptor taken from `fd_budget`
+  // (may be null), given back on destruction.
+  void AttachLimits(std::shared_ptr<ConnectionLimiter> limiter, std::string ip,
+                    std::shared_ptr<FdBudget> fd_budget);
 
   // Receive path.
   void MaybeStartRecv();
@@ -163,6 +193,10 @@ class Connection {
   void HandlePeerClosed();
   void ArmIdleTimer(absl::Duration delay);
   void OnIdleTimer();
+  // Request read timeout: after OnData, whether a partial frame is pending and since when.
+  void TrackPartialFrame(bool consumed);
+  void OnReadTimer();
+  void MaybeNotifyOutputBelow();
 
   // Send path (one operation in flight at a time keeps the order trivially).
   void ContinueSend();
@@ -196,6 +230,9 @@ class Connection {
   const ConnectionOptions options_;
   std::unique_ptr<ConnectionHandler> handler_;
   std::shared_ptr<ConnectionLimiter> limiter_;  // released on destruction (set by Listener)
+  std::string limiter_ip_;
+  std::shared_ptr<FdBudget> fd_budget_;  // fds_charged_ of it released on destruction
+  size_t fds_charged_ = 0;
   State state_ = State::kOpen;
   absl::Status close_reason_;  // for a deferred close (flush, linger)
 
@@ -210,12 +247,23 @@ class Connection {
   TimerId deadline_timer_;
   TimerId linger_timer_;
   uint64_t bytes_received_ = 0;
+  // The partial frame the handler left (request read timeout): when it started, bytes of it
+  // received, and a lazily re-armed timer.
+  bool frame_partial_ = false;
+  Reactor::Clock::time_point frame_started_;
+  uint64_t frame_bytes_ = 0;
+  TimerId read_timer_;
 
   // Send. A deque, not a vector: in-flight iovecs point into the chunks (into a std::string's
   // inline storage, too), and a deque never moves its elements on push_back/pop_front.
   std::deque<OutputChunk> out_;
   uint64_t head_sent_ = 0;  // bytes of out_.front() already on the socket
   uint64_t queued_bytes_ = 0;
+  uint64_t queued_memory_bytes_ = 0;
+  size_t queued_file_ranges_ = 0;
+  bool output_notify_armed_ = false;
+  uint64_t output_notify_bytes_ = 0;
+  size_t output_notify_ranges_ = 0;
   uint64_t bytes_sent_ = 0;
   uint64_t send_waits_ = 0;
   bool send_scheduled_ = false;  // in the reactor's send_pending_ list

@@ -4,7 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,18 +16,60 @@
 namespace sluice::net {
 namespace {
 
-// Back-off before accepting again after EMFILE/ENFILE/ENOMEM, so a full fd table does not
-// turn into a busy loop.
-constexpr absl::Duration kAcceptRetryDelay = absl::Milliseconds(100);
+// Back-off before accepting again after EMFILE/ENFILE/ENOMEM/ENOBUFS, so a full fd table
+// does not turn into a busy loop: doubled on every failure in a row, reset by a success.
+constexpr absl::Duration kAcceptRetryMin = absl::Milliseconds(20);
+constexpr absl::Duration kAcceptRetryMax = absl::Seconds(1);
+
+bool TryTake(std::atomic<size_t>& counter, size_t n, size_t max) {
+  size_t cur = counter.load(std::memory_order_relaxed);
+  while (cur + n <= max) {
+    if (counter.compare_exchange_weak(cur, cur + n, std::memory_order_relaxed)) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
-bool ConnectionLimiter::TryAcquire() {
-  size_t cur = live_.load(std::memory_order_relaxed);
-  while (cur < max_) {
-    if (live_.compare_exchange_weak(cur, cur + 1, std::memory_order_relaxed)) return true;
+ConnectionLimiter::Verdict ConnectionLimiter::TryAcquire(const std::string& ip) {
+  if (max_per_ip_ == 0) {
+    return TryTake(live_, 1, max_) ? Verdict::kAccepted : Verdict::kTooMany;
   }
-  return false;
+  absl::MutexLock lock(&mu_);
+  if (!TryTake(live_, 1, max_)) return Verdict::kTooMany;
+  size_t& from_ip = per_ip_[ip];
+  if (from_ip >= max_per_ip_) {
+    live_.fetch_sub(1, std::memory_order_relaxed);
+    return Verdict::kTooManyFromAddress;
+  }
+  ++from_ip;
+  return Verdict::kAccepted;
+}
+
+void ConnectionLimiter::Release(const std::string& ip) {
+  live_.fetch_sub(1, std::memory_order_relaxed);
+  if (max_per_ip_ == 0) return;
+  absl::MutexLock lock(&mu_);
+  auto it = per_ip_.find(ip);
+  if (it == per_ip_.end()) return;
+  if (--it->second == 0) per_ip_.erase(it);
+}
+
+size_t ConnectionLimiter::live_from(const std::string& ip) const {
+  absl::MutexLock lock(&mu_);
+  auto it = per_ip_.find(ip);
+  return it == per_ip_.end() ? 0 : it->second;
+}
+
+bool FdBudget::TryAcquire(size_t n) { return TryTake(used_, n, max_); }
+
+void ListenerLimits::ApplyTo(ListenerOptions& options) const {
+  if (limiter) options.limiter = limiter;
+  if (fd_budget) options.fd_budget = fd_budget;
+  if (request_read_timeout > absl::ZeroDuration()) {
+    options.connection.request_read_timeout = request_read_timeout;
+    options.connection.request_min_bytes_per_sec = request_min_bytes_per_sec;
+  }
 }
 
 struct Listener::AcceptOp final : internal::IoOp {
@@ -80,8 +124,11 @@ absl::StatusOr<std::unique_ptr<Listener>> Listener::Create(Reactor& reactor,
                                                : reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
   l->multishot_ =
       l->options_.accept_mode == AcceptMode::kAuto && reactor.supports_multishot_accept();
-  NetLog("listener: %s accepting (%s accept, max %u connections)", internal::FormatAddress(bound),
-         l->multishot_ ? "multishot" : "single-shot", static_cast<unsigned>(l->limiter_->max()));
+  NetLog("listener: %s accepting (%s accept, max %u connections, %s per address)",
+         internal::FormatAddress(bound), l->multishot_ ? "multishot" : "single-shot",
+         static_cast<unsigned>(l->limiter_->max()),
+         l->limiter_->max_per_ip() == 0 ? std::string("no limit")
+                                        : absl::StrCat(l->limiter_->max_per_ip()));
   l->Arm();
   return l;
 }
@@ -91,8 +138,10 @@ Listener::Listener(Reactor& reactor, ListenerOptions options, HandlerFactory fac
       options_(std::move(options)),
       factory_(std::move(factory)),
       limiter_(options_.limiter ? options_.limiter
-                                : std::make_shared<ConnectionLimiter>(options_.max_connections)),
-      fd_(fd) {}
+                                : std::make_shared<ConnectionLimiter>(
+                                      options_.max_connections, options_.max_connections_per_ip)),
+      fd_(fd),
+      retry_delay_(kAcceptRetryMin) {}
 
 Listener::~Listener() {
   reactor_.AssertInLoopThread();
@@ -127,20 +176,14 @@ void Listener::OnAccept(int res, uint32_t flags) {
   const bool more = (flags & IORING_CQE_F_MORE) != 0;
   if (!more) armed_ = false;
   if (res >= 0) {
+    retry_delay_ = kAcceptRetryMin;
     HandleAccepted(res);
   } else if (res == -EINVAL && multishot_ && accepted_ == 0 && rejected_ == 0) {
     // A kernel without multishot accept rejects the flag.
     NetLog("listener: multishot accept unsupported; falling back to single-shot accept");
     multishot_ = false;
   } else if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
-    NetLog("listener: accept failed (errno %d); retrying in %s", -res,
-           absl::FormatDuration(kAcceptRetryDelay));
-    if (!more && !armed_) {
-      retry_timer_ = reactor_.RunAfter(kAcceptRetryDelay, [this] {
-        retry_timer_ = TimerId{};
-        if (!armed_) Arm();
-      });
-    }
+    BackOff(-res, more);
     return;
   } else if (res != -ECANCELED && res != -ECONNABORTED && res != -EINTR && res != -EAGAIN) {
     NetLog("listener: accept failed (errno %d)", -res);
@@ -148,23 +191,68 @@ void Listener::OnAccept(int res, uint32_t flags) {
   if (!armed_ && res != -ECANCELED) Arm();  // single-shot, or the multishot ended
 }
 
+void Listener::BackOff(int err, bool more) {
+  // The connection stays in the backlog; accepting again at once would fail the same way, in
+  // a loop. The rest of the broker goes on meanwhile; the log gets one line per 10 s.
+  ++accept_errors_;
+  const absl::Duration delay = retry_delay_;
+  retry_delay_ = std::min(retry_delay_ * 2, kAcceptRetryMax);
+  if (uint64_t suppressed = 0; accept_error_log_.Allow(&suppressed)) {
+    NetLog(
+        "listener: accept failed: %s (errno %d); backing off %s (%u more such failures in "
+        "the last 10 s)",
+        std::strerror(err), err, absl::FormatDuration(delay), static_cast<unsigned>(suppressed));
+  }
+  if (more || armed_ || retry_timer_.value != 0) return;
+  retry_timer_ = reactor_.RunAfter(delay, [this] {
+    retry_timer_ = TimerId{};
+    if (!armed_) Arm();
+  });
+}
+
+void Listener::Reject(int fd, const std::string& peer, std::string_view why) {
+  ++rejected_;
+  if (uint64_t suppressed = 0; reject_log_.Allow(&suppressed)) {
+    NetLog("listener: rejecting %s: %s (%u more rejected in the last 10 s)", peer, why,
+           static_cast<unsigned>(suppressed));
+  }
+  ::close(fd);
+}
+
 void Listener::HandleAccepted(int fd) {
-  if (!limiter_->TryAcquire()) {
-    ++rejected_;
-    NetLog("listener: rejecting %s: %u live connections is the limit", internal::PeerAddress(fd),
-           static_cast<unsigned>(limiter_->max()));
-    ::close(fd);
+  std::string ip;
+  std::string peer = internal::PeerAddress(fd, &ip);
+  switch (limiter_->TryAcquire(ip)) {
+    case ConnectionLimiter::Verdict::kAccepted:
+      break;
+    case ConnectionLimiter::Verdict::kTooMany:
+      Reject(fd, peer,
+             absl::StrCat(limiter_->max(), " live connections is the limit (max.connections)"));
+      return;
+    case ConnectionLimiter::Verdict::kTooManyFromAddress:
+      Reject(fd, peer,
+             absl::StrCat(limiter_->max_per_ip(), " live connections from ", ip,
+                          " is the limit (max.connections.per.ip)"));
+      return;
+  }
+  if (options_.fd_budget != nullptr && !options_.fd_budget->TryAcquire(1)) {
+    limiter_->Release(ip);
+    Reject(fd, peer,
+           absl::StrCat("the network's ", options_.fd_budget->max(),
+                        " file descriptors are in use (the rest of RLIMIT_NOFILE is kept for "
+                        "storage)"));
     return;
   }
   ++accepted_;
   absl::StatusOr<Connection*> conn = reactor_.AdoptConnection(
       fd, options_.connection, [this](Connection& c) { return factory_(c); });
   if (!conn.ok()) {
-    limiter_->Release();
+    limiter_->Release(ip);
+    if (options_.fd_budget != nullptr) options_.fd_budget->Release(1);
     NetLog("listener: dropping accepted connection: %s", conn.status().ToString());
     return;
   }
-  (*conn)->limiter_ = limiter_;
+  (*conn)->AttachLimits(limiter_, std::move(ip), options_.fd_budget);
 }
 
 }  // namespace sluice::net

@@ -181,6 +181,7 @@ Reactor::~Reactor() {
   connections_.clear();
   timers_.clear();
   local_tasks_.clear();
+  background_tasks_.clear();
   {
     absl::MutexLock lock(&remote_mu_);
     TsanAcquire(&remote_tasks_);
@@ -230,8 +231,8 @@ absl::Status Reactor::RunOnce(absl::Duration timeout) {
   if (timeout != absl::InfiniteDuration()) {
     wait = std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(timeout));
   }
-  if (!local_tasks_.empty() || remote_pending_.load(std::memory_order_acquire) ||
-      stop_.load(std::memory_order_relaxed)) {
+  if (!local_tasks_.empty() || !background_tasks_.empty() ||
+      remote_pending_.load(std::memory_order_acquire) || stop_.load(std::memory_order_relaxed)) {
     wait = Clock::duration::zero();
   }
   wait = std::min(wait, TimeToNextTimer(now));
@@ -252,6 +253,7 @@ absl::Status Reactor::RunOnce(absl::Duration timeout) {
   DispatchCompletions();
   RunDueTimers();
   RunTasks();
+  RunBackground();
   FlushAndReap();
   return absl::OkStatus();
 }
@@ -342,6 +344,25 @@ void Reactor::RunTasks() {
     std::vector<Task> local;
     local.swap(local_tasks_);
     for (Task& t : local) t();
+  }
+}
+
+void Reactor::PostBackground(Task task) {
+  AssertInLoopThread();
+  background_tasks_.push_back(std::move(task));
+}
+
+void Reactor::RunBackground() {
+  if (background_tasks_.empty()) return;
+  const Clock::time_point until =
+      Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                         absl::ToChronoNanoseconds(options_.background_budget));
+  // Tasks queued by these tasks go to the back: at most the ones queued now run here.
+  for (size_t n = background_tasks_.size(); n > 0; --n) {
+    Task t = std::move(background_tasks_.front());
+    background_tasks_.pop_front();
+    t();
+    if (Clock::now() >= until) break;
   }
 }
 

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <thread>
@@ -50,6 +51,8 @@ struct ReactorOptions {
   RingSetup best_setup = RingSetup::kSingleIssuerDeferTaskrun;
   // CQEs dispatched per RunOnce before timers and posted tasks get their turn.
   unsigned max_cqes_per_iteration = 4096;
+  // Time one iteration gives to PostBackground tasks (at least one runs per iteration).
+  absl::Duration background_budget = absl::Milliseconds(2);
 };
 
 struct TimerId {
@@ -90,6 +93,13 @@ class Reactor {
   // another thread it takes a mutex and may write the wake eventfd; from the loop thread it
   // takes no lock and the task runs after the current callback returns, never inline.
   void Post(Task task);
+  // Runs `task` on the loop thread after the iteration's completions, timers and posted tasks:
+  // FIFO with other such tasks, for at most background_budget per iteration (at least one
+  // task). For work that is heavy per call (e.g. converting a fetch response), so that a
+  // burst of it from one client cannot hold the loop while other connections wait: it is
+  // spread over iterations, with I/O in between. Loop thread.
+  void PostBackground(Task task);
+  size_t background_tasks() const { return background_tasks_.size(); }
 
   bool IsInLoopThread() const { return std::this_thread::get_id() == loop_thread_; }
   // Aborts with a message if called off the loop thread (when thread checks are compiled in).
@@ -157,6 +167,7 @@ class Reactor {
   void DispatchCompletions();
   void RunDueTimers();
   void RunTasks();
+  void RunBackground();
   // Sends queued by handlers in this iteration start here in one batch, then connections
   // whose last completion has arrived are destroyed.
   void FlushAndReap();
@@ -186,6 +197,7 @@ class Reactor {
   std::atomic<bool> remote_pending_{false};
   WatchId wake_watch_;
   std::vector<Task> local_tasks_;  // posted from the loop thread itself: no lock
+  std::deque<Task> background_tasks_;
 
   uint64_t next_timer_seq_ = 1;
   std::vector<TimerEntry> timer_heap_;  // min-heap; cancelled entries are skipped lazily

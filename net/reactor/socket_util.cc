@@ -28,10 +28,24 @@ std::string FormatAddress(const sockaddr_storage& addr) {
   return "?";
 }
 
-std::string PeerAddress(int fd) {
+std::string PeerAddress(int fd, std::string* ip) {
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return "?";
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (ip != nullptr) *ip = "?";
+    return "?";
+  }
+  if (ip != nullptr) {
+    char host[INET6_ADDRSTRLEN] = {};
+    if (addr.ss_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr, host,
+                sizeof(host));
+    } else if (addr.ss_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, host,
+                sizeof(host));
+    }
+    *ip = host[0] != '\0' ? host : "?";
+  }
   return FormatAddress(addr);
 }
 

@@ -13,7 +13,9 @@ namespace sluice::net::internal {
 
 // "1.2.3.4:5678" or "[::1]:5678"; "?" if unknown.
 std::string FormatAddress(const sockaddr_storage& addr);
-std::string PeerAddress(int fd);
+// The peer of a connected socket as FormatAddress; `ip`, if given, gets its address alone
+// (no port; "?" if unknown), the key of per-address connection limits.
+std::string PeerAddress(int fd, std::string* ip = nullptr);
 // Non-blocking, close-on-exec, and TCP_NODELAY on TCP sockets (responses are written whole,
 // so Nagle would only add latency).
 absl::Status PrepareSocket(int fd);

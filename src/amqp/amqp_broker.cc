@@ -543,6 +543,7 @@ absl::Status AmqpBroker::Listen() {
   lo.port = options_.port;
   // Codec limits reject oversized frames first; this is the last line.
   lo.connection.max_input_bytes = options_.frame_max + 1024;
+  options_.listener_limits.ApplyTo(lo);
   auto listener = net::Listener::Create(
       shard_->reactor(), lo,
       [this](net::Connection& conn) -> std::unique_ptr<net::ConnectionHandler> {

@@ -60,6 +60,9 @@ struct AmqpOptions {
   // exists, overrides it at run time (as rabbitmqctl set_disk_free_limit).
   uint64_t disk_free_limit_bytes = 50'000'000;
   absl::Duration disk_check_interval = absl::Milliseconds(100);
+  // Shared with the other listeners (src/main.cc): max.connections, max.connections.per.ip,
+  // the descriptor budget, the request read timeout.
+  net::ListenerLimits listener_limits;
 };
 
 // The log-config of queue logs: no retention (acks delete, via AdvanceLogStart), batches as

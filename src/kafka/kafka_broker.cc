@@ -258,6 +258,7 @@ absl::Status KafkaBroker::Listen(uint16_t port) {
   lo.connection.max_input_bytes = options_.max_request_bytes + 64 * 1024;
   // One listener per shard on the same port: the kernel spreads connections over them.
   lo.reuse_port = shard_count() > 1;
+  options_.listener_limits.ApplyTo(lo);
   auto listener = net::Listener::Create(
       shard_->reactor(), lo,
       [this](net::Connection& conn) -> std::unique_ptr<net::ConnectionHandler> {

@@ -43,6 +43,13 @@ struct KafkaOptions {
   absl::Duration idle_timeout = absl::Minutes(10);  // connections.max.idle.ms
   // Largest partition count of one topic (each partition is a directory and open files).
   int32_t max_partitions = 10000;
+  // What one connection may queue before the broker stops reading it (src/kafka/responder.h):
+  // connection.max.queued.bytes and connection.max.queued.file.ranges.
+  uint64_t max_queued_bytes = 4 << 20;
+  size_t max_queued_file_ranges = 1024;
+  // Shared with the other listeners (src/main.cc): max.connections, max.connections.per.ip,
+  // the descriptor budget, the request read timeout.
+  net::ListenerLimits listener_limits;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until

@@ -32,28 +32,48 @@ void LocalAddress(int fd, std::string* host, int32_t* port) {
 }  // namespace
 
 KafkaConnection::KafkaConnection(KafkaBroker* broker, net::Connection& conn)
-    : broker_(broker), queue_(std::make_shared<ResponseQueue>(&conn.reactor(), conn.id())) {
+    : broker_(broker),
+      conn_(&conn),
+      queue_(std::make_shared<ResponseQueue>(
+          &conn, ResponseLimits{broker->options().max_queued_bytes,
+                                broker->options().max_queued_file_ranges, kMaxOutstanding})) {
   LocalAddress(conn.fd(), &local_host_, &local_port_);
 }
 
 void KafkaConnection::OnOpen(net::Connection& conn) {
   conn.SetDeadline(broker_->options().handshake_timeout,
                    absl::DeadlineExceededError("no valid request within the handshake timeout"));
-  net::Reactor* reactor = &conn.reactor();
-  net::ConnectionId id = conn.id();
-  ResponseQueue* queue = queue_.get();
-  bool* paused = &paused_;
   // The queue outlives this handler only through Responders; the callback runs from the
-  // queue while the handler is alive (it is dropped in OnClose).
-  queue_->set_on_drained([reactor, id, queue, paused] {
-    if (*paused && queue->outstanding() < kMaxOutstanding / 2) {
-      if (net::Connection* c = reactor->FindConnection(id)) {
-        *paused = false;
-        c->ResumeReceive();
-      }
-    }
-  });
+  // queue while the handler is alive (MarkClosed drops it in OnClose).
+  queue_->set_on_room([this] { MaybeResume(); });
 }
+
+void KafkaConnection::Pause(net::Connection& conn) {
+  paused_ = true;
+  conn.PauseReceive();
+  if (!logged_pause_ && queue_->outstanding() < kMaxOutstanding) {
+    logged_pause_ = true;
+    storage::LogInfo(
+        "kafka: %s: not reading further requests until the client reads its responses: %d "
+        "bytes and %d file ranges queued (connection.max.queued.bytes %d, "
+        "connection.max.queued.file.ranges %d); logged once per connection",
+        conn.peer(), queue_->charged_bytes(), queue_->charged_file_ranges(),
+        queue_->limits().max_bytes, queue_->limits().max_file_ranges);
+  }
+  queue_->WatchOutput();
+}
+
+void KafkaConnection::MaybeResume() {
+  if (!paused_) return;
+  if (!queue_->BelowHalf()) {
+    queue_->WatchOutput();
+    return;
+  }
+  paused_ = false;
+  conn_->ResumeReceive();
+}
+
+void KafkaConnection::OnOutputBelow(net::Connection&) { queue_->OnOutputBelow(); }
 
 void KafkaConnection::Reject(net::Connection& conn, const std::string& why) {
   storage::LogWarning("kafka: closing connection from %s: %s", conn.peer(), why);
@@ -61,7 +81,19 @@ void KafkaConnection::Reject(net::Connection& conn, const std::string& why) {
 }
 
 void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
-  while (conn.is_open() && !paused_) {
+  for (int handled = 0; conn.is_open() && !paused_; ++handled) {
+    if (handled == kMaxFramesPerDelivery) {
+      // The rest after other connections had their turn (a client pipelining thousands of
+      // cheap requests would otherwise hold the loop while it is served).
+      conn.DeliverBufferedLater();
+      return;
+    }
+    if (queue_->Full()) {
+      // Checked before each frame, not only before each recv: one input buffer may hold
+      // hundreds of pipelined requests.
+      Pause(conn);
+      return;
+    }
     if (input.size() < kafka::kFrameSizePrefixBytes) {
       input.ExpectAtLeast(kafka::kFrameSizePrefixBytes);
       return;
@@ -101,10 +133,6 @@ void KafkaConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
     bool open = HandleFrame(conn, payload);
     input.Consume(total);
     if (!open) return;
-    if (queue_->outstanding() >= kMaxOutstanding && !paused_) {
-      paused_ = true;
-      conn.PauseReceive();
-    }
   }
 }
 
@@ -179,7 +207,6 @@ bool KafkaConnection::HandleFrame(net::Connection& conn, std::span<const uint8_t
 
 void KafkaConnection::OnClose(net::Connection& conn, absl::Status reason) {
   queue_->MarkClosed();
-  queue_->set_on_drained(nullptr);
   if (!reason.ok() && !absl::IsCancelled(reason) && !absl::IsInvalidArgument(reason)) {
     storage::LogInfo("kafka: connection from %s closed: %s", conn.peer(), reason.ToString());
   }

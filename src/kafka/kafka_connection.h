@@ -9,6 +9,12 @@
 // does not decode) close the connection with a log line naming the peer and the reason; an
 // ApiVersions request of an unknown version is answered per KIP-511 instead.
 //
+// Backpressure: before handling each frame of the input buffer the connection checks what it
+// has queued (ResponseQueue::Full: unsent output, responses held for order, fetch responses
+// being built; 256 outstanding requests); over a limit it stops (PauseReceive) and resumes
+// below half, so a client pipelining requests without reading the answers cannot make the
+// broker buffer more than about twice the limits (src/kafka/responder.h).
+//
 // Shards: the connection lives on the shard that accepted it. Produce, Fetch, ListOffsets and
 // ApiVersions are handled here (the first three split by partition owner); on shards other
 // than 0 every other API is forwarded to shard 0 (registry, group coordinator): the frame is
@@ -30,22 +36,30 @@ class KafkaConnection : public net::ConnectionHandler {
 
   void OnOpen(net::Connection& conn) override;
   void OnData(net::Connection& conn, net::InputBuffer& input) override;
+  void OnOutputBelow(net::Connection& conn) override;
   void OnClose(net::Connection& conn, absl::Status reason) override;
 
  private:
   // Handles one frame's payload; false when the connection was closed.
   bool HandleFrame(net::Connection& conn, std::span<const uint8_t> payload);
   void Reject(net::Connection& conn, const std::string& why);
+  // Stops handling frames while the queue is full; resumes below half.
+  void Pause(net::Connection& conn);
+  void MaybeResume();
 
   // Requests answered out of order are held; past this many outstanding, receiving pauses.
   static constexpr size_t kMaxOutstanding = 256;
+  // Frames handled per OnData call before yielding the loop to other connections.
+  static constexpr int kMaxFramesPerDelivery = 32;
 
   KafkaBroker* const broker_;
+  net::Connection* const conn_;  // valid until OnClose
   std::shared_ptr<ResponseQueue> queue_;
   std::string local_host_;
   int32_t local_port_ = 0;
   bool handshake_done_ = false;
   bool paused_ = false;
+  bool logged_pause_ = false;  // one line per connection
 };
 
 }  // namespace sluice::broker

@@ -16,11 +16,22 @@
 // Fetch v2-3 (message format v1): the slice is read into memory and its records down-converted
 // to uncompressed magic-1 messages (legacy_records.h), within partition_max_bytes / max_bytes
 // but at least one message per response; no zero-copy for these.
+//
+// Backpressure (src/kafka/responder.h): before building a response, the fetch reserves what it
+// will hold against its connection (memory for a down-converted one, file ranges for a
+// zero-copy one); when the connection has too much queued that its client has not read, the
+// fetch waits for room instead of building, so pipelined fetches that are never read cannot
+// fill the broker's memory or descriptor table. Down-conversion, the one fetch whose cost is
+// CPU per byte, runs as reactor background work (Reactor::PostBackground: a couple of
+// milliseconds of it per loop iteration), so a burst of pipelined v3 fetches is spread over
+// iterations with other clients' requests in between instead of holding the loop.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <deque>
 #include <map>
+#include <optional>
 
 #include "absl/time/clock.h"
 #include "net/kafka/error_codes.h"
@@ -188,6 +199,8 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
   bool Check() override { return answered_; }
 
  private:
+  enum class Outcome { kAnswered, kNotEnoughData, kNoRoom, kConvertLater };
+
   void OnResults(const std::vector<size_t>& indexes, std::vector<ReadResult> results) {
     for (size_t k = 0; k < indexes.size(); ++k) results_[indexes[k]] = std::move(results[k]);
     Finished();
@@ -195,12 +208,61 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
 
   void Finished() {
     if (--outstanding_ > 0) return;
-    if (Evaluate(final_)) return;
+    Decide(Evaluate(final_));
+  }
+
+  void Decide(Outcome outcome) {
+    switch (outcome) {
+      case Outcome::kAnswered:
+        return;
+      case Outcome::kNoRoom:
+        WaitForRoom();
+        return;
+      case Outcome::kConvertLater:
+        ConvertLater();
+        return;
+      case Outcome::kNotEnoughData:
+        break;
+    }
     if (!waiting_) {
       waiting_ = true;
       Wait();
     }
     WatchPartitions();
+  }
+
+  // Evaluates this round again as background work of the reactor, converting then.
+  void ConvertLater() {
+    if (convert_scheduled_) return;
+    convert_scheduled_ = true;
+    broker_->reactor().PostBackground([self = shared_from_this()] {
+      self->convert_scheduled_ = false;
+      if (self->answered_ || self->outstanding_ > 0) return;  // that round decides
+      self->in_background_ = true;
+      const Outcome outcome = self->Evaluate(self->final_);
+      self->in_background_ = false;
+      self->Decide(outcome);
+    });
+  }
+
+  // The connection holds too much its client has not read: read again once it has room for
+  // what this round found (the waiter owns the operation meanwhile; a long poll's deadline
+  // timer still runs, and a deadline passed while waiting is kept in final_).
+  void WaitForRoom() {
+    if (room_wait_) return;
+    room_wait_ = true;
+    responder_.WaitForRoom([self = shared_from_this()] { self->OnRoom(); });
+  }
+
+  void OnRoom() {
+    room_wait_ = false;
+    if (answered_ || outstanding_ > 0) return;
+    if (!responder_.connection_closed() &&
+        !responder_.HasRoomFor(wanted_bytes_, wanted_file_ranges_)) {
+      WaitForRoom();  // cheap: no re-read until it would fit
+      return;
+    }
+    StartRound();
   }
 
   void OnDeadline() {
@@ -241,17 +303,52 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     }
   }
 
-  // Builds the response from this round's reads; answers and returns true when enough data
-  // is there (or the request cannot wait).
-  bool Evaluate(bool final) {
-    if (answered_) return true;
+  // What building the response from this round's reads will hold against the connection
+  // until sent: for down-conversion the bytes read plus those written (at most twice the
+  // slices), for zero-copy one file range per partition with data.
+  void EstimateResponse(bool down_convert, uint64_t* bytes, size_t* file_ranges) const {
+    *bytes = 0;
+    *file_ranges = 0;
+    uint64_t largest = 0;
+    for (const ReadResult& r : results_) {
+      if (r.slice.size == 0) continue;
+      if (down_convert) {
+        *bytes += 2 * uint64_t{r.slice.size};
+        largest = std::max<uint64_t>(largest, r.slice.size);
+      } else {
+        ++*file_ranges;
+      }
+    }
+    if (down_convert) {
+      // max_bytes bounds the whole response, except that the first batch always goes.
+      const uint64_t cap =
+          2 * std::max<uint64_t>(static_cast<uint64_t>(std::max(req_.max_bytes, 0)), largest);
+      *bytes = std::min(*bytes, cap);
+    }
+  }
+
+  // Builds the response from this round's reads and answers when enough data is there (or
+  // the request cannot wait), if the connection has room for it.
+  Outcome Evaluate(bool final) {
+    if (answered_) return Outcome::kAnswered;
+    const bool down_convert = responder_.api_version() < 4;  // message format v1
+    if (responder_.connection_closed()) {
+      // Nobody will read the answer: drop it without building it.
+      Finish();
+      return Outcome::kAnswered;
+    }
+    EstimateResponse(down_convert, &wanted_bytes_, &wanted_file_ranges_);
+    const bool need_room = wanted_bytes_ > 0 || wanted_file_ranges_ > 0;
+    std::optional<ResponseQueue::Reservation> room =
+        need_room ? responder_.TryReserve(wanted_bytes_, wanted_file_ranges_) : std::nullopt;
+    if (need_room && !room) return Outcome::kNoRoom;
+    if (down_convert && wanted_bytes_ > 0 && !in_background_) return Outcome::kConvertLater;
     std::vector<storage::FileSlice> slices;
     kafka::FetchResponse resp;
     uint64_t bytes = 0;
     bool error = false;
     int64_t remaining = req_.max_bytes <= 0 ? 0 : req_.max_bytes;
-    const bool down_convert = responder_.api_version() < 4;  // message format v1
-    std::deque<std::vector<uint8_t>> converted;              // borrowed by `resp`
+    std::deque<std::vector<uint8_t>> converted;  // borrowed by `resp`
     size_t i = 0;
     for (const auto& t : req_.topics) {
       auto& rt = resp.responses.emplace_back();
@@ -320,14 +417,18 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     }
     if (!final && !error && bytes < static_cast<uint64_t>(std::max(req_.min_bytes, 1)) &&
         req_.max_wait_ms > 0) {
-      return false;
+      return Outcome::kNotEnoughData;
     }
+    Finish();
+    responder_.Send(resp, slices);
+    return Outcome::kAnswered;  // `room` is given back now that the response is queued
+  }
+
+  void Finish() {
     answered_ = true;
     if (round_cancel_) round_cancel_->store(true);
     if (waiting_) broker_->reactor().Cancel(timer_);
     results_.clear();
-    responder_.Send(resp, slices);
-    return true;
   }
 
   KafkaBroker* const broker_;
@@ -341,6 +442,11 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
   bool waiting_ = false;
   bool final_ = false;
   bool answered_ = false;
+  bool room_wait_ = false;
+  bool convert_scheduled_ = false;
+  bool in_background_ = false;
+  uint64_t wanted_bytes_ = 0;  // this round's estimate (EstimateResponse)
+  size_t wanted_file_ranges_ = 0;
 };
 
 }  // namespace
