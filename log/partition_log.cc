@@ -636,16 +636,21 @@ void PartitionLog::ReleasePreallocation(Segment& segment) {
 void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
   if (chunk != nullptr) {
     --writes_outstanding_;
-    if (result < 0 && IsOutOfSpace(-result) && failure_.ok() && !closed_) {
-      // Kept (with its lent bytes) and written again once there is room; the high watermark
-      // stops before it, so readers never see past it meanwhile.
+    if (result < 0) {
+      // Never done: the high watermark stops before it, so readers never see bytes that may
+      // not be in the file.
       chunk->failed = true;
-      ++failed_chunks_;
-      EnterStall(IoStatus("write", chunk->file->path(), result));
+      if (IsOutOfSpace(-result) && failure_.ok() && !closed_) {
+        // Kept (with its lent bytes) and written again once there is room.
+        ++failed_chunks_;
+        EnterStall(IoStatus("write", chunk->file->path(), result));
+      } else {
+        chunk->lent.clear();
+        if (!closed_) Fail(IoStatus("write", chunk->file->path(), result));
+      }
     } else {
       chunk->done = true;
       chunk->lent.clear();  // the callers' buffers are no longer needed
-      if (result < 0 && !closed_) Fail(IoStatus("write", chunk->file->path(), result));
     }
   }
   // Readers see a prefix of the log: advance only over chunks completed in order.
@@ -1253,10 +1258,13 @@ absl::Status PartitionLog::Close() {
       if (absl::Status synced = seg->SyncIndexes(); !synced.ok() && s.ok()) s = synced;
     }
   }
-  // An unchanged checkpoint is not rewritten: idle logs close cleanly on a full disk too.
-  const bool checkpoint_current = durable_offset_ == checkpointed_offset_ &&
-                                  log_start_offset_ == checkpointed_log_start_ &&
-                                  durable_end_ == checkpointed_end_;
+  // An unchanged checkpoint is not rewritten, and a log that never held a batch needs none:
+  // idle logs close cleanly on a full disk too.
+  const bool never_written = checkpointed_offset_ < 0 && next_offset_ == 0 &&
+                             segments_.size() == 1 && segments_.front()->empty();
+  const bool checkpoint_current = never_written || (durable_offset_ == checkpointed_offset_ &&
+                                                    log_start_offset_ == checkpointed_log_start_ &&
+                                                    durable_end_ == checkpointed_end_);
   if (!checkpoint_current) {
     if (absl::Status cp = WriteCheckpoint(); !cp.ok() && s.ok()) s = cp;
   }

@@ -268,7 +268,8 @@ class PartitionLog {
     };
     std::vector<Lent> lent;
     uint32_t lent_bytes = 0;
-    // Its write failed for lack of space: written again by RetryAfterStall (lent bytes kept).
+    // Its write failed: never `done`. For lack of space it is written again by
+    // RetryAfterStall (lent bytes kept); otherwise the log is fenced.
     bool failed = false;
     // Bytes this chunk writes to the file.
     size_t size() const { return bytes.size() + lent_bytes; }

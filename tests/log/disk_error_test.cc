@@ -380,6 +380,24 @@ TEST_P(DiskErrorTest, SyncIoErrorFencesTheLogAndARestartRecoversFromTheCheckpoin
   EXPECT_EQ(more.size(), 2u);
 }
 
+TEST_P(DiskErrorTest, WriteIoErrorFencesTheLogAndReadersNeverSeeTheFailedWrite) {
+  auto log = OpenLog(NoRetention());
+  auto want = AppendGood(*log, *io_, 4, 0);
+  const int64_t hw = log->high_watermark();
+  io_->write_errno = EIO;
+  auto pending = std::make_shared<Pending>();
+  ASSERT_TRUE(AppendAsync(*log, MakeBatch(3, 400, 6500, 6), pending).ok());
+  Drive(*log);
+  ASSERT_TRUE(pending->called);
+  EXPECT_FALSE(pending->status.ok());
+  EXPECT_FALSE(absl::IsUnavailable(pending->status)) << pending->status;
+  EXPECT_TRUE(log->fenced());
+  EXPECT_EQ(log->high_watermark(), hw) << "half a batch in the file is not readable";
+  ExpectExactly(*log, want);
+  io_->write_errno = 0;
+  EXPECT_FALSE(log->Append(MakeBatch(1, 10, 6501), AckLevel::kWritten, nullptr).ok());
+}
+
 TEST_P(DiskErrorTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreated) {
   LogConfig c = NoRetention();
   c.segment_bytes = 8192;
