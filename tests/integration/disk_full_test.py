@@ -14,8 +14,9 @@ namespace, grown later with `mount -o remount,size=...` to model space being fre
 
 The topic uses 1 MiB segments, so segments also roll on the full disk. Index files are mapped
 10 MiB sparse files, which belongs to the index-mapping issue and is worked around here: a
-write fault on a new index page of a full tmpfs is SIGBUS (with 1 MiB segments and small AMQP
-messages no index grows past its first page), and opening an unsealed index reads it whole,
+write fault on a new index page of a full tmpfs is SIGBUS (with 1 MiB segments, and AMQP
+messages of 256 KiB, one index entry each, no index grows past its first page), and opening an
+unsealed index reads it whole,
 which on tmpfs allocates all of it (one __consumer_offsets partition, and the restart gets a
 disk with room for the indexes of every log).
 
@@ -38,6 +39,7 @@ TOPIC = "fill"
 PARTITIONS = (0, 1)
 QUEUE = "durable-fill"
 STORAGE_ERROR = 56  # KAFKA_STORAGE_ERROR
+AMQP_BODY_BYTES = 256 << 10
 SKIP = 77
 
 
@@ -126,7 +128,7 @@ class Clients:
     def publish(self):
         """True when confirmed, False when nacked."""
         self.seq += 1
-        body = f"a{self.seq}-".encode().ljust(200, b"y")
+        body = f"a{self.seq}-".encode().ljust(AMQP_BODY_BYTES, b"y")
         try:
             self.ch.basic_publish("", QUEUE, body, self.pika.BasicProperties(delivery_mode=2))
         except self.pika.exceptions.NackError:
@@ -149,8 +151,7 @@ class Clients:
                 except BufferError:
                     break
             self.producer.poll(0.005)
-            for _ in range(2):
-                self.publish()
+            self.publish()
             if (all(self.kafka_errors_by_partition[p] > errors_before[p] + 20 for p in PARTITIONS)
                     and self.amqp_nacks > nacks_before + 3):
                 break
