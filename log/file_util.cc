@@ -21,7 +21,9 @@ absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int er
       return absl::AlreadyExistsError(msg);
     case ENOSPC:
     case EDQUOT:
-      return absl::ResourceExhaustedError(msg);
+      // Out of space is retriable (the log resumes when space returns): Unavailable, never
+      // ResourceExhausted, which the protocols read as "too large" (Kafka MESSAGE_TOO_LARGE).
+      return absl::UnavailableError(msg);
     case EACCES:
     case EPERM:
       return absl::PermissionDeniedError(msg);
@@ -109,22 +111,22 @@ absl::Status WriteFileAtomically(const std::string& path, std::span<const uint8_
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return ErrnoStatus("open", tmp, errno);
+  // A failed attempt must not leave its temp file holding space on a full disk.
+  auto fail = [&](const char* what, int err) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return ErrnoStatus(what, tmp, err);
+  };
   size_t done = 0;
   while (done < data.size()) {
     ssize_t n = ::write(fd, data.data() + done, data.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("write", tmp, err);
+      return fail("write", errno);
     }
     done += static_cast<size_t>(n);
   }
-  if (::fdatasync(fd) != 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus("fdatasync", tmp, err);
-  }
+  if (::fdatasync(fd) != 0) return fail("fdatasync", errno);
   ::close(fd);
   absl::Status s = RenameFile(tmp, path);
   if (!s.ok()) return s;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "log/file_util.h"
 #include "log/logging.h"
 
@@ -112,11 +113,21 @@ void LogManager::Tick(int64_t now_ms) {
 
 absl::Status LogManager::Close() {
   absl::Status first;
+  int unclean = 0;
   for (auto& [tp, log] : logs_) {
     absl::Status s = log->Close();
-    if (!s.ok() && first.ok()) first = s;
+    if (s.ok()) continue;
+    ++unclean;
+    LogWarning(
+        "storage: %s not marked clean at close (%s); the next start recovers it from its "
+        "recovery checkpoint",
+        tp.DirName(), s.message());
+    // A fenced log outranks a full disk in what the caller is told.
+    if (first.ok() || (absl::IsUnavailable(first) && !absl::IsUnavailable(s))) first = s;
   }
-  return first;
+  if (first.ok()) return first;
+  return absl::Status(first.code(), absl::StrFormat("%d logs not marked clean at close (%s)",
+                                                    unclean, first.message()));
 }
 
 }  // namespace sluice::storage

@@ -69,6 +69,9 @@ class LogManager {
   bool has_held_writes() const { return held_writes_; }
   int Poll(absl::Duration timeout);
   void Tick(int64_t now_ms);
+  // Closes every log. A log that could not be marked clean is named in the log and recovered
+  // at the next start; the status then says how many, with the first reason: UnavailableError
+  // when only disk space was missing, the fence error when a log was fenced.
   absl::Status Close();
 
   IoBackend& io() { return *io_; }

@@ -1,6 +1,7 @@
 #include "log/partition_log.h"
 
 #include <fcntl.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -33,11 +34,35 @@ constexpr uint64_t kMinPreallocateBytes = 256 << 10;
 constexpr uint64_t kMaxPreallocateBytes = 8 << 20;
 // Write-behind (SubmitBuffered): how long a partial tail may stay buffered.
 constexpr int64_t kMaxWriteBehindMs = 1;
+// While out of space: a reminder in the log this often (the retries themselves are silent).
+constexpr int64_t kStillOutOfSpaceLogMs = 60'000;
+// A failed fallocate (no space) is tried again after this long.
+constexpr int64_t kPreallocateRetryMs = 1000;
+// A new segment is not created with less free space than this: its index files are mapped and
+// their header written through the mapping, and a write fault on a full filesystem is SIGBUS,
+// not an error (seen on tmpfs; index/ owns the mapping). The margin covers their first pages
+// plus what another shard may write meanwhile (a chunk is at most about 1 MiB).
+constexpr uint64_t kMinFreeBytesForNewSegment = 1 << 20;
+// Rewriting the bytes since the last good sync (after an fdatasync failed for lack of space)
+// reads and writes this much at a time.
+constexpr size_t kRewriteBlockBytes = 1 << 20;
 
 int64_t WallClockMs() { return absl::ToUnixMillis(absl::Now()); }
 
 absl::Status IoStatus(absl::string_view what, const std::string& path, int result) {
   return ErrnoStatus(what, path, -result);
+}
+
+// Errors that go away when space is freed: the log waits and retries instead of failing.
+bool IsOutOfSpace(int err) { return err == ENOSPC || err == EDQUOT; }
+
+// Free bytes of the filesystem holding `dir` as this process may use them (root may use the
+// blocks ext4 reserves for it), or UINT64_MAX when unknown.
+uint64_t FreeBytes(const std::string& dir) {
+  struct statvfs vfs;
+  if (::statvfs(dir.c_str(), &vfs) != 0) return UINT64_MAX;
+  const uint64_t blocks = ::geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail;
+  return blocks * vfs.f_frsize;
 }
 
 }  // namespace
@@ -48,7 +73,7 @@ PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* 
 PartitionLog::~PartitionLog() {
   // The kernel may still be writing from our chunk buffers: wait for every write and sync.
   // (Dropping a log without Close() is otherwise like a crash: nothing more is made durable.)
-  while (!in_flight_.empty() || sync_in_flight_) {
+  while (writes_outstanding_ > 0 || sync_in_flight_) {
     if (io_->Poll(absl::Milliseconds(100)) == 0 && io_->pending() == 0) break;
   }
 }
@@ -114,7 +139,7 @@ absl::Status PartitionLog::Recover() {
 
   if (bases.empty()) {
     int64_t base = have_cp ? std::max(cp.log_start_offset, cp.recovery_offset) : 0;
-    auto seg = Segment::Create(dir_, base, config_);
+    auto seg = CreateSegment(base);
     if (!seg.ok()) return seg.status();
     segments_.push_back(std::move(*seg));
     log_start_offset_ = next_offset_ = written_offset_ = durable_offset_ = base;
@@ -234,7 +259,7 @@ absl::Status PartitionLog::Recover() {
   // appends: start a fresh one.
   if (segments_.back()->offset_index().sealed() || segments_.back()->time_index().sealed()) {
     next_offset_ = segments_.back()->next_offset();
-    auto seg = Segment::Create(dir_, next_offset_, config_);
+    auto seg = CreateSegment(next_offset_);
     if (!seg.ok()) return seg.status();
     segments_.push_back(std::move(*seg));
   }
@@ -260,6 +285,7 @@ absl::Status PartitionLog::Recover() {
   }
   checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
+  if (have_cp) checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
   if (clean) {
     absl::Status s = RemoveFile(marker);
     if (s.ok()) s = SyncDir(dir_);
@@ -284,6 +310,7 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
                                                       AckLevel ack, AppendCallback done) {
   if (!failure_.ok()) return failure_;
   if (closed_) return absl::FailedPreconditionError("log is closed");
+  if (!stall_.ok()) return stall_;
   if (batch.size() > config_.max_batch_bytes) {
     return absl::ResourceExhaustedError(absl::StrFormat(
         "batch of %d bytes exceeds max.message.bytes %d", batch.size(), config_.max_batch_bytes));
@@ -381,8 +408,14 @@ absl::Status PartitionLog::MaybeRoll(size_t batch_size, int32_t last_offset_delt
 
 absl::Status PartitionLog::Roll() {
   SubmitBuffered();
-  auto seg = Segment::Create(dir_, next_offset_, config_);
-  if (!seg.ok()) return seg.status();
+  auto seg = CreateSegment(next_offset_);
+  if (!seg.ok()) {
+    // Nothing changed: the roll (and every append) waits until a retry creates the segment.
+    roll_pending_ = true;
+    EnterStall(seg.status());
+    return stall_;
+  }
+  roll_pending_ = false;
   Segment* old = segments_.back().get();
   segments_.push_back(std::move(*seg));
   // The old segment is sealed once its last write completed (its index must describe
@@ -395,6 +428,25 @@ absl::Status PartitionLog::Roll() {
     OnWriteDone(nullptr, 0);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Segment>> PartitionLog::CreateSegment(int64_t base_offset) {
+  if (test_failing_creations_ > 0) {
+    --test_failing_creations_;
+    return ErrnoStatus("create segment (test)", dir_, test_creation_errno_);
+  }
+  if (const uint64_t free_bytes = FreeBytes(dir_); free_bytes < kMinFreeBytesForNewSegment) {
+    return ErrnoStatus(absl::StrFormat("create segment (%d bytes free)", free_bytes),
+                       absl::StrCat(dir_, "/", Segment::FileStem(base_offset), ".log"), ENOSPC);
+  }
+  auto seg = Segment::Create(dir_, base_offset, config_);
+  if (!seg.ok()) {
+    // Half-created files would only hold space (and a name the retry truncates anyway).
+    for (const char* suffix : {".log", ".index", ".timeindex"}) {
+      (void)RemoveFile(absl::StrCat(dir_, "/", Segment::FileStem(base_offset), suffix));
+    }
+  }
+  return seg;
 }
 
 std::unique_ptr<PartitionLog::Chunk> PartitionLog::NewChunk() {
@@ -424,7 +476,8 @@ bool PartitionLog::MayHoldBack() const {
 void PartitionLog::SubmitBuffered(SubmitMode mode) {
   const bool appended = appended_since_submit_;
   appended_since_submit_ = false;
-  if (open_chunk_ == nullptr || open_chunk_->bytes.empty()) {
+  // Out of space: what was accepted before waits in the buffer for the retries to succeed.
+  if (open_chunk_ == nullptr || open_chunk_->bytes.empty() || !stall_.ok()) {
     held_since_ms_ = -1;
     return;
   }
@@ -460,6 +513,7 @@ void PartitionLog::SubmitBuffered(SubmitMode mode) {
 }
 
 void PartitionLog::StartWrite(Chunk* chunk) {
+  ++writes_outstanding_;
   auto done = [this, chunk](int result) { OnWriteDone(chunk, result); };
   if (chunk->lent.empty()) {
     io_->Write(chunk->file->fd(), chunk->bytes.data(), static_cast<uint32_t>(chunk->bytes.size()),
@@ -537,6 +591,7 @@ std::unique_ptr<PartitionLog::Chunk> PartitionLog::SplitAt(Chunk& chunk, uint32_
 // quiet partitions) and is released when the segment is sealed or the log closed.
 void PartitionLog::Preallocate(const Chunk& chunk) {
   if (!preallocate_) return;
+  if (preallocate_failing_ && Now() < preallocate_retry_ms_) return;
   if (chunk.segment_base != preallocated_segment_) {
     preallocated_segment_ = chunk.segment_base;
     preallocated_end_ = chunk.position;
@@ -548,11 +603,23 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
   const uint64_t target = std::min(end + step, limit);
   if (::fallocate(chunk.file->fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(preallocated_end_),
                   static_cast<off_t>(target - preallocated_end_)) != 0) {
-    // Not supported here (or no space): plain appends still work and report ENOSPC themselves.
-    LogInfo("%s: fallocate: %s; appending without preallocation", dir_, strerror(errno));
+    const int err = errno;
+    if (IsOutOfSpace(err)) {
+      // Plain appends may still fit (and report ENOSPC themselves): try again later.
+      if (!preallocate_failing_) {
+        LogInfo("%s: fallocate: %s; appending without preallocation until there is room", dir_,
+                strerror(err));
+      }
+      preallocate_failing_ = true;
+      preallocate_retry_ms_ = Now() + kPreallocateRetryMs;
+      return;
+    }
+    // Not supported here: plain appends work as well.
+    LogInfo("%s: fallocate: %s; appending without preallocation", dir_, strerror(err));
     preallocate_ = false;
     return;
   }
+  preallocate_failing_ = false;
   preallocated_end_ = target;
 }
 
@@ -568,9 +635,23 @@ void PartitionLog::ReleasePreallocation(Segment& segment) {
 
 void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
   if (chunk != nullptr) {
-    chunk->done = true;
-    chunk->lent.clear();  // the callers' buffers are no longer needed
-    if (result < 0) Fail(IoStatus("write", chunk->file->path(), result));
+    --writes_outstanding_;
+    if (result < 0) {
+      // Never done: the high watermark stops before it, so readers never see bytes that may
+      // not be in the file.
+      chunk->failed = true;
+      if (IsOutOfSpace(-result) && failure_.ok() && !closed_) {
+        // Kept (with its lent bytes) and written again once there is room.
+        ++failed_chunks_;
+        EnterStall(IoStatus("write", chunk->file->path(), result));
+      } else {
+        chunk->lent.clear();
+        if (!closed_) Fail(IoStatus("write", chunk->file->path(), result));
+      }
+    } else {
+      chunk->done = true;
+      chunk->lent.clear();  // the callers' buffers are no longer needed
+    }
   }
   // Readers see a prefix of the log: advance only over chunks completed in order.
   while (!in_flight_.empty() && in_flight_.front()->done) {
@@ -604,11 +685,29 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
                s.message());
   }
   if (failure_.ok()) FireWaiters(written_waiters_, written_offset_);
+  if (failed_chunks_ > 0) {
+    // Producers are answered now (retriable), not when there is room again: a Kafka
+    // connection answers in order, so one held answer would hold every later one.
+    const int64_t from = EndBeforeFailedWrite();
+    FailWaiters(written_waiters_, stall_, from);
+    FailWaiters(durable_waiters_, stall_, from);
+  }
   MaybeStartSync();
+  MaybeEndStall();
+}
+
+int64_t PartitionLog::EndBeforeFailedWrite() const {
+  int64_t end = written_offset_;
+  for (const auto& c : in_flight_) {
+    if (c->failed) break;
+    if (c->end_offset >= 0) end = c->end_offset;
+  }
+  return end;
 }
 
 void PartitionLog::MaybeStartSync() {
-  if (sync_in_flight_ || !failure_.ok()) return;
+  // After a sync failed for lack of space, nothing counts as durable before the rewrite.
+  if (sync_in_flight_ || !failure_.ok() || resync_ == Resync::kRewrite) return;
   const bool waiters =
       !durable_waiters_.empty() && durable_waiters_.front().last_offset < written_offset_;
   if (!waiters && durable_offset_ >= flush_target_) return;
@@ -622,37 +721,202 @@ void PartitionLog::MaybeStartSync() {
   unsynced_files_.clear();
   auto remaining = std::make_shared<size_t>(files.size());
   auto first_error = std::make_shared<int>(0);
+  auto error_path = std::make_shared<std::string>();
   for (auto& file : files) {
-    io_->Sync(file->fd(), [this, file, remaining, first_error, target, target_end,
+    io_->Sync(file->fd(), [this, file, remaining, first_error, error_path, target, target_end,
                            messages_covered](int result) {
-      if (result < 0 && *first_error == 0) *first_error = result;
-      if (result < 0) Fail(IoStatus("fdatasync", file->path(), result));
+      if (result < 0 && *first_error == 0) {
+        *first_error = result;
+        *error_path = file->path();
+      }
+      // fsyncgate: after a failed fdatasync the kernel may have dropped the dirty pages (or
+      // marked them clean unwritten), so a later sync proves nothing about them. Out of space
+      // is handled by checking and rewriting them (OnSyncDone); anything else fences the log.
+      if (result < 0 && !IsOutOfSpace(-result)) Fail(IoStatus("fdatasync", file->path(), result));
       if (--*remaining == 0) {
         unflushed_messages_ = std::max<int64_t>(0, unflushed_messages_ - messages_covered);
-        OnSyncDone(target, target_end, *first_error);
+        OnSyncDone(target, target_end, *first_error, *error_path);
       }
     });
   }
 }
 
-void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int result) {
+void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int result,
+                              const std::string& error_path) {
   sync_in_flight_ = false;
   const int64_t now = Now();
   last_flush_ms_ = now;
+  if (result < 0 && failure_.ok() && !closed_) {
+    // Out of space (other errors fenced the log): nothing past the last good sync counts as
+    // durable until it has been checked and written again (RetryAfterStall). Whoever waits
+    // for durability is answered now (retriable), as after a failed write.
+    resync_ = Resync::kRewrite;
+    EnterStall(IoStatus("fdatasync", error_path, result));
+    FailWaiters(durable_waiters_, stall_, durable_offset_);
+    return;
+  }
   if (result >= 0 && failure_.ok()) {
     durable_offset_ = std::max(durable_offset_, target);
     durable_end_ = target_end;
+    if (resync_ == Resync::kSyncing) resync_ = Resync::kNone;
     FireWaiters(durable_waiters_, durable_offset_);
     // Checkpoint right after a flush (at most once per interval): the tail a crash leaves to
     // re-validate is then about one interval of appends.
     if (!closed_ && now - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
         durable_offset_ != checkpointed_offset_) {
       last_checkpoint_ms_ = now;
-      absl::Status s = WriteCheckpoint();
-      if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
+      CheckpointNow();
     }
   }
   MaybeStartSync();
+  MaybeEndStall();
+}
+
+void PartitionLog::CheckpointNow() {
+  absl::Status s = WriteCheckpoint();
+  if (!s.ok()) {
+    // Retried every recovery_checkpoint_ms; one line until it works again.
+    if (!checkpoint_failing_) {
+      LogWarning(
+          "%s: writing recovery checkpoint: %s (retried every %d ms; meanwhile a crash "
+          "re-validates more of the log)",
+          dir_, s.message(), config_.recovery_checkpoint_ms);
+    }
+    checkpoint_failing_ = true;
+  } else if (checkpoint_failing_) {
+    LogInfo("%s: recovery checkpoint written again", dir_);
+    checkpoint_failing_ = false;
+  }
+}
+
+void PartitionLog::EnterStall(const absl::Status& why) {
+  const int64_t now = Now();
+  if (stall_.ok()) {
+    stall_ = absl::UnavailableError(absl::StrCat(
+        why.message(), " (retriable: appends resume by themselves once the disk has room)"));
+    stall_since_ms_ = stall_reported_ms_ = now;
+    retry_delay_ms_ = kSpaceRetryMinMs;
+    stall_retries_ = 0;
+    std::string kept;
+    if (written_offset_ < next_offset_) {
+      kept = absl::StrFormat("; offsets [%d, %d), accepted before, are kept and written then",
+                             written_offset_, next_offset_);
+    } else if (resync_ != Resync::kNone && durable_offset_ < written_offset_) {
+      kept = absl::StrFormat(
+          "; offsets [%d, %d), written since the last good fdatasync, are checked and written "
+          "again then",
+          durable_offset_, written_offset_);
+    }
+    LogWarning(
+        "%s: out of disk space (%s): appends refused with a retriable error until there "
+        "is room%s",
+        dir_, why.message(), kept);
+  }
+  next_retry_ms_ = now + retry_delay_ms_;
+}
+
+void PartitionLog::RetryAfterStall(int64_t now_ms) {
+  // One attempt at a time: wait for the last one's writes and sync.
+  if (stall_.ok() || writes_outstanding_ > 0 || sync_in_flight_) return;
+  ++stall_retries_;
+  retry_delay_ms_ = std::min(retry_delay_ms_ * 2, kSpaceRetryMaxMs);
+  next_retry_ms_ = now_ms + retry_delay_ms_;
+  if (now_ms - stall_reported_ms_ >= kStillOutOfSpaceLogMs) {
+    stall_reported_ms_ = now_ms;
+    LogWarning("%s: still out of disk space after %d s (%d retries): %s", dir_,
+               (now_ms - stall_since_ms_) / 1000, stall_retries_, stall_.message());
+  }
+  if (failed_chunks_ > 0) {
+    // In file order, as first submitted; any that fails again puts the log back to waiting.
+    for (auto& c : in_flight_) {
+      if (!c->failed) continue;
+      c->failed = false;
+      --failed_chunks_;
+      StartWrite(c.get());
+    }
+    return;
+  }
+  if (resync_ == Resync::kRewrite) {
+    absl::Status s = RewriteSinceLastSync();
+    if (!s.ok()) {
+      if (absl::IsUnavailable(s)) {
+        EnterStall(s);
+      } else {
+        Fail(s);
+      }
+      return;
+    }
+    resync_ = Resync::kSyncing;
+    flush_target_ = std::max(flush_target_, written_offset_);
+    MaybeStartSync();
+    if (!sync_in_flight_) resync_ = Resync::kNone;  // nothing was left to sync
+    return;
+  }
+  if (roll_pending_ && !segments_.back()->empty()) {
+    if (!Roll().ok()) return;  // still no room: Roll scheduled the next retry
+  }
+  roll_pending_ = false;
+  MaybeEndStall();
+}
+
+void PartitionLog::MaybeEndStall() {
+  if (stall_.ok() || !failure_.ok() || closed_ || failed_chunks_ > 0 || roll_pending_ ||
+      resync_ != Resync::kNone || writes_outstanding_ > 0) {
+    return;
+  }
+  LogInfo("%s: disk space available again: appends resumed after %d ms (%d retries)", dir_,
+          Now() - stall_since_ms_, stall_retries_);
+  stall_ = absl::OkStatus();
+  // What was accepted before the stall and still buffered goes out with the next submission.
+  if (open_chunk_ != nullptr && !open_chunk_->bytes.empty()) appended_since_submit_ = true;
+  SubmitBuffered();
+  MaybeStartSync();
+}
+
+// After an fdatasync failed for lack of space, Linux may have marked the pages it could not
+// write clean (and may evict them), so a later sync would succeed without writing them. The
+// bytes since the last good sync are therefore read back, checked batch by batch, and written
+// again (dirtying the pages) before the next sync. A batch that no longer checks out was
+// dropped by the kernel: the log is fenced (the checkpoint still marks the last good sync).
+absl::Status PartitionLog::RewriteSinceLastSync() {
+  std::vector<uint8_t> block;
+  for (const auto& seg : segments_) {
+    if (seg->base_offset() < durable_end_.segment_base) continue;
+    if (seg->base_offset() > written_end_.segment_base) break;
+    const uint64_t from =
+        seg->base_offset() == durable_end_.segment_base ? durable_end_.position : 0;
+    const uint64_t to =
+        seg->base_offset() == written_end_.segment_base ? written_end_.position : seg->size();
+    if (to <= from) continue;
+    ScanResult scan =
+        ScanBatches(seg->fd(), from, to, /*verify_crc=*/true, seg->base_offset(), nullptr);
+    if (!scan.stop_reason.ok() || scan.end_position != to) {
+      return absl::DataLossError(absl::StrFormat(
+          "%s: bytes [%d, %d) written after the last good fdatasync no longer read back intact "
+          "(%s)",
+          seg->file()->path(), from, to, scan.stop_reason.message()));
+    }
+    for (uint64_t pos = from; pos < to;) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kRewriteBlockBytes, to - pos));
+      block.resize(n);
+      auto got = PreadFully(seg->fd(), block.data(), n, pos);
+      if (!got.ok()) return got.status();
+      if (*got != n) return absl::DataLossError(seg->file()->path() + ": shorter than written");
+      size_t done = 0;
+      while (done < n) {
+        ssize_t w =
+            ::pwrite(seg->fd(), block.data() + done, n - done, static_cast<off_t>(pos + done));
+        if (w < 0) {
+          if (errno == EINTR) continue;
+          return ErrnoStatus("rewrite", seg->file()->path(), errno);
+        }
+        done += static_cast<size_t>(w);
+      }
+      pos += n;
+    }
+    unsynced_files_.push_back(seg->file());
+  }
+  return absl::OkStatus();
 }
 
 void PartitionLog::FireWaiters(std::deque<Waiter>& waiters, int64_t below) {
@@ -665,20 +929,65 @@ void PartitionLog::FireWaiters(std::deque<Waiter>& waiters, int64_t below) {
 
 void PartitionLog::Fail(absl::Status status) {
   if (failure_.ok()) {
-    LogError("%s: log failed, no further appends: %s", dir_, status.message());
-    failure_ = status;
+    LogError(
+        "%s: LOG FENCED, read-only until restart: %s. Nothing written after offset %d (the "
+        "last good fdatasync) will be acknowledged; a restart recovers the log from its "
+        "recovery checkpoint.",
+        dir_, status.message(), durable_offset_);
+    // Internal whatever the cause: the protocols answer it as a storage error (Kafka
+    // KAFKA_STORAGE_ERROR), never as a problem with the client's batch.
+    failure_ = absl::InternalError(
+        absl::StrCat("log fenced until restart: ", dir_, ": ", status.message()));
   }
-  for (auto* waiters : {&written_waiters_, &durable_waiters_}) {
-    while (!waiters->empty()) {
-      Waiter w = std::move(waiters->front());
-      waiters->pop_front();
-      w.done(failure_, w.result);
-    }
+  for (auto& c : in_flight_) c->lent.clear();  // failed chunks are never written now
+  FailAllWaiters(failure_);
+}
+
+void PartitionLog::FailAllWaiters(const absl::Status& status) {
+  FailWaiters(written_waiters_, status, INT64_MIN);
+  FailWaiters(durable_waiters_, status, INT64_MIN);
+}
+
+// Fails every waiting callback whose batch ends at or after `from_offset` (waiters are in
+// offset order: those are the last ones).
+void PartitionLog::FailWaiters(std::deque<Waiter>& waiters, const absl::Status& status,
+                               int64_t from_offset) {
+  std::deque<Waiter> failed;
+  while (!waiters.empty() && waiters.back().last_offset >= from_offset) {
+    failed.push_front(std::move(waiters.back()));
+    waiters.pop_back();
   }
+  for (Waiter& w : failed) w.done(status, w.result);
+}
+
+bool PartitionLog::WaitFor(int64_t last_offset, AckLevel ack, AppendCallback done) {
+  if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
+  last_offset = std::min(last_offset, next_offset_ - 1);
+  if (last_offset < (ack == AckLevel::kDurable ? durable_offset_ : written_offset_)) return false;
+  if (!failure_.ok() || closed_ || !stall_.ok()) {
+    // Out of space: answered at once (retriable), like an append, never held.
+    done(!failure_.ok() ? failure_
+         : closed_      ? absl::FailedPreconditionError("log is closed")
+                        : stall_,
+         {});
+    return true;
+  }
+  // Waiters are kept in offset order: queued behind the newest one, it runs no earlier than
+  // its own offset is reached.
+  std::deque<Waiter>& waiters = ack == AckLevel::kDurable ? durable_waiters_ : written_waiters_;
+  const int64_t at =
+      waiters.empty() ? last_offset : std::max(last_offset, waiters.back().last_offset);
+  waiters.push_back(Waiter{at, AppendResult{}, std::move(done)});
+  if (ack == AckLevel::kDurable) {
+    flush_target_ = std::max(flush_target_, at + 1);
+    MaybeStartSync();
+  }
+  return true;
 }
 
 void PartitionLog::Tick(int64_t now_ms) {
   if (!failure_.ok() || closed_) return;
+  if (!stall_.ok() && now_ms >= next_retry_ms_) RetryAfterStall(now_ms);
   if (config_.flush_ms != kNever && now_ms - last_flush_ms_ >= config_.flush_ms &&
       durable_offset_ < next_offset_) {
     flush_target_ = next_offset_;
@@ -689,14 +998,16 @@ void PartitionLog::Tick(int64_t now_ms) {
   if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
       (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
     last_checkpoint_ms_ = now_ms;
-    absl::Status s = WriteCheckpoint();
-    if (!s.ok()) LogError("%s: writing recovery checkpoint: %s", dir_, s.message());
+    CheckpointNow();
   }
   ApplyRetention(now_ms);
   SubmitBuffered();
   MaybeStartSync();
-  // A pass left behind by a switch away from compact is abandoned by CleanStep.
-  if (config_.compact() || cleaner_ != nullptr) CleanStep(now_ms, config_.cleaner_bytes_per_tick);
+  // A pass left behind by a switch away from compact is abandoned by CleanStep. The cleaner
+  // writes too: not while the disk is full.
+  if ((config_.compact() || cleaner_ != nullptr) && stall_.ok()) {
+    CleanStep(now_ms, config_.cleaner_bytes_per_tick);
+  }
 }
 
 absl::Status PartitionLog::WriteCheckpoint() {
@@ -717,6 +1028,7 @@ absl::Status PartitionLog::WriteCheckpoint() {
   if (s.ok()) {
     checkpointed_offset_ = cp.recovery_offset;
     checkpointed_log_start_ = cp.log_start_offset;
+    checkpointed_end_ = durable_end_;
   }
   return s;
 }
@@ -857,35 +1169,117 @@ absl::Status PartitionLog::Flush() {
   SubmitBuffered();
   io_->Submit();
   MaybeStartSync();
-  while (failure_.ok() && durable_offset_ < next_offset_) {
+  while (failure_.ok() && stall_.ok() && durable_offset_ < next_offset_) {
     io_->Poll(absl::Milliseconds(100));
     MaybeStartSync();
   }
-  return failure_;
+  if (!failure_.ok()) return failure_;
+  return stall_;
+}
+
+// Close on a still-full disk: what was never written is dropped. None of it was acknowledged
+// (its callbacks fail now) and readers never saw it; the files are cut back to the written
+// prefix so that they hold no torn batch. True when anything was dropped.
+bool PartitionLog::DropUnwritten(const absl::Status& why) {
+  if (stall_.ok()) return false;
+  const int64_t dropped_from = written_offset_;
+  const int64_t dropped_to = next_offset_;
+  if (dropped_to == dropped_from) {
+    // Only a roll (or a sync) was waiting: nothing to drop.
+    roll_pending_ = false;
+    if (resync_ == Resync::kNone) stall_ = absl::OkStatus();
+    return false;
+  }
+  FailWaiters(written_waiters_, why, written_offset_);
+  FailWaiters(durable_waiters_, why, written_offset_);
+  for (auto& c : in_flight_) c->lent.clear();
+  in_flight_.clear();
+  failed_chunks_ = 0;
+  open_chunk_.reset();
+  held_since_ms_ = -1;
+  roll_pending_ = false;
+  // Segments rolled after the written end hold nothing written.
+  while (segments_.size() > 1 && segments_.back()->base_offset() > written_end_.segment_base) {
+    Segment* doomed = segments_.back().get();
+    std::erase(pending_seal_, doomed);
+    if (absl::Status s = doomed->Delete(); !s.ok()) {
+      LogWarning("%s: removing unwritten segment: %s (the next start removes it)", dir_,
+                 s.message());
+    }
+    segments_.pop_back();
+  }
+  Segment& last = *segments_.back();
+  std::erase(pending_seal_, &last);
+  if (last.base_offset() == written_end_.segment_base && last.size() > written_end_.position) {
+    if (absl::Status s = last.TruncateTo(written_end_.position, written_offset_); !s.ok()) {
+      LogWarning("%s: cutting unwritten bytes: %s (the next start cuts them)", dir_, s.message());
+    }
+  }
+  next_offset_ = written_offset_;
+  flush_target_ = std::min(flush_target_, next_offset_);
+  LogWarning(
+      "%s: closing out of disk space: offsets [%d, %d) were never written and are dropped "
+      "(none was acknowledged)",
+      dir_, dropped_from, dropped_to);
+  // The written part may still be made durable (unless its sync is what failed).
+  if (resync_ == Resync::kNone) stall_ = absl::OkStatus();
+  return true;
+}
+
+void PartitionLog::WaitForIo() {
+  while (writes_outstanding_ > 0 || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
 }
 
 absl::Status PartitionLog::Close() {
   if (closed_) return absl::OkStatus();
+  // A last try at what waits for space (there may be room again since the last retry); each
+  // step (rewrite failed writes, redo a failed sync) takes one attempt.
+  roll_pending_ = false;  // only the next append needs the new segment
+  for (int attempt = 0; attempt < 3 && !stall_.ok() && failure_.ok(); ++attempt) {
+    WaitForIo();
+    RetryAfterStall(Now());
+    WaitForIo();
+  }
   absl::Status s = Flush();
-  while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
-  if (!s.ok()) return s;
+  WaitForIo();
+  const absl::Status out_of_space = stall_;
+  const bool dropped = DropUnwritten(out_of_space);
+  if (!out_of_space.ok() && stall_.ok() && failure_.ok()) {
+    s = Flush();  // what was written can still be made durable
+    WaitForIo();
+  }
+  closed_ = true;
+  // Whatever still waits for a sync that did not happen: not acknowledged.
+  if (!s.ok()) FailAllWaiters(s);
+  if (!failure_.ok()) return failure_;  // fenced: nothing more is written
   if (!segments_.empty()) ReleasePreallocation(*segments_.back());
   for (auto& seg : segments_) {
     if (!seg->offset_index().sealed()) {
-      s = seg->SyncIndexes();
-      if (!s.ok()) return s;
+      if (absl::Status synced = seg->SyncIndexes(); !synced.ok() && s.ok()) s = synced;
     }
   }
-  s = WriteCheckpoint();
-  if (!s.ok()) return s;
-  closed_ = true;
-  s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {});
+  // An unchanged checkpoint is not rewritten, and a log that never held a batch needs none:
+  // idle logs close cleanly on a full disk too.
+  const bool never_written = checkpointed_offset_ < 0 && next_offset_ == 0 &&
+                             segments_.size() == 1 && segments_.front()->empty();
+  const bool checkpoint_current = never_written || (durable_offset_ == checkpointed_offset_ &&
+                                                    log_start_offset_ == checkpointed_log_start_ &&
+                                                    durable_end_ == checkpointed_end_);
+  if (!checkpoint_current) {
+    if (absl::Status cp = WriteCheckpoint(); !cp.ok() && s.ok()) s = cp;
+  }
+  // Without the marker the next start re-validates past the checkpoint: the safe default
+  // whenever something could not be done.
+  if (s.ok() && !dropped) s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {});
+  if (s.ok() && dropped) s = out_of_space;
   return s;
 }
 
 absl::Status PartitionLog::DeleteAll() {
   closed_ = true;
-  while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  while (writes_outstanding_ > 0 || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  FailAllWaiters(absl::FailedPreconditionError(absl::StrCat(dir_, ": log deleted")));
+  for (auto& c : in_flight_) c->lent.clear();
   segments_.clear();
   return RemoveTree(dir_);
 }

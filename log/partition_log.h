@@ -16,9 +16,27 @@
 // offsets at once. Its callback runs when it is readable (AckLevel::kWritten) or
 // when it is durable (AckLevel::kDurable: fdatasync done). With flush.messages=1 every append
 // is kDurable. Syncs are group commits: one fdatasync per dirty file covers every append whose
-// write completed before it, however many producers they came from. A write error fails every
-// pending and future append of this log (the log goes read-only), like Kafka taking a log
-// directory offline.
+// write completed before it, however many producers they came from.
+//
+// Disk errors:
+//  - Out of space (ENOSPC/EDQUOT on a write, an fdatasync or a segment roll) is retriable: the
+//    log stops accepting appends (UnavailableError) and keeps what it had accepted; the failed
+//    writes are issued again from Tick() (backing off to once every kSpaceRetryMaxMs) until
+//    space returns, then appends resume. Offsets stay gap-free and are never reused. Callbacks
+//    of the batches caught by the failure run at once with the retriable error (a Kafka
+//    connection answers in order: one held answer would hold all later ones); those batches
+//    are still written when there is room, as a batch answered with a retriable error may be
+//    in Kafka (a plain producer's retry then stores a duplicate; an idempotent producer's
+//    retry is recognised, see WaitFor). After a failed fdatasync the bytes since the last
+//    good sync are read back, checked batch by batch (CRC) and written again before the next
+//    sync counts: the kernel may have marked them clean without writing them. Close() on a
+//    still-full disk drops what was never written (nothing of it was acknowledged), cuts the
+//    files back to the written prefix and leaves no clean-shutdown marker, so the next start
+//    re-validates the tail.
+//  - Any other write or fdatasync error (EIO) fences the log ("fsyncgate": the page cache may
+//    have dropped dirty pages, so nothing after the last good sync can be trusted): every
+//    pending and future append fails, nothing more is acknowledged, and it stays read-only
+//    until a restart recovers it from its checkpoint, like Kafka taking a log dir offline.
 //
 // Recovery contract of Open(): after a clean shutdown nothing is re-read. After a crash, data
 // below the recovery-point checkpoint is trusted (its index is rebuilt, with CRC checks, only
@@ -162,9 +180,12 @@ class PartitionLog {
   // Kafka's ListOffsets MAX_TIMESTAMP (-3).
   absl::StatusOr<std::pair<int64_t, int64_t>> MaxTimestamp() const;
 
-  // Blocks (driving the IoBackend) until everything appended so far is durable.
+  // Blocks (driving the IoBackend) until everything appended so far is durable. Returns at
+  // once the out-of-space (Unavailable) or fence error instead when the log has one.
   absl::Status Flush();
-  // Flush, checkpoint, clean-shutdown marker. Further appends fail.
+  // Flush, checkpoint, clean-shutdown marker. Further appends fail. Without the marker (the
+  // next start then recovers the log from its checkpoint) it returns why: UnavailableError
+  // when the disk was too full, the fence error when the log was fenced.
   absl::Status Close();
   // Raises the log start offset; segments wholly below it are deleted (AMQP acks, DeleteRecords).
   absl::Status AdvanceLogStart(int64_t offset);
@@ -187,6 +208,19 @@ class PartitionLog {
   const LogConfig& config() const { return config_; }
   const RecoveryReport& recovery_report() const { return report_; }
   absl::Status health() const { return failure_; }
+  // Appends are refused for lack of disk space (retriable; see "Disk errors" above).
+  bool out_of_space() const { return !stall_.ok(); }
+  // Read-only after an I/O error until a restart (see "Disk errors" above).
+  bool fenced() const { return !failure_.ok(); }
+  // Runs `done` once every offset up to `last_offset` (an offset already assigned) is written
+  // (kWritten) or durable (kDurable), or at once with the log's error while it is out of space
+  // or fenced: for answering a producer's retry of a batch that may not be stored yet. Returns
+  // false, without running `done`, when it is stored already.
+  bool WaitFor(int64_t last_offset, AckLevel ack, AppendCallback done);
+  // Retries of writes that failed for lack of space: the first after kSpaceRetryMinMs, then
+  // doubling up to kSpaceRetryMaxMs.
+  static constexpr int64_t kSpaceRetryMinMs = 100;
+  static constexpr int64_t kSpaceRetryMaxMs = 1000;
   std::vector<int64_t> segment_base_offsets() const;
 
   // Reads a slice's bytes with pread (tools, tests, the AMQP layer).
@@ -194,6 +228,11 @@ class PartitionLog {
   // For tests and fuzzers: lend (zero-copy) batches from this size on, so that small batches
   // exercise the zero-copy path too.
   void TEST_SetZeroCopyMinBytes(size_t bytes) { zero_copy_min_bytes_ = bytes; }
+  // For tests: the next `count` segment creations (rolls) fail with `err` (an errno).
+  void TEST_FailSegmentCreations(int count, int err) {
+    test_failing_creations_ = count;
+    test_creation_errno_ = err;
+  }
   // For tests: the wall clock used for timestamps, rolling and retention.
   void TEST_SetClock(std::function<int64_t()> now_ms) {
     now_ms_ = std::move(now_ms);
@@ -229,6 +268,9 @@ class PartitionLog {
     };
     std::vector<Lent> lent;
     uint32_t lent_bytes = 0;
+    // Its write failed: never `done`. For lack of space it is written again by
+    // RetryAfterStall (lent bytes kept); otherwise the log is fenced.
+    bool failed = false;
     // Bytes this chunk writes to the file.
     size_t size() const { return bytes.size() + lent_bytes; }
   };
@@ -240,6 +282,7 @@ class PartitionLog {
   struct FilePosition {
     int64_t segment_base = 0;
     uint64_t position = 0;
+    bool operator==(const FilePosition&) const = default;
   };
 
   friend class LogCleaner;  // swaps cleaned segments into segments_ (log/cleaner.cc)
@@ -251,6 +294,20 @@ class PartitionLog {
   void StartWrite(Chunk* chunk);
   absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
+  absl::StatusOr<std::unique_ptr<Segment>> CreateSegment(int64_t base_offset);
+  // Out of space: refuse appends and schedule a retry (see "Disk errors").
+  void EnterStall(const absl::Status& why);
+  void RetryAfterStall(int64_t now_ms);
+  void MaybeEndStall();
+  absl::Status RewriteSinceLastSync();
+  void WaitForIo();  // until no write or sync of this log is in flight
+  bool DropUnwritten(const absl::Status& why);
+  static void FailWaiters(std::deque<Waiter>& waiters, const absl::Status& status,
+                          int64_t from_offset);
+  void FailAllWaiters(const absl::Status& status);
+  // Where the batches before the first write that failed for lack of space end.
+  int64_t EndBeforeFailedWrite() const;
+  void CheckpointNow();
   void Preallocate(const Chunk& chunk);
   bool MayHoldBack() const;
   std::unique_ptr<Chunk> SplitAt(Chunk& chunk, uint32_t cut);
@@ -258,7 +315,8 @@ class PartitionLog {
   void ReleasePreallocation(Segment& segment);
   void OnWriteDone(Chunk* chunk, int result);
   void MaybeStartSync();
-  void OnSyncDone(int64_t target, FilePosition target_end, int result);
+  void OnSyncDone(int64_t target, FilePosition target_end, int result,
+                  const std::string& error_path);
   void Fail(absl::Status status);
   void FireWaiters(std::deque<Waiter>& waiters, int64_t below);
   void ApplyRetention(int64_t now_ms);
@@ -302,8 +360,31 @@ class PartitionLog {
   int64_t last_checkpoint_ms_ = 0;
   int64_t checkpointed_offset_ = -1;
   int64_t checkpointed_log_start_ = -1;
+  FilePosition checkpointed_end_;
 
-  absl::Status failure_;
+  bool preallocate_failing_ = false;  // fallocate hit ENOSPC: retried after...
+  int64_t preallocate_retry_ms_ = 0;  // ...this time
+  int writes_outstanding_ = 0;        // chunk writes handed to io_ whose callback has not run
+
+  // Out of space (see "Disk errors"): why appends are refused (OK: they are not), and what
+  // must succeed before they are accepted again.
+  absl::Status stall_;
+  int failed_chunks_ = 0;      // chunks in in_flight_ whose write must be issued again
+  bool roll_pending_ = false;  // a roll failed: retried before appends resume
+  // An fdatasync failed for lack of space: the bytes since the last good sync must be checked
+  // and written again (kRewrite), then synced (kSyncing), before durability moves on.
+  enum class Resync { kNone, kRewrite, kSyncing };
+  Resync resync_ = Resync::kNone;
+  int64_t stall_since_ms_ = 0;
+  int64_t stall_reported_ms_ = 0;  // last "still out of space" line
+  int64_t next_retry_ms_ = 0;
+  int64_t retry_delay_ms_ = kSpaceRetryMinMs;
+  int stall_retries_ = 0;
+  bool checkpoint_failing_ = false;  // logged once until a checkpoint succeeds again
+  int test_failing_creations_ = 0;
+  int test_creation_errno_ = 0;
+
+  absl::Status failure_;  // fenced (see "Disk errors"): every append fails with this
   bool closed_ = false;
   RecoveryReport report_;
   std::unique_ptr<LogCleaner> cleaner_;  // created by the first CleanStep

@@ -212,12 +212,19 @@ int main(int argc, char** argv) {
   if (amqp) amqp->StopListening();
   http.reset();
   absl::Status s = (*shards)->Stop();
-  if (!s.ok()) {
+  // Out of disk space at stop is not a failure of the stop: every log is consistent, and
+  // whatever could not be marked clean is recovered from its checkpoint at the next start.
+  // A fenced log (I/O error) is.
+  if (!s.ok() && !absl::IsUnavailable(s)) {
     storage::LogError("sluice: close failed: %s", s.message());
     return 1;
   }
   amqp.reset();
   shards->reset();
-  storage::LogInfo("sluice stopped cleanly");
+  if (s.ok()) {
+    storage::LogInfo("sluice stopped cleanly");
+  } else {
+    storage::LogWarning("sluice stopped (out of disk space: %s)", s.message());
+  }
   return 0;
 }

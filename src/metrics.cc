@@ -27,6 +27,10 @@ constexpr Family kFamilies[] = {
     {"sluice_log_high_watermark", "gauge",
      "Offset below which every batch is written and readable, per partition log."},
     {"sluice_log_size_bytes", "gauge", "Bytes of segment files, per partition log."},
+    {"sluice_logs_out_of_space", "gauge",
+     "Partition logs refusing appends until the disk has room again (retriable), per shard."},
+    {"sluice_logs_fenced", "gauge",
+     "Partition logs read-only after an I/O error until a restart, per shard."},
     {"sluice_amqp_queue_messages_ready", "gauge", "AMQP messages ready for delivery."},
     {"sluice_amqp_queue_messages_unacked", "gauge", "AMQP messages delivered, not yet acked."},
     {"sluice_amqp_queue_consumers", "gauge", "AMQP consumers of a queue."},
@@ -63,9 +67,13 @@ void CollectShardMetrics(Shard& shard, int shard_index, std::vector<MetricSample
   out->push_back({"sluice_connections",
                   {{"shard", index}},
                   static_cast<double>(shard.reactor().connection_count())});
+  double out_of_space = 0;
+  double fenced = 0;
   for (const storage::TopicPartition& tp : shard.logs().ListLogs()) {
     const storage::PartitionLog* log = shard.logs().GetLog(tp);
     if (log == nullptr) continue;
+    out_of_space += log->out_of_space() ? 1 : 0;
+    fenced += log->fenced() ? 1 : 0;
     std::vector<std::pair<std::string, std::string>> labels = {
         {"topic", tp.topic}, {"partition", absl::StrCat(tp.partition)}};
     out->push_back(
@@ -76,6 +84,8 @@ void CollectShardMetrics(Shard& shard, int shard_index, std::vector<MetricSample
     out->push_back(
         {"sluice_log_size_bytes", std::move(labels), static_cast<double>(log->size_bytes())});
   }
+  out->push_back({"sluice_logs_out_of_space", {{"shard", index}}, out_of_space});
+  out->push_back({"sluice_logs_fenced", {{"shard", index}}, fenced});
 }
 
 void CollectAmqpMetrics(const AmqpBroker& amqp, std::vector<MetricSample>* out) {

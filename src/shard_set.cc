@@ -130,7 +130,8 @@ absl::Status ShardSet::Stop() {
   closed_->arrive_and_wait();
   for (auto& r : remotes_) {
     r->thread.join();
-    if (!r->close_status.ok() && s.ok()) s = r->close_status;
+    // A fenced log outranks a full disk (Unavailable) in what main reports.
+    if (!r->close_status.ok() && (s.ok() || absl::IsUnavailable(s))) s = r->close_status;
   }
   remotes_.clear();
   stop_status_ = s;

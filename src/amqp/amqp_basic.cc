@@ -229,8 +229,8 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
     }
     if (absl::Status s = b.Append(*q, shared, std::move(done)); !s.ok()) {
       // A full queue with reject-publish nacks the publish (RabbitMQ); anything else is
-      // a storage failure.
-      if (!absl::IsResourceExhausted(s)) {
+      // a storage failure (out of disk space, Unavailable, is logged once by the log).
+      if (!absl::IsResourceExhausted(s) && !absl::IsUnavailable(s)) {
         storage::LogError("amqp: append to queue '%s' failed: %s", q->name, s.message());
       }
       if (confirm_) OnStored(seq, false);

@@ -511,10 +511,28 @@ void AmqpBroker::WriteCursorJournal() {
   if (absl::Status s = cursor_journal_->Append(records); !s.ok()) {
     // The lost records only make offsets look outstanding: redelivered, not lost. The next
     // records start over from full ones.
-    storage::LogError("amqp: cursor journal: %s", s.message());
+    JournalFailed(s);
     full_cursors_.insert(dirty_cursors_.begin(), dirty_cursors_.end());
+  } else if (!records.empty()) {
+    JournalWorked();
   }
   dirty_cursors_.clear();
+}
+
+void AmqpBroker::JournalFailed(const absl::Status& s) {
+  // On a full disk every iteration fails until there is room: one line until it works again.
+  if (!journal_failing_) {
+    storage::LogError(
+        "amqp: cursor journal: %s (retried; until it works, a restart redelivers the acks "
+        "since)",
+        s.message());
+  }
+  journal_failing_ = true;
+}
+
+void AmqpBroker::JournalWorked() {
+  if (journal_failing_) storage::LogInfo("amqp: cursor journal written again");
+  journal_failing_ = false;
 }
 
 void AmqpBroker::CompactCursorJournal() {
@@ -526,12 +544,14 @@ void AmqpBroker::CompactCursorJournal() {
     amqp::CursorJournal::EncodeFull(id, q->cursor, &records);
   }
   if (absl::Status s = cursor_journal_->Rewrite(records); !s.ok()) {
-    storage::LogError("amqp: cursor journal: %s", s.message());
+    JournalFailed(s);
     for (auto& [id, q] : queues_by_id_) {
       if (q->durable) full_cursors_.insert(id);
     }
     return;
   }
+  JournalWorked();
+  journal_rewrite_needed_ = false;
   full_cursors_.clear();
   dirty_cursors_.clear();
   journal_compacted_bytes_ = cursor_journal_->size();
@@ -1160,7 +1180,7 @@ void AmqpBroker::DeadLetter(AmqpQueue& q, const MessagePtr& m, std::string_view 
   MessagePtr shared = std::move(copy);
   for (const QueuePtr& target : Route(*dlx, shared->routing_key, &*props->headers)) {
     if (absl::Status s = Append(*target, shared, nullptr);
-        !s.ok() && !absl::IsResourceExhausted(s)) {
+        !s.ok() && !absl::IsResourceExhausted(s) && !absl::IsUnavailable(s)) {
       storage::LogError("amqp: dead-lettering into '%s': %s", target->name, s.message());
     }
   }
@@ -1254,10 +1274,14 @@ void AmqpBroker::OnTick() {
   WriteCursorJournal();
   if (cursor_journal_) {
     if (absl::Status s = cursor_journal_->Sync(); !s.ok()) {
-      storage::LogError("amqp: cursor journal: %s", s.message());
+      // After a failed fdatasync the kernel may have dropped what it could not write, and a
+      // later sync would not tell: the journal is rewritten whole (atomically) instead.
+      JournalFailed(s);
+      journal_rewrite_needed_ = true;
     }
-    if (cursor_journal_->size() >
-        std::max<uint64_t>(kCursorJournalCompactBytes, 2 * journal_compacted_bytes_)) {
+    if (journal_rewrite_needed_ ||
+        cursor_journal_->size() >
+            std::max<uint64_t>(kCursorJournalCompactBytes, 2 * journal_compacted_bytes_)) {
       CompactCursorJournal();
     }
   }

@@ -294,6 +294,9 @@ class AmqpBroker {
   // Every disk_check_interval: free space of the data dir (statvfs) against the limit;
   // raises or clears the disk alarm.
   void CheckDisk();
+  // Cursor journal writes failed / worked again (one log line per failing episode).
+  void JournalFailed(const absl::Status& s);
+  void JournalWorked();
   uint64_t DiskFreeLimit();
   // x-expires: deletes queues unused for longer than their expiry.
   void ExpireQueues(int64_t now_ms);
@@ -317,6 +320,8 @@ class AmqpBroker {
   std::set<uint64_t> full_cursors_;   // ... whose next journal record must be a full one
   std::unique_ptr<amqp::CursorJournal> cursor_journal_;
   uint64_t journal_compacted_bytes_ = 0;  // journal size after the last compaction
+  bool journal_failing_ = false;          // a write or sync failed (logged once)
+  bool journal_rewrite_needed_ = false;   // a sync failed: rewrite the journal whole
   absl::flat_hash_set<AmqpConnection*> output_;
   // Live connections: closed by the destructor, whose OnClose must not outlive the broker.
   absl::flat_hash_set<AmqpConnection*> connections_;

@@ -61,6 +61,8 @@ struct OwnerBatch {
 };
 
 int16_t AppendErrorCode(const absl::Status& s) {
+  // Out of disk space (the log resumes by itself): retriable, the client tries again.
+  if (absl::IsUnavailable(s)) return kafka::errors::kKafkaStorageError;
   if (absl::IsResourceExhausted(s)) return kafka::errors::kMessageTooLarge;
   if (absl::IsDataLoss(s)) return kafka::errors::kCorruptMessage;
   return kafka::errors::kKafkaStorageError;
@@ -112,6 +114,7 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
                                       ? storage::AckLevel::kDurable
                                       : storage::AckLevel::kWritten;
   int64_t first_base = -1;
+  int64_t duplicate_last = -1;  // last offset of the newest retried batch found stored
   bool appended_any = false;
   for (size_t i = 0; i < batches.size(); ++i) {
     const storage::BatchHeader& h = headers[i];
@@ -126,6 +129,21 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
         case PartitionProducerState::Verdict::kDuplicate:
           // A retry of a batch already appended: answer with its offset, append nothing.
           if (first_base < 0) first_base = dup;
+          duplicate_last = std::max(duplicate_last, dup + h.last_offset_delta);
+          if (i + 1 == batches.size() && acks != 0) {
+            // Answered once the original is stored as this request asks, never before (while
+            // the log is out of disk space: at once, with the retriable error).
+            ++state->pending;
+            if (!log->WaitFor(duplicate_last, level,
+                              [state, resp](absl::Status s, const storage::AppendResult&) {
+                                if (!s.ok() && resp().error_code == 0) {
+                                  resp().error_code = AppendErrorCode(s);
+                                }
+                                state->Done();
+                              })) {
+              --state->pending;  // already stored
+            }
+          }
           continue;
         case PartitionProducerState::Verdict::kOutOfOrder:
           resp().error_code = kafka::errors::kOutOfOrderSequenceNumber;
@@ -150,7 +168,9 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
       // The callback was not taken on failure: finish the partition here.
       resp().error_code = AppendErrorCode(result.status());
       if (last && acks != 0) state->Done();
-      if (!absl::IsResourceExhausted(result.status()) && !absl::IsDataLoss(result.status())) {
+      // Out of space (Unavailable) is logged once by the log itself.
+      if (!absl::IsResourceExhausted(result.status()) && !absl::IsDataLoss(result.status()) &&
+          !absl::IsUnavailable(result.status())) {
         storage::LogWarning("kafka: append to %s-%d failed: %s", topic, partition,
                             result.status().message());
       }
