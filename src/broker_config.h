@@ -30,6 +30,9 @@ struct BrokerConfig {
   int32_t group_max_session_timeout_ms = 1800000;
   int32_t offsets_topic_partitions = 50;
   int64_t offsets_topic_segment_bytes = 100 * 1024 * 1024;
+  // Largest decompressed records section of a produced compressed batch (a decompression
+  // bomb gets INVALID_RECORD); at most what every reader decodes (64 MiB).
+  uint64_t max_decompressed_batch_bytes = storage::kDefaultMaxDecompressedRecordsBytes;
   // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
   int64_t disk_free_limit_bytes = 50'000'000;
   // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty

@@ -93,6 +93,7 @@ int main(int argc, char** argv) {
   broker::KafkaOptions ko;
   ko.host = config->listen_host;
   ko.port = static_cast<uint16_t>(config->kafka_port);
+  ko.max_decompressed_batch_bytes = config->max_decompressed_batch_bytes;
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
                    kafka ? broker::ShardSet::ShardCount(*config) : 1);

@@ -24,6 +24,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "log/record_batch.h"
 #include "net/reactor/listener.h"
 #include "src/kafka/group_coordinator.h"
 #include "src/kafka/producer_state.h"
@@ -43,6 +44,9 @@ struct KafkaOptions {
   absl::Duration idle_timeout = absl::Minutes(10);  // connections.max.idle.ms
   // Largest partition count of one topic (each partition is a directory and open files).
   int32_t max_partitions = 10000;
+  // --max-decompressed-batch-bytes: largest decompressed records section of a produced
+  // compressed batch (INVALID_RECORD beyond); at most storage::kDefaultMaxDecompressedRecordsBytes.
+  size_t max_decompressed_batch_bytes = storage::kDefaultMaxDecompressedRecordsBytes;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until
