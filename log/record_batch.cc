@@ -7,6 +7,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "absl/base/attributes.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "log/compression.h"
 #include "log/crc32c.h"
@@ -489,6 +491,332 @@ absl::StatusOr<std::vector<uint8_t>> CompressBatch(std::span<const uint8_t> batc
   absl::StatusOr<std::vector<uint8_t>> records = CompressRecords(codec, RecordsSection(batch, *h));
   if (!records.ok()) return records.status();
   return WithRecords(batch, *records, codec);
+}
+
+// ---- Produce validation ----
+
+namespace {
+
+// Reads a records section front to back: a span (uncompressed), or piece by piece from a
+// RecordsDecompressor. Only varints that straddle two pieces are read byte by byte.
+class RecordsReader {
+ public:
+  explicit RecordsReader(std::span<const uint8_t> records) : piece_(records) {}
+  explicit RecordsReader(RecordsDecompressor* decompressor) : decompressor_(decompressor) {}
+
+  // Bytes of the section read so far.
+  size_t position() const { return before_ + pos_; }
+  // Why the section could not be read further, if it was the decompressor.
+  const absl::Status& error() const { return error_; }
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadByte(uint8_t* b) {
+    if (pos_ == piece_.size() && !Refill()) return false;
+    *b = piece_[pos_++];
+    return true;
+  }
+
+  // A varint of at most `max_bytes` bytes, with ReadUnsignedVarint()'s rules. Inlined: the
+  // produce path reads about eight per record.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadVarint(size_t max_bytes, uint64_t* out) {
+    // Most varints in a record are one byte (small lengths and deltas).
+    if (pos_ < piece_.size() && piece_[pos_] < 0x80) {
+      *out = piece_[pos_++];
+      return true;
+    }
+    if (piece_.size() - pos_ < max_bytes) return ReadVarintAcrossPieces(max_bytes, out);
+    // ReadUnsignedVarint()'s rules, unrolled: only the last possible byte can carry bits beyond
+    // the width (a 5th byte above 0x0f, a 10th above 0x01).
+    const uint8_t* p = piece_.data() + pos_;
+    uint64_t value = 0;
+    for (size_t i = 0; i < max_bytes; ++i) {
+      const uint8_t b = p[i];
+      value |= static_cast<uint64_t>(b & 0x7f) << (7 * i);
+      if ((b & 0x80) == 0) {
+        if (i + 1 == max_bytes && b > (max_bytes == kMaxVarint32Bytes ? 0x0f : 0x01)) {
+          return false;
+        }
+        pos_ += i + 1;
+        *out = value;
+        return true;
+      }
+    }
+    return false;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadVarint32(int32_t* out) {
+    uint64_t raw;
+    if (!ReadVarint(kMaxVarint32Bytes, &raw)) return false;
+    *out = ZigZagDecode32(static_cast<uint32_t>(raw));
+    return true;
+  }
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool ReadVarint64(int64_t* out) {
+    uint64_t raw;
+    if (!ReadVarint(kMaxVarint64Bytes, &raw)) return false;
+    *out = ZigZagDecode64(raw);
+    return true;
+  }
+
+  ABSL_ATTRIBUTE_ALWAYS_INLINE bool Skip(size_t n) {
+    if (n <= piece_.size() - pos_) {
+      pos_ += n;
+      return true;
+    }
+    return SkipAcrossPieces(n);
+  }
+
+  // True at the clean end of the section (for a compressed one: every frame complete).
+  bool AtEnd() { return pos_ == piece_.size() && !Refill() && error_.ok(); }
+
+ private:
+  // Near the end of a piece (or of the section): byte by byte.
+  ABSL_ATTRIBUTE_NOINLINE bool ReadVarintAcrossPieces(size_t max_bytes, uint64_t* out) {
+    if (decompressor_ == nullptr) return ReadUnsignedVarint(piece_, &pos_, max_bytes, out);
+    const unsigned width = max_bytes == kMaxVarint32Bytes ? 32 : 64;
+    uint64_t value = 0;
+    for (size_t i = 0; i < max_bytes; ++i) {
+      uint8_t b;
+      if (!ReadByte(&b)) return false;
+      const unsigned shift = static_cast<unsigned>(7 * i);
+      const uint64_t group = b & 0x7f;
+      if (shift + 7 > width && (group >> (width - shift)) != 0) return false;
+      value |= group << shift;
+      if ((b & 0x80) == 0) {
+        *out = value;
+        return true;
+      }
+    }
+    return false;
+  }
+
+  ABSL_ATTRIBUTE_NOINLINE bool SkipAcrossPieces(size_t n) {
+    while (n > piece_.size() - pos_) {
+      n -= piece_.size() - pos_;
+      pos_ = piece_.size();
+      if (!Refill()) return false;
+    }
+    pos_ += n;
+    return true;
+  }
+
+  ABSL_ATTRIBUTE_NOINLINE bool Refill() {
+    if (decompressor_ == nullptr || !error_.ok()) return false;
+    absl::StatusOr<std::span<const uint8_t>> next = decompressor_->Next();
+    if (!next.ok()) {
+      error_ = next.status();
+      return false;
+    }
+    before_ += piece_.size();
+    piece_ = *next;
+    pos_ = 0;
+    return !piece_.empty();
+  }
+
+  RecordsDecompressor* decompressor_ = nullptr;
+  std::span<const uint8_t> piece_;
+  size_t pos_ = 0;
+  size_t before_ = 0;  // bytes in earlier pieces
+  absl::Status error_;
+};
+
+absl::Status Invalid(const absl::FormatSpec<int32_t, std::string>& format, int32_t index,
+                     std::string what) {
+  return absl::InvalidArgumentError(absl::StrFormat(format, index, what));
+}
+
+// A decompressor's error as a broken rule: the CRC matched, so the producer's encoder is at
+// fault (or it sent a bomb), not the network.
+absl::Status DecompressionFailure(const absl::Status& error, size_t max_decompressed_bytes) {
+  if (absl::IsResourceExhausted(error)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "records section decompresses to more than %d bytes (max-decompressed-batch-bytes)",
+        max_decompressed_bytes));
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("records section does not decompress: ", error.message()));
+}
+
+// Why reading record `index` stopped at `what`: the decompressor's error, or the records.
+absl::Status ReadFailure(const RecordsReader& r, int32_t index, const char* what,
+                         size_t max_decompressed_bytes) {
+  if (!r.error().ok()) return DecompressionFailure(r.error(), max_decompressed_bytes);
+  return Invalid("record %d: %s is malformed or past the end of the records section", index, what);
+}
+
+// One pass over `count` records: the checks of DecodeRecords() (so that every reader can decode
+// the batch) plus offsetDelta == index and, with `require_keys`, a key on every record.
+absl::Status CheckRecords(RecordsReader& r, int32_t count, const ProduceRules& rules) {
+  // Smallest record body: attributes, timestampDelta, offsetDelta, keyLength, valueLength,
+  // headerCount.
+  constexpr int32_t kMinRecordBodyBytes = 6;
+  const size_t max_decompressed = rules.max_decompressed_bytes;
+  for (int32_t i = 0; i < count; ++i) {
+    int32_t length;
+    if (!r.ReadVarint32(&length)) return ReadFailure(r, i, "length", max_decompressed);
+    if (length < kMinRecordBodyBytes) {
+      return Invalid("record %d: %s", i, absl::StrFormat("length %d is too short", length));
+    }
+    const size_t start = r.position();
+    const size_t end = start + static_cast<size_t>(length);
+    // Bytes of the record left for a field of `n` bytes starting at the current position.
+    auto fits = [&r, end](int32_t n) {
+      return r.position() <= end && static_cast<size_t>(n) <= end - r.position();
+    };
+    uint8_t attributes;
+    int64_t timestamp_delta;
+    int32_t offset_delta;
+    if (!r.ReadByte(&attributes)) return ReadFailure(r, i, "attributes", max_decompressed);
+    if (!r.ReadVarint64(&timestamp_delta)) {
+      return ReadFailure(r, i, "timestampDelta", max_decompressed);
+    }
+    if (!r.ReadVarint32(&offset_delta)) return ReadFailure(r, i, "offsetDelta", max_decompressed);
+    if (offset_delta != i) {
+      return Invalid(
+          "record %d: %s", i,
+          absl::StrFormat("offsetDelta %d (records must be numbered 0, 1, 2, ...)", offset_delta));
+    }
+    int32_t key_length;
+    if (!r.ReadVarint32(&key_length)) return ReadFailure(r, i, "keyLength", max_decompressed);
+    if (key_length < -1 || (key_length >= 0 && !fits(key_length))) {
+      return Invalid("record %d: %s", i,
+                     absl::StrFormat("keyLength %d does not fit the record", key_length));
+    }
+    if (key_length == -1 && rules.require_keys) {
+      return Invalid("record %d: %s", i, "no key (a compacted topic needs a key on every record)");
+    }
+    if (key_length > 0 && !r.Skip(static_cast<size_t>(key_length))) {
+      return ReadFailure(r, i, "key", max_decompressed);
+    }
+    int32_t value_length;
+    if (!r.ReadVarint32(&value_length)) return ReadFailure(r, i, "valueLength", max_decompressed);
+    if (value_length < -1 || (value_length >= 0 && !fits(value_length))) {
+      return Invalid("record %d: %s", i,
+                     absl::StrFormat("valueLength %d does not fit the record", value_length));
+    }
+    if (value_length > 0 && !r.Skip(static_cast<size_t>(value_length))) {
+      return ReadFailure(r, i, "value", max_decompressed);
+    }
+    int32_t header_count;
+    if (!r.ReadVarint32(&header_count)) return ReadFailure(r, i, "headerCount", max_decompressed);
+    if (header_count < 0) {
+      return Invalid("record %d: %s", i, absl::StrFormat("header count %d", header_count));
+    }
+    // Every header takes at least 2 bytes, so the record's length bounds this loop.
+    for (int32_t h = 0; h < header_count; ++h) {
+      int32_t n;
+      if (!fits(0) || !r.ReadVarint32(&n)) {
+        return ReadFailure(r, i, "header key length", max_decompressed);
+      }
+      if (n < 0 || !fits(n)) {
+        return Invalid("record %d: %s", i,
+                       absl::StrFormat("header %d key length %d (keys are never null)", h, n));
+      }
+      if (n > 0 && !r.Skip(static_cast<size_t>(n))) {
+        return ReadFailure(r, i, "header key", max_decompressed);
+      }
+      if (!r.ReadVarint32(&n)) return ReadFailure(r, i, "header value length", max_decompressed);
+      if (n < -1 || (n >= 0 && !fits(n))) {
+        return Invalid("record %d: %s", i,
+                       absl::StrFormat("header %d value length %d does not fit the record", h, n));
+      }
+      if (n > 0 && !r.Skip(static_cast<size_t>(n))) {
+        return ReadFailure(r, i, "header value", max_decompressed);
+      }
+    }
+    if (r.position() != end) {
+      return Invalid("record %d: %s", i,
+                     absl::StrFormat("its fields take %d bytes, its length says %d",
+                                     r.position() - start, length));
+    }
+  }
+  if (!r.AtEnd()) {
+    if (!r.error().ok()) return ReadFailure(r, count, "end", max_decompressed);
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "bytes left after the last of recordsCount %d records (%d read)", count, r.position()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ProducedBatchValidator::ProducedBatchValidator() = default;
+ProducedBatchValidator::~ProducedBatchValidator() = default;
+
+absl::Status ProducedBatchValidator::Validate(std::span<const uint8_t> batch,
+                                              const ProduceRules& rules) {
+  absl::Status s = CheckRules(batch, rules);
+  if (decompressor_ != nullptr) decompressor_->Trim();
+  if (s.ok() || !absl::IsInvalidArgument(s) || RecordBatchView(batch).magic() != kBatchMagicV2) {
+    return s;
+  }
+  // Only a batch that arrived intact is judged by its contents: damage on the way is
+  // CORRUPT_MESSAGE (a producer retries it), a rule broken by the producer is not.
+  const uint32_t stored = LoadBe<uint32_t>(batch.data(), kCrcPos);
+  const uint32_t computed = ComputeBatchCrc(batch);
+  if (computed != stored) return CrcMismatch(stored, computed);
+  return s;
+}
+
+absl::Status ProducedBatchValidator::CheckRules(std::span<const uint8_t> batch,
+                                                const ProduceRules& rules) {
+  if (batch.size() < kBatchHeaderSize) {
+    return absl::DataLossError(absl::StrFormat("truncated batch: %d bytes, header needs %d",
+                                               batch.size(), kBatchHeaderSize));
+  }
+  const RecordBatchView v(batch);
+  if (v.magic() != kBatchMagicV2) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("magic %d: produced batches must be RecordBatch v2 (magic 2)", v.magic()));
+  }
+  if (v.batch_length() < kMinBatchLength || v.size_bytes() != batch.size()) {
+    return absl::DataLossError(absl::StrFormat("batchLength %d does not match a batch of %d bytes",
+                                               v.batch_length(), batch.size()));
+  }
+  const int16_t attributes = v.attributes();
+  const auto codec = static_cast<Compression>(attributes & kCompressionMask);
+  if (static_cast<int>(codec) > static_cast<int>(Compression::kZstd)) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("compression codec %d does not exist", static_cast<int>(codec)));
+  }
+  if (attributes & kControlBit) {
+    return absl::InvalidArgumentError("control batches are written by the broker, not by clients");
+  }
+  if (attributes & kTransactionalBit) {
+    return absl::InvalidArgumentError("transactional batch: Sluice has no transactions");
+  }
+  if (v.base_offset() != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("baseOffset %d: a produced batch starts at 0", v.base_offset()));
+  }
+  const int32_t count = v.records_count();
+  const int32_t last_offset_delta = v.last_offset_delta();
+  if (count <= 0 || last_offset_delta < 0 || static_cast<int64_t>(last_offset_delta) + 1 != count) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("recordsCount %d does not match lastOffsetDelta %d (it must be %d + 1)",
+                        count, last_offset_delta, last_offset_delta));
+  }
+  if (v.producer_id() >= 0 && v.base_sequence() < 0) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "producerId %d with baseSequence %d: an idempotent batch needs a sequence number",
+        v.producer_id(), v.base_sequence()));
+  }
+  const std::span<const uint8_t> section = batch.subspan(kBatchHeaderSize);
+  // A hostile recordsCount is refused before anything is read: every record takes 7 bytes.
+  const size_t max_records_bytes =
+      codec == Compression::kNone ? section.size() : rules.max_decompressed_bytes;
+  if (static_cast<size_t>(count) > max_records_bytes / kMinRecordBytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "recordsCount %d cannot fit %d bytes of records", count, max_records_bytes));
+  }
+  if (codec == Compression::kNone) {
+    RecordsReader reader(section);
+    return CheckRecords(reader, count, rules);
+  }
+  if (decompressor_ == nullptr) decompressor_ = std::make_unique<RecordsDecompressor>();
+  if (absl::Status s = decompressor_->Start(codec, section, rules.max_decompressed_bytes);
+      !s.ok()) {
+    return DecompressionFailure(s, rules.max_decompressed_bytes);
+  }
+  RecordsReader reader(decompressor_.get());
+  return CheckRecords(reader, count, rules);
 }
 
 // ---- Builder ----

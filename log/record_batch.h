@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -140,8 +141,10 @@ absl::StatusOr<std::vector<RecordView>> DecodeRecords(const BatchHeader& header,
 
 // ---- Compressed batches (codecs: log/compression.h; spec: log/FORMAT.md "Compression") ----
 
-// A bound on one batch's decompressed records section for callers without a limit of their own
-// (the log cleaner). Kafka has none; 64 MiB is 64 times the default max.message.bytes.
+// The bound on one batch's decompressed records section that readers decode with (the log
+// cleaner, AMQP stream consumers, Fetch down-conversion). Kafka has none; 64 MiB is 64 times
+// the default max.message.bytes. The produce validator's bound may not exceed it, so every
+// stored batch can be read.
 inline constexpr size_t kDefaultMaxDecompressedRecordsBytes = size_t{64} << 20;
 
 // Decodes the records of any batch, compressed or not. For a compressed batch the records
@@ -165,6 +168,48 @@ absl::StatusOr<std::vector<uint8_t>> DecompressBatch(std::span<const uint8_t> ba
 // is already compressed; kNone returns a copy.
 absl::StatusOr<std::vector<uint8_t>> CompressBatch(std::span<const uint8_t> batch,
                                                    Compression codec);
+
+// ---- Produce validation (spec: log/FORMAT.md "Produce validation") ----
+
+// What a batch from a producer must satisfy beyond framing and CRC, besides the rules every
+// produced batch follows.
+struct ProduceRules {
+  // Largest decompressed records section of a compressed batch (--max-decompressed-batch-bytes).
+  // At most kDefaultMaxDecompressedRecordsBytes.
+  size_t max_decompressed_bytes = kDefaultMaxDecompressedRecordsBytes;
+  // Compacted topics: every record needs a key (Kafka refuses keyless records there too).
+  bool require_keys = false;
+};
+
+class RecordsDecompressor;  // log/compression.h
+
+// Checks one batch as a client produced it, before it is stored, the way Kafka's LogValidator
+// checks client appends: a batch that passes can be decoded by every reader, and its records'
+// offsets are exactly baseOffset .. baseOffset + lastOffsetDelta. One pass over the record
+// varints (key, value and header bytes are skipped, not read); a compressed records section is
+// decompressed piece by piece through a reused 64 KiB window, never held whole, and stops at
+// `max_decompressed_bytes`. Nothing is allocated per batch once the validator is warm, so keep
+// one per thread.
+//
+// Returns InvalidArgument (Kafka's INVALID_RECORD) naming the first rule broken, or DataLoss
+// (CORRUPT_MESSAGE) for a batch whose framing is broken or whose CRC does not match: the CRC is
+// computed only when a rule is broken, to tell damage in transit from a lying producer. The CRC
+// of a batch that passes is not checked here (PartitionLog::Append checks it while copying).
+class ProducedBatchValidator {
+ public:
+  ProducedBatchValidator();
+  ~ProducedBatchValidator();
+  ProducedBatchValidator(const ProducedBatchValidator&) = delete;
+  ProducedBatchValidator& operator=(const ProducedBatchValidator&) = delete;
+
+  // `batch` is exactly one batch.
+  absl::Status Validate(std::span<const uint8_t> batch, const ProduceRules& rules);
+
+ private:
+  absl::Status CheckRules(std::span<const uint8_t> batch, const ProduceRules& rules);
+
+  std::unique_ptr<RecordsDecompressor> decompressor_;
+};
 
 // Builds a RecordBatch v2 (for the AMQP layer, tools, tests and benchmarks); uncompressed unless
 // built with BuildCompressed().

@@ -73,6 +73,10 @@ std::string Usage() {
          "  --flush-messages N        log.flush.interval.messages (default: never)\n"
          "  --flush-ms N              log.flush.interval.ms (default: never)\n"
          "  --max-message-bytes N     message.max.bytes (default 1048588)\n"
+         "  --max-decompressed-batch-bytes N  largest decompressed records section of a\n"
+         "                            produced compressed batch, refused with INVALID_RECORD\n"
+         "                            beyond (decompression bombs); 1024 to 67108864\n"
+         "                            (default 67108864, what every reader decodes)\n"
          "  --group-initial-rebalance-delay-ms N  (default 3000)\n"
          "  --group-min-session-timeout-ms N      (default 6000)\n"
          "  --group-max-session-timeout-ms N      (default 1800000)\n"
@@ -186,6 +190,12 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int64_t>(name, value, 128, &v);
       if (s.ok())
         c.default_log.max_batch_bytes = static_cast<uint32_t>(std::min<int64_t>(v, INT32_MAX));
+    } else if (name == "max-decompressed-batch-bytes") {
+      s = ParseInt<uint64_t>(name, value, 1024, &c.max_decompressed_batch_bytes);
+      if (s.ok() && c.max_decompressed_batch_bytes > storage::kDefaultMaxDecompressedRecordsBytes)
+        s = absl::InvalidArgumentError(
+            absl::StrFormat("--max-decompressed-batch-bytes: at most %d (readers decode no more)",
+                            storage::kDefaultMaxDecompressedRecordsBytes));
     } else if (name == "group-initial-rebalance-delay-ms") {
       s = ParseInt<int64_t>(name, value, 0, &c.group_initial_rebalance_delay_ms);
     } else if (name == "group-min-session-timeout-ms") {

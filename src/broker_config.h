@@ -38,6 +38,9 @@ struct BrokerConfig {
   // Sluice's max.producer.ids.per.partition.
   int64_t producer_id_expiration_ms = 86'400'000;
   int64_t max_producer_ids_per_partition = 10'000;
+  // Largest decompressed records section of a produced compressed batch (a decompression
+  // bomb gets INVALID_RECORD); at most what every reader decodes (64 MiB).
+  uint64_t max_decompressed_batch_bytes = storage::kDefaultMaxDecompressedRecordsBytes;
   // AMQP disk alarm: publishers are blocked below this many free bytes (0 disables).
   int64_t disk_free_limit_bytes = 50'000'000;
   // AMQP users besides guest/guest (name -> password), from --amqp-users FILE. An empty

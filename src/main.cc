@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
   ko.listener_limits = limits;
   ko.max_queued_bytes = static_cast<uint64_t>(config->connection_max_queued_bytes);
   ko.max_queued_file_ranges = static_cast<size_t>(config->connection_max_queued_file_ranges);
+  ko.max_decompressed_batch_bytes = config->max_decompressed_batch_bytes;
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
                    kafka ? broker::ShardSet::ShardCount(*config) : 1);

@@ -156,8 +156,12 @@ absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
     absl::StatusOr<std::vector<storage::RecordView>> records = storage::DecompressAndDecodeRecords(
         batch, storage::kDefaultMaxDecompressedRecordsBytes, &scratch);
     if (!records.ok()) {
-      storage::LogWarning("amqp: queue '%s': batch at offset %d not readable, skipped: %s", name,
-                          h->base_offset, records.status().message());
+      // Produce validation keeps such batches out; one here predates it or is damage. Kafka
+      // consumers still get its bytes, AMQP consumers cannot: say so, loudly.
+      storage::LogError(
+          "amqp: queue '%s': batch at offsets %d..%d cannot be decoded (%s): its %d messages "
+          "are NOT delivered to AMQP consumers",
+          name, h->base_offset, h->last_offset(), records.status().message(), h->records_count);
       continue;
     }
     for (const storage::RecordView& r : *records) {

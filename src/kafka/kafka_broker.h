@@ -24,6 +24,7 @@
 #include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "log/record_batch.h"
 #include "net/reactor/listener.h"
 #include "src/kafka/group_coordinator.h"
 #include "src/kafka/producer_state.h"
@@ -50,6 +51,9 @@ struct KafkaOptions {
   // Shared with the other listeners (src/main.cc): max.connections, max.connections.per.ip,
   // the descriptor budget, the request read timeout.
   net::ListenerLimits listener_limits;
+  // --max-decompressed-batch-bytes: largest decompressed records section of a produced
+  // compressed batch (INVALID_RECORD beyond); at most storage::kDefaultMaxDecompressedRecordsBytes.
+  size_t max_decompressed_batch_bytes = storage::kDefaultMaxDecompressedRecordsBytes;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until

@@ -4,7 +4,9 @@
 // acks=0: no response. acks=1: answered once written (readable). acks=-1: answered when the
 // batch is durable under the topic's flush policy (flush.messages=1 -> fdatasync'ed; otherwise,
 // as in Kafka with one replica, when written). Batches are stored as produced (compressed ones
-// too); the log checks the header, size and CRC.
+// too), once ProducedBatchValidator found them readable and honest (Kafka's LogValidator rules,
+// log/FORMAT.md "Produce validation"); the log checks the header, size and CRC. Each partition
+// takes exactly one batch per request; the internal topic `__consumer_offsets` takes none.
 //
 // Produce v0-2 carry a legacy message set (magic 0/1): it is up-converted to one RecordBatch v2
 // per partition (recompressed with the wrappers' codec), as Kafka does; see legacy_records.h.
@@ -18,6 +20,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "log/logging.h"
 #include "net/kafka/error_codes.h"
 #include "src/kafka/handlers.h"
@@ -60,7 +63,14 @@ struct OwnerBatch {
   }
 };
 
+// The one mapping from what storage and the produce checks return to Produce error codes:
+//   InvalidArgument   the producer broke a rule (ProducedBatchValidator, legacy conversion)
+//                     -> INVALID_RECORD (87), not retriable: the same bytes fail again;
+//   DataLoss          framing or CRC broken (damaged on the way) -> CORRUPT_MESSAGE (2);
+//   ResourceExhausted above max.message.bytes -> MESSAGE_TOO_LARGE (10);
+//   anything else     the log could not take it -> KAFKA_STORAGE_ERROR (56).
 int16_t AppendErrorCode(const absl::Status& s) {
+  if (absl::IsInvalidArgument(s)) return kafka::errors::kInvalidRecord;
   // Out of disk space (the log resumes by itself): retriable, the client tries again.
   if (absl::IsUnavailable(s)) return kafka::errors::kKafkaStorageError;
   if (absl::IsResourceExhausted(s)) return kafka::errors::kMessageTooLarge;
@@ -68,9 +78,35 @@ int16_t AppendErrorCode(const absl::Status& s) {
   return kafka::errors::kKafkaStorageError;
 }
 
-// Appends every batch of one partition's records (on its owner shard). When the partition is
-// not answered at once (error, or only retried batches), `state->pending` was raised and the
-// last batch's callback completes the partition.
+// A refused batch is a client's doing: at most one log line per second per shard, so a client
+// sending nothing else cannot flood the log.
+void LogRefusedBatch(const std::string& topic, int32_t partition, int16_t error,
+                     const absl::Status& why) {
+  thread_local absl::Time last = absl::InfinitePast();
+  thread_local int64_t suppressed = 0;
+  const absl::Time now = absl::Now();
+  if (now - last < absl::Seconds(1)) {
+    ++suppressed;
+    return;
+  }
+  storage::LogWarning(
+      "kafka: produce to %s-%d refused with %s: %s (%d more refused since the "
+      "last such line)",
+      topic, partition, kafka::errors::ErrorCodeName(error), why.message(), suppressed);
+  last = now;
+  suppressed = 0;
+}
+
+// Validates produced batches on the owner shard's thread: its decompression contexts and
+// window are reused by every produce there.
+storage::ProducedBatchValidator& ShardValidator() {
+  thread_local storage::ProducedBatchValidator validator;
+  return validator;
+}
+
+// Appends one partition's batch (on its owner shard). When the partition is not answered at
+// once (error, or a retried batch), `state->pending` was raised and the append's callback
+// completes the partition.
 void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& state, size_t index,
                       const std::string& topic, int32_t partition, std::span<const uint8_t> records,
                       int16_t acks, int16_t api_version) {
@@ -81,110 +117,119 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
     return;
   }
   resp().log_start_offset = log->log_start_offset();
+  auto refuse = [&](int16_t error, const absl::Status& why) {
+    resp().error_code = error;
+    resp().error_message = std::string(why.message());
+    LogRefusedBatch(topic, partition, error, why);
+  };
   std::vector<uint8_t> converted;  // Append copies it (the overload without keep_alive)
   if (const int magic = legacy::MagicOfFirstEntry(records);
       api_version < 3 && (magic == legacy::kMagicV0 || magic == legacy::kMagicV1)) {
-    auto batch = legacy::UpConvertMessageSet(records, storage::kDefaultMaxDecompressedRecordsBytes);
-    if (!batch.ok()) {
-      resp().error_code = absl::IsInvalidArgument(batch.status()) ? kafka::errors::kInvalidRecord
-                                                                  : AppendErrorCode(batch.status());
-      return;
-    }
+    auto batch =
+        legacy::UpConvertMessageSet(records, broker.options().max_decompressed_batch_bytes);
+    if (!batch.ok()) return refuse(AppendErrorCode(batch.status()), batch.status());
     converted = *std::move(batch);
     records = converted;
   }
-  // Split into batches by their length fields; each is validated fully by Append.
-  std::vector<std::span<const uint8_t>> batches;
-  std::vector<storage::BatchHeader> headers;
-  for (std::span<const uint8_t> rest = records; !rest.empty();) {
-    auto h = storage::ParseBatchHeader(rest, UINT32_MAX);
-    if (!h.ok() || h->size_bytes() > rest.size()) {
-      resp().error_code = kafka::errors::kCorruptMessage;
-      return;
-    }
-    batches.push_back(rest.first(h->size_bytes()));
-    headers.push_back(*h);
-    rest = rest.subspan(h->size_bytes());
+  // Exactly one batch per partition, as Kafka requires of magic-2 records.
+  if (records.size() < storage::kBatchHeaderSize) {
+    return refuse(kafka::errors::kCorruptMessage,
+                  absl::DataLossError("records shorter than a batch header"));
   }
-  if (batches.empty()) {
-    resp().error_code = kafka::errors::kCorruptMessage;
-    return;
+  const storage::RecordBatchView view(records);
+  if (view.magic() == storage::kBatchMagicV2 && view.batch_length() >= 0 &&
+      view.size_bytes() < records.size()) {
+    return refuse(kafka::errors::kInvalidRecord,
+                  absl::InvalidArgumentError("more than one batch for the partition"));
+  }
+  if (records.size() > log->config().max_batch_bytes) {
+    return refuse(kafka::errors::kMessageTooLarge,
+                  absl::ResourceExhaustedError(absl::StrCat("batch of ", records.size(),
+                                                            " bytes exceeds max.message.bytes ",
+                                                            log->config().max_batch_bytes)));
+  }
+  if (api_version < 7 && view.magic() == storage::kBatchMagicV2 &&
+      view.compression() == storage::Compression::kZstd) {
+    return refuse(kafka::errors::kUnsupportedCompressionType,
+                  absl::InvalidArgumentError("zstd needs Produce v7 or later"));
+  }
+  storage::ProduceRules rules;
+  rules.max_decompressed_bytes = broker.options().max_decompressed_batch_bytes;
+  rules.require_keys = log->config().compact();
+  if (absl::Status valid = ShardValidator().Validate(records, rules); !valid.ok()) {
+    return refuse(AppendErrorCode(valid), valid);
+  }
+  const int64_t producer_id = view.producer_id();
+  const int16_t producer_epoch = view.producer_epoch();
+  const int32_t base_sequence = view.base_sequence();
+  const int32_t last_seq =
+      PartitionProducerState::LastSequence(base_sequence, view.last_offset_delta());
+  PartitionProducerState* ps = nullptr;
+  if (producer_id >= 0) {
+    ps = broker.ProducerState(topic, partition, log);
+    int64_t dup = -1;
+    switch (ps->Check(producer_id, producer_epoch, base_sequence, last_seq, &dup)) {
+      case PartitionProducerState::Verdict::kAppend:
+        break;
+      case PartitionProducerState::Verdict::kDuplicate:
+        // A retry of a batch already appended: answer with its offset, append nothing, and
+        // only once the original is stored as this request asks (while the log is out of disk
+        // space: at once, with the retriable error).
+        resp().base_offset = dup;
+        if (acks != 0) {
+          const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
+                                              ? storage::AckLevel::kDurable
+                                              : storage::AckLevel::kWritten;
+          ++state->pending;
+          if (!log->WaitFor(dup + view.last_offset_delta(), level,
+                            [state, resp](absl::Status s, const storage::AppendResult&) {
+                              if (!s.ok() && resp().error_code == 0) {
+                                resp().error_code = AppendErrorCode(s);
+                              }
+                              state->Done();
+                            })) {
+            --state->pending;  // already stored
+          }
+        }
+        return;
+      case PartitionProducerState::Verdict::kOutOfOrder:
+        resp().error_code = kafka::errors::kOutOfOrderSequenceNumber;
+        return;
+      case PartitionProducerState::Verdict::kStaleEpoch:
+        resp().error_code = kafka::errors::kInvalidProducerEpoch;
+        return;
+    }
   }
   const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
                                       ? storage::AckLevel::kDurable
                                       : storage::AckLevel::kWritten;
-  int64_t first_base = -1;
-  int64_t duplicate_last = -1;  // last offset of the newest retried batch found stored
-  bool appended_any = false;
-  for (size_t i = 0; i < batches.size(); ++i) {
-    const storage::BatchHeader& h = headers[i];
-    PartitionProducerState* ps = nullptr;
-    int32_t last_seq = PartitionProducerState::LastSequence(h.base_sequence, h.last_offset_delta);
-    if (h.producer_id >= 0) {
-      ps = broker.ProducerState(topic, partition, log);
-      int64_t dup = -1;
-      switch (ps->Check(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, &dup)) {
-        case PartitionProducerState::Verdict::kAppend:
-          break;
-        case PartitionProducerState::Verdict::kDuplicate:
-          // A retry of a batch already appended: answer with its offset, append nothing.
-          if (first_base < 0) first_base = dup;
-          duplicate_last = std::max(duplicate_last, dup + h.last_offset_delta);
-          if (i + 1 == batches.size() && acks != 0) {
-            // Answered once the original is stored as this request asks, never before (while
-            // the log is out of disk space: at once, with the retriable error).
-            ++state->pending;
-            if (!log->WaitFor(duplicate_last, level,
-                              [state, resp](absl::Status s, const storage::AppendResult&) {
-                                if (!s.ok() && resp().error_code == 0) {
-                                  resp().error_code = AppendErrorCode(s);
-                                }
-                                state->Done();
-                              })) {
-              --state->pending;  // already stored
-            }
-          }
-          continue;
-        case PartitionProducerState::Verdict::kOutOfOrder:
-          resp().error_code = kafka::errors::kOutOfOrderSequenceNumber;
-          return;
-        case PartitionProducerState::Verdict::kStaleEpoch:
-          resp().error_code = kafka::errors::kInvalidProducerEpoch;
-          return;
-      }
-    }
-    bool last = i + 1 == batches.size();
-    storage::AppendCallback done;
-    if (last && acks != 0) {
-      ++state->pending;
-      done = [state, resp](absl::Status s, const storage::AppendResult& r) {
-        if (!s.ok() && resp().error_code == 0) resp().error_code = AppendErrorCode(s);
-        if (s.ok() && r.log_append_time_ms >= 0) resp().log_append_time_ms = r.log_append_time_ms;
-        state->Done();
-      };
-    }
-    auto result = log->Append(batches[i], level, std::move(done));
-    if (!result.ok()) {
-      // The callback was not taken on failure: finish the partition here.
-      resp().error_code = AppendErrorCode(result.status());
-      if (last && acks != 0) state->Done();
-      // Out of space (Unavailable) is logged once by the log itself.
-      if (!absl::IsResourceExhausted(result.status()) && !absl::IsDataLoss(result.status()) &&
-          !absl::IsUnavailable(result.status())) {
-        storage::LogWarning("kafka: append to %s-%d failed: %s", topic, partition,
-                            result.status().message());
-      }
-      return;
-    }
-    appended_any = true;
-    if (first_base < 0) first_base = result->base_offset;
-    if (result->log_append_time_ms >= 0) resp().log_append_time_ms = result->log_append_time_ms;
-    if (ps != nullptr) {
-      ps->Record(h.producer_id, h.producer_epoch, h.base_sequence, last_seq, result->base_offset);
-    }
+  storage::AppendCallback done;
+  if (acks != 0) {
+    ++state->pending;
+    done = [state, resp](absl::Status s, const storage::AppendResult& r) {
+      if (!s.ok() && resp().error_code == 0) resp().error_code = AppendErrorCode(s);
+      if (s.ok() && r.log_append_time_ms >= 0) resp().log_append_time_ms = r.log_append_time_ms;
+      state->Done();
+    };
   }
-  resp().base_offset = first_base;
-  (void)appended_any;
+  auto result = log->Append(records, level, std::move(done));
+  if (!result.ok()) {
+    // The callback was not taken on failure: finish the partition here.
+    resp().error_code = AppendErrorCode(result.status());
+    if (acks != 0) state->Done();
+    // Out of space (Unavailable) is logged once by the log itself.
+    if (!absl::IsResourceExhausted(result.status()) && !absl::IsDataLoss(result.status()) &&
+        !absl::IsUnavailable(result.status())) {
+      storage::LogWarning("kafka: append to %s-%d failed: %s", topic, partition,
+                          result.status().message());
+    }
+    return;
+  }
+  resp().base_offset = result->base_offset;
+  if (result->log_append_time_ms >= 0) resp().log_append_time_ms = result->log_append_time_ms;
+  if (ps != nullptr) {
+    ps->Record(producer_id, producer_epoch, base_sequence, last_seq, result->base_offset);
+  }
 }
 
 // One partition of a produce request.
@@ -203,6 +248,14 @@ void DispatchProduce(KafkaBroker& home, const std::shared_ptr<ProduceState>& sta
   std::map<int, std::vector<ProducePart>> by_owner;
   for (ProducePart& p : parts) {
     const std::string& topic = topic_names[p.topic_index];
+    if (home.IsInternalTopic(topic)) {
+      // Only the broker writes its internal topics (Kafka's ReplicaManager: "Cannot append to
+      // internal topic").
+      auto& r = state->response.responses[p.topic_index].partition_responses[p.partition_index];
+      r.error_code = kafka::errors::kInvalidTopicException;
+      r.error_message = absl::StrCat("Cannot append to internal topic ", topic);
+      continue;
+    }
     if (home.FindTopic(topic) == nullptr) {
       state->response.responses[p.topic_index].partition_responses[p.partition_index].error_code =
           kafka::errors::kUnknownTopicOrPartition;

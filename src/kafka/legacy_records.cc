@@ -133,6 +133,7 @@ absl::StatusOr<std::vector<uint8_t>> UpConvertMessageSet(std::span<const uint8_t
                                                          size_t max_decompressed_bytes) {
   std::vector<Item> items;
   std::deque<std::vector<uint8_t>> inflated;  // decompressed inner sets; items point into them
+  size_t budget = max_decompressed_bytes;     // for all wrappers together
   storage::Compression codec = storage::Compression::kNone;
   for (std::span<const uint8_t> rest = message_set; !rest.empty();) {
     Message m;
@@ -151,12 +152,15 @@ absl::StatusOr<std::vector<uint8_t>> UpConvertMessageSet(std::span<const uint8_t
     if (!m.value.has_value()) return absl::DataLossError("legacy message: null compressed value");
     const auto c = static_cast<storage::Compression>(wrapper_codec);
     auto inner = storage::DecompressRecords(
-        c, {reinterpret_cast<const uint8_t*>(m.value->data()), m.value->size()},
-        max_decompressed_bytes);
+        c, {reinterpret_cast<const uint8_t*>(m.value->data()), m.value->size()}, budget);
     if (!inner.ok()) {
-      if (absl::IsResourceExhausted(inner.status())) return inner.status();
+      if (absl::IsResourceExhausted(inner.status())) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "legacy message set decompresses to more than ", max_decompressed_bytes, " bytes"));
+      }
       return absl::DataLossError(absl::StrCat("legacy message: ", inner.status().message()));
     }
+    budget -= inner->size();
     if (codec == storage::Compression::kNone) codec = c;
     const std::vector<uint8_t>& set = inflated.emplace_back(*std::move(inner));
     const bool log_append_time = m.magic == kMagicV1 && (m.attributes & kLogAppendTimeBit) != 0;

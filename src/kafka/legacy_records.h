@@ -41,13 +41,14 @@ int MagicOfFirstEntry(std::span<const uint8_t> records);
 // Converts a legacy message set (every entry magic 0 or 1) to one RecordBatch v2 with base
 // offset 0: every message in order, timestamps kept (v0: -1), no headers, no producer id. If
 // the set holds compressed wrappers the batch is compressed with the first wrapper's codec,
-// else it is uncompressed. Inner messages of a wrapper are decompressed to at most
-// `max_decompressed_bytes` per wrapper (ResourceExhausted beyond).
+// else it is uncompressed. The wrappers' inner message sets together decompress to at most
+// `max_decompressed_bytes`. The result passes storage::ProducedBatchValidator (count, offset
+// deltas 0..n-1, base offset 0) unless its records break a rule of the topic (keys).
 //
 // Errors: DataLoss for a CRC mismatch, a truncated or malformed message or inner message set,
 // a corrupt compressed value, an empty set or a magic-2 entry among legacy ones;
-// InvalidArgument for a codec other than gzip/snappy/lz4 or a compressed message inside a
-// wrapper.
+// InvalidArgument for a codec other than gzip/snappy/lz4, a compressed message inside a
+// wrapper, or inner sets above `max_decompressed_bytes` (a decompression bomb).
 absl::StatusOr<std::vector<uint8_t>> UpConvertMessageSet(std::span<const uint8_t> message_set,
                                                          size_t max_decompressed_bytes);
 

@@ -2,7 +2,9 @@
 // cleanly or return at most the output limit, never crash, hang or allocate past the limit
 // (run under ASan + UBSan with -rss_limit_mb); compressing the input and decompressing it
 // must give it back; the same bytes as a batch's records section go through
-// DecompressAndDecodeRecords.
+// DecompressAndDecodeRecords. RecordsDecompressor::Next() (one decompressor reused across
+// inputs, as the produce validator keeps it) must hand out exactly what DecompressRecords()
+// returns, or fail with the same code.
 //
 // Input: byte 0 picks the codec (bits 0-1: gzip, snappy, lz4, zstd) and the output limit
 // (bits 2-3: 1 MiB, 256 bytes, 64 KiB, 0); the rest is the compressed records section.
@@ -48,6 +50,24 @@ void Run(const uint8_t* data, size_t size) {
     Check(code == absl::StatusCode::kDataLoss || code == absl::StatusCode::kResourceExhausted);
     Check(absl::StartsWith(out.status().message(), CompressionName(codec)));
   }
+
+  // The streaming path, with contexts reused from earlier inputs.
+  static RecordsDecompressor streaming;
+  absl::Status s = streaming.Start(codec, input, limit);
+  std::vector<uint8_t> pieces;
+  while (s.ok()) {
+    absl::StatusOr<std::span<const uint8_t>> piece = streaming.Next();
+    if (!piece.ok()) {
+      s = piece.status();
+      break;
+    }
+    if (piece->empty()) break;
+    Check(piece->size() <= limit - pieces.size());
+    pieces.insert(pieces.end(), piece->begin(), piece->end());
+  }
+  Check(s.code() == out.status().code());
+  if (out.ok()) Check(pieces == *out && streaming.produced() == out->size());
+  streaming.Trim();
 
   // Round trip of the input as plain records bytes, exactly at the limit.
   absl::StatusOr<std::vector<uint8_t>> packed = CompressRecords(codec, input);

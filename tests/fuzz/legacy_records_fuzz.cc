@@ -1,7 +1,7 @@
 // libFuzzer target for the message format v0/v1 conversions (src/kafka/legacy_records.h):
-// arbitrary bytes as a Produce v2 message set must up-convert to a valid RecordBatch v2 or fail
-// cleanly, and a converted batch must down-convert back to as many magic-1 messages; the same
-// bytes as stored batches go through the down-converter.
+// arbitrary bytes as a Produce v2 message set must up-convert to a valid RecordBatch v2 (one
+// the produce validator accepts) or fail cleanly, and a converted batch must down-convert back
+// to as many magic-1 messages; the same bytes as stored batches go through the down-converter.
 //
 // Input: byte 0 bit 0 set = the harness fixes the CRC of every top-level message first (so the
 // fuzzer gets past the checksum); the rest is the message set.
@@ -47,6 +47,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto batch = UpConvertMessageSet(input, 1 << 20);
   if (batch.ok()) {
     Check(sluice::storage::ValidateBatch(*batch, UINT32_MAX).ok());
+    // As valid as a v3+ producer's batch must be.
+    static sluice::storage::ProducedBatchValidator validator;
+    Check(validator.Validate(*batch, sluice::storage::ProduceRules{}).ok());
     const int32_t count = sluice::storage::RecordBatchView(*batch).records_count();
     std::vector<uint8_t> out;
     auto down = DownConvertToV1(*batch, 0, SIZE_MAX, true, &out);

@@ -1,5 +1,8 @@
 #include "log/record_batch.h"
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -8,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "log/compression.h"
 #include "log/crc32c.h"
 #include "log/varint.h"
 
@@ -625,6 +629,363 @@ TEST(RecordBatchTest, ExtremeBaseOffsetWrapsInsteadOfOverflowing) {
   auto records = DecodeRecords(batch);  // UBSan would flag a signed overflow here
   ASSERT_TRUE(records.ok()) << records.status();
   EXPECT_EQ((*records)[1].offset, std::numeric_limits<int64_t>::min());
+}
+
+// ---- Produce validation (ProducedBatchValidator) ----
+
+// Header fields of a produced batch; lastOffsetDelta defaults to recordsCount - 1.
+struct Fields {
+  int64_t base_offset = 0;
+  int16_t attributes = 0;
+  int32_t count = 1;
+  std::optional<int32_t> last_offset_delta;
+  int64_t producer_id = -1;
+  int32_t base_sequence = -1;
+};
+
+// A batch around `section` with a correct CRC: only the validator's rules can object to it.
+std::vector<uint8_t> Produced(const std::vector<uint8_t>& section, const Fields& f) {
+  std::vector<uint8_t> b;
+  PutBe<int64_t>(&b, f.base_offset);
+  PutBe<int32_t>(&b, static_cast<int32_t>(49 + section.size()));
+  PutBe<int32_t>(&b, -1);  // partitionLeaderEpoch
+  b.push_back(2);
+  PutBe<uint32_t>(&b, 0);  // crc, set below
+  PutBe<int16_t>(&b, f.attributes);
+  PutBe<int32_t>(&b, f.last_offset_delta.value_or(f.count - 1));
+  PutBe<int64_t>(&b, 1000);
+  PutBe<int64_t>(&b, 1000);
+  PutBe<int64_t>(&b, f.producer_id);
+  PutBe<int16_t>(&b, f.producer_id >= 0 ? 0 : -1);
+  PutBe<int32_t>(&b, f.base_sequence);
+  PutBe<int32_t>(&b, f.count);
+  b.insert(b.end(), section.begin(), section.end());
+  RewriteCrc(&b);
+  return b;
+}
+
+// Records with the given offset deltas, each with key "k" (or none) and value "v".
+std::vector<uint8_t> Records(std::initializer_list<int32_t> offset_deltas, bool keys = true) {
+  std::vector<uint8_t> out;
+  for (int32_t delta : offset_deltas) {
+    std::vector<uint8_t> body = {0x00, 0x00};  // attributes, timestampDelta
+    AppendVarint32(&body, delta);
+    if (keys) {
+      body.insert(body.end(), {0x02, 'k'});
+    } else {
+      body.push_back(0x01);  // null key
+    }
+    body.insert(body.end(), {0x02, 'v', 0x00});
+    std::vector<uint8_t> rec = WithLength(body);
+    out.insert(out.end(), rec.begin(), rec.end());
+  }
+  return out;
+}
+
+std::vector<uint8_t> Compressed(Compression codec, const std::vector<uint8_t>& records) {
+  absl::StatusOr<std::vector<uint8_t>> c = CompressRecords(codec, records);
+  EXPECT_TRUE(c.ok()) << c.status();
+  return c.ok() ? *c : std::vector<uint8_t>{};
+}
+
+int16_t CodecBits(Compression codec) { return static_cast<int16_t>(codec); }
+
+absl::Status Validate(const std::vector<uint8_t>& batch, ProduceRules rules = {}) {
+  ProducedBatchValidator validator;
+  return validator.Validate(batch, rules);
+}
+
+MATCHER_P(IsInvalidRecord, what, "") {
+  *result_listener << arg;
+  return absl::IsInvalidArgument(arg) && arg.message().find(what) != std::string_view::npos;
+}
+
+constexpr Compression kCodecs[] = {Compression::kGzip, Compression::kSnappy, Compression::kLz4,
+                                   Compression::kZstd};
+
+TEST(ProduceValidationTest, AcceptsBuilderBatchesOfEveryCodec) {
+  RecordBatchBuilder b(0, 1700000000000);
+  b.set_producer(7, 0, 42);
+  const std::vector<RecordBatchBuilder::Header> headers = {{"h", "v"}, {"n", std::nullopt}};
+  for (int i = 0; i < 300; ++i) {
+    const std::string value(i % 7 == 0 ? 2000 : 30, static_cast<char>('a' + i % 26));
+    b.Add(i % 5 == 0 ? std::nullopt : std::optional<std::string_view>("key"),
+          i % 11 == 0 ? std::nullopt : std::optional<std::string_view>(value),
+          i % 3 == 0 ? std::span<const RecordBatchBuilder::Header>(headers)
+                     : std::span<const RecordBatchBuilder::Header>(),
+          1700000000000 - 5 + i);
+  }
+  ProducedBatchValidator validator;  // one validator for all: contexts are reused
+  RecordBatchBuilder plain = b;
+  EXPECT_TRUE(validator.Validate(plain.Build(), {}).ok());
+  for (Compression codec : kCodecs) {
+    RecordBatchBuilder copy = b;
+    absl::StatusOr<std::vector<uint8_t>> batch = copy.BuildCompressed(codec);
+    ASSERT_TRUE(batch.ok()) << batch.status();
+    EXPECT_TRUE(validator.Validate(*batch, {}).ok())
+        << CompressionName(codec) << ": " << validator.Validate(*batch, {});
+  }
+  // The protocol guide's batch.
+  std::vector<uint8_t> known = kKnownBatch;
+  EXPECT_TRUE(validator.Validate(known, {}).ok()) << validator.Validate(known, {});
+}
+
+TEST(ProduceValidationTest, RecordsCountMustBeLastOffsetDeltaPlusOne) {
+  for (int32_t count : {0, 1000, std::numeric_limits<int32_t>::max(), -1}) {
+    EXPECT_THAT(Validate(Produced(Records({0}), {.count = count, .last_offset_delta = 0})),
+                IsInvalidRecord("recordsCount"))
+        << count;
+  }
+  for (int32_t last : {1000, std::numeric_limits<int32_t>::max(), -1}) {
+    EXPECT_THAT(Validate(Produced(Records({0}), {.count = 1, .last_offset_delta = last})),
+                IsInvalidRecord("recordsCount"))
+        << last;
+  }
+  // Both lying the same way: the records section holds one record, not 1001.
+  EXPECT_THAT(Validate(Produced(Records({0}), {.count = 1001})), IsInvalidRecord("record"));
+  EXPECT_TRUE(Validate(Produced(Records({0, 1, 2}), {.count = 3})).ok());
+}
+
+TEST(ProduceValidationTest, OffsetDeltasMustCountFromZero) {
+  for (auto deltas : {std::vector<int32_t>{0, 2, 1}, {0, 0, 1}, {1, 2, 3}, {0, 1, 1000}}) {
+    std::vector<uint8_t> records;
+    for (int32_t d : deltas) {
+      std::vector<uint8_t> one = Records({d});
+      records.insert(records.end(), one.begin(), one.end());
+    }
+    EXPECT_THAT(Validate(Produced(records, {.count = 3})), IsInvalidRecord("offsetDelta"));
+    EXPECT_THAT(Validate(Produced(Compressed(Compression::kLz4, records),
+                                  {.attributes = CodecBits(Compression::kLz4), .count = 3})),
+                IsInvalidRecord("offsetDelta"));
+  }
+}
+
+TEST(ProduceValidationTest, RecordLengthsMustStayInsideTheRecordsSection) {
+  // A record claiming 100 bytes with 8 present, uncompressed and compressed.
+  std::vector<uint8_t> records = {0xc8, 0x01};  // length 100
+  records.insert(records.end(), kSimpleBody.begin(), kSimpleBody.end());
+  EXPECT_THAT(Validate(Produced(records, {})), IsInvalidRecord("record 0"));
+  EXPECT_THAT(Validate(Produced(Compressed(Compression::kZstd, records),
+                                {.attributes = CodecBits(Compression::kZstd)})),
+              IsInvalidRecord("record 0"));
+  // The second record's length varint cut short at the end of the section.
+  std::vector<uint8_t> long_value = {0x00, 0x00, 0x00, 0x01, 0x28};  // null key, value of 20
+  long_value.resize(long_value.size() + 20, 'v');
+  long_value.push_back(0x00);
+  std::vector<uint8_t> two = WithLength(long_value);
+  two.push_back(0x80);
+  EXPECT_THAT(Validate(Produced(two, {.count = 2})), IsInvalidRecord("record 1: length"));
+  // Key and value lengths past the record (but inside the section).
+  std::vector<uint8_t> next = Records({1});
+  std::vector<uint8_t> body = {0x00, 0x00, 0x00, 0x14, 'k', 0x02, 'v', 0x00};  // key of 10
+  std::vector<uint8_t> bad = WithLength(body);
+  bad.insert(bad.end(), next.begin(), next.end());
+  EXPECT_THAT(Validate(Produced(bad, {.count = 2})), IsInvalidRecord("keyLength 10"));
+  // Fields ending before the record's length does.
+  body = kSimpleBody;
+  body.push_back(0);
+  EXPECT_THAT(Validate(Produced(WithLength(body), {})), IsInvalidRecord("its length says 9"));
+  // Too short to be a record at all.
+  EXPECT_THAT(Validate(Produced({0, 0, 0, 0, 0, 0, 0, 0}, {})), IsInvalidRecord("too short"));
+  // Bytes after the last record.
+  std::vector<uint8_t> trailing = Records({0});
+  trailing.push_back(0);
+  EXPECT_THAT(Validate(Produced(trailing, {})), IsInvalidRecord("bytes left after the last"));
+  EXPECT_THAT(Validate(Produced(Compressed(Compression::kGzip, trailing),
+                                {.attributes = CodecBits(Compression::kGzip)})),
+              IsInvalidRecord("bytes left after the last"));
+}
+
+TEST(ProduceValidationTest, HeadersFollowTheDecoderRules) {
+  // Header count -1, a null header key, a header value past the record.
+  for (std::vector<uint8_t> tail :
+       {std::vector<uint8_t>{0x01}, {0x02, 0x01, 0x02, 'v'}, {0x02, 0x02, 'h', 0x14}}) {
+    std::vector<uint8_t> body = {0x00, 0x00, 0x00, 0x02, 'k', 0x02, 'v'};
+    body.insert(body.end(), tail.begin(), tail.end());
+    EXPECT_THAT(Validate(Produced(WithLength(body), {})), IsInvalidRecord("record 0: header"));
+    EXPECT_FALSE(DecodeRecords(Produced(WithLength(body), {})).ok());
+  }
+}
+
+TEST(ProduceValidationTest, UnknownCodecsAndUndecompressableSectionsAreRefused) {
+  for (int codec : {5, 6, 7}) {
+    EXPECT_THAT(Validate(Produced(Records({0}), {.attributes = static_cast<int16_t>(codec)})),
+                IsInvalidRecord("compression codec"));
+  }
+  const std::vector<uint8_t> garbage = {'n', 'o', 't', ' ', 'c', 'o', 'm', 'p', 'r', 'e', 's',
+                                        's', 'e', 'd', ' ', 'a', 't', ' ', 'a', 'l', 'l'};
+  for (Compression codec : kCodecs) {
+    EXPECT_THAT(Validate(Produced(garbage, {.attributes = CodecBits(codec)})),
+                IsInvalidRecord("does not decompress"))
+        << CompressionName(codec);
+    // Uncompressed records under a codec flag.
+    EXPECT_THAT(Validate(Produced(Records({0}), {.attributes = CodecBits(codec)})),
+                IsInvalidRecord("records section"))
+        << CompressionName(codec);
+    // A stream cut short.
+    std::vector<uint8_t> cut = Compressed(codec, Records({0, 1, 2, 3, 4, 5, 6, 7}));
+    if (codec != Compression::kSnappy) {  // xerial framing has no end marker
+      cut.resize(cut.size() - 3);
+      EXPECT_THAT(Validate(Produced(cut, {.attributes = CodecBits(codec), .count = 8})),
+                  IsInvalidRecord(""))
+          << CompressionName(codec);
+    }
+  }
+  // A raw snappy block announcing far more than its bytes can hold is refused before the
+  // announced length is allocated.
+  EXPECT_THAT(Validate(Produced({0x80, 0x80, 0x80, 0x20, 0x00},
+                                {.attributes = CodecBits(Compression::kSnappy)})),
+              IsInvalidRecord("cannot hold"));
+}
+
+TEST(ProduceValidationTest, ControlAndTransactionalBatchesAreRefused) {
+  EXPECT_THAT(Validate(Produced(Records({0}), {.attributes = 0x20})), IsInvalidRecord("control"));
+  EXPECT_THAT(
+      Validate(Produced(Records({0}), {.attributes = 0x10, .producer_id = 3, .base_sequence = 0})),
+      IsInvalidRecord("transactions"));
+}
+
+TEST(ProduceValidationTest, ProducerFieldsAndBaseOffset) {
+  EXPECT_THAT(Validate(Produced(Records({0}), {.producer_id = 5, .base_sequence = -1})),
+              IsInvalidRecord("sequence"));
+  EXPECT_TRUE(Validate(Produced(Records({0}), {.producer_id = 5, .base_sequence = 0})).ok());
+  EXPECT_THAT(Validate(Produced(Records({0}), {.base_offset = 7})), IsInvalidRecord("baseOffset"));
+}
+
+TEST(ProduceValidationTest, CompactedTopicsNeedKeys) {
+  const ProduceRules compacted{.require_keys = true};
+  EXPECT_TRUE(Validate(Produced(Records({0, 1}), {.count = 2}), compacted).ok());
+  EXPECT_THAT(Validate(Produced(Records({0, 1}, /*keys=*/false), {.count = 2}), compacted),
+              IsInvalidRecord("key"));
+  EXPECT_TRUE(Validate(Produced(Records({0, 1}, /*keys=*/false), {.count = 2})).ok());
+}
+
+TEST(ProduceValidationTest, FramingAndCrc) {
+  std::vector<uint8_t> good = Produced(Records({0}), {});
+  // Framing: DataLoss (CORRUPT_MESSAGE).
+  EXPECT_EQ(Validate(std::vector<uint8_t>(good.begin(), good.begin() + 60)).code(),
+            absl::StatusCode::kDataLoss);
+  std::vector<uint8_t> longer = good;
+  longer.push_back(0);
+  EXPECT_EQ(Validate(longer).code(), absl::StatusCode::kDataLoss);
+  // Another magic is a broken rule.
+  std::vector<uint8_t> magic1 = good;
+  magic1[16] = 1;
+  EXPECT_THAT(Validate(magic1), IsInvalidRecord("magic 1"));
+  // A lying batch whose CRC does not match was damaged on the way: DataLoss, not judged.
+  std::vector<uint8_t> lying = Produced(Records({0}), {.count = 5, .last_offset_delta = 4});
+  lying[lying.size() - 1] ^= 1;
+  EXPECT_EQ(Validate(lying).code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(Validate(lying).message(), HasSubstr("crc mismatch"));
+  // The CRC of a batch that follows the rules is left to PartitionLog::Append.
+  good[good.size() - 2] ^= 1;  // the value
+  EXPECT_TRUE(Validate(good).ok());
+  EXPECT_EQ(ValidateBatch(good, kMax).code(), absl::StatusCode::kDataLoss);
+}
+
+// A zstd frame (window 128 KiB, no content size) of a raw block holding `prefix`, then `rle`
+// bytes of zeros as RLE blocks of 128 KiB: 4 bytes per 128 KiB, so 32 KiB for 1 GiB.
+std::vector<uint8_t> ZstdZeros(const std::vector<uint8_t>& prefix, uint64_t rle) {
+  std::vector<uint8_t> f = {0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x38};  // magic, descriptor, window
+  auto block_header = [&f](bool last, int type, uint32_t size) {
+    const uint32_t h = (last ? 1u : 0u) | (static_cast<uint32_t>(type) << 1) | (size << 3);
+    f.insert(f.end(), {static_cast<uint8_t>(h), static_cast<uint8_t>(h >> 8),
+                       static_cast<uint8_t>(h >> 16)});
+  };
+  block_header(rle == 0, 0, static_cast<uint32_t>(prefix.size()));
+  f.insert(f.end(), prefix.begin(), prefix.end());
+  constexpr uint32_t kBlock = 128 << 10;
+  for (uint64_t left = rle; left > 0;) {
+    const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(left, kBlock));
+    left -= n;
+    block_header(left == 0, 1, n);
+    f.push_back(0);
+  }
+  return f;
+}
+
+long MaxRssKb() {
+  struct rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss;
+}
+
+TEST(ProduceValidationTest, DecompressionBombIsRefusedWithoutALargeAllocation) {
+  // One record whose value claims 1 GiB - 64 bytes, all zeros: the record is well formed as far
+  // as it goes, so only the bound stops it.
+  constexpr int32_t kValue = (1 << 30) - 64;
+  std::vector<uint8_t> body = {0x00, 0x00, 0x00, 0x01};  // attributes, ts, offsetDelta, null key
+  AppendVarint32(&body, kValue);
+  std::vector<uint8_t> prefix;
+  AppendVarint32(&prefix, static_cast<int32_t>(body.size() + kValue + 1));
+  prefix.insert(prefix.end(), body.begin(), body.end());
+  const std::vector<uint8_t> frame = ZstdZeros(prefix, uint64_t{kValue} + 1);
+  ASSERT_LT(frame.size(), 40u << 10);
+  const std::vector<uint8_t> bomb = Produced(frame, {.attributes = CodecBits(Compression::kZstd)});
+  // The frame is real zstd: the library agrees on its size.
+  EXPECT_EQ(DecompressRecords(Compression::kZstd, frame, 1 << 20).status().code(),
+            absl::StatusCode::kResourceExhausted);
+
+  ProducedBatchValidator validator;
+  const long rss_before = MaxRssKb();
+  EXPECT_THAT(validator.Validate(bomb, {}), IsInvalidRecord("decompresses to more than 67108864"));
+  EXPECT_THAT(validator.Validate(bomb, {.max_decompressed_bytes = 1 << 20}),
+              IsInvalidRecord("decompresses to more than 1048576"));
+  // 64 MiB were decompressed through a 64 KiB window: the peak RSS barely moved.
+  EXPECT_LT(MaxRssKb() - rss_before, 16 * 1024);
+
+  // Zeros as records fail at the first one, long before the bound.
+  const std::vector<uint8_t> zeros =
+      Produced(ZstdZeros({}, uint64_t{1} << 30), {.attributes = CodecBits(Compression::kZstd)});
+  EXPECT_THAT(validator.Validate(zeros, {}), IsInvalidRecord("record 0"));
+
+  // The validator is still good for honest batches afterwards.
+  RecordBatchBuilder b(0, 1000);
+  b.Add("k", "v");
+  absl::StatusOr<std::vector<uint8_t>> honest = b.BuildCompressed(Compression::kZstd);
+  ASSERT_TRUE(honest.ok());
+  EXPECT_TRUE(validator.Validate(*honest, {}).ok());
+}
+
+TEST(ProduceValidationTest, EveryBatchItAcceptsDecodes) {
+  // Flip every bit of a small compressed and uncompressed batch (CRC repaired): whatever the
+  // validator accepts, DecompressAndDecodeRecords decodes to recordsCount records at offsets
+  // base .. base + lastOffsetDelta.
+  RecordBatchBuilder b(0, 1000);
+  const std::vector<RecordBatchBuilder::Header> headers = {{"h", "v"}};
+  b.Add("k", "value", headers);
+  b.Add(std::nullopt, "v2");
+  b.Add("k3", std::nullopt);
+  std::vector<std::vector<uint8_t>> batches;
+  RecordBatchBuilder plain = b;
+  batches.push_back(plain.Build());
+  RecordBatchBuilder lz4 = b;
+  batches.push_back(*lz4.BuildCompressed(Compression::kLz4));
+  ProducedBatchValidator validator;
+  int accepted = 0;
+  for (const std::vector<uint8_t>& original : batches) {
+    for (size_t bit = 0; bit < original.size() * 8; ++bit) {
+      std::vector<uint8_t> batch = original;
+      batch[bit / 8] ^= static_cast<uint8_t>(1 << (bit % 8));
+      RewriteCrc(&batch);
+      absl::Status s = validator.Validate(batch, {});
+      if (!s.ok()) {
+        EXPECT_TRUE(absl::IsInvalidArgument(s) || absl::IsDataLoss(s)) << s;
+        continue;
+      }
+      ++accepted;
+      std::vector<uint8_t> scratch;
+      auto records =
+          DecompressAndDecodeRecords(batch, kDefaultMaxDecompressedRecordsBytes, &scratch);
+      ASSERT_TRUE(records.ok()) << "bit " << bit << ": " << records.status();
+      const RecordBatchView v(batch);
+      ASSERT_EQ(records->size(), static_cast<size_t>(v.records_count()));
+      for (size_t i = 0; i < records->size(); ++i) {
+        EXPECT_EQ((*records)[i].offset, v.base_offset() + static_cast<int64_t>(i));
+      }
+    }
+  }
+  EXPECT_GT(accepted, 100);  // timestamps, values, producer fields: many flips stay valid
 }
 
 // ---- Varints ----
