@@ -116,7 +116,26 @@ std::string Usage() {
          "  --reserved-fds N          file descriptors sockets and splice pipes never take, so\n"
          "                            storage can always open files; -1 = a quarter of\n"
          "                            RLIMIT_NOFILE, at least 256 (default -1). The soft limit\n"
-         "                            is raised to the hard limit at start-up\n";
+         "                            is raised to the hard limit at start-up\n"
+         "AMQP resource limits (what a client sees: net/amqp/PROTOCOL.md, \"Resource limits\"):\n"
+         "  --vm-memory-high-watermark F  memory alarm at this fraction of RAM (or the cgroup\n"
+         "                            limit): publishers blocked, Connection.Blocked \"low on\n"
+         "                            memory\" (default 0.4; 0 blocks all publishing)\n"
+         "  --vm-memory-high-watermark-absolute N  the same in bytes, replaces the fraction\n"
+         "  --amqp-message-cache-bytes N  all queues' message caches together, at most half\n"
+         "                            the watermark (default 268435456)\n"
+         "  --amqp-max-queues N       vhost max-queues: queue.declare over it gets 406, -1\n"
+         "                            unlimited (default: RLIMIT_NOFILE / 2 / 3)\n"
+         "  --amqp-max-connections N  vhost max-connections, -1 unlimited (default -1)\n"
+         "  --amqp-user-max-connections N  per-user max-connections, -1 unlimited (default -1)\n"
+         "  --amqp-user-max-channels N     per-user max-channels, -1 unlimited (default -1)\n"
+         "  --channel-max N           channels per connection, 0 = 65535 (default 2047)\n"
+         "  --consumer-max-per-channel N  basic.consume over it gets 530, -1 unlimited\n"
+         "                            (default 1024)\n"
+         "  --amqp-max-uncommitted-bytes N  uncommitted tx work per connection; over it the\n"
+         "                            channel gets 406 (default 134217728)\n"
+         "  --amqp-max-unsent-bytes N  unsent output per connection before deliveries and\n"
+         "                            reading stop (default 4194304)\n";
 }
 
 absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
@@ -145,6 +164,39 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParsePort(name, value, &c.kafka_port);
     } else if (name == "disk-free-limit-bytes") {
       s = ParseInt<int64_t>(name, value, 0, &c.disk_free_limit_bytes);
+    } else if (name == "vm-memory-high-watermark") {
+      double v;
+      if (!absl::SimpleAtod(value, &v) || !(v >= 0) || v > 1) {
+        s = absl::InvalidArgumentError(
+            absl::StrFormat("--%s: '%s' is not a fraction of RAM (0-1)", name, value));
+      } else {
+        c.vm_memory_high_watermark = v;
+      }
+    } else if (name == "vm-memory-high-watermark-absolute") {
+      s = ParseInt<int64_t>(name, value, 0, &c.vm_memory_high_watermark_absolute);
+    } else if (name == "amqp-message-cache-bytes") {
+      s = ParseInt<int64_t>(name, value, 0, &c.amqp_message_cache_bytes);
+    } else if (name == "amqp-max-queues") {
+      int64_t v;
+      s = ParseInt<int64_t>(name, value, -1, &v);
+      if (s.ok()) c.amqp_max_queues = v;
+    } else if (name == "amqp-max-connections") {
+      s = ParseInt<int64_t>(name, value, -1, &c.amqp_max_connections);
+    } else if (name == "amqp-user-max-connections") {
+      s = ParseInt<int64_t>(name, value, -1, &c.amqp_user_max_connections);
+    } else if (name == "amqp-user-max-channels") {
+      s = ParseInt<int64_t>(name, value, -1, &c.amqp_user_max_channels);
+    } else if (name == "channel-max") {
+      s = ParseInt<int32_t>(name, value, 0, &c.channel_max);
+      if (s.ok() && c.channel_max > 65535) {
+        s = absl::InvalidArgumentError("--channel-max: at most 65535");
+      }
+    } else if (name == "consumer-max-per-channel") {
+      s = ParseInt<int64_t>(name, value, -1, &c.consumer_max_per_channel);
+    } else if (name == "amqp-max-uncommitted-bytes") {
+      s = ParseInt<int64_t>(name, value, 0, &c.amqp_max_uncommitted_bytes);
+    } else if (name == "amqp-max-unsent-bytes") {
+      s = ParseInt<int64_t>(name, value, 1, &c.amqp_max_unsent_bytes);
     } else if (name == "amqp-users") {
       s = ReadAmqpUsers(value, &c.amqp_users);
     } else if (name == "amqp-port") {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,6 +55,19 @@ struct BrokerConfig {
   int64_t request_read_timeout_ms = 30000;  // 0 = off
   int64_t request_read_min_bytes_per_sec = 1024;
   int64_t reserved_fds = -1;  // kept free for storage; -1 = max(256, RLIMIT_NOFILE / 4)
+  // AMQP resource limits, RabbitMQ's names where it has them (meaning and client-visible
+  // effect: AmqpOptions in src/amqp/amqp_broker.h). -1 = unlimited where allowed.
+  double vm_memory_high_watermark = 0.4;           // fraction of RAM (or the cgroup's limit)
+  int64_t vm_memory_high_watermark_absolute = -1;  // bytes; replaces the fraction when >= 0
+  int64_t amqp_message_cache_bytes = int64_t{256} << 20;
+  std::optional<int64_t> amqp_max_queues;  // unset: from RLIMIT_NOFILE (DefaultMaxQueues)
+  int64_t amqp_max_connections = -1;
+  int64_t amqp_user_max_connections = -1;
+  int64_t amqp_user_max_channels = -1;
+  int32_t channel_max = 2047;
+  int64_t consumer_max_per_channel = 1024;
+  int64_t amqp_max_uncommitted_bytes = int64_t{128} << 20;
+  int64_t amqp_max_unsent_bytes = int64_t{4} << 20;
 };
 
 // Parses `--name value` and `--name=value` flags. InvalidArgumentError names the bad flag;

@@ -170,6 +170,28 @@ int main(int argc, char** argv) {
     ao.port = static_cast<uint16_t>(config->amqp_port);
     ao.disk_free_limit_bytes = static_cast<uint64_t>(config->disk_free_limit_bytes);
     ao.listener_limits = limits;
+    if (config->vm_memory_high_watermark_absolute >= 0) {
+      ao.memory_high_watermark_bytes =
+          static_cast<uint64_t>(config->vm_memory_high_watermark_absolute);
+    } else if (uint64_t ram = broker::TotalMemoryBytes(); ram > 0) {
+      ao.memory_high_watermark_bytes =
+          static_cast<uint64_t>(static_cast<double>(ram) * config->vm_memory_high_watermark);
+    }
+    ao.message_cache_bytes = static_cast<uint64_t>(config->amqp_message_cache_bytes);
+    if (config->amqp_max_queues) ao.max_queues = *config->amqp_max_queues;
+    ao.max_connections = config->amqp_max_connections;
+    ao.user_max_connections = config->amqp_user_max_connections;
+    ao.user_max_channels = config->amqp_user_max_channels;
+    ao.channel_max = static_cast<uint16_t>(config->channel_max == 0 ? 65535 : config->channel_max);
+    ao.consumer_max_per_channel = config->consumer_max_per_channel;
+    ao.max_uncommitted_bytes = static_cast<uint64_t>(config->amqp_max_uncommitted_bytes);
+    ao.max_unsent_bytes = static_cast<uint64_t>(config->amqp_max_unsent_bytes);
+    storage::LogInfo(
+        "sluice: amqp limits: vm_memory_high_watermark %d bytes, message caches %d bytes, "
+        "max-queues %d, channel_max %d, consumer_max_per_channel %d, uncommitted %d bytes, "
+        "unsent %d bytes per connection",
+        ao.memory_high_watermark_bytes, ao.message_cache_bytes, ao.max_queues, ao.channel_max,
+        ao.consumer_max_per_channel, ao.max_uncommitted_bytes, ao.max_unsent_bytes);
     for (const auto& [user, password] : config->amqp_users) ao.users[user] = password;
     auto created = broker::AmqpBroker::Create(&shard0, ao);
     if (!created.ok()) {

@@ -59,6 +59,7 @@ absl::StatusOr<std::optional<Command>> CommandAssembler::AddHeader(const Frame& 
                                   std::string(info.name)));
   }
   p.have_header = true;
+  p.command.header_bytes = static_cast<uint32_t>(frame.payload.size());
   if (header->body_size > options_.max_body_size) {
     p.discard = header->body_size;  // > 0: skip the body frames still to come
     return AmqpError(ReplyCode::kPreconditionFailed,
@@ -106,6 +107,14 @@ std::optional<Command> CommandAssembler::Complete(uint16_t channel) {
   Command command = std::move(it->second.command);
   pending_.erase(it);
   return command;
+}
+
+uint64_t CommandAssembler::BufferedBytes() const {
+  uint64_t total = 0;
+  for (const auto& [channel, p] : pending_) {
+    total += sizeof(Pending) + p.command.body.capacity() + p.command.header_bytes;
+  }
+  return total;
 }
 
 }  // namespace sluice::amqp

@@ -28,6 +28,9 @@ struct Command {
   std::optional<ContentHeader> header;
   // The body, copied once from the body frames (empty without content).
   std::string body;
+  // Size of the content header frame's payload (the encoded properties, for memory
+  // accounting of commands held by the broker).
+  uint32_t header_bytes = 0;
 };
 
 // Not thread-safe; one per connection, fed in frame order.
@@ -56,6 +59,8 @@ class CommandAssembler {
   void ResetChannel(uint16_t channel) { pending_.erase(channel); }
   // True while `channel` is between a content method and the end of its body.
   bool InContent(uint16_t channel) const { return pending_.contains(channel); }
+  // Memory held by unfinished content (body capacity reserved so far), for accounting.
+  uint64_t BufferedBytes() const;
 
  private:
   struct Pending {

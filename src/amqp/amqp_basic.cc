@@ -53,7 +53,7 @@ absl::Status AmqpChannel::Handle(amqp::Command& cmd) {
           return AmqpError(ReplyCode::kPreconditionFailed, "channel is not transactional");
         }
         std::vector<amqp::Command> pending = std::move(tx_commands_);
-        tx_commands_.clear();
+        ClearTx();
         if (As<amqp::TxCommit>(cmd)) {
           // Replayed in one go: consumers see the publishes together, at the end of this
           // loop iteration.
@@ -91,6 +91,18 @@ absl::Status AmqpChannel::HandleBasic(amqp::Command& cmd) {
                          absl::StrFormat("no exchange '%s' in vhost '/'", m->exchange));
       }
     }
+    // What the command holds in memory while it waits for tx.commit.
+    const uint64_t bytes = sizeof(amqp::Command) + cmd.header_bytes + cmd.body.size();
+    if (!conn_->ChargeUncommitted(bytes)) {
+      const uint64_t limit = b.options().max_uncommitted_bytes;
+      std::string text = absl::StrFormat(
+          "uncommitted transaction of connection over %d bytes (amqp-max-uncommitted-bytes); "
+          "commit smaller transactions",
+          limit);
+      b.LogLimit("amqp-max-uncommitted-bytes", text);
+      return AmqpError(ReplyCode::kPreconditionFailed, text);
+    }
+    tx_bytes_ += bytes;
     tx_commands_.push_back(std::move(cmd));
     return absl::OkStatus();
   }
@@ -199,9 +211,10 @@ absl::Status AmqpChannel::Publish(amqp::Command& cmd, const amqp::BasicPublish& 
   const amqp::FieldTable* headers = props.headers ? &*props.headers : nullptr;
   if (m.exchange.empty() && m.routing_key.starts_with(kReplyToPrefix)) {
     // A reply: straight to the requester's reply consumer, nothing stored. A requester that
-    // is gone makes it unroutable (dropped, or returned when mandatory).
-    if (AmqpChannel* requester = b.FindReplyConsumer(m.routing_key)) {
-      requester->DeliverReply(*msg);
+    // is gone, or has max_unsent_bytes unsent, makes it unroutable (dropped, or returned when
+    // mandatory).
+    AmqpChannel* requester = b.FindReplyConsumer(m.routing_key);
+    if (requester != nullptr && requester->DeliverReply(*msg)) {
       if (confirm_) OnStored(seq, true);
       return absl::OkStatus();
     }
@@ -290,6 +303,20 @@ absl::StatusOr<std::string> AmqpChannel::ConsumerTag(const std::string& requeste
   return tag;
 }
 
+absl::Status AmqpChannel::CheckConsumerLimit(const std::string& tag) {
+  const int64_t max = conn_->broker().options().consumer_max_per_channel;
+  const size_t count = consumers_.size() + (reply_tag_.empty() ? 0 : 1);
+  // A tag in use is refused as such (ConsumerTag), as RabbitMQ checks the limit first only
+  // for new tags.
+  if (max < 0 || static_cast<int64_t>(count) < max || consumers_.contains(tag) ||
+      (!tag.empty() && tag == reply_tag_)) {
+    return absl::OkStatus();
+  }
+  std::string text = absl::StrFormat("reached maximum (%d) of consumers per channel", max);
+  conn_->broker().LogLimit("consumer_max_per_channel", text);
+  return AmqpError(ReplyCode::kNotAllowed, text);
+}
+
 absl::Status AmqpChannel::ConsumeReplies(const amqp::BasicConsume& m) {
   // RabbitMQ's rules: replies are never acknowledged, one reply consumer per channel.
   if (!m.no_ack) {
@@ -308,6 +335,7 @@ absl::Status AmqpChannel::ConsumeReplies(const amqp::BasicConsume& m) {
 
 absl::Status AmqpChannel::Consume(const amqp::BasicConsume& m) {
   AmqpBroker& b = conn_->broker();
+  if (absl::Status s = CheckConsumerLimit(m.consumer_tag); !s.ok()) return s;
   if (m.queue == kReplyTo) return ConsumeReplies(m);
   absl::StatusOr<QueuePtr> q = QueueFor(m.queue, true);
   if (!q.ok()) return q.status();
@@ -392,7 +420,7 @@ bool AmqpChannel::CanTake(const AmqpConsumer& c) const {
   if (closing || !flow_active || !conn_->alive()) return false;
   if (c.prefetch != 0 && c.unacked >= c.prefetch) return false;
   if (channel_prefetch_ != 0 && unacked_.size() >= channel_prefetch_) return false;
-  return conn_->queued_bytes() < conn_->broker().options().consumer_send_limit;
+  return conn_->queued_bytes() < conn_->broker().options().max_unsent_bytes;
 }
 
 void AmqpChannel::Deliver(AmqpConsumer& c, const QueuePtr& queue, int64_t offset, bool redelivered,
@@ -407,11 +435,18 @@ void AmqpChannel::Deliver(AmqpConsumer& c, const QueuePtr& queue, int64_t offset
   conn_->SendContent(id_, message->properties, message->body);
 }
 
-void AmqpChannel::DeliverReply(const AmqpMessage& message) {
-  if (closing || reply_tag_.empty() || !conn_->alive()) return;
+bool AmqpChannel::DeliverReply(const AmqpMessage& message) {
+  if (closing || reply_tag_.empty() || !conn_->alive()) return false;
+  if (conn_->queued_bytes() >= conn_->broker().options().max_unsent_bytes) {
+    conn_->broker().LogLimit("amqp-max-unsent-bytes",
+                             "direct reply-to: the requester's connection has too much unsent "
+                             "output; reply dropped as unroutable");
+    return false;
+  }
   conn_->SendMethod(id_, amqp::BasicDeliver{reply_tag_, next_delivery_tag_++, false,
                                             message.exchange, message.routing_key});
   conn_->SendContent(id_, message.properties, message.body);
+  return true;
 }
 
 void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeue,
@@ -473,10 +508,16 @@ void AmqpChannel::Teardown() {
     if (it != consumers_.end()) conn_->broker().RemoveConsumer(q, it->second.get());
   }
   consumers_.clear();
-  tx_commands_.clear();
+  ClearTx();
   if (!reply_key_.empty()) conn_->broker().UnregisterReplyConsumer(reply_key_);
   reply_key_.clear();
   reply_tag_.clear();
+}
+
+void AmqpChannel::ClearTx() {
+  tx_commands_.clear();
+  conn_->ReleaseUncommitted(tx_bytes_);
+  tx_bytes_ = 0;
 }
 
 void AmqpChannel::CancelByServer(std::string tag) {  // a copy: erasing the consumer frees its tag

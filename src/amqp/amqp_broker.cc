@@ -1,6 +1,7 @@
 #include "src/amqp/amqp_broker.h"
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -62,6 +63,33 @@ absl::Status WriteString(const std::string& path, const std::string& data) {
 
 }  // namespace
 
+uint64_t TotalMemoryBytes() {
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  uint64_t total = pages > 0 && page_size > 0 ? static_cast<uint64_t>(pages) * page_size : 0;
+  // A container's limit (cgroup v2) is what the kernel enforces, when lower.
+  if (absl::StatusOr<std::string> max = ReadWholeFile("/sys/fs/cgroup/memory.max"); max.ok()) {
+    uint64_t limit;
+    if (absl::SimpleAtoi(absl::StripAsciiWhitespace(*max), &limit) && limit > 0 &&
+        (total == 0 || limit < total)) {
+      total = limit;
+    }
+  }
+  return total;
+}
+
+uint64_t DefaultMemoryHighWatermarkBytes() {
+  const uint64_t total = TotalMemoryBytes();
+  if (total == 0) return UINT64_MAX;
+  return static_cast<uint64_t>(static_cast<double>(total) * kDefaultMemoryHighWatermark);
+}
+
+int64_t DefaultMaxQueues() {
+  struct rlimit r;
+  if (getrlimit(RLIMIT_NOFILE, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return -1;
+  return std::max<int64_t>(1, static_cast<int64_t>(r.rlim_cur) / 2 / 3);
+}
+
 storage::LogConfig AmqpQueueLogConfig(const storage::LogConfig& defaults, uint64_t max_message) {
   storage::LogConfig c = defaults;
   c.retention_ms = -1;
@@ -112,24 +140,9 @@ bool AmqpQueue::Expired(const AmqpMessage& m, int64_t now_ms) const {
   return ttl >= 0 && now_ms - m.timestamp_ms >= ttl;
 }
 
-void AmqpQueue::Remember(int64_t offset, MessagePtr m, size_t budget) {
-  if (cache_bytes_ + m->bytes() > budget) return;
-  cache_bytes_ += m->bytes();
-  cache_[offset] = std::move(m);
-}
-
-void AmqpQueue::Forget(int64_t offset) {
-  auto it = cache_.find(offset);
-  if (it == cache_.end()) return;
-  cache_bytes_ -= it->second->bytes();
-  cache_.erase(it);
-}
-
-void AmqpQueue::ForgetBelow(int64_t offset) {
-  while (!cache_.empty() && cache_.begin()->first < offset) {
-    cache_bytes_ -= cache_.begin()->second->bytes();
-    cache_.erase(cache_.begin());
-  }
+void AmqpQueue::Remember(int64_t offset, MessagePtr m, size_t limit) {
+  const size_t bytes = m->bytes();
+  cache_.Insert(offset, std::move(m), bytes, limit);
 }
 
 absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
@@ -217,7 +230,7 @@ absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
 }
 
 absl::StatusOr<MessagePtr> AmqpQueue::Load(int64_t offset) {
-  if (auto it = cache_.find(offset); it != cache_.end()) return it->second;
+  if (MessagePtr cached = cache_.Find(offset)) return cached;
   auto read = ReadFrom(offset, 256 * 1024);
   if (!read.ok()) return read.status();
   if (read->empty()) {
@@ -240,6 +253,14 @@ absl::StatusOr<MessagePtr> AmqpQueue::Load(int64_t offset) {
 // ---------------------------------------------------------------------------------------------
 // AmqpBroker: set-up
 
+AmqpBroker::AmqpBroker(Shard* shard, AmqpOptions options)
+    : shard_(shard),
+      options_(std::move(options)),
+      // Caches alone must never raise the memory alarm: at most half the watermark (where
+      // RabbitMQ starts paging queues out).
+      cache_budget_(std::make_shared<MessageCacheBudget>(static_cast<size_t>(
+          std::min(options_.message_cache_bytes, options_.memory_high_watermark_bytes / 2)))) {}
+
 absl::StatusOr<std::unique_ptr<AmqpBroker>> AmqpBroker::Create(Shard* shard, AmqpOptions options) {
   std::unique_ptr<AmqpBroker> b(new AmqpBroker(shard, std::move(options)));
   b->DeclareBuiltins();
@@ -252,6 +273,7 @@ absl::StatusOr<std::unique_ptr<AmqpBroker>> AmqpBroker::Create(Shard* shard, Amq
   });
   b->tick_timer_ = shard->reactor().RunAfter(absl::Milliseconds(200), [self] { self->OnTick(); });
   b->CheckDisk();
+  b->CheckMemory();
   return b;
 }
 
@@ -260,6 +282,7 @@ AmqpBroker::~AmqpBroker() {
   listener_.reset();
   shard_->reactor().Cancel(tick_timer_);
   shard_->reactor().Cancel(disk_timer_);
+  shard_->reactor().Cancel(memory_timer_);
   // Their OnClose (channels requeue, exclusive queues go) runs now, while the broker lives.
   std::vector<AmqpConnection*> live(connections_.begin(), connections_.end());
   for (AmqpConnection* c : live) c->CloseNow();
@@ -347,7 +370,7 @@ absl::Status AmqpBroker::Load() {
     }
     n = r.Long();
     for (uint32_t i = 0; i < n && r.ok(); ++i) {
-      auto q = std::make_shared<AmqpQueue>();
+      auto q = std::make_shared<AmqpQueue>(cache_budget_);
       q->id = r.LongLong();
       q->name = r.ShortStr();
       uint8_t flags = r.Octet();
@@ -739,7 +762,8 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
                                                   bool exclusive, bool auto_delete,
                                                   const amqp::FieldTable& args,
                                                   AmqpConnection* owner) {
-  auto q = std::make_shared<AmqpQueue>();
+  if (absl::Status s = CheckQueueLimit(name); !s.ok()) return s;
+  auto q = std::make_shared<AmqpQueue>(cache_budget_);
   q->name = name;
   q->id = next_queue_id_++;
   q->durable = durable;
@@ -803,9 +827,10 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareStream(const std::string& name,
                                      "([a-zA-Z0-9._-], at most 249)",
                                      name));
   }
+  if (absl::Status s = CheckQueueLimit(name); !s.ok()) return s;
   absl::StatusOr<storage::PartitionLog*> log = OpenStreamLog(name);
   if (!log.ok()) return AmqpError(ReplyCode::kInternalError, std::string(log.status().message()));
-  auto q = std::make_shared<AmqpQueue>();
+  auto q = std::make_shared<AmqpQueue>(cache_budget_);
   q->name = name;
   q->id = next_queue_id_++;
   q->durable = true;
@@ -1208,6 +1233,7 @@ AmqpChannel* AmqpBroker::FindReplyConsumer(const std::string& key) const {
 
 void AmqpBroker::ConnectionGone(AmqpConnection* conn) {
   output_.erase(conn);
+  output_paused_.erase(conn);
   connections_.erase(conn);
   std::vector<QueuePtr> owned;
   for (auto& [name, q] : queues_) {
@@ -1233,6 +1259,12 @@ void AmqpBroker::OnEndOfIteration() {
   output_.clear();
   for (AmqpConnection* c : conns) c->Flush();
   output_.clear();
+  if (!output_paused_.empty()) {
+    std::vector<AmqpConnection*> paused(output_paused_.begin(), output_paused_.end());
+    for (AmqpConnection* c : paused) {
+      if (c->MaybeResumeOutput()) output_paused_.erase(c);
+    }
+  }
 }
 
 uint64_t AmqpBroker::DiskFreeLimit() {
@@ -1261,11 +1293,128 @@ void AmqpBroker::CheckDisk() {
       } else {
         storage::LogInfo("amqp: disk alarm cleared: %d bytes free, limit %d", free_bytes, limit);
       }
-      std::vector<AmqpConnection*> conns(connections_.begin(), connections_.end());
-      for (AmqpConnection* c : conns) c->OnDiskAlarm(low);
+      AlarmsChanged();
     }
   }
   disk_timer_ = shard_->reactor().RunAfter(options_.disk_check_interval, [this] { CheckDisk(); });
+}
+
+void AmqpBroker::AlarmsChanged() {
+  std::vector<AmqpConnection*> conns(connections_.begin(), connections_.end());
+  for (AmqpConnection* c : conns) c->OnAlarmsChanged();
+}
+
+std::string AmqpBroker::AlarmReason() const {
+  if (memory_alarm_ && disk_alarm_) return "low on memory & disk";
+  return memory_alarm_ ? "low on memory" : "low on disk";
+}
+
+uint64_t AmqpBroker::AccountedMemory() const {
+  uint64_t total = cache_budget_->used();
+  for (const AmqpConnection* c : connections_) total += c->MemoryBytes();
+  return total;
+}
+
+void AmqpBroker::CheckMemory() {
+  if (closed_) return;
+  if (alarmed()) {
+    std::vector<AmqpConnection*> conns(connections_.begin(), connections_.end());
+    for (AmqpConnection* c : conns) c->CloseIfPeerGoneWhileBlocked();
+  }
+  const uint64_t used = AccountedMemory();
+  const uint64_t limit = options_.memory_high_watermark_bytes;
+  const bool high = used >= limit;
+  if (high != memory_alarm_) {
+    memory_alarm_ = high;
+    if (high) {
+      storage::LogWarning(
+          "amqp: memory alarm: %d bytes in use (message caches %d), vm_memory_high_watermark "
+          "%d: blocking publishers",
+          used, cache_budget_->used(), limit);
+    } else {
+      storage::LogInfo("amqp: memory alarm cleared: %d bytes in use, vm_memory_high_watermark %d",
+                       used, limit);
+    }
+    AlarmsChanged();
+  }
+  memory_timer_ =
+      shard_->reactor().RunAfter(options_.memory_check_interval, [this] { CheckMemory(); });
+}
+
+void AmqpBroker::LogLimit(std::string_view limit, std::string_view text) {
+  LimitLog& log = limit_logs_[std::string(limit)];
+  const absl::Time now = absl::Now();
+  if (now - log.last < absl::Seconds(1)) {
+    ++log.suppressed;
+    return;
+  }
+  if (log.suppressed > 0) {
+    storage::LogWarning("amqp: %s: %s (and %d more in the last second)", limit, text,
+                        log.suppressed);
+  } else {
+    storage::LogWarning("amqp: %s: %s", limit, text);
+  }
+  log.last = now;
+  log.suppressed = 0;
+}
+
+absl::Status AmqpBroker::CheckQueueLimit(const std::string& name) {
+  if (options_.max_queues < 0 || static_cast<int64_t>(queues_.size()) < options_.max_queues) {
+    return absl::OkStatus();
+  }
+  std::string text =
+      absl::StrFormat("cannot declare queue '%s': queue limit in vhost '/' (%d) is reached", name,
+                      options_.max_queues);
+  LogLimit("max-queues", text);
+  return AmqpError(ReplyCode::kPreconditionFailed, text);
+}
+
+absl::Status AmqpBroker::AdmitConnection(const std::string& user) {
+  if (options_.max_connections >= 0 && open_connections_ >= options_.max_connections) {
+    std::string text = absl::StrFormat(
+        "access to vhost '/' refused for user '%s': connection limit (%d) is reached", user,
+        options_.max_connections);
+    LogLimit("max-connections", text);
+    return AmqpError(ReplyCode::kNotAllowed, text);
+  }
+  int64_t& mine = user_connections_[user];
+  if (options_.user_max_connections >= 0 && mine >= options_.user_max_connections) {
+    std::string text =
+        absl::StrFormat("connection refused for user '%s': user connection limit (%d) is reached",
+                        user, options_.user_max_connections);
+    LogLimit("user max-connections", text);
+    if (mine == 0) user_connections_.erase(user);
+    return AmqpError(ReplyCode::kNotAllowed, text);
+  }
+  ++mine;
+  ++open_connections_;
+  return absl::OkStatus();
+}
+
+void AmqpBroker::ConnectionClosedForUser(const std::string& user) {
+  --open_connections_;
+  auto it = user_connections_.find(user);
+  if (it != user_connections_.end() && --it->second <= 0) user_connections_.erase(it);
+}
+
+absl::Status AmqpBroker::AdmitChannel(const std::string& user) {
+  int64_t& mine = user_channels_[user];
+  if (options_.user_max_channels >= 0 && mine >= options_.user_max_channels) {
+    std::string text = absl::StrFormat(
+        "number of channels opened for user '%s' has reached the maximum allowed user limit "
+        "of %d",
+        user, options_.user_max_channels);
+    LogLimit("user max-channels", text);
+    if (mine == 0) user_channels_.erase(user);
+    return AmqpError(ReplyCode::kNotAllowed, text);
+  }
+  ++mine;
+  return absl::OkStatus();
+}
+
+void AmqpBroker::ChannelClosedForUser(const std::string& user) {
+  auto it = user_channels_.find(user);
+  if (it != user_channels_.end() && --it->second <= 0) user_channels_.erase(it);
 }
 
 void AmqpBroker::OnTick() {

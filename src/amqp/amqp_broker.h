@@ -21,11 +21,13 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
 #include "net/amqp/field_table.h"
 #include "net/reactor/listener.h"
 #include "src/amqp/cursor_journal.h"
+#include "src/amqp/message_cache.h"
 #include "src/amqp/queue_cursor.h"
 #include "src/amqp/routing.h"
 #include "src/shard.h"
@@ -35,13 +37,45 @@ namespace sluice::broker {
 class AmqpConnection;
 class AmqpChannel;
 
+// What the host gives the broker, for the limits' defaults below.
+// Physical memory, or the cgroup's memory.max when that is lower (RabbitMQ's
+// total_memory_available): 0 when unknown.
+uint64_t TotalMemoryBytes();
+// RabbitMQ's vhost max-queues is unlimited by default; each queue log holds 3 descriptors
+// (segment, offset index, time index) until an fd cache exists, so Sluice's default lets
+// queue logs use at most half of RLIMIT_NOFILE: (soft limit / 2) / 3, at least 1.
+int64_t DefaultMaxQueues();
+// RabbitMQ's default vm_memory_high_watermark (relative; 3.x's, 4.x raised it to 0.6).
+inline constexpr double kDefaultMemoryHighWatermark = 0.4;
+// kDefaultMemoryHighWatermark of TotalMemoryBytes(); no limit when the memory is unknown.
+uint64_t DefaultMemoryHighWatermarkBytes();
+
+// Every limit of the AMQP front end (defaults; flags in src/broker_config.h). What a client
+// sees when one is hit: net/amqp/PROTOCOL.md, "Resource limits".
 struct AmqpOptions {
   std::string host = "0.0.0.0";
   uint16_t port = 5672;
   // Largest message body (RabbitMQ's max_message_size default).
   uint64_t max_message_bytes = uint64_t{128} << 20;
   uint32_t frame_max = 131072;
+  // RabbitMQ's channel_max: the highest channel number (so also the number of channels) of
+  // a connection; channel.open above it closes the connection with 504 CHANNEL_ERROR.
   uint16_t channel_max = 2047;
+  // RabbitMQ's consumer_max_per_channel (there unlimited by default): basic.consume beyond
+  // it closes the connection with 530 NOT_ALLOWED "reached maximum (N) of consumers per
+  // channel", as RabbitMQ does. -1 = unlimited.
+  int64_t consumer_max_per_channel = 1024;
+  // RabbitMQ's vhost limit max-queues: queue.declare of a new queue (of any kind: durable,
+  // exclusive, auto-delete, stream) when the vhost has this many closes the channel with
+  // 406 PRECONDITION_FAILED "cannot declare queue 'q': queue limit in vhost '/' (N) is
+  // reached". -1 = unlimited, 0 = no queue can be declared.
+  int64_t max_queues = DefaultMaxQueues();
+  // RabbitMQ's vhost limit max-connections and the per-user limits max-connections and
+  // max-channels (the same value for every user): connection.open / channel.open beyond them
+  // closes the connection with 530 NOT_ALLOWED. -1 = unlimited (the listener's cap applies).
+  int64_t max_connections = -1;
+  int64_t user_max_connections = -1;
+  int64_t user_max_channels = -1;
   uint16_t heartbeat_seconds = 60;
   absl::Duration handshake_timeout = absl::Seconds(10);
   // guest/guest only from loopback addresses, as RabbitMQ (the fuzzer's socketpair is not).
@@ -49,11 +83,30 @@ struct AmqpOptions {
   // Users besides guest/guest (--amqp-users): name -> password; an empty password disables
   // the user (also guest). Every user has full access to vhost "/".
   std::map<std::string, std::string> users;
-  // Bytes of not-yet-delivered messages a queue keeps in memory beside its log; beyond it
+  // Bytes of not-yet-delivered messages one queue keeps in memory beside its log; beyond it
   // deliveries read the log.
   size_t queue_cache_bytes = 32 << 20;
-  // A consumer's channel gets no new deliveries while its connection has this much unsent.
-  uint64_t consumer_send_limit = 4 << 20;
+  // All queues' message caches together (src/amqp/message_cache.h); effectively at most
+  // half the memory high watermark, so caches alone never raise the memory alarm (as
+  // RabbitMQ pages queues out at half its watermark).
+  uint64_t message_cache_bytes = uint64_t{256} << 20;
+  // Unsent output one connection may hold (deliveries, basic.get-ok, returns, replies,
+  // confirms): at or above it the connection gets no new deliveries and its input is not
+  // read (so no basic.get, no publish with a return) until the output is below half of it.
+  uint64_t max_unsent_bytes = 4 << 20;
+  // Uncommitted transactional work (tx.select) one connection may hold over all its channels:
+  // each publish counts its body, properties and a fixed overhead, each ack/nack/reject the
+  // overhead. The publish or ack that would pass it closes its channel with 406
+  // PRECONDITION_FAILED (the channel's transaction is discarded).
+  uint64_t max_uncommitted_bytes = uint64_t{128} << 20;
+  // Memory alarm (RabbitMQ's vm_memory_high_watermark): while the AMQP front end holds this
+  // many bytes or more, publishing connections are blocked as for the disk alarm
+  // (Connection.Blocked "low on memory", their input not read). What is counted (see
+  // AccountedMemory): message caches, uncommitted transactions, unsent output, unfinished
+  // incoming content and input buffers, checked every memory_check_interval. 0 blocks every
+  // publisher (RabbitMQ's watermark 0). Default: 0.4 of TotalMemoryBytes().
+  uint64_t memory_high_watermark_bytes = DefaultMemoryHighWatermarkBytes();
+  absl::Duration memory_check_interval = absl::Milliseconds(100);
   // Disk alarm (RabbitMQ's disk_free_limit, 50 MB by default): below this many free bytes in
   // the data directory, publishing connections are blocked (Connection.Blocked, not read)
   // until there is room again. 0 disables. `<data_dir>/disk-free-limit-bytes`, while it
@@ -108,6 +161,9 @@ struct AmqpConsumer {
 
 class AmqpQueue {
  public:
+  explicit AmqpQueue(std::shared_ptr<MessageCacheBudget> cache_budget)
+      : cache_(std::move(cache_budget)) {}
+
   std::string name;
   uint64_t id = 0;
   bool durable = false;
@@ -150,13 +206,15 @@ class AmqpQueue {
   // AMQP headers; stream queues add the x-stream-offset header.
   absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> ReadFrom(int64_t offset,
                                                                        uint32_t max_bytes);
-  void Remember(int64_t offset, MessagePtr m, size_t budget);
-  void Forget(int64_t offset);
-  void ForgetBelow(int64_t offset);
+  // Keeps `m` in memory unless the queue already holds `limit` bytes or the broker's cache
+  // budget has no room (the log has it anyway).
+  void Remember(int64_t offset, MessagePtr m, size_t limit);
+  void Forget(int64_t offset) { cache_.Erase(offset); }
+  void ForgetBelow(int64_t offset) { cache_.EraseBelow(offset); }
+  size_t cached_bytes() const { return cache_.bytes(); }
 
  private:
-  std::map<int64_t, MessagePtr> cache_;
-  size_t cache_bytes_ = 0;
+  MessageCache cache_;
 };
 using QueuePtr = std::shared_ptr<AmqpQueue>;
 
@@ -243,8 +301,32 @@ class AmqpBroker {
   void MarkOutput(AmqpConnection* conn) { output_.insert(conn); }
   void ConnectionOpened(AmqpConnection* conn) { connections_.insert(conn); }
   void ConnectionGone(AmqpConnection* conn);
-  // Whether the disk alarm is on (free space below the limit): publishers are blocked.
+  // Resource alarms (RabbitMQ's): while one is on, publishing connections are blocked.
+  // Disk: free space below the limit. Memory: AccountedMemory() at or above the watermark.
   bool disk_alarm() const { return disk_alarm_; }
+  bool memory_alarm() const { return memory_alarm_; }
+  bool alarmed() const { return disk_alarm_ || memory_alarm_; }
+  // Connection.Blocked's reason, as RabbitMQ words it: "low on memory", "low on disk",
+  // "low on memory & disk".
+  std::string AlarmReason() const;
+  // What the memory alarm measures: message caches + every connection's MemoryBytes()
+  // (uncommitted transactions, unsent output, unfinished content, input buffer).
+  uint64_t AccountedMemory() const;
+  const MessageCacheBudget& cache_budget() const { return *cache_budget_; }
+
+  // Limits checked by the connections (530 NOT_ALLOWED with RabbitMQ's texts): the vhost's
+  // and the user's connection limits at connection.open, the user's channel limit at
+  // channel.open. Counted from the -ok on until ConnectionClosedForUser / ChannelClosedForUser.
+  absl::Status AdmitConnection(const std::string& user);
+  void ConnectionClosedForUser(const std::string& user);
+  absl::Status AdmitChannel(const std::string& user);
+  void ChannelClosedForUser(const std::string& user);
+  // A connection stopped reading because its unsent output reached max_unsent_bytes; it is
+  // asked to resume (MaybeResumeOutput) after each iteration's flush.
+  void WatchOutput(AmqpConnection* conn) { output_paused_.insert(conn); }
+  // Logs a limit being hit, at most once a second per `limit` (a client hitting one in a
+  // loop must not flood the log); the others are counted in the next line.
+  void LogLimit(std::string_view limit, std::string_view text);
   // Runs a delivery pass over one queue now.
   void Pump(const QueuePtr& queue);
   // Republishes a message leaving `queue` (reason: rejected, expired, maxlen) to the
@@ -278,7 +360,7 @@ class AmqpBroker {
   AmqpChannel* FindReplyConsumer(const std::string& key) const;
 
  private:
-  AmqpBroker(Shard* shard, AmqpOptions options) : shard_(shard), options_(std::move(options)) {}
+  AmqpBroker(Shard* shard, AmqpOptions options);
   void DeclareBuiltins();
   absl::Status Load();
   absl::Status SaveMetadata();
@@ -298,6 +380,13 @@ class AmqpBroker {
   void JournalFailed(const absl::Status& s);
   void JournalWorked();
   uint64_t DiskFreeLimit();
+  // Every memory_check_interval: AccountedMemory() against the watermark; raises or clears
+  // the memory alarm.
+  void CheckMemory();
+  // Tells every connection that an alarm changed.
+  void AlarmsChanged();
+  // max-queues: 406 PRECONDITION_FAILED when the vhost holds max_queues queues.
+  absl::Status CheckQueueLimit(const std::string& name);
   // x-expires: deletes queues unused for longer than their expiry.
   void ExpireQueues(int64_t now_ms);
   void RemoveBindingsTo(const std::string& name, bool to_exchange);
@@ -308,6 +397,8 @@ class AmqpBroker {
 
   Shard* const shard_;
   const AmqpOptions options_;
+  // Shared with every queue's cache (a queue may outlive the broker in a stray reference).
+  const std::shared_ptr<MessageCacheBudget> cache_budget_;
   std::unique_ptr<net::Listener> listener_;
   std::map<std::string, AmqpExchange> exchanges_;
   std::map<std::string, QueuePtr> queues_;
@@ -328,6 +419,17 @@ class AmqpBroker {
   net::TimerId tick_timer_;
   net::TimerId disk_timer_;
   bool disk_alarm_ = false;
+  net::TimerId memory_timer_;
+  bool memory_alarm_ = false;
+  absl::flat_hash_set<AmqpConnection*> output_paused_;
+  int64_t open_connections_ = 0;  // past connection.open-ok
+  std::map<std::string, int64_t> user_connections_;
+  std::map<std::string, int64_t> user_channels_;
+  struct LimitLog {
+    absl::Time last = absl::InfinitePast();
+    uint64_t suppressed = 0;
+  };
+  std::map<std::string, LimitLog, std::less<>> limit_logs_;
   std::set<uint64_t> consuming_;  // queues with consumers: pumped every iteration
   std::map<std::string, AmqpChannel*> reply_consumers_;  // direct reply-to key -> channel
   bool closed_ = false;

@@ -1,5 +1,7 @@
 #include "src/amqp/amqp_connection.h"
 
+#include <poll.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -106,6 +108,14 @@ void AmqpConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
     state_ = State::kStartOk;
   }
   while (conn_ != nullptr && conn.is_open() && !blocked_) {
+    if (queued_bytes() >= broker_->options().max_unsent_bytes) {
+      // Output back-pressure: the rest waits in the input buffer until the client has read
+      // enough (every frame handled may add output: basic.get-ok, returns, -oks).
+      output_paused_ = true;
+      broker_->WatchOutput(this);
+      UpdateReceive();
+      break;
+    }
     const std::string_view before = in;
     absl::StatusOr<std::optional<amqp::Frame>> frame = decoder_.Next(&in);
     if (!frame.ok()) {
@@ -117,7 +127,7 @@ void AmqpConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
     if (!frame->has_value()) break;
     if (state_ == State::kRunning && IsPublishFrame(**frame)) {
       published_ = true;
-      if (broker_->disk_alarm()) {
+      if (broker_->alarmed()) {
         // RabbitMQ stops reading from a publisher during an alarm: the publish stays
         // unread in the buffer until the alarm clears.
         in = before;
@@ -128,7 +138,7 @@ void AmqpConnection::OnData(net::Connection& conn, net::InputBuffer& input) {
     HandleFrame(**frame);
   }
   input.Consume(input.size() - in.size());
-  if (conn_ != nullptr && conn.is_open() && !blocked_) {
+  if (conn_ != nullptr && conn.is_open() && !receive_paused_) {
     input.ExpectAtLeast(decoder_.bytes_needed());
   }
   Flush();
@@ -202,7 +212,11 @@ void AmqpConnection::HandleCommand(amqp::Command& cmd) {
                      mid.class_id, mid.method_id);
       return;
     }
-    channels_[cmd.channel] = std::make_shared<AmqpChannel>(this, cmd.channel);
+    if (absl::Status s = broker_->AdmitChannel(user_); !s.ok()) {
+      CloseWithError(ReplyCode::kNotAllowed, std::string(s.message()), mid.class_id, mid.method_id);
+      return;
+    }
+    AddChannel(cmd.channel);
     SendMethod(cmd.channel, amqp::ChannelOpenOk{});
     return;
   }
@@ -217,7 +231,7 @@ void AmqpConnection::HandleCommand(amqp::Command& cmd) {
     // Waiting for close-ok: everything else on the channel is dropped (spec 2.2.4).
     if (As<amqp::ChannelClose>(cmd)) SendMethod(cmd.channel, amqp::ChannelCloseOk{});
     if (As<amqp::ChannelClose>(cmd) || As<amqp::ChannelCloseOk>(cmd)) {
-      channels_.erase(cmd.channel);
+      EraseChannel(cmd.channel);
       assembler_.ResetChannel(cmd.channel);
     }
     return;
@@ -248,7 +262,7 @@ absl::Status AmqpConnection::HandleChannelMethod(amqp::Command& cmd) {
   }
   if (As<amqp::ChannelClose>(cmd)) {
     ch->Teardown();
-    channels_.erase(cmd.channel);
+    EraseChannel(cmd.channel);
     assembler_.ResetChannel(cmd.channel);
     SendMethod(cmd.channel, amqp::ChannelCloseOk{});
     return absl::OkStatus();
@@ -304,6 +318,7 @@ absl::Status AmqpConnection::Authenticate(const amqp::ConnectionStartOk& m) {
                      absl::StrCat("Login was refused using authentication mechanism ", m.mechanism,
                                   ". For details see the broker logfile."));
   }
+  user_ = std::move(user);
   return absl::OkStatus();
 }
 
@@ -347,6 +362,8 @@ absl::Status AmqpConnection::HandleConnectionMethod(amqp::Command& cmd) {
           return AmqpError(ReplyCode::kNotAllowed,
                            absl::StrCat("vhost ", m->virtual_host, " not found"));
         }
+        if (absl::Status s = broker_->AdmitConnection(user_); !s.ok()) return s;
+        admitted_ = true;
         if (conn_) conn_->ClearDeadline();
         SendMethod(0, amqp::ConnectionOpenOk{});
         state_ = State::kRunning;
@@ -355,8 +372,7 @@ absl::Status AmqpConnection::HandleConnectionMethod(amqp::Command& cmd) {
       break;
     case State::kRunning:
       if (As<amqp::ConnectionClose>(cmd)) {
-        for (auto& [id, ch] : channels_) ch->Teardown();
-        channels_.clear();
+        ClearChannels();
         SendMethod(0, amqp::ConnectionCloseOk{});
         Flush();
         if (conn_) conn_->CloseAfterSend();
@@ -396,8 +412,7 @@ void AmqpConnection::CloseWithError(ReplyCode code, std::string_view text, uint1
                                     uint16_t method_id) {
   if (!conn_ || state_ == State::kClosing) return;
   storage::LogInfo("amqp: closing connection from %s: %d %s", peer_, static_cast<int>(code), text);
-  for (auto& [id, ch] : channels_) ch->Teardown();
-  channels_.clear();
+  ClearChannels();
   // Errors are reported from channel 0 with the full frame limit the client knows.
   SendMethod(0, amqp::ConnectionClose{static_cast<uint16_t>(code),
                                       amqp::FormatReplyText(code, text), class_id, method_id});
@@ -419,6 +434,10 @@ void AmqpConnection::ScheduleHeartbeat() {
       // Not reading while blocked: the client's heartbeats wait in the socket (RabbitMQ
       // pauses its heartbeat monitor too).
       missed_heartbeats_ = 0;
+    } else if (output_paused_ && conn_->bytes_sent() != last_sent_) {
+      // Not reading while the client catches up with its output; it is reading.
+      missed_heartbeats_ = 0;
+      last_sent_ = conn_->bytes_sent();
     } else if (conn_->bytes_received() == last_received_) {
       if (++missed_heartbeats_ >= 4) {
         storage::LogInfo("amqp: connection from %s missed heartbeats", peer_);
@@ -440,15 +459,15 @@ void AmqpConnection::ScheduleHeartbeat() {
 void AmqpConnection::Block() {
   if (blocked_ || conn_ == nullptr) return;
   blocked_ = true;
-  conn_->PauseReceive();
+  UpdateReceive();
   if (blocked_capable_) {
-    SendMethod(0, amqp::ConnectionBlocked{"low on disk"});
+    SendMethod(0, amqp::ConnectionBlocked{broker_->AlarmReason()});
     blocked_sent_ = true;
   }
 }
 
-void AmqpConnection::OnDiskAlarm(bool on) {
-  if (on) {
+void AmqpConnection::OnAlarmsChanged() {
+  if (broker_->alarmed()) {
     if (published_ && state_ == State::kRunning) Block();
     return;
   }
@@ -456,16 +475,73 @@ void AmqpConnection::OnDiskAlarm(bool on) {
   blocked_ = false;
   if (blocked_sent_) SendMethod(0, amqp::ConnectionUnblocked{});
   blocked_sent_ = false;
-  if (conn_ != nullptr) conn_->ResumeReceive();
+  UpdateReceive();
+}
+
+void AmqpConnection::CloseIfPeerGoneWhileBlocked() {
+  if (!blocked_ || socket_ == nullptr) return;
+  // POLLRDHUP: the peer's FIN arrived, even behind the unread publishes in the buffer.
+  struct pollfd p = {socket_->fd(), POLLRDHUP, 0};
+  if (poll(&p, 1, 0) != 1 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) == 0) return;
+  socket_->Close(absl::AbortedError("peer closed the connection while it was blocked"));
+}
+
+void AmqpConnection::UpdateReceive() {
+  const bool pause = blocked_ || output_paused_;
+  if (pause == receive_paused_ || conn_ == nullptr) return;
+  receive_paused_ = pause;
+  if (pause) {
+    conn_->PauseReceive();
+  } else {
+    conn_->ResumeReceive();
+  }
+}
+
+bool AmqpConnection::MaybeResumeOutput() {
+  if (!output_paused_) return true;
+  if (conn_ == nullptr) return true;
+  if (queued_bytes() > broker_->options().max_unsent_bytes / 2) return false;
+  output_paused_ = false;
+  UpdateReceive();
+  return true;
+}
+
+uint64_t AmqpConnection::MemoryBytes() const {
+  uint64_t bytes = out_.capacity() + uncommitted_bytes_ + assembler_.BufferedBytes();
+  if (socket_ != nullptr) bytes += socket_->queued_bytes() + socket_->input_capacity();
+  return bytes;
+}
+
+bool AmqpConnection::ChargeUncommitted(uint64_t bytes) {
+  if (uncommitted_bytes_ + bytes > broker_->options().max_uncommitted_bytes) return false;
+  uncommitted_bytes_ += bytes;
+  return true;
+}
+
+void AmqpConnection::AddChannel(uint16_t id) {
+  channels_[id] = std::make_shared<AmqpChannel>(this, id);
+}
+
+void AmqpConnection::EraseChannel(uint16_t id) {
+  if (channels_.erase(id) > 0) broker_->ChannelClosedForUser(user_);
+}
+
+void AmqpConnection::ClearChannels() {
+  for (auto& [id, ch] : channels_) {
+    ch->Teardown();
+    broker_->ChannelClosedForUser(user_);
+  }
+  channels_.clear();
 }
 
 void AmqpConnection::OnClose(net::Connection& conn, absl::Status reason) {
   if (heartbeat_armed_) conn.reactor().Cancel(heartbeat_timer_);
   heartbeat_armed_ = false;
-  for (auto& [id, ch] : channels_) ch->Teardown();
-  channels_.clear();
+  ClearChannels();
   conn_ = nullptr;
   socket_ = nullptr;
+  if (admitted_) broker_->ConnectionClosedForUser(user_);
+  admitted_ = false;
   broker_->ConnectionGone(this);
   if (!reason.ok() && !absl::IsCancelled(reason)) {
     storage::LogInfo("amqp: connection from %s closed: %s", peer_, reason.ToString());

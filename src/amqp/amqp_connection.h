@@ -46,8 +46,10 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   void CancelByServer(std::string tag);
 
   // Direct reply-to: delivers a reply published under this channel's reply key to its
-  // reply consumer (no-ack, nothing stored).
-  void DeliverReply(const AmqpMessage& message);
+  // reply consumer (no-ack, nothing stored). False, and nothing sent, while the connection
+  // has max_unsent_bytes unsent: the reply is then unroutable (a requester that does not
+  // read cannot make the broker buffer replies).
+  bool DeliverReply(const AmqpMessage& message);
 
   // Sends the publisher confirms that became ready (coalesced with multiple=true).
   void FlushConfirms();
@@ -70,6 +72,8 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   absl::Status Publish(amqp::Command& cmd, const amqp::BasicPublish& m);
   absl::Status Consume(const amqp::BasicConsume& m);
   absl::Status ConsumeReplies(const amqp::BasicConsume& m);
+  // consumer_max_per_channel, before a new consumer with `tag` (empty: server-named).
+  absl::Status CheckConsumerLimit(const std::string& tag);
   // A consumer tag for basic.consume: the client's (refused if in use) or amq.ctag-...
   absl::StatusOr<std::string> ConsumerTag(const std::string& requested);
   absl::Status Get(const amqp::BasicGet& m);
@@ -106,6 +110,9 @@ class AmqpChannel : public std::enable_shared_from_this<AmqpChannel> {
   // Transactions: publishes and acks since the last commit, replayed by tx.commit.
   bool tx_ = false;
   std::vector<amqp::Command> tx_commands_;
+  uint64_t tx_bytes_ = 0;  // charged to the connection (max_uncommitted_bytes)
+  // Drops the uncommitted commands and their charge.
+  void ClearTx();
 };
 
 class AmqpConnection : public net::ConnectionHandler {
@@ -134,6 +141,16 @@ class AmqpConnection : public net::ConnectionHandler {
   }
   void Flush();
   uint64_t queued_bytes() const { return (conn_ ? conn_->queued_bytes() : 0) + out_.size(); }
+  // What this connection counts toward the memory alarm: unsent output, uncommitted
+  // transactions, unfinished incoming content, the input buffer.
+  uint64_t MemoryBytes() const;
+  // Transactions: charges `bytes` of uncommitted work against max_uncommitted_bytes (false,
+  // nothing charged, if it would pass it); Release gives them back.
+  bool ChargeUncommitted(uint64_t bytes);
+  void ReleaseUncommitted(uint64_t bytes) { uncommitted_bytes_ -= bytes; }
+  // Output back-pressure: reading stopped at max_unsent_bytes unsent resumes once the output
+  // is at half of it. True when the connection no longer waits (resumed or gone).
+  bool MaybeResumeOutput();
   bool alive() const { return conn_ != nullptr; }
   // Closes the socket at once (broker shutdown); OnClose runs before this returns.
   void CloseNow() {
@@ -143,10 +160,15 @@ class AmqpConnection : public net::ConnectionHandler {
   void CloseWithError(amqp::ReplyCode code, std::string_view text, uint16_t class_id,
                       uint16_t method_id);
   std::shared_ptr<AmqpChannel> channel(uint16_t id);
-  // The broker's disk alarm changed. On: a connection that has published is blocked now
-  // (Connection.Blocked if the client announced the capability; its socket is not read),
-  // others when they publish. Off: Connection.Unblocked, reading resumes.
-  void OnDiskAlarm(bool on);
+  // The broker's resource alarms changed (disk, memory). While one is on, a connection that
+  // has published is blocked (Connection.Blocked with the broker's AlarmReason() if the
+  // client announced the capability; its socket is not read), others when they publish.
+  // All off: Connection.Unblocked, reading resumes.
+  void OnAlarmsChanged();
+  // A connection blocked by an alarm is not read, so its peer's close would go unnoticed
+  // (and what it holds, e.g. uncommitted transactions, would keep the memory alarm on):
+  // polled for a hang-up instead, and closed when its peer is gone.
+  void CloseIfPeerGoneWhileBlocked();
 
  private:
   enum class State { kHeader, kStartOk, kTuneOk, kOpen, kRunning, kClosing };
@@ -159,6 +181,12 @@ class AmqpConnection : public net::ConnectionHandler {
   void ChannelError(uint16_t channel, const absl::Status& s, uint16_t class_id, uint16_t method_id);
   void ScheduleHeartbeat();
   void Block();
+  // Pauses or resumes the socket's input as blocked_ and output_paused_ say.
+  void UpdateReceive();
+  // channels_ changes, with the user's channel count (user_max_channels).
+  void AddChannel(uint16_t id);
+  void EraseChannel(uint16_t id);
+  void ClearChannels();
 
   AmqpBroker* const broker_;
   net::Connection* conn_;    // null once nothing more is to be sent
@@ -181,6 +209,13 @@ class AmqpConnection : public net::ConnectionHandler {
   bool published_ = false;        // sent basic.publish at least once: a publisher
   bool blocked_ = false;          // reading paused by the alarm
   bool blocked_sent_ = false;     // Connection.Blocked sent, Unblocked owed
+  // Output back-pressure (max_unsent_bytes).
+  bool output_paused_ = false;
+  bool receive_paused_ = false;  // PauseReceive in force (blocked_ || output_paused_)
+  uint64_t last_sent_ = 0;       // bytes_sent at the last heartbeat check
+  uint64_t uncommitted_bytes_ = 0;
+  std::string user_;
+  bool admitted_ = false;  // counted by the broker's connection limits
 };
 
 }  // namespace sluice::broker
