@@ -43,7 +43,7 @@ absl::Status IoStatus(absl::string_view what, const std::string& path, int resul
 }  // namespace
 
 PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* io)
-    : dir_(std::move(dir)), config_(config), io_(io), now_ms_(WallClockMs) {}
+    : dir_(std::move(dir)), config_(config), io_(io), env_(io->env()), now_ms_(WallClockMs) {}
 
 PartitionLog::~PartitionLog() {
   // The kernel may still be writing from our chunk buffers: wait for every write and sync.
@@ -56,7 +56,7 @@ PartitionLog::~PartitionLog() {
 absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::string& dir,
                                                                  const LogConfig& config,
                                                                  IoBackend* io) {
-  absl::Status s = CreateDirIfMissing(dir);
+  absl::Status s = CreateDirIfMissing(dir, io->env());
   if (!s.ok()) return s;
   auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, io));
   absl::Time start = absl::Now();
@@ -69,15 +69,15 @@ absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::stri
 
 absl::Status PartitionLog::Recover() {
   // A cleaner swap cut short by a crash is finished or undone before segments are listed.
-  if (absl::Status s = RecoverInterruptedSwaps(dir_); !s.ok()) return s;
-  auto names = ListDir(dir_);
+  if (absl::Status s = RecoverInterruptedSwaps(dir_, env_); !s.ok()) return s;
+  auto names = ListDir(dir_, env_);
   if (!names.ok()) return names.status();
   std::vector<int64_t> bases;
   for (const std::string& name : *names) {
     const std::string path = absl::StrCat(dir_, "/", name);
     // Leftovers of interrupted deletes and checkpoint writes.
     if (absl::EndsWith(name, ".deleted") || absl::EndsWith(name, ".tmp")) {
-      (void)RemoveFile(path);
+      (void)RemoveFile(path, env_);
       continue;
     }
     int64_t base;
@@ -92,18 +92,18 @@ absl::Status PartitionLog::Recover() {
         int64_t base;
         if (!Segment::ParseLogFileName(log_name, &base) ||
             !std::binary_search(bases.begin(), bases.end(), base)) {
-          (void)RemoveFile(absl::StrCat(dir_, "/", name));
+          (void)RemoveFile(absl::StrCat(dir_, "/", name), env_);
         }
       }
     }
   }
 
   const std::string marker = absl::StrCat(dir_, "/", kCleanShutdownFile);
-  const bool clean = FileExists(marker);
+  const bool clean = FileExists(marker, env_);
   report_.clean_shutdown = clean;
   RecoveryCheckpoint cp;
   bool have_cp = false;
-  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile));
+  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), env_);
   if (read_cp.ok()) {
     cp = *read_cp;
     have_cp = true;
@@ -114,12 +114,12 @@ absl::Status PartitionLog::Recover() {
 
   if (bases.empty()) {
     int64_t base = have_cp ? std::max(cp.log_start_offset, cp.recovery_offset) : 0;
-    auto seg = Segment::Create(dir_, base, config_);
+    auto seg = Segment::Create(dir_, base, config_, env_);
     if (!seg.ok()) return seg.status();
     segments_.push_back(std::move(*seg));
     log_start_offset_ = next_offset_ = written_offset_ = durable_offset_ = base;
     written_end_ = durable_end_ = FilePosition{base, 0};
-    return SyncDir(dir_);
+    return SyncDir(dir_, env_);
   }
 
   // Where re-validation starts: the checkpointed segment and position. Without a checkpoint,
@@ -160,7 +160,7 @@ absl::Status PartitionLog::Recover() {
     }
     if (cut) {
       // Data after a truncation point cannot be attached to the log: remove it.
-      auto doomed = Segment::Open(dir_, base, config_);
+      auto doomed = Segment::Open(dir_, base, config_, env_);
       if (doomed.ok()) {
         report_.bytes_truncated += (*doomed)->size();
         (void)(*doomed)->Delete();
@@ -169,7 +169,7 @@ absl::Status PartitionLog::Recover() {
                  Segment::FileStem(base));
       continue;
     }
-    auto opened = Segment::Open(dir_, base, config_);
+    auto opened = Segment::Open(dir_, base, config_, env_);
     if (!opened.ok()) return opened.status();
     std::unique_ptr<Segment> seg = std::move(*opened);
     const uint64_t file_size = seg->size();
@@ -234,7 +234,7 @@ absl::Status PartitionLog::Recover() {
   // appends: start a fresh one.
   if (segments_.back()->offset_index().sealed() || segments_.back()->time_index().sealed()) {
     next_offset_ = segments_.back()->next_offset();
-    auto seg = Segment::Create(dir_, next_offset_, config_);
+    auto seg = Segment::Create(dir_, next_offset_, config_, env_);
     if (!seg.ok()) return seg.status();
     segments_.push_back(std::move(*seg));
   }
@@ -261,8 +261,8 @@ absl::Status PartitionLog::Recover() {
   checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
   if (clean) {
-    absl::Status s = RemoveFile(marker);
-    if (s.ok()) s = SyncDir(dir_);
+    absl::Status s = RemoveFile(marker, env_);
+    if (s.ok()) s = SyncDir(dir_, env_);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -381,7 +381,7 @@ absl::Status PartitionLog::MaybeRoll(size_t batch_size, int32_t last_offset_delt
 
 absl::Status PartitionLog::Roll() {
   SubmitBuffered();
-  auto seg = Segment::Create(dir_, next_offset_, config_);
+  auto seg = Segment::Create(dir_, next_offset_, config_, env_);
   if (!seg.ok()) return seg.status();
   Segment* old = segments_.back().get();
   segments_.push_back(std::move(*seg));
@@ -546,10 +546,10 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
   const uint64_t step = std::clamp<uint64_t>(end, kMinPreallocateBytes, kMaxPreallocateBytes);
   const uint64_t limit = std::max<uint64_t>(config_.segment_bytes, end);
   const uint64_t target = std::min(end + step, limit);
-  if (::fallocate(chunk.file->fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(preallocated_end_),
-                  static_cast<off_t>(target - preallocated_end_)) != 0) {
+  if (int rc = env_->Allocate(chunk.file->fd(), preallocated_end_, target - preallocated_end_);
+      rc < 0) {
     // Not supported here (or no space): plain appends still work and report ENOSPC themselves.
-    LogInfo("%s: fallocate: %s; appending without preallocation", dir_, strerror(errno));
+    LogInfo("%s: fallocate: %s; appending without preallocation", dir_, strerror(-rc));
     preallocate_ = false;
     return;
   }
@@ -560,9 +560,9 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
 void PartitionLog::ReleasePreallocation(Segment& segment) {
   if (!preallocate_) return;
   if (segment.base_offset() == preallocated_segment_) preallocated_segment_ = -1;
-  if (::ftruncate(segment.file()->fd(), static_cast<off_t>(segment.size())) != 0) {
+  if (int rc = env_->Truncate(segment.file()->fd(), segment.size()); rc < 0) {
     LogError("%s: releasing preallocated blocks of %s: %s", dir_,
-             Segment::FileStem(segment.base_offset()), strerror(errno));
+             Segment::FileStem(segment.base_offset()), strerror(-rc));
   }
 }
 
@@ -713,7 +713,8 @@ absl::Status PartitionLog::WriteCheckpoint() {
   cp.segment_base = durable_end_.segment_base;
   cp.position = durable_end_.position;
   cp.log_start_offset = log_start_offset_;
-  absl::Status s = WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp);
+  absl::Status s =
+      WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp, env_);
   if (s.ok()) {
     checkpointed_offset_ = cp.recovery_offset;
     checkpointed_log_start_ = cp.log_start_offset;
@@ -800,7 +801,7 @@ absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes)
     if (absl::IsNotFound(pos.status())) continue;  // offset in a gap: next segment
     if (!pos.ok()) return pos.status();
     uint8_t head[kBatchHeaderSize];
-    auto got = PreadFully(seg.fd(), head, sizeof(head), *pos);
+    auto got = PreadFully(seg.fd(), head, sizeof(head), *pos, env_);
     if (!got.ok()) return got.status();
     auto header =
         ParseBatchHeader(std::span<const uint8_t>(head, *got), static_cast<uint32_t>(limit - *pos));
@@ -879,7 +880,7 @@ absl::Status PartitionLog::Close() {
   s = WriteCheckpoint();
   if (!s.ok()) return s;
   closed_ = true;
-  s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {});
+  s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {}, env_);
   return s;
 }
 
@@ -887,13 +888,14 @@ absl::Status PartitionLog::DeleteAll() {
   closed_ = true;
   while (!in_flight_.empty() || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
   segments_.clear();
-  return RemoveTree(dir_);
+  return RemoveTree(dir_, env_);
 }
 
 absl::StatusOr<std::vector<uint8_t>> PartitionLog::ReadBytes(const FileSlice& slice) {
   std::vector<uint8_t> out(slice.size);
   if (slice.size == 0) return out;
-  auto got = PreadFully(slice.file->fd(), out.data(), out.size(), slice.position);
+  auto got =
+      PreadFully(slice.file->fd(), out.data(), out.size(), slice.position, slice.file->env());
   if (!got.ok()) return got.status();
   if (*got != out.size()) return absl::DataLossError("file shorter than the slice");
   return out;
