@@ -40,6 +40,12 @@ absl::Status IoStatus(absl::string_view what, const std::string& path, int resul
   return ErrnoStatus(what, path, -result);
 }
 
+// Why a scan of a segment stopped: a torn or corrupt batch (the file's contents), or an error
+// reading the file, which says nothing about its contents and must never truncate it.
+bool IsTornOrCorrupt(const absl::Status& stop) {
+  return absl::IsDataLoss(stop) || absl::IsOutOfRange(stop);
+}
+
 }  // namespace
 
 PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* io)
@@ -148,7 +154,25 @@ absl::Status PartitionLog::Recover() {
   }
 
   bool cut = false;
+  bool removed = false;  // files removed or cut: made durable before any append
   for (int64_t base : bases) {
+    // An empty segment that is not the active one holds nothing: a roll that failed or was
+    // cut short left it, and appends went on in the previous segment. Kept, it would hide the
+    // offsets it is named after, or (last) have them assigned twice.
+    if (!cut) {
+      auto size = FileSize(absl::StrCat(dir_, "/", Segment::FileStem(base), ".log"), env_);
+      if (!size.ok()) return size.status();
+      const bool continues = segments_.empty() || segments_.back()->next_offset() == base;
+      if (*size == 0 && (base != bases.back() || !continues)) {
+        auto empty = Segment::Open(dir_, base, config_, env_);
+        if (!empty.ok()) return empty.status();
+        if (absl::Status s = (*empty)->Delete(); !s.ok()) return s;
+        LogWarning("%s: removed empty segment %s left by an interrupted roll", dir_,
+                   Segment::FileStem(base));
+        removed = true;
+        continue;
+      }
+    }
     // A segment is named by the offset the previous one ended with when it rolled. If the
     // previous segment now ends earlier (its last writes never reached the file), this one
     // starts after a hole, and nothing in it was ever acknowledged: it goes.
@@ -165,6 +189,7 @@ absl::Status PartitionLog::Recover() {
         report_.bytes_truncated += (*doomed)->size();
         (void)(*doomed)->Delete();
       }
+      removed = true;
       LogWarning("%s: removed segment %s after the truncation point", dir_,
                  Segment::FileStem(base));
       continue;
@@ -183,6 +208,7 @@ absl::Status PartitionLog::Recover() {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(file_size, /*verify_crc=*/true);
         if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok() && !IsTornOrCorrupt(r->stop_reason)) return r->stop_reason;
         if (!r->stop_reason.ok()) {
           LogError(
               "CORRUPTION in %s below the recovery point at position %d: %s. Committed "
@@ -207,6 +233,7 @@ absl::Status PartitionLog::Recover() {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(from, /*verify_crc=*/true);
         if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok() && !IsTornOrCorrupt(r->stop_reason)) return r->stop_reason;
         if (!r->stop_reason.ok()) {
           LogError("CORRUPTION in %s below the recovery point at position %d: %s",
                    seg->file()->path(), r->end_position, r->stop_reason.message());
@@ -217,14 +244,22 @@ absl::Status PartitionLog::Recover() {
       }
       std::optional<ScanResult> tail = seg->RecoverTail(from, file_size);
       report_.bytes_validated += tail->end_position - from;
+      // A read error is no torn write: the open fails and nothing is cut.
+      if (!tail->stop_reason.ok() && !IsTornOrCorrupt(tail->stop_reason)) {
+        return tail->stop_reason;
+      }
       if (!tail->stop_reason.ok()) {
         LogWarning("%s: truncating segment %s at position %d (%d bytes): %s", dir_,
                    Segment::FileStem(base), tail->end_position, file_size - tail->end_position,
                    tail->stop_reason.message());
         report_.bytes_truncated += file_size - tail->end_position;
         absl::Status t = seg->TruncateTo(tail->end_position, seg->next_offset());
+        // Indexes rebuilt for the cut segment replace sealed ones that describe the old bytes:
+        // a power cut must not bring those back.
+        if (t.ok()) t = seg->SyncIndexes();
         if (!t.ok()) return t;
         cut = true;
+        removed = true;
       }
     }
     segments_.push_back(std::move(seg));
@@ -236,7 +271,14 @@ absl::Status PartitionLog::Recover() {
     next_offset_ = segments_.back()->next_offset();
     auto seg = Segment::Create(dir_, next_offset_, config_, env_);
     if (!seg.ok()) return seg.status();
+    if (absl::Status s = SyncDir(dir_, env_); !s.ok()) return s;  // as in Roll()
     segments_.push_back(std::move(*seg));
+    removed = false;  // that SyncDir covered the removals too
+  }
+  // What recovery removed or cut stays so: else, after a power cut, a segment removed for
+  // following a hole could come back once appends have filled the hole again.
+  if (removed) {
+    if (absl::Status s = SyncDir(dir_, env_); !s.ok()) return s;
   }
 
   next_offset_ = written_offset_ = segments_.back()->next_offset();
@@ -383,6 +425,13 @@ absl::Status PartitionLog::Roll() {
   SubmitBuffered();
   auto seg = Segment::Create(dir_, next_offset_, config_, env_);
   if (!seg.ok()) return seg.status();
+  // A batch in the new segment may be acknowledged as durable after an fdatasync of its file,
+  // which does not make the file's name durable: without this, a power cut could take the
+  // whole segment with it.
+  if (absl::Status s = SyncDir(dir_, env_); !s.ok()) {
+    (void)(*seg)->Delete();  // appends go on in the old segment; recovery drops it otherwise
+    return s;
+  }
   Segment* old = segments_.back().get();
   segments_.push_back(std::move(*seg));
   // The old segment is sealed once its last write completed (its index must describe

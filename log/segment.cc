@@ -180,12 +180,21 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateWithSuffix(const std::st
   auto seg = std::unique_ptr<Segment>(
       new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path, env), config, env));
   seg->extra_suffix_ = extra_suffix;
+  // A segment is created whole or not at all: the files of a half-made one are removed
+  // (recovery drops them anyway, as an empty segment left by an interrupted roll).
+  auto undo = [&](absl::Status s) {
+    const std::string index_path = seg->PathWithSuffix(".index");
+    seg.reset();
+    (void)RemoveFile(index_path, env);
+    (void)RemoveFile(path, env);
+    return s;
+  };
   auto oi =
       OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes, env);
-  if (!oi.ok()) return oi.status();
+  if (!oi.ok()) return undo(oi.status());
   auto ti = TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset,
                               config.max_index_bytes, env);
-  if (!ti.ok()) return ti.status();
+  if (!ti.ok()) return undo(ti.status());
   seg->offset_index_ = std::move(*oi);
   seg->time_index_ = std::move(*ti);
   return seg;
