@@ -132,6 +132,7 @@ int FaultEnv::Admit(EnvOp op, const std::string& path, bool* short_write) {
   if (power_off_) return -EIO;
   if (power_left_ == 0) {
     power_off_ = true;
+    cut_call_ = absl::StrCat(EnvOpName(op), " ", path);
     return -EIO;
   }
   if (power_left_ > 0) --power_left_;
@@ -355,6 +356,11 @@ bool FaultEnv::power_cut() const {
   return power_off_;
 }
 
+std::string FaultEnv::power_cut_call() const {
+  absl::MutexLock lock(&mu_);
+  return cut_call_;
+}
+
 int64_t FaultEnv::calls() const {
   absl::MutexLock lock(&mu_);
   return calls_;
@@ -471,6 +477,7 @@ absl::Status FaultEnv::RestoreAfterPowerCut(const CrashModel& model) {
   fds_.clear();
   maps_.clear();
   power_off_ = false;
+  cut_call_.clear();
   power_left_ = -1;
   return SnapshotLocked();
 }

@@ -122,6 +122,8 @@ class FaultEnv final : public Env {
   void CutPowerAfter(int64_t calls);
   void CutPowerNow() { CutPowerAfter(0); }
   bool power_cut() const;
+  // The call the power went at ("fdatasync /dir/file"), empty before a cut.
+  std::string power_cut_call() const;
   // Rewrites the tree to what survived (see CrashModel), forgets every fd and mapping made
   // before (their owners must be gone or never use them again), and powers on.
   absl::Status RestoreAfterPowerCut(const CrashModel& model = {});
@@ -233,6 +235,7 @@ class FaultEnv final : public Env {
   int64_t failures_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t power_left_ ABSL_GUARDED_BY(mu_) = -1;  // calls until the cut (-1: no cut planned)
   bool power_off_ ABSL_GUARDED_BY(mu_) = false;
+  std::string cut_call_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace sluice::storage::testing

@@ -151,14 +151,17 @@ class PowerCutRun {
   }
 
   int durable_acks() const { return durable_acks_; }
+  // How many cuts fell at each kind of call.
+  const std::map<std::string, int>& cut_calls() const { return cut_calls_; }
   int cut_in_recovery() const { return cut_in_recovery_; }
 
  private:
   enum class StepKind { kAppend, kIo, kTick, kFlush, kAdvanceStart, kReopen, kRead };
 
   std::string Where(int life) const {
-    return absl::StrFormat("%s seed %d life %d (cut after %d calls, %s)", ScenarioName(scenario_),
-                           seed_, life, cut_at_, ModelName(model_of_life_));
+    return absl::StrFormat(
+        "%s seed %d life %d (cut after %d calls of the %s, %s)", ScenarioName(scenario_), seed_,
+        life, cut_at_, cut_in_recovery_now_ ? "recovery" : "workload", ModelName(model_of_life_));
   }
 
   int64_t Now() const { return now_ms_; }
@@ -297,19 +300,21 @@ class PowerCutRun {
   }
 
   bool Life(int life) {
-    const int kSteps = 60;
+    const int kSteps = 80;
     model_of_life_ = ModelForLife(life, seed_ * 1000003 + static_cast<uint64_t>(life));
-    // Life 0 measures how many Env calls a life makes; later lives cut at points that sweep
-    // that range evenly (golden-ratio strides) and beyond it (a cut inside the next recovery).
-    const int64_t calls_before = env_->calls();
-    if (life > 0) {
-      const double frac = std::fmod(life * 0.6180339887498949, 1.0);
-      cut_at_ = static_cast<int64_t>(frac * static_cast<double>(calls_per_life_) * 1.1);
+    // Where the power goes: life 0 runs uncut and measures how many Env calls a recovery and a
+    // workload make; in later lives about one cut in four falls inside the recovery, the others
+    // inside the workload, at points that sweep those ranges evenly (low-discrepancy strides).
+    const double sweep = std::fmod(life * 0.6180339887498949, 1.0);
+    const bool cut_recovery = life > 0 && std::fmod(life * 0.7548776662466927, 1.0) < 0.25;
+    cut_at_ = -1;
+    cut_in_recovery_now_ = cut_recovery;
+    if (cut_recovery) {
+      cut_at_ = static_cast<int64_t>(sweep * static_cast<double>(recovery_calls_));
       env_->CutPowerAfter(cut_at_);
-    } else {
-      cut_at_ = -1;
     }
     StepKind last_step = StepKind::kIo;
+    const int64_t before_open = env_->calls();
     absl::Status opened = OpenThroughFaultEnv();
     if (!opened.ok() && !env_->power_cut()) {
       ADD_FAILURE() << Where(life) << ": opening through the fault env: " << opened;
@@ -317,20 +322,35 @@ class PowerCutRun {
     }
     if (!opened.ok() || env_->power_cut()) {
       ++cut_in_recovery_;
-    } else if (need_check_after_open_) {
-      // The live recovery through the FaultEnv must agree with the POSIX view's.
-      auto checked = CheckRecovered(*log_, model_, max_start_, compacted());
-      if (!checked.ok() && !env_->power_cut()) {
-        ADD_FAILURE() << Where(life) << ": recovery through the fault env: " << checked.status();
-        return false;
+    } else {
+      recovery_calls_ = std::max<int64_t>(env_->calls() - before_open, 10);
+      env_->CutPowerAfter(-1);  // a cut meant for the recovery that missed it
+      cut_in_recovery_now_ = false;
+      if (need_check_after_open_) {
+        // The live recovery through the FaultEnv must agree with the POSIX view's.
+        auto checked = CheckRecovered(*log_, model_, max_start_, compacted());
+        if (!checked.ok()) {
+          ADD_FAILURE() << Where(life) << ": recovery through the fault env: " << checked.status();
+          return false;
+        }
+      }
+      if (life > 0) {
+        cut_at_ = static_cast<int64_t>(sweep * static_cast<double>(workload_calls_));
+        env_->CutPowerAfter(cut_at_);
       }
     }
     need_check_after_open_ = false;
+    const int64_t before_workload = env_->calls();
     for (int step = 0; step < kSteps && log_ != nullptr && !env_->power_cut(); ++step) {
       last_step = PickStep();
       if (!Step(last_step, life)) break;
     }
-    if (life == 0) calls_per_life_ = std::max<int64_t>(env_->calls() - calls_before, 50);
+    if (life == 0) workload_calls_ = std::max<int64_t>(env_->calls() - before_workload, 50);
+    // Which kind of call the power went at (for the run's summary).
+    const std::string cut_call = env_->power_cut_call();
+    ++cut_calls_[cut_call.empty() ? "after the workload"
+                                  : cut_call.substr(0, cut_call.find(' ')) +
+                                        (cut_in_recovery_now_ ? " (recovery)" : "")];
     env_->CutPowerNow();  // if the sweep's cut did not fall inside this life
 
     // A cut during retention may leave the segment being deleted gone: the log start may
@@ -421,12 +441,15 @@ class PowerCutRun {
   int64_t now_ms_ = 1'700'000'000'000;
   int64_t max_start_ = 0;
   int64_t appended_count_ = 0;
-  int64_t calls_per_life_ = 200;
+  int64_t recovery_calls_ = 50;   // Env calls of the last uncut recovery
+  int64_t workload_calls_ = 200;  // Env calls of life 0's workload
   int64_t cut_at_ = -1;
   CrashModel model_of_life_;
   bool need_check_after_open_ = false;
   int durable_acks_ = 0;
   int cut_in_recovery_ = 0;
+  bool cut_in_recovery_now_ = false;  // this life's cut is meant for the recovery
+  std::map<std::string, int> cut_calls_;
 };
 
 class PowerCutWorkloadTest : public ::testing::TestWithParam<Scenario> {};
@@ -437,8 +460,10 @@ TEST_P(PowerCutWorkloadTest, EveryDurableBatchSurvivesAndNothingElseAppears) {
   PowerCutRun run(GetParam(), seed);
   ASSERT_TRUE(run.Run(cuts));
   RecordProperty("power_cuts", cuts);
-  printf("%s: %d power cuts (%d inside recovery), %d durable acks checked\n",
-         ScenarioName(GetParam()), cuts, run.cut_in_recovery(), run.durable_acks());
+  std::string where;
+  for (const auto& [call, n] : run.cut_calls()) absl::StrAppend(&where, " ", call, ":", n);
+  printf("%s: %d power cuts (%d inside recovery), %d durable acks checked; cut at%s\n",
+         ScenarioName(GetParam()), cuts, run.cut_in_recovery(), run.durable_acks(), where.c_str());
   EXPECT_GT(run.durable_acks(), 0);
 }
 
