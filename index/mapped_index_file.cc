@@ -1,9 +1,5 @@
 #include "index/mapped_index_file.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -45,37 +41,29 @@ absl::Status ErrnoStatus(int err, const std::string& what, const std::string& pa
   return absl::ErrnoToStatus(err, absl::StrCat(what, " ", path));
 }
 
-// Writes all of `buf` at `offset`, retrying short writes and EINTR.
-bool PwriteAll(int fd, const uint8_t* buf, size_t len, off_t offset) {
+// Writes all of `buf` at `offset`, continuing after short writes; 0 or -errno.
+int PwriteAll(Env* env, int fd, const uint8_t* buf, size_t len, uint64_t offset) {
   while (len > 0) {
-    ssize_t n = ::pwrite(fd, buf, len, offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
+    ssize_t n = env->Pwrite(fd, buf, len, offset);
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) return -EIO;  // no progress possible
     buf += n;
     len -= static_cast<size_t>(n);
-    offset += n;
+    offset += static_cast<uint64_t>(n);
   }
-  return true;
+  return 0;
 }
 
-bool PreadAll(int fd, uint8_t* buf, size_t len, off_t offset) {
+int PreadAll(Env* env, int fd, uint8_t* buf, size_t len, uint64_t offset) {
   while (len > 0) {
-    ssize_t n = ::pread(fd, buf, len, offset);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    if (n == 0) {
-      errno = EIO;  // the file shrank under us
-      return false;
-    }
+    ssize_t n = env->Pread(fd, buf, len, offset);
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) return -EIO;  // the file shrank under us
     buf += n;
     len -= static_cast<size_t>(n);
-    offset += n;
+    offset += static_cast<uint64_t>(n);
   }
-  return true;
+  return 0;
 }
 
 // Entry slots that fit in `max_bytes` after the header.
@@ -104,27 +92,26 @@ void StoreLe32(uint8_t* p, uint32_t v) { Store(p, v); }
 void StoreLe64(uint8_t* p, uint64_t v) { Store(p, v); }
 
 MappedIndexFile::MappedIndexFile(std::string path, const Format& format, int64_t base_offset,
-                                 int fd)
-    : path_(std::move(path)), format_(format), base_offset_(base_offset), fd_(fd) {}
+                                 Env* env, int fd)
+    : path_(std::move(path)), format_(format), base_offset_(base_offset), env_(env), fd_(fd) {}
 
 MappedIndexFile::~MappedIndexFile() {
   Unmap();
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) (void)env_->Close(fd_);
 }
 
 absl::Status MappedIndexFile::Map(size_t len, bool writable) {
-  int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-  void* p = ::mmap(nullptr, len, prot, MAP_SHARED, fd_, 0);
-  if (p == MAP_FAILED) return ErrnoStatus(errno, "mmap", path_);
+  uint8_t* p = nullptr;
+  if (int rc = env_->Map(fd_, len, writable, &p); rc < 0) return ErrnoStatus(-rc, "mmap", path_);
   Unmap();
-  data_ = static_cast<uint8_t*>(p);
+  data_ = p;
   mapped_len_ = len;
   writable_ = writable;
   return absl::OkStatus();
 }
 
 void MappedIndexFile::Unmap() {
-  if (data_ != nullptr) ::munmap(data_, mapped_len_);
+  if (data_ != nullptr) (void)env_->Unmap(data_, mapped_len_);
   data_ = nullptr;
   mapped_len_ = 0;
   writable_ = false;
@@ -161,20 +148,19 @@ uint64_t MappedIndexFile::EntriesChecksum(size_t n) const {
 absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Create(const std::string& path,
                                                                          const Format& format,
                                                                          int64_t base_offset,
-                                                                         uint32_t max_bytes) {
+                                                                         uint32_t max_bytes,
+                                                                         Env* env) {
   if (absl::Status s = CheckBaseOffset(path, base_offset); !s.ok()) return s;
   size_t slots = SlotsFor(max_bytes, format.entry_size);
   if (slots == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": max_bytes ", max_bytes, " holds no entry after the header"));
   }
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
-  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, fd));
+  int fd = env->Open(path, OpenMode::kCreateTruncate);
+  if (fd < 0) return ErrnoStatus(-fd, "open", path);
+  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, env, fd));
   size_t size = kHeaderSize + slots * format.entry_size;
-  if (::ftruncate(fd, static_cast<off_t>(size)) != 0) {
-    return ErrnoStatus(errno, "ftruncate", path);
-  }
+  if (int rc = env->Truncate(fd, size); rc < 0) return ErrnoStatus(-rc, "ftruncate", path);
   if (absl::Status s = file->Map(size, /*writable=*/true); !s.ok()) return s;
   file->capacity_ = slots;
   file->WriteUnsealedHeader();
@@ -184,17 +170,17 @@ absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Create(const s
 absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Open(const std::string& path,
                                                                        const Format& format,
                                                                        int64_t base_offset,
-                                                                       uint32_t max_bytes) {
+                                                                       uint32_t max_bytes,
+                                                                       Env* env) {
   if (absl::Status s = CheckBaseOffset(path, base_offset); !s.ok()) return s;
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+  int fd = env->Open(path, OpenMode::kReadWrite);
   // A read-only sealed file is still readable; an unsealed one then fails to map writable.
-  if (fd < 0 && (errno == EACCES || errno == EROFS))
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, "open", path);
-  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, fd));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "fstat", path);
-  uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (fd == -EACCES || fd == -EROFS) fd = env->Open(path, OpenMode::kRead);
+  if (fd < 0) return ErrnoStatus(-fd, "open", path);
+  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, env, fd));
+  const off_t file_size = env->Size(fd);
+  if (file_size < 0) return ErrnoStatus(static_cast<int>(-file_size), "fstat", path);
+  uint64_t size = static_cast<uint64_t>(file_size);
   if (absl::Status s = file->ValidateHeader(size); !s.ok()) return s;
   absl::Status s = file->sealed_ ? file->OpenSealed(size) : file->OpenUnsealed(size, max_bytes);
   if (!s.ok()) return s;
@@ -207,7 +193,9 @@ absl::Status MappedIndexFile::ValidateHeader(uint64_t file_size) {
                                 "-byte header"));
   }
   uint8_t h[kHeaderSize];
-  if (!PreadAll(fd_, h, kHeaderSize, 0)) return ErrnoStatus(errno, "read header of", path_);
+  if (int rc = PreadAll(env_, fd_, h, kHeaderSize, 0); rc < 0) {
+    return ErrnoStatus(-rc, "read header of", path_);
+  }
   // Magic and version first: a file of another kind or version has no checksum we can trust.
   if (uint32_t magic = LoadLe32(h + kMagicAt); magic != format_.magic) {
     return Corrupt(
@@ -287,9 +275,7 @@ absl::Status MappedIndexFile::OpenUnsealed(uint64_t file_size, uint32_t max_byte
   size_t size = kHeaderSize + slots * format_.entry_size;
   if (size != file_size) {
     Unmap();
-    if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
-      return ErrnoStatus(errno, "ftruncate", path_);
-    }
+    if (int rc = env_->Truncate(fd_, size); rc < 0) return ErrnoStatus(-rc, "ftruncate", path_);
     if (absl::Status s = Map(size, /*writable=*/true); !s.ok()) return s;
   }
   capacity_ = slots;
@@ -345,14 +331,15 @@ void MappedIndexFile::TruncateTo(size_t n) {
   header_flags_ = n > 0 ? kFlagNonEmpty : 0;
   uint8_t header[kHeaderSize];
   BuildHeader(header, /*sealed=*/true, static_cast<uint32_t>(n), EntriesChecksum(n));
-  if (!PwriteAll(fd_, header, kHeaderSize, 0)) return;
-  if (::ftruncate(fd_, static_cast<off_t>(kHeaderSize + n * es)) != 0) return;
-  ::fdatasync(fd_);
+  if (PwriteAll(env_, fd_, header, kHeaderSize, 0) < 0) return;
+  if (env_->Truncate(fd_, kHeaderSize + n * es) < 0) return;
+  (void)env_->Fdatasync(fd_);
 }
 
 absl::Status MappedIndexFile::Sync() {
   if (sealed_ || data_ == nullptr) return absl::OkStatus();  // sealing already synced
-  if (::msync(data_, mapped_len_, MS_SYNC) != 0) return ErrnoStatus(errno, "msync", path_);
+  if (int rc = env_->SyncMapped(data_, mapped_len_); rc < 0)
+    return ErrnoStatus(-rc, "msync", path_);
   return absl::OkStatus();
 }
 
@@ -361,16 +348,17 @@ absl::Status MappedIndexFile::Seal() {
   size_t n = entries_;
   size_t used = kHeaderSize + n * format_.entry_size;
   uint64_t checksum = EntriesChecksum(n);
-  if (::msync(data_, mapped_len_, MS_SYNC) != 0) return ErrnoStatus(errno, "msync", path_);
+  if (int rc = env_->SyncMapped(data_, mapped_len_); rc < 0)
+    return ErrnoStatus(-rc, "msync", path_);
   // From here on the file is shorter than the mapping: never append past the used size.
   capacity_ = n;
-  if (::ftruncate(fd_, static_cast<off_t>(used)) != 0) {
-    return ErrnoStatus(errno, "ftruncate", path_);
-  }
+  if (int rc = env_->Truncate(fd_, used); rc < 0) return ErrnoStatus(-rc, "ftruncate", path_);
   uint8_t header[kHeaderSize];
   BuildHeader(header, /*sealed=*/true, static_cast<uint32_t>(n), checksum);
-  if (!PwriteAll(fd_, header, kHeaderSize, 0)) return ErrnoStatus(errno, "write header", path_);
-  if (::fdatasync(fd_) != 0) return ErrnoStatus(errno, "fdatasync", path_);
+  if (int rc = PwriteAll(env_, fd_, header, kHeaderSize, 0); rc < 0) {
+    return ErrnoStatus(-rc, "write header", path_);
+  }
+  if (int rc = env_->Fdatasync(fd_); rc < 0) return ErrnoStatus(-rc, "fdatasync", path_);
   sealed_ = true;
   header_flags_ |= kFlagSealed;
   // Remap read-only so a stray write faults instead of silently breaking the checksum. If

@@ -2,6 +2,9 @@
 // entries, memory-mapped. It knows nothing about what an entry means; the index classes pass a
 // successor predicate that says whether one entry may follow another. See index/FORMAT.md.
 //
+// Every file operation, the mapping included, goes through the Env given to Create/Open
+// (fs/env.h); stores into the mapping are durable after Sync() or Seal().
+//
 // Not thread-safe (same contract as the indexes that own it).
 #pragma once
 
@@ -12,6 +15,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fs/env.h"
 
 namespace sluice::storage {
 
@@ -75,11 +79,11 @@ class MappedIndexFile {
   static absl::StatusOr<std::unique_ptr<MappedIndexFile>> Create(const std::string& path,
                                                                  const Format& format,
                                                                  int64_t base_offset,
-                                                                 uint32_t max_bytes);
+                                                                 uint32_t max_bytes, Env* env);
   static absl::StatusOr<std::unique_ptr<MappedIndexFile>> Open(const std::string& path,
                                                                const Format& format,
                                                                int64_t base_offset,
-                                                               uint32_t max_bytes);
+                                                               uint32_t max_bytes, Env* env);
   ~MappedIndexFile();
   MappedIndexFile(const MappedIndexFile&) = delete;
   MappedIndexFile& operator=(const MappedIndexFile&) = delete;
@@ -109,7 +113,7 @@ class MappedIndexFile {
   absl::Status Seal();
 
  private:
-  MappedIndexFile(std::string path, const Format& format, int64_t base_offset, int fd);
+  MappedIndexFile(std::string path, const Format& format, int64_t base_offset, Env* env, int fd);
 
   // Builds a complete header (checksum included) for the current state into `out`.
   void BuildHeader(uint8_t* out, bool sealed, uint32_t count, uint64_t entries_checksum) const;
@@ -126,6 +130,7 @@ class MappedIndexFile {
   std::string path_;
   Format format_;
   int64_t base_offset_;
+  Env* const env_;
   int fd_;
   uint8_t* data_ = nullptr;  // mapping of [0, mapped_len_)
   size_t mapped_len_ = 0;

@@ -16,6 +16,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fs/env.h"
 
 namespace sluice::storage {
 
@@ -33,13 +34,15 @@ class OffsetIndex {
   // Creates a new, empty index file (truncating any existing file) preallocated to `max_bytes`.
   static absl::StatusOr<std::unique_ptr<OffsetIndex>> Create(const std::string& path,
                                                              int64_t base_offset,
-                                                             uint32_t max_bytes);
+                                                             uint32_t max_bytes,
+                                                             Env* env = Env::Default());
   // Opens an existing index file. Returns DataLossError when the header is damaged, the
   // checksum of a sealed index does not match, or entries are not strictly increasing; the
   // caller then rebuilds the index from the log. `max_bytes` is the preallocation used when the
   // file is reopened for appending (an unsealed index).
   static absl::StatusOr<std::unique_ptr<OffsetIndex>> Open(const std::string& path,
-                                                           int64_t base_offset, uint32_t max_bytes);
+                                                           int64_t base_offset, uint32_t max_bytes,
+                                                           Env* env = Env::Default());
   ~OffsetIndex();
 
   // Adds an entry. `offset` must be > the last entry's offset and >= base_offset, `offset -

@@ -38,16 +38,16 @@ TimeIndex::~TimeIndex() = default;
 
 absl::StatusOr<std::unique_ptr<TimeIndex>> TimeIndex::Create(const std::string& path,
                                                              int64_t base_offset,
-                                                             uint32_t max_bytes) {
-  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes);
+                                                             uint32_t max_bytes, Env* env) {
+  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes, env);
   if (!file.ok()) return file.status();
   return std::unique_ptr<TimeIndex>(new TimeIndex(*std::move(file)));
 }
 
 absl::StatusOr<std::unique_ptr<TimeIndex>> TimeIndex::Open(const std::string& path,
-                                                           int64_t base_offset,
-                                                           uint32_t max_bytes) {
-  auto file = MappedIndexFile::Open(path, kFormat, base_offset, max_bytes);
+                                                           int64_t base_offset, uint32_t max_bytes,
+                                                           Env* env) {
+  auto file = MappedIndexFile::Open(path, kFormat, base_offset, max_bytes, env);
   if (!file.ok()) return file.status();
   return std::unique_ptr<TimeIndex>(new TimeIndex(*std::move(file)));
 }

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fs/env.h"
 
 namespace sluice::storage {
 
@@ -26,10 +27,12 @@ class TimeIndex {
   static constexpr uint32_t kEntrySize = 12;
 
   static absl::StatusOr<std::unique_ptr<TimeIndex>> Create(const std::string& path,
-                                                           int64_t base_offset, uint32_t max_bytes);
+                                                           int64_t base_offset, uint32_t max_bytes,
+                                                           Env* env = Env::Default());
   // DataLossError on a damaged header/checksum or entries whose timestamps or offsets decrease.
   static absl::StatusOr<std::unique_ptr<TimeIndex>> Open(const std::string& path,
-                                                         int64_t base_offset, uint32_t max_bytes);
+                                                         int64_t base_offset, uint32_t max_bytes,
+                                                         Env* env = Env::Default());
   ~TimeIndex();
 
   // Adds an entry if `timestamp` is greater than the last entry's timestamp (otherwise it is a

@@ -33,17 +33,17 @@ constexpr size_t kCleanerSize = 24;
 
 }  // namespace
 
-absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset) {
+absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset, Env* env) {
   uint8_t buf[kCleanerSize] = {};
   Put<uint32_t>(buf + 0, kCleanerMagic);
   Put<uint16_t>(buf + 4, kVersion);
   Put<int64_t>(buf + 8, first_dirty_offset);
   Put<uint64_t>(buf + 16, XXH3_64bits(buf, 16));
-  return WriteFileAtomically(path, std::span<const uint8_t>(buf, kCleanerSize));
+  return WriteFileAtomically(path, std::span<const uint8_t>(buf, kCleanerSize), env);
 }
 
-absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path) {
-  auto bytes = ReadWholeFile(path);
+absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path, Env* env) {
+  auto bytes = ReadWholeFile(path, env);
   if (!bytes.ok()) return bytes.status();
   const std::vector<uint8_t>& b = *bytes;
   if (b.size() != kCleanerSize || Get<uint32_t>(b.data()) != kCleanerMagic ||
@@ -59,7 +59,8 @@ absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path) {
   return offset;
 }
 
-absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp) {
+absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp,
+                                     Env* env) {
   uint8_t buf[kSize] = {};
   Put<uint32_t>(buf + 0, kMagic);
   Put<uint16_t>(buf + 4, kVersion);
@@ -68,11 +69,11 @@ absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryChec
   Put<uint64_t>(buf + 24, cp.position);
   Put<int64_t>(buf + 32, cp.log_start_offset);
   Put<uint64_t>(buf + 40, XXH3_64bits(buf, 40));
-  return WriteFileAtomically(path, std::span<const uint8_t>(buf, kSize));
+  return WriteFileAtomically(path, std::span<const uint8_t>(buf, kSize), env);
 }
 
-absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path) {
-  auto bytes = ReadWholeFile(path);
+absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path, Env* env) {
+  auto bytes = ReadWholeFile(path, env);
   if (!bytes.ok()) return bytes.status();
   const std::vector<uint8_t>& b = *bytes;
   if (b.size() != kSize) {

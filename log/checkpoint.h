@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "fs/env.h"
 
 namespace sluice::storage {
 
@@ -26,12 +27,15 @@ inline constexpr char kCleanShutdownFile[] = "clean-shutdown";
 // compacted (Kafka's cleaner-offset-checkpoint, per partition). Same envelope as above; layout
 // in log/FORMAT.md ("Compaction"). Losing it only makes the next pass redo work.
 inline constexpr char kCleanerCheckpointFile[] = "cleaner-point";
-absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset);
+absl::Status WriteCleanerCheckpoint(const std::string& path, int64_t first_dirty_offset,
+                                    Env* env = Env::Default());
 // NotFoundError when absent; DataLossError when damaged or of an unknown version.
-absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path);
+absl::StatusOr<int64_t> ReadCleanerCheckpoint(const std::string& path, Env* env = Env::Default());
 
-absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp);
+absl::Status WriteRecoveryCheckpoint(const std::string& path, const RecoveryCheckpoint& cp,
+                                     Env* env = Env::Default());
 // NotFoundError when absent; DataLossError when damaged or of an unknown version.
-absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path);
+absl::StatusOr<RecoveryCheckpoint> ReadRecoveryCheckpoint(const std::string& path,
+                                                          Env* env = Env::Default());
 
 }  // namespace sluice::storage

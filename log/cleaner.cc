@@ -1,7 +1,5 @@
 #include "log/cleaner.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
@@ -152,8 +150,8 @@ bool ToPlainBatch(std::span<const uint8_t> batch, const BatchHeader& h, PlainBat
 // Reads whole, validated batches of [0, limit) of one file through a reusable buffer.
 class BatchReader {
  public:
-  BatchReader(int fd, uint64_t limit, std::vector<uint8_t>* buf)
-      : fd_(fd), limit_(limit), buf_(buf) {}
+  BatchReader(Env* env, int fd, uint64_t limit, std::vector<uint8_t>* buf)
+      : env_(env), fd_(fd), limit_(limit), buf_(buf) {}
 
   absl::StatusOr<std::span<const uint8_t>> At(uint64_t pos) {
     auto head = Get(pos, kBatchHeaderSize);
@@ -175,7 +173,7 @@ class BatchReader {
       if (pos + n > limit_) return absl::DataLossError("batch runs past the segment end");
       const size_t want = std::min<uint64_t>(std::max(n, kReadBlock), limit_ - pos);
       buf_->resize(want);
-      auto got = PreadFully(fd_, buf_->data(), want, pos);
+      auto got = PreadFully(fd_, buf_->data(), want, pos, env_);
       if (!got.ok()) return got.status();
       start_ = pos;
       filled_ = *got;
@@ -184,6 +182,7 @@ class BatchReader {
     return std::span<const uint8_t>(buf_->data() + (pos - start_), n);
   }
 
+  Env* env_;
   int fd_;
   uint64_t limit_;
   std::vector<uint8_t>* buf_;
@@ -327,8 +326,8 @@ BatchFilterResult FilterBatch(std::span<const uint8_t> batch, const BatchFilterI
 
 // ---- crash recovery of the swap ----
 
-absl::Status RecoverInterruptedSwaps(const std::string& dir) {
-  auto names = ListDir(dir);
+absl::Status RecoverInterruptedSwaps(const std::string& dir, Env* env) {
+  auto names = ListDir(dir, env);
   if (!names.ok()) return names.status();
   bool changed = false;
   for (const std::string& name : *names) {
@@ -336,20 +335,20 @@ absl::Status RecoverInterruptedSwaps(const std::string& dir) {
     int64_t base;
     if (!Segment::ParseLogFileName(name.substr(0, name.size() - 5), &base)) continue;
     const std::string swap = absl::StrCat(dir, "/", name);
-    int fd = ::open(swap.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return ErrnoStatus("open", swap, errno);
-    auto size = FileSize(swap);
+    int fd = env->Open(swap, OpenMode::kRead);
+    if (fd < 0) return ErrnoStatus("open", swap, -fd);
+    auto size = FileSize(swap, env);
     ScanResult r;
-    if (size.ok()) r = ScanBatches(fd, 0, *size, /*verify_crc=*/true, base, nullptr);
-    ::close(fd);
+    if (size.ok()) r = ScanBatches(fd, 0, *size, /*verify_crc=*/true, base, nullptr, env);
+    (void)env->Close(fd);
     if (!size.ok()) return size.status();
     if (!r.stop_reason.ok() || r.next_offset < 0) {
       // Synced before it was committed, so this is damage after the fact. The replaced
       // segments are still the truth if the first of them is there.
-      if (FileExists(Path(dir, base, ".log"))) {
+      if (FileExists(Path(dir, base, ".log"), env)) {
         LogError("%s: discarding damaged cleaner output %s: %s", dir, name,
                  r.stop_reason.message());
-        (void)RemoveFile(swap);
+        (void)RemoveFile(swap, env);
         changed = true;
         continue;
       }
@@ -364,25 +363,25 @@ absl::Status RecoverInterruptedSwaps(const std::string& dir) {
       int64_t b;
       if (!Segment::ParseLogFileName(other, &b) || b < base || b >= end) continue;
       // The .log first: without it, a crash here leaves only index files, removed at open.
-      if (absl::Status s = RemoveFile(Path(dir, b, ".log")); !s.ok()) return s;
-      (void)RemoveFile(Path(dir, b, ".index"));
-      (void)RemoveFile(Path(dir, b, ".timeindex"));
+      if (absl::Status s = RemoveFile(Path(dir, b, ".log"), env); !s.ok()) return s;
+      (void)RemoveFile(Path(dir, b, ".index"), env);
+      (void)RemoveFile(Path(dir, b, ".timeindex"), env);
     }
     // Index files of `base` may be the old ones or already the new ones: rebuilt at open.
-    (void)RemoveFile(Path(dir, base, ".index"));
-    (void)RemoveFile(Path(dir, base, ".timeindex"));
-    if (absl::Status s = RenameFile(swap, Path(dir, base, ".log")); !s.ok()) return s;
+    (void)RemoveFile(Path(dir, base, ".index"), env);
+    (void)RemoveFile(Path(dir, base, ".timeindex"), env);
+    if (absl::Status s = RenameFile(swap, Path(dir, base, ".log"), env); !s.ok()) return s;
     changed = true;
   }
-  auto again = ListDir(dir);
+  auto again = ListDir(dir, env);
   if (!again.ok()) return again.status();
   for (const std::string& name : *again) {
     if (absl::EndsWith(name, ".cleaned")) {
-      (void)RemoveFile(absl::StrCat(dir, "/", name));
+      (void)RemoveFile(absl::StrCat(dir, "/", name), env);
       changed = true;
     }
   }
-  return changed ? SyncDir(dir) : absl::OkStatus();
+  return changed ? SyncDir(dir, env) : absl::OkStatus();
 }
 
 // ---- LogCleaner ----
@@ -423,7 +422,8 @@ struct LogCleaner::Pass {
 void LogCleaner::TEST_CrashAfter(int step) { g_crash_after = step; }
 
 LogCleaner::LogCleaner(PartitionLog* log) : log_(log) {
-  auto cp = ReadCleanerCheckpoint(absl::StrCat(log_->dir_, "/", kCleanerCheckpointFile));
+  auto cp =
+      ReadCleanerCheckpoint(absl::StrCat(log_->dir_, "/", kCleanerCheckpointFile), log_->env_);
   if (cp.ok()) {
     first_dirty_ = *cp;
   } else if (!absl::IsNotFound(cp.status())) {
@@ -554,7 +554,7 @@ absl::Status LogCleaner::MapStep(uint64_t* budget) {
       p.sources.resize(p.map_index);
       break;
     }
-    BatchReader reader(s.file->fd(), s.size, &p.read_buf);
+    BatchReader reader(log_->env_, s.file->fd(), s.size, &p.read_buf);
     while (*budget > 0 && p.map_pos < s.size) {
       auto batch = reader.At(p.map_pos);
       if (!batch.ok()) {
@@ -582,13 +582,10 @@ absl::Status LogCleaner::FlushOutput(bool sync) {
   Pass& p = *pass_;
   if (!p.out_buf.empty()) {
     const std::string& path = p.out->file()->path();
-    size_t done = 0;
-    while (done < p.out_buf.size()) {
-      ssize_t n = ::pwrite(p.out->fd(), p.out_buf.data() + done, p.out_buf.size() - done,
-                           static_cast<off_t>(p.out_flushed + done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return ErrnoStatus("pwrite", path, n < 0 ? errno : EIO);
-      done += static_cast<size_t>(n);
+    if (absl::Status s = PwriteFully(p.out->fd(), p.out_buf.data(), p.out_buf.size(), p.out_flushed,
+                                     path, log_->env_);
+        !s.ok()) {
+      return s;
     }
     stats_.bytes_written += p.out_buf.size();
     p.out_flushed += p.out_buf.size();
@@ -597,8 +594,9 @@ absl::Status LogCleaner::FlushOutput(bool sync) {
   }
   // Syncing as we go keeps the final fdatasync before the swap (on the shard thread) short.
   if (sync && p.out_unsynced) {
-    if (::fdatasync(p.out->fd()) != 0)
-      return ErrnoStatus("fdatasync", p.out->file()->path(), errno);
+    if (int rc = log_->env_->Fdatasync(p.out->fd()); rc < 0) {
+      return ErrnoStatus("fdatasync", p.out->file()->path(), -rc);
+    }
     p.out_unsynced = false;
   }
   return absl::OkStatus();
@@ -610,7 +608,7 @@ absl::Status LogCleaner::RewriteStep(uint64_t* budget) {
   while (*budget > 0 && p.group < p.groups.size()) {
     const auto [first, last] = p.groups[p.group];
     if (p.out == nullptr) {
-      auto out = Segment::CreateCleaned(log_->dir_, p.sources[first].base, c);
+      auto out = Segment::CreateCleaned(log_->dir_, p.sources[first].base, c, log_->env_);
       if (!out.ok()) return out.status();
       p.out = std::move(*out);
       p.src = first;
@@ -625,7 +623,7 @@ absl::Status LogCleaner::RewriteStep(uint64_t* budget) {
       continue;
     }
     const Source& s = p.sources[p.src];
-    BatchReader reader(s.file->fd(), s.size, &p.read_buf);
+    BatchReader reader(log_->env_, s.file->fd(), s.size, &p.read_buf);
     while (*budget > 0 && p.pos < s.size) {
       auto batch = reader.At(p.pos);
       if (!batch.ok()) {
@@ -684,17 +682,19 @@ absl::Status LogCleaner::SwapGroup() {
   Pass& p = *pass_;
   const auto [first, last] = p.groups[p.group];
   const std::string& dir = log_->dir_;
+  Env* const env = log_->env_;
   const int64_t base = p.sources[first].base;
   if (absl::Status s = FlushOutput(true); !s.ok()) return s;
   if (absl::Status s = p.out->Seal(); !s.ok()) return s;  // also fdatasyncs the indexes
   const uint64_t size = p.out->size();
   p.out.reset();
   if (CrashHere(SwapStep::kOutputWritten)) return absl::OkStatus();
-  if (absl::Status s = RenameFile(Path(dir, base, ".log.cleaned"), Path(dir, base, ".log.swap"));
+  if (absl::Status s =
+          RenameFile(Path(dir, base, ".log.cleaned"), Path(dir, base, ".log.swap"), env);
       !s.ok()) {
     return s;
   }
-  if (absl::Status s = SyncDir(dir); !s.ok()) return s;
+  if (absl::Status s = SyncDir(dir, env); !s.ok()) return s;
   // Committed: from here on a failure leaves the log to the next open's recovery.
   auto fail = [this](absl::Status s) {
     log_->Fail(absl::Status(s.code(), absl::StrCat("cleaner swap: ", s.message())));
@@ -709,22 +709,23 @@ absl::Status LogCleaner::SwapGroup() {
   }
   // The deletions must be durable before the output takes its final name: without the .swap
   // file, start-up could no longer tell an old segment of the range from a live one.
-  if (absl::Status s = SyncDir(dir); !s.ok()) return fail(s);
+  if (absl::Status s = SyncDir(dir, env); !s.ok()) return fail(s);
   if (CrashHere(SwapStep::kSourcesDeleted)) return absl::OkStatus();
   for (const char* suffix : {".index", ".timeindex"}) {
     if (absl::Status s = RenameFile(Path(dir, base, absl::StrCat(suffix, ".cleaned").c_str()),
-                                    Path(dir, base, suffix));
+                                    Path(dir, base, suffix), env);
         !s.ok()) {
       return fail(s);
     }
   }
   if (CrashHere(SwapStep::kIndexesRenamed)) return absl::OkStatus();
-  if (absl::Status s = RenameFile(Path(dir, base, ".log.swap"), Path(dir, base, ".log")); !s.ok()) {
+  if (absl::Status s = RenameFile(Path(dir, base, ".log.swap"), Path(dir, base, ".log"), env);
+      !s.ok()) {
     return fail(s);
   }
-  if (absl::Status s = SyncDir(dir); !s.ok()) return fail(s);
+  if (absl::Status s = SyncDir(dir, env); !s.ok()) return fail(s);
   if (CrashHere(SwapStep::kLogRenamed)) return absl::OkStatus();
-  auto seg = Segment::Open(dir, base, log_->config_);
+  auto seg = Segment::Open(dir, base, log_->config_, env);
   if (!seg.ok()) return fail(seg.status());
   if (absl::Status s = (*seg)->OpenIndexes(size); !s.ok()) {
     auto r = (*seg)->RebuildIndexes(size, /*verify_crc=*/true);
@@ -741,8 +742,8 @@ absl::Status LogCleaner::SwapGroup() {
 
 void LogCleaner::FinishPass() {
   first_dirty_ = pass_->end;
-  absl::Status s =
-      WriteCleanerCheckpoint(absl::StrCat(log_->dir_, "/", kCleanerCheckpointFile), first_dirty_);
+  absl::Status s = WriteCleanerCheckpoint(absl::StrCat(log_->dir_, "/", kCleanerCheckpointFile),
+                                          first_dirty_, log_->env_);
   if (!s.ok()) LogError("%s: writing cleaner checkpoint: %s", log_->dir_, s.message());
   ++stats_.passes;
   pass_.reset();
@@ -753,7 +754,7 @@ void LogCleaner::RemoveCleanedFiles() {
   pass_->out.reset();
   const int64_t base = pass_->sources[pass_->groups[pass_->group].first].base;
   for (const char* suffix : {".log.cleaned", ".index.cleaned", ".timeindex.cleaned"}) {
-    (void)RemoveFile(Path(log_->dir_, base, suffix));
+    (void)RemoveFile(Path(log_->dir_, base, suffix), log_->env_);
   }
 }
 

@@ -36,6 +36,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "fs/env.h"
 #include "log/log_config.h"
 #include "log/record_batch.h"
 
@@ -107,7 +108,7 @@ size_t MapBatch(std::span<const uint8_t> batch, OffsetMap* map);
 // a `<base>.log.swap` is committed (the segments it replaces are removed, it is renamed into
 // place, its indexes rebuilt later by the open); any `*.cleaned` file is uncommitted output and
 // removed. Run by PartitionLog::Recover before it lists the segments.
-absl::Status RecoverInterruptedSwaps(const std::string& dir);
+absl::Status RecoverInterruptedSwaps(const std::string& dir, Env* env);
 
 // Points of the swap at which a test can "crash" (stop, leaving the files as they are).
 enum class SwapStep {

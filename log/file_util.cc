@@ -1,10 +1,5 @@
 #include "log/file_util.h"
 
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 
@@ -32,71 +27,58 @@ absl::Status ErrnoStatus(absl::string_view what, const std::string& path, int er
   }
 }
 
-absl::Status CreateDirIfMissing(const std::string& path) {
-  if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) {
-    return ErrnoStatus("mkdir", path, errno);
-  }
+absl::Status CreateDirIfMissing(const std::string& path, Env* env) {
+  if (int rc = env->MakeDir(path); rc < 0 && rc != -EEXIST) return ErrnoStatus("mkdir", path, -rc);
   return absl::OkStatus();
 }
 
-absl::Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open dir", dir, errno);
-  int rc = ::fsync(fd);
-  int err = errno;
-  ::close(fd);
-  if (rc != 0) return ErrnoStatus("fsync dir", dir, err);
+absl::Status SyncDir(const std::string& dir, Env* env) {
+  if (int rc = env->SyncDir(dir); rc < 0) return ErrnoStatus("fsync dir", dir, -rc);
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir) {
-  DIR* d = ::opendir(dir.c_str());
-  if (d == nullptr) return ErrnoStatus("opendir", dir, errno);
+absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir, Env* env) {
   std::vector<std::string> names;
-  while (dirent* e = ::readdir(d)) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-    names.emplace_back(e->d_name);
-  }
-  ::closedir(d);
+  if (int rc = env->ListDir(dir, &names); rc < 0) return ErrnoStatus("opendir", dir, -rc);
   return names;
 }
 
-absl::StatusOr<uint64_t> FileSize(const std::string& path) {
-  struct stat st;
-  if (::stat(path.c_str(), &st) != 0) return ErrnoStatus("stat", path, errno);
-  return static_cast<uint64_t>(st.st_size);
+absl::StatusOr<uint64_t> FileSize(const std::string& path, Env* env) {
+  FileStat st;
+  if (int rc = env->Stat(path, &st); rc < 0) return ErrnoStatus("stat", path, -rc);
+  return st.size;
 }
 
-bool FileExists(const std::string& path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0;
+bool FileExists(const std::string& path, Env* env) {
+  FileStat st;
+  return env->Stat(path, &st) == 0;
 }
 
-absl::Status RemoveFile(const std::string& path) {
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return ErrnoStatus("unlink", path, errno);
+absl::Status RemoveFile(const std::string& path, Env* env) {
+  if (int rc = env->Unlink(path); rc < 0 && rc != -ENOENT) return ErrnoStatus("unlink", path, -rc);
   return absl::OkStatus();
 }
 
-absl::Status RemoveTree(const std::string& path) {
-  struct stat st;
-  if (::lstat(path.c_str(), &st) != 0) {
-    return errno == ENOENT ? absl::OkStatus() : ErrnoStatus("stat", path, errno);
+absl::Status RemoveTree(const std::string& path, Env* env) {
+  FileStat st;
+  if (int rc = env->Stat(path, &st); rc < 0) {
+    return rc == -ENOENT ? absl::OkStatus() : ErrnoStatus("stat", path, -rc);
   }
-  if (S_ISDIR(st.st_mode)) {
-    auto names = ListDir(path);
+  if (st.is_dir) {
+    auto names = ListDir(path, env);
     if (!names.ok()) return names.status();
     for (const std::string& n : *names) {
-      absl::Status s = RemoveTree(path + "/" + n);
+      absl::Status s = RemoveTree(path + "/" + n, env);
       if (!s.ok()) return s;
     }
-    if (::rmdir(path.c_str()) != 0) return ErrnoStatus("rmdir", path, errno);
+    if (int rc = env->RemoveDir(path); rc < 0) return ErrnoStatus("rmdir", path, -rc);
     return absl::OkStatus();
   }
-  return RemoveFile(path);
+  return RemoveFile(path, env);
 }
 
-absl::Status RenameFile(const std::string& from, const std::string& to) {
-  if (::rename(from.c_str(), to.c_str()) != 0) return ErrnoStatus("rename", from, errno);
+absl::Status RenameFile(const std::string& from, const std::string& to, Env* env) {
+  if (int rc = env->Rename(from, to); rc < 0) return ErrnoStatus("rename", from, -rc);
   return absl::OkStatus();
 }
 
@@ -107,61 +89,60 @@ std::string DirName(const std::string& path) {
   return path.substr(0, slash);
 }
 
-absl::Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> data) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("open", tmp, errno);
-  // A failed attempt must not leave its temp file holding space on a full disk.
-  auto fail = [&](const char* what, int err) {
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return ErrnoStatus(what, tmp, err);
-  };
+absl::Status PwriteFully(int fd, const void* buf, size_t n, uint64_t offset,
+                         const std::string& path, Env* env) {
   size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(fd, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("write", errno);
-    }
-    done += static_cast<size_t>(n);
+  while (done < n) {
+    ssize_t w = env->Pwrite(fd, static_cast<const uint8_t*>(buf) + done, n - done, offset + done);
+    if (w < 0) return ErrnoStatus("write", path, static_cast<int>(-w));
+    if (w == 0) return ErrnoStatus("write", path, EIO);  // no progress possible
+    done += static_cast<size_t>(w);
   }
-  if (::fdatasync(fd) != 0) return fail("fdatasync", errno);
-  ::close(fd);
-  absl::Status s = RenameFile(tmp, path);
-  if (!s.ok()) return s;
-  return SyncDir(DirName(path));
+  return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open", path, errno);
+absl::Status WriteFileAtomically(const std::string& path, std::span<const uint8_t> data, Env* env) {
+  const std::string tmp = path + ".tmp";
+  int fd = env->Open(tmp, OpenMode::kCreateTruncate);
+  if (fd < 0) return ErrnoStatus("open", tmp, -fd);
+  absl::Status s = PwriteFully(fd, data.data(), data.size(), 0, tmp, env);
+  if (s.ok()) {
+    if (int rc = env->Fdatasync(fd); rc < 0) s = ErrnoStatus("fdatasync", tmp, -rc);
+  }
+  (void)env->Close(fd);
+  if (!s.ok()) {
+    // A failed attempt must not leave its temp file holding space on a full disk.
+    (void)env->Unlink(tmp);
+    return s;
+  }
+  s = RenameFile(tmp, path, env);
+  if (!s.ok()) return s;
+  return SyncDir(DirName(path), env);
+}
+
+absl::StatusOr<std::vector<uint8_t>> ReadWholeFile(const std::string& path, Env* env) {
+  int fd = env->Open(path, OpenMode::kRead);
+  if (fd < 0) return ErrnoStatus("open", path, -fd);
   std::vector<uint8_t> out;
   uint8_t buf[65536];
   while (true) {
-    ssize_t n = ::read(fd, buf, sizeof(buf));
+    ssize_t n = env->Pread(fd, buf, sizeof(buf), out.size());
     if (n < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return ErrnoStatus("read", path, err);
+      (void)env->Close(fd);
+      return ErrnoStatus("read", path, static_cast<int>(-n));
     }
     if (n == 0) break;
     out.insert(out.end(), buf, buf + n);
   }
-  ::close(fd);
+  (void)env->Close(fd);
   return out;
 }
 
-absl::StatusOr<size_t> PreadFully(int fd, void* buf, size_t n, uint64_t offset) {
+absl::StatusOr<size_t> PreadFully(int fd, void* buf, size_t n, uint64_t offset, Env* env) {
   size_t done = 0;
   while (done < n) {
-    ssize_t r =
-        ::pread(fd, static_cast<uint8_t*>(buf) + done, n - done, static_cast<off_t>(offset + done));
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return ErrnoStatus("pread", absl::StrCat("fd ", fd), errno);
-    }
+    ssize_t r = env->Pread(fd, static_cast<uint8_t*>(buf) + done, n - done, offset + done);
+    if (r < 0) return ErrnoStatus("pread", absl::StrCat("fd ", fd), static_cast<int>(-r));
     if (r == 0) break;
     done += static_cast<size_t>(r);
   }

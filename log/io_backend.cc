@@ -66,15 +66,12 @@ void ConsumeIov(std::vector<iovec>& iov, size_t n) {
 }
 
 // A gather write with pwritev, retrying short writes; the byte count or -errno.
-int PwritevAll(Op& op) {
+int PwritevAll(Env* env, Op& op) {
   while (op.done_bytes < op.len) {
     const int count = static_cast<int>(std::min<size_t>(op.iov.size(), IOV_MAX));
-    ssize_t n =
-        ::pwritev(op.fd, op.iov.data(), count, static_cast<off_t>(op.position + op.done_bytes));
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return -errno;
-    }
+    ssize_t n = env->Pwritev(op.fd, op.iov.data(), count, op.position + op.done_bytes);
+    if (n == -EAGAIN) continue;
+    if (n < 0) return static_cast<int>(n);
     if (n == 0) return -EIO;  // no progress possible
     op.done_bytes += static_cast<uint32_t>(n);
     ConsumeIov(op.iov, static_cast<size_t>(n));
@@ -83,16 +80,14 @@ int PwritevAll(Op& op) {
 }
 
 // Writes the whole range with pwrite, retrying short writes; the byte count or -errno.
-int PwriteAll(Op& op) {
-  if (op.data == nullptr) return PwritevAll(op);
+int PwriteAll(Env* env, Op& op) {
+  if (op.data == nullptr) return PwritevAll(env, op);
   uint32_t done = 0;
   while (done < op.len) {
-    ssize_t n =
-        ::pwrite(op.fd, op.data + done, op.len - done, static_cast<off_t>(op.position + done));
-    if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return -errno;
-    }
+    ssize_t n = env->Pwrite(op.fd, op.data + done, op.len - done, op.position + done);
+    if (n == -EAGAIN) continue;
+    if (n < 0) return static_cast<int>(n);
+    if (n == 0) return -EIO;  // no progress possible
     done += static_cast<uint32_t>(n);
   }
   return static_cast<int>(done);
@@ -102,6 +97,7 @@ int PwriteAll(Op& op) {
 // Poll() runs their callbacks, so callers see the same asynchronous shape as with io_uring.
 class PwriteBackend final : public IoBackend {
  public:
+  explicit PwriteBackend(Env* env) : IoBackend(env) {}
   IoBackendKind kind() const override { return IoBackendKind::kPwrite; }
 
   void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
@@ -118,7 +114,7 @@ class PwriteBackend final : public IoBackend {
     while (!queued_.empty()) {
       Op op = std::move(queued_.front());
       queued_.pop_front();
-      int result = op.kind == OpKind::kWrite ? PwriteAll(op) : DoSync(op.fd);
+      int result = op.kind == OpKind::kWrite ? PwriteAll(env(), op) : env()->Fdatasync(op.fd);
       completed_.emplace_back(std::move(op.done), result);
     }
   }
@@ -138,8 +134,6 @@ class PwriteBackend final : public IoBackend {
   size_t pending() const override { return queued_.size() + completed_.size(); }
 
  private:
-  static int DoSync(int fd) { return ::fdatasync(fd) == 0 ? 0 : -errno; }
-
   std::deque<Op> queued_;
   std::deque<std::pair<IoCallback, int>> completed_;
 };
@@ -211,7 +205,7 @@ class UringBackend final : public IoBackend {
     while (!inline_queued_.empty()) {
       Op op = std::move(inline_queued_.front());
       inline_queued_.pop_front();
-      int result = PwriteAll(op);
+      int result = PwriteAll(env(), op);
       inline_completed_.emplace_back(std::move(op.done), result);
     }
     if (unsubmitted_ == 0) return;
@@ -340,32 +334,41 @@ class UringBackend final : public IoBackend {
 
 }  // namespace
 
-std::unique_ptr<IoBackend> IoBackend::CreatePwrite() { return std::make_unique<PwriteBackend>(); }
+std::unique_ptr<IoBackend> IoBackend::CreatePwrite(Env* env) {
+  return std::make_unique<PwriteBackend>(env);
+}
 
 std::unique_ptr<IoBackend> IoBackend::TEST_CreateIoUringRingWrites() {
   std::string why_not;
   return UringBackend::Create(/*inline_writes=*/false, &why_not);
 }
 
-bool BufferedWritesCanCompleteInline(const std::string& dir) {
+// Only over the default Env (the probe's pwritev2 flag has no Env call).
+bool BufferedWritesCanCompleteInline(Env* env, const std::string& dir) {
   std::string path = dir + "/.sluice-nowait-probe";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fd = env->Open(path, OpenMode::kCreateTruncate);
   if (fd < 0) return false;
   char byte = 0;
   iovec iov{&byte, 1};
   ssize_t n = ::pwritev2(fd, &iov, 1, 0, RWF_NOWAIT);
-  ::close(fd);
-  ::unlink(path.c_str());
+  (void)env->Close(fd);
+  (void)env->Unlink(path);
   return n == 1;
 }
 
-std::unique_ptr<IoBackend> IoBackend::Create(IoBackendKind preferred, const std::string& dir) {
+std::unique_ptr<IoBackend> IoBackend::Create(IoBackendKind preferred, const std::string& dir,
+                                             Env* env) {
+  if (!env->AllowsBypass()) {
+    // io_uring would write behind the Env's back.
+    if (!dir.empty()) LogInfo("storage: writes and syncs through the configured Env (pwrite)");
+    return CreatePwrite(env);
+  }
   if (preferred == IoBackendKind::kIoUring) {
     std::string why_not;
     // When the filesystem cannot do a buffered write without blocking (RWF_NOWAIT), io_uring
     // hands every write to a kernel worker thread. Measured on ext4: half the throughput of
     // writing inline. Then writes are done inline and only syncs go through the ring.
-    const bool inline_writes = dir.empty() || !BufferedWritesCanCompleteInline(dir);
+    const bool inline_writes = dir.empty() || !BufferedWritesCanCompleteInline(env, dir);
     if (auto uring = UringBackend::Create(inline_writes, &why_not)) {
       if (!dir.empty()) {
         LogInfo("storage: io_uring for fdatasync%s",
@@ -377,7 +380,7 @@ std::unique_ptr<IoBackend> IoBackend::Create(IoBackendKind preferred, const std:
     }
     LogWarning("io_uring unavailable (%s); storage falls back to pwrite/fdatasync", why_not);
   }
-  return CreatePwrite();
+  return CreatePwrite(env);
 }
 
 }  // namespace sluice::storage

@@ -6,6 +6,10 @@
 // everything queued during a loop iteration: that is how appends from many partitions are
 // gathered), and their callbacks run inside Poll().
 //
+// Every write and sync is made through the backend's Env (env(), fs/env.h), except that the
+// io_uring backend, which exists only over the default Env (Env::AllowsBypass()), hands them
+// to the kernel itself. Readers of the files (PartitionLog, Segment) use the same env().
+//
 // Ordering contract: operations on one fd may complete in any order. A Sync() covers only the
 // writes that had *completed* before it was queued; callers that need "durable up to X" issue
 // the sync after the writes up to X completed (PartitionLog does exactly that).
@@ -21,6 +25,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/time/time.h"
+#include "fs/env.h"
 
 namespace sluice::storage {
 
@@ -38,15 +43,21 @@ class IoBackend {
   // directory) is probed for non-blocking buffered writes: without them io_uring would punt
   // every write to a kernel thread, so writes below 256 KiB are then done inline at Submit
   // and only larger writes (copied by that thread in parallel) and fdatasync go through the
-  // ring (see docs/ARCHITECTURE.md). Empty `dir`: the same.
-  static std::unique_ptr<IoBackend> Create(IoBackendKind preferred, const std::string& dir = "");
-  static std::unique_ptr<IoBackend> CreatePwrite();
+  // ring (see docs/ARCHITECTURE.md). Empty `dir`: the same. With an `env` other than one that
+  // AllowsBypass() (a fault-injecting Env in tests), the pwrite backend is made over it
+  // whatever `preferred` says, so that the Env sees every byte written and every sync.
+  static std::unique_ptr<IoBackend> Create(IoBackendKind preferred, const std::string& dir = "",
+                                           Env* env = Env::Default());
+  // Writes and syncs inline at Submit through `env`.
+  static std::unique_ptr<IoBackend> CreatePwrite(Env* env = Env::Default());
   // For tests: io_uring with every write through the ring (as on a filesystem with
   // non-blocking buffered writes), or nullptr when io_uring cannot be set up.
   static std::unique_ptr<IoBackend> TEST_CreateIoUringRingWrites();
 
   virtual ~IoBackend() = default;
   virtual IoBackendKind kind() const = 0;
+  // The Env of the files written through this backend; it outlives the backend.
+  Env* env() const { return env_; }
 
   // Queues a write of data[0, len) at `position` of `fd`. `data` must stay valid until `done`
   // has run.
@@ -69,6 +80,12 @@ class IoBackend {
   virtual size_t pending() const = 0;
   // An fd that becomes readable when completions are waiting (for a reactor to watch), or -1.
   virtual int notify_fd() const { return -1; }
+
+ protected:
+  explicit IoBackend(Env* env = Env::Default()) : env_(env) {}
+
+ private:
+  Env* const env_;
 };
 
 }  // namespace sluice::storage

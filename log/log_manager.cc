@@ -30,13 +30,13 @@ LogManager::~LogManager() {
 }
 
 absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
-  absl::Status s = CreateDirIfMissing(options.data_dir);
+  absl::Status s = CreateDirIfMissing(options.data_dir, options.env);
   if (!s.ok()) return s;
   auto mgr = std::unique_ptr<LogManager>(new LogManager(std::move(options)));
-  mgr->io_ = IoBackend::Create(mgr->options_.io, mgr->options_.data_dir);
+  mgr->io_ = IoBackend::Create(mgr->options_.io, mgr->options_.data_dir, mgr->options_.env);
   LogInfo("storage: data directory %s, I/O backend %s", mgr->options_.data_dir,
           IoBackendName(mgr->io_->kind()));
-  auto names = ListDir(mgr->options_.data_dir);
+  auto names = ListDir(mgr->options_.data_dir, mgr->options_.env);
   if (!names.ok()) return names.status();
   std::sort(names->begin(), names->end());
   for (const std::string& name : *names) {
@@ -68,7 +68,7 @@ absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
   auto log =
       PartitionLog::Open(absl::StrCat(options_.data_dir, "/", tp.DirName()), config, io_.get());
   if (!log.ok()) return log.status();
-  absl::Status s = SyncDir(options_.data_dir);
+  absl::Status s = SyncDir(options_.data_dir, options_.env);
   if (!s.ok()) return s;
   PartitionLog* raw = log->get();
   logs_[tp] = std::move(*log);
@@ -85,7 +85,7 @@ absl::Status LogManager::DeleteLog(const TopicPartition& tp) {
   if (it == logs_.end()) return absl::NotFoundError(tp.DirName());
   absl::Status s = it->second->DeleteAll();
   logs_.erase(it);
-  if (s.ok()) s = SyncDir(options_.data_dir);
+  if (s.ok()) s = SyncDir(options_.data_dir, options_.env);
   return s;
 }
 

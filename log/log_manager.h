@@ -50,6 +50,10 @@ class LogManager {
     // Which log directories this manager opens at start-up (all when unset): several
     // managers (one per shard) share a data dir, each opening the partitions it owns.
     std::function<bool(const TopicPartition&)> owns;
+    // Every file operation of the manager and its logs (fs/env.h); must outlive the manager.
+    // Another Env than the default one (tests: a fault-injecting Env) gets the pwrite backend
+    // over it whatever `io` says.
+    Env* env = Env::Default();
   };
 
   // Opens (recovering) every log directory under data_dir (that `owns` accepts).
@@ -75,6 +79,7 @@ class LogManager {
   absl::Status Close();
 
   IoBackend& io() { return *io_; }
+  Env* env() const { return options_.env; }
   const std::string& data_dir() const { return options_.data_dir; }
 
  private:

@@ -65,10 +65,16 @@ uint64_t FreeBytes(const std::string& dir) {
   return blocks * vfs.f_frsize;
 }
 
+// Why a scan of a segment stopped: a torn or corrupt batch (the file's contents), or an error
+// reading the file, which says nothing about its contents and must never truncate it.
+bool IsTornOrCorrupt(const absl::Status& stop) {
+  return absl::IsDataLoss(stop) || absl::IsOutOfRange(stop);
+}
+
 }  // namespace
 
 PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* io)
-    : dir_(std::move(dir)), config_(config), io_(io), now_ms_(WallClockMs) {}
+    : dir_(std::move(dir)), config_(config), io_(io), env_(io->env()), now_ms_(WallClockMs) {}
 
 PartitionLog::~PartitionLog() {
   // The kernel may still be writing from our chunk buffers: wait for every write and sync.
@@ -81,7 +87,7 @@ PartitionLog::~PartitionLog() {
 absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::string& dir,
                                                                  const LogConfig& config,
                                                                  IoBackend* io) {
-  absl::Status s = CreateDirIfMissing(dir);
+  absl::Status s = CreateDirIfMissing(dir, io->env());
   if (!s.ok()) return s;
   auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, io));
   absl::Time start = absl::Now();
@@ -94,15 +100,15 @@ absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::stri
 
 absl::Status PartitionLog::Recover() {
   // A cleaner swap cut short by a crash is finished or undone before segments are listed.
-  if (absl::Status s = RecoverInterruptedSwaps(dir_); !s.ok()) return s;
-  auto names = ListDir(dir_);
+  if (absl::Status s = RecoverInterruptedSwaps(dir_, env_); !s.ok()) return s;
+  auto names = ListDir(dir_, env_);
   if (!names.ok()) return names.status();
   std::vector<int64_t> bases;
   for (const std::string& name : *names) {
     const std::string path = absl::StrCat(dir_, "/", name);
     // Leftovers of interrupted deletes and checkpoint writes.
     if (absl::EndsWith(name, ".deleted") || absl::EndsWith(name, ".tmp")) {
-      (void)RemoveFile(path);
+      (void)RemoveFile(path, env_);
       continue;
     }
     int64_t base;
@@ -117,18 +123,18 @@ absl::Status PartitionLog::Recover() {
         int64_t base;
         if (!Segment::ParseLogFileName(log_name, &base) ||
             !std::binary_search(bases.begin(), bases.end(), base)) {
-          (void)RemoveFile(absl::StrCat(dir_, "/", name));
+          (void)RemoveFile(absl::StrCat(dir_, "/", name), env_);
         }
       }
     }
   }
 
   const std::string marker = absl::StrCat(dir_, "/", kCleanShutdownFile);
-  const bool clean = FileExists(marker);
+  const bool clean = FileExists(marker, env_);
   report_.clean_shutdown = clean;
   RecoveryCheckpoint cp;
   bool have_cp = false;
-  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile));
+  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), env_);
   if (read_cp.ok()) {
     cp = *read_cp;
     have_cp = true;
@@ -144,7 +150,7 @@ absl::Status PartitionLog::Recover() {
     segments_.push_back(std::move(*seg));
     log_start_offset_ = next_offset_ = written_offset_ = durable_offset_ = base;
     written_end_ = durable_end_ = FilePosition{base, 0};
-    return SyncDir(dir_);
+    return SyncDir(dir_, env_);
   }
 
   // Where re-validation starts: the checkpointed segment and position. Without a checkpoint,
@@ -173,7 +179,25 @@ absl::Status PartitionLog::Recover() {
   }
 
   bool cut = false;
+  bool removed = false;  // files removed or cut: made durable before any append
   for (int64_t base : bases) {
+    // An empty segment that is not the active one holds nothing: a roll that failed or was
+    // cut short left it, and appends went on in the previous segment. Kept, it would hide the
+    // offsets it is named after, or (last) have them assigned twice.
+    if (!cut) {
+      auto size = FileSize(absl::StrCat(dir_, "/", Segment::FileStem(base), ".log"), env_);
+      if (!size.ok()) return size.status();
+      const bool continues = segments_.empty() || segments_.back()->next_offset() == base;
+      if (*size == 0 && (base != bases.back() || !continues)) {
+        auto empty = Segment::Open(dir_, base, config_, env_);
+        if (!empty.ok()) return empty.status();
+        if (absl::Status s = (*empty)->Delete(); !s.ok()) return s;
+        LogWarning("%s: removed empty segment %s left by an interrupted roll", dir_,
+                   Segment::FileStem(base));
+        removed = true;
+        continue;
+      }
+    }
     // A segment is named by the offset the previous one ended with when it rolled. If the
     // previous segment now ends earlier (its last writes never reached the file), this one
     // starts after a hole, and nothing in it was ever acknowledged: it goes.
@@ -185,16 +209,17 @@ absl::Status PartitionLog::Recover() {
     }
     if (cut) {
       // Data after a truncation point cannot be attached to the log: remove it.
-      auto doomed = Segment::Open(dir_, base, config_);
+      auto doomed = Segment::Open(dir_, base, config_, env_);
       if (doomed.ok()) {
         report_.bytes_truncated += (*doomed)->size();
         (void)(*doomed)->Delete();
       }
+      removed = true;
       LogWarning("%s: removed segment %s after the truncation point", dir_,
                  Segment::FileStem(base));
       continue;
     }
-    auto opened = Segment::Open(dir_, base, config_);
+    auto opened = Segment::Open(dir_, base, config_, env_);
     if (!opened.ok()) return opened.status();
     std::unique_ptr<Segment> seg = std::move(*opened);
     const uint64_t file_size = seg->size();
@@ -208,6 +233,7 @@ absl::Status PartitionLog::Recover() {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(file_size, /*verify_crc=*/true);
         if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok() && !IsTornOrCorrupt(r->stop_reason)) return r->stop_reason;
         if (!r->stop_reason.ok()) {
           LogError(
               "CORRUPTION in %s below the recovery point at position %d: %s. Committed "
@@ -232,6 +258,7 @@ absl::Status PartitionLog::Recover() {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(from, /*verify_crc=*/true);
         if (!r.ok()) return r.status();
+        if (!r->stop_reason.ok() && !IsTornOrCorrupt(r->stop_reason)) return r->stop_reason;
         if (!r->stop_reason.ok()) {
           LogError("CORRUPTION in %s below the recovery point at position %d: %s",
                    seg->file()->path(), r->end_position, r->stop_reason.message());
@@ -242,14 +269,22 @@ absl::Status PartitionLog::Recover() {
       }
       std::optional<ScanResult> tail = seg->RecoverTail(from, file_size);
       report_.bytes_validated += tail->end_position - from;
+      // A read error is no torn write: the open fails and nothing is cut.
+      if (!tail->stop_reason.ok() && !IsTornOrCorrupt(tail->stop_reason)) {
+        return tail->stop_reason;
+      }
       if (!tail->stop_reason.ok()) {
         LogWarning("%s: truncating segment %s at position %d (%d bytes): %s", dir_,
                    Segment::FileStem(base), tail->end_position, file_size - tail->end_position,
                    tail->stop_reason.message());
         report_.bytes_truncated += file_size - tail->end_position;
         absl::Status t = seg->TruncateTo(tail->end_position, seg->next_offset());
+        // Indexes rebuilt for the cut segment replace sealed ones that describe the old bytes:
+        // a power cut must not bring those back.
+        if (t.ok()) t = seg->SyncIndexes();
         if (!t.ok()) return t;
         cut = true;
+        removed = true;
       }
     }
     segments_.push_back(std::move(seg));
@@ -261,7 +296,14 @@ absl::Status PartitionLog::Recover() {
     next_offset_ = segments_.back()->next_offset();
     auto seg = CreateSegment(next_offset_);
     if (!seg.ok()) return seg.status();
+    if (absl::Status s = SyncDir(dir_, env_); !s.ok()) return s;  // as in Roll()
     segments_.push_back(std::move(*seg));
+    removed = false;  // that SyncDir covered the removals too
+  }
+  // What recovery removed or cut stays so: else, after a power cut, a segment removed for
+  // following a hole could come back once appends have filled the hole again.
+  if (removed) {
+    if (absl::Status s = SyncDir(dir_, env_); !s.ok()) return s;
   }
 
   next_offset_ = written_offset_ = segments_.back()->next_offset();
@@ -287,8 +329,8 @@ absl::Status PartitionLog::Recover() {
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
   if (have_cp) checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
   if (clean) {
-    absl::Status s = RemoveFile(marker);
-    if (s.ok()) s = SyncDir(dir_);
+    absl::Status s = RemoveFile(marker, env_);
+    if (s.ok()) s = SyncDir(dir_, env_);
     if (!s.ok()) return s;
   }
   return absl::OkStatus();
@@ -415,6 +457,13 @@ absl::Status PartitionLog::Roll() {
     EnterStall(seg.status());
     return stall_;
   }
+  // A batch in the new segment may be acknowledged as durable after an fdatasync of its file,
+  // which does not make the file's name durable: without this, a power cut could take the
+  // whole segment with it.
+  if (absl::Status s = SyncDir(dir_, env_); !s.ok()) {
+    (void)(*seg)->Delete();  // appends go on in the old segment; recovery drops it otherwise
+    return s;
+  }
   roll_pending_ = false;
   Segment* old = segments_.back().get();
   segments_.push_back(std::move(*seg));
@@ -439,11 +488,11 @@ absl::StatusOr<std::unique_ptr<Segment>> PartitionLog::CreateSegment(int64_t bas
     return ErrnoStatus(absl::StrFormat("create segment (%d bytes free)", free_bytes),
                        absl::StrCat(dir_, "/", Segment::FileStem(base_offset), ".log"), ENOSPC);
   }
-  auto seg = Segment::Create(dir_, base_offset, config_);
+  auto seg = Segment::Create(dir_, base_offset, config_, env_);
   if (!seg.ok()) {
     // Half-created files would only hold space (and a name the retry truncates anyway).
     for (const char* suffix : {".log", ".index", ".timeindex"}) {
-      (void)RemoveFile(absl::StrCat(dir_, "/", Segment::FileStem(base_offset), suffix));
+      (void)RemoveFile(absl::StrCat(dir_, "/", Segment::FileStem(base_offset), suffix), env_);
     }
   }
   return seg;
@@ -601,9 +650,9 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
   const uint64_t step = std::clamp<uint64_t>(end, kMinPreallocateBytes, kMaxPreallocateBytes);
   const uint64_t limit = std::max<uint64_t>(config_.segment_bytes, end);
   const uint64_t target = std::min(end + step, limit);
-  if (::fallocate(chunk.file->fd(), FALLOC_FL_KEEP_SIZE, static_cast<off_t>(preallocated_end_),
-                  static_cast<off_t>(target - preallocated_end_)) != 0) {
-    const int err = errno;
+  if (int rc = env_->Allocate(chunk.file->fd(), preallocated_end_, target - preallocated_end_);
+      rc < 0) {
+    const int err = -rc;
     if (IsOutOfSpace(err)) {
       // Plain appends may still fit (and report ENOSPC themselves): try again later.
       if (!preallocate_failing_) {
@@ -627,9 +676,9 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
 void PartitionLog::ReleasePreallocation(Segment& segment) {
   if (!preallocate_) return;
   if (segment.base_offset() == preallocated_segment_) preallocated_segment_ = -1;
-  if (::ftruncate(segment.file()->fd(), static_cast<off_t>(segment.size())) != 0) {
+  if (int rc = env_->Truncate(segment.file()->fd(), segment.size()); rc < 0) {
     LogError("%s: releasing preallocated blocks of %s: %s", dir_,
-             Segment::FileStem(segment.base_offset()), strerror(errno));
+             Segment::FileStem(segment.base_offset()), strerror(-rc));
   }
 }
 
@@ -889,7 +938,7 @@ absl::Status PartitionLog::RewriteSinceLastSync() {
         seg->base_offset() == written_end_.segment_base ? written_end_.position : seg->size();
     if (to <= from) continue;
     ScanResult scan =
-        ScanBatches(seg->fd(), from, to, /*verify_crc=*/true, seg->base_offset(), nullptr);
+        ScanBatches(seg->fd(), from, to, /*verify_crc=*/true, seg->base_offset(), nullptr, env_);
     if (!scan.stop_reason.ok() || scan.end_position != to) {
       return absl::DataLossError(absl::StrFormat(
           "%s: bytes [%d, %d) written after the last good fdatasync no longer read back intact "
@@ -899,19 +948,11 @@ absl::Status PartitionLog::RewriteSinceLastSync() {
     for (uint64_t pos = from; pos < to;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kRewriteBlockBytes, to - pos));
       block.resize(n);
-      auto got = PreadFully(seg->fd(), block.data(), n, pos);
+      auto got = PreadFully(seg->fd(), block.data(), n, pos, env_);
       if (!got.ok()) return got.status();
       if (*got != n) return absl::DataLossError(seg->file()->path() + ": shorter than written");
-      size_t done = 0;
-      while (done < n) {
-        ssize_t w =
-            ::pwrite(seg->fd(), block.data() + done, n - done, static_cast<off_t>(pos + done));
-        if (w < 0) {
-          if (errno == EINTR) continue;
-          return ErrnoStatus("rewrite", seg->file()->path(), errno);
-        }
-        done += static_cast<size_t>(w);
-      }
+      absl::Status w = PwriteFully(seg->fd(), block.data(), n, pos, seg->file()->path(), env_);
+      if (!w.ok()) return w;
       pos += n;
     }
     unsynced_files_.push_back(seg->file());
@@ -1024,7 +1065,8 @@ absl::Status PartitionLog::WriteCheckpoint() {
   cp.segment_base = durable_end_.segment_base;
   cp.position = durable_end_.position;
   cp.log_start_offset = log_start_offset_;
-  absl::Status s = WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp);
+  absl::Status s =
+      WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp, env_);
   if (s.ok()) {
     checkpointed_offset_ = cp.recovery_offset;
     checkpointed_log_start_ = cp.log_start_offset;
@@ -1112,7 +1154,7 @@ absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes)
     if (absl::IsNotFound(pos.status())) continue;  // offset in a gap: next segment
     if (!pos.ok()) return pos.status();
     uint8_t head[kBatchHeaderSize];
-    auto got = PreadFully(seg.fd(), head, sizeof(head), *pos);
+    auto got = PreadFully(seg.fd(), head, sizeof(head), *pos, env_);
     if (!got.ok()) return got.status();
     auto header =
         ParseBatchHeader(std::span<const uint8_t>(head, *got), static_cast<uint32_t>(limit - *pos));
@@ -1270,7 +1312,8 @@ absl::Status PartitionLog::Close() {
   }
   // Without the marker the next start re-validates past the checkpoint: the safe default
   // whenever something could not be done.
-  if (s.ok() && !dropped) s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {});
+  if (s.ok() && !dropped)
+    s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {}, env_);
   if (s.ok() && dropped) s = out_of_space;
   return s;
 }
@@ -1281,13 +1324,14 @@ absl::Status PartitionLog::DeleteAll() {
   FailAllWaiters(absl::FailedPreconditionError(absl::StrCat(dir_, ": log deleted")));
   for (auto& c : in_flight_) c->lent.clear();
   segments_.clear();
-  return RemoveTree(dir_);
+  return RemoveTree(dir_, env_);
 }
 
 absl::StatusOr<std::vector<uint8_t>> PartitionLog::ReadBytes(const FileSlice& slice) {
   std::vector<uint8_t> out(slice.size);
   if (slice.size == 0) return out;
-  auto got = PreadFully(slice.file->fd(), out.data(), out.size(), slice.position);
+  auto got =
+      PreadFully(slice.file->fd(), out.data(), out.size(), slice.position, slice.file->env());
   if (!got.ok()) return got.status();
   if (*got != out.size()) return absl::DataLossError("file shorter than the slice");
   return out;

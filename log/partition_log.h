@@ -126,7 +126,7 @@ struct RecoveryReport {
 class PartitionLog {
  public:
   // Opens (creating if needed) the log in `dir`, recovering it as described above.
-  // `io` must outlive the log. `now_ms` is wall-clock milliseconds (injectable for tests).
+  // `io` must outlive the log; every file operation of the log goes through io->env().
   static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(const std::string& dir,
                                                             const LogConfig& config, IoBackend* io);
   ~PartitionLog();
@@ -329,6 +329,7 @@ class PartitionLog {
   const std::string dir_;
   LogConfig config_;
   IoBackend* const io_;
+  Env* const env_;  // io_->env()
   std::function<int64_t()> now_ms_;
 
   std::vector<std::unique_ptr<Segment>> segments_;  // by base offset; back() is active

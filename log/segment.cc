@@ -1,8 +1,5 @@
 #include "log/segment.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cinttypes>
 #include <cstring>
@@ -26,7 +23,8 @@ constexpr size_t kLookupBlock = 16 * 1024;
 // refills with pread when asked for bytes outside it. Keeps scans to a few large reads.
 class BlockReader {
  public:
-  BlockReader(int fd, uint64_t limit, size_t block) : fd_(fd), limit_(limit), block_(block) {}
+  BlockReader(Env* env, int fd, uint64_t limit, size_t block)
+      : env_(env), fd_(fd), limit_(limit), block_(block) {}
 
   // Bytes [pos, pos + n) or an error if the file ends first.
   absl::StatusOr<std::span<const uint8_t>> Get(uint64_t pos, size_t n) {
@@ -34,7 +32,7 @@ class BlockReader {
       size_t want = std::max(n, block_);
       if (pos + want > limit_) want = std::max<uint64_t>(n, limit_ - pos);
       buf_.resize(want);
-      auto got = PreadFully(fd_, buf_.data(), want, pos);
+      auto got = PreadFully(fd_, buf_.data(), want, pos, env_);
       if (!got.ok()) return got.status();
       start_ = pos;
       filled_ = *got;
@@ -46,6 +44,7 @@ class BlockReader {
   }
 
  private:
+  Env* env_;
   int fd_;
   uint64_t limit_;
   size_t block_;
@@ -59,13 +58,13 @@ uint32_t ClampU32(uint64_t v) { return v > UINT32_MAX ? UINT32_MAX : static_cast
 }  // namespace
 
 SegmentFile::~SegmentFile() {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) (void)env_->Close(fd_);
 }
 
 ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc, int64_t segment_base,
-                       const std::function<void(const BatchHeader&, uint64_t)>& visit) {
+                       const std::function<void(const BatchHeader&, uint64_t)>& visit, Env* env) {
   ScanResult r;
-  BlockReader reader(fd, limit, kScanBlock);
+  BlockReader reader(env, fd, limit, kScanBlock);
   uint64_t pos = from;
   while (pos < limit) {
     if (limit - pos < kBatchHeaderSize) {
@@ -143,8 +142,9 @@ bool Segment::ParseLogFileName(const std::string& name, int64_t* base_offset) {
 }
 
 Segment::Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFile> file,
-                 const LogConfig& config)
+                 const LogConfig& config, Env* env)
     : dir_(std::move(dir)),
+      env_(env),
       base_offset_(base_offset),
       file_(std::move(file)),
       index_interval_bytes_(config.index_interval_bytes),
@@ -159,49 +159,59 @@ std::string Segment::PathWithSuffix(const char* suffix) const {
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Create(const std::string& dir,
                                                          int64_t base_offset,
-                                                         const LogConfig& config) {
-  return CreateWithSuffix(dir, base_offset, config, "");
+                                                         const LogConfig& config, Env* env) {
+  return CreateWithSuffix(dir, base_offset, config, "", env);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateCleaned(const std::string& dir,
                                                                 int64_t base_offset,
-                                                                const LogConfig& config) {
-  return CreateWithSuffix(dir, base_offset, config, ".cleaned");
+                                                                const LogConfig& config, Env* env) {
+  return CreateWithSuffix(dir, base_offset, config, ".cleaned", env);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateWithSuffix(const std::string& dir,
                                                                    int64_t base_offset,
                                                                    const LogConfig& config,
-                                                                   const char* extra_suffix) {
+                                                                   const char* extra_suffix,
+                                                                   Env* env) {
   std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log", extra_suffix);
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return ErrnoStatus("create segment", path, errno);
+  int fd = env->Open(path, OpenMode::kCreateTruncate);
+  if (fd < 0) return ErrnoStatus("create segment", path, -fd);
   auto seg = std::unique_ptr<Segment>(
-      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
+      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path, env), config, env));
   seg->extra_suffix_ = extra_suffix;
-  auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes);
-  if (!oi.ok()) return oi.status();
-  auto ti =
-      TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset, config.max_index_bytes);
-  if (!ti.ok()) return ti.status();
+  // A segment is created whole or not at all: the files of a half-made one are removed
+  // (recovery drops them anyway, as an empty segment left by an interrupted roll).
+  auto undo = [&](absl::Status s) {
+    const std::string index_path = seg->PathWithSuffix(".index");
+    seg.reset();
+    (void)RemoveFile(index_path, env);
+    (void)RemoveFile(path, env);
+    return s;
+  };
+  auto oi =
+      OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes, env);
+  if (!oi.ok()) return undo(oi.status());
+  auto ti = TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset,
+                              config.max_index_bytes, env);
+  if (!ti.ok()) return undo(ti.status());
   seg->offset_index_ = std::move(*oi);
   seg->time_index_ = std::move(*ti);
   return seg;
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> Segment::Open(const std::string& dir, int64_t base_offset,
-                                                       const LogConfig& config) {
+                                                       const LogConfig& config, Env* env) {
   std::string path = absl::StrCat(dir, "/", FileStem(base_offset), ".log");
-  int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus("open segment", path, errno);
-  off_t end = ::lseek(fd, 0, SEEK_END);
+  int fd = env->Open(path, OpenMode::kReadWrite);
+  if (fd < 0) return ErrnoStatus("open segment", path, -fd);
+  off_t end = env->Size(fd);
   if (end < 0) {
-    int err = errno;
-    ::close(fd);
-    return ErrnoStatus("lseek", path, err);
+    (void)env->Close(fd);
+    return ErrnoStatus("fstat", path, static_cast<int>(-end));
   }
   auto seg = std::unique_ptr<Segment>(
-      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path), config));
+      new Segment(dir, base_offset, std::make_shared<SegmentFile>(fd, path, env), config, env));
   seg->size_ = static_cast<uint64_t>(end);
   return seg;
 }
@@ -214,9 +224,9 @@ void Segment::ResetIndexBookkeeping() {
 }
 
 absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
-  auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_);
+  auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
   if (!oi.ok()) return oi.status();
-  auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_);
+  auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_);
   if (!ti.ok()) return ti.status();
   offset_index_ = std::move(*oi);
   time_index_ = std::move(*ti);
@@ -246,7 +256,7 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
     if (lo > 0) from = offset_index_->entry(lo - 1).position;
   }
   ScanResult r =
-      ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr);
+      ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr, env_);
   if (!r.stop_reason.ok()) {
     return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
                                                file_->path(), r.stop_reason.message()));
@@ -277,40 +287,46 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
 absl::StatusOr<ScanResult> Segment::RebuildIndexes(uint64_t limit, bool verify_crc) {
   offset_index_.reset();
   time_index_.reset();
-  auto oi = OffsetIndex::Create(PathWithSuffix(".index"), base_offset_, max_index_bytes_);
+  auto oi = OffsetIndex::Create(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
   if (!oi.ok()) return oi.status();
-  auto ti = TimeIndex::Create(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_);
+  auto ti = TimeIndex::Create(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_);
   if (!ti.ok()) return ti.status();
   offset_index_ = std::move(*oi);
   time_index_ = std::move(*ti);
   ResetIndexBookkeeping();
   size_ = 0;
-  ScanResult r = ScanBatches(fd(), 0, limit, verify_crc, base_offset_,
-                             [this](const BatchHeader& h, uint64_t pos) {
-                               OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
-                             });
+  ScanResult r = ScanBatches(
+      fd(), 0, limit, verify_crc, base_offset_,
+      [this](const BatchHeader& h, uint64_t pos) {
+        OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
+      },
+      env_);
   return r;
 }
 
 ScanResult Segment::RecoverTail(uint64_t from, uint64_t limit) {
   size_ = from;
   if (!offset_index_->sealed() && !time_index_->sealed()) {
-    return ScanBatches(fd(), from, limit, /*verify_crc=*/true, base_offset_,
-                       [this](const BatchHeader& h, uint64_t pos) {
-                         OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
-                       });
+    return ScanBatches(
+        fd(), from, limit, /*verify_crc=*/true, base_offset_,
+        [this](const BatchHeader& h, uint64_t pos) {
+          OnAppend(h, pos, static_cast<uint32_t>(h.size_bytes()));
+        },
+        env_);
   }
   // Sealed indexes already describe the whole segment: validate without touching them, and
   // rebuild them only if the tail turns out to be torn.
-  ScanResult r = ScanBatches(fd(), from, limit, /*verify_crc=*/true, base_offset_,
-                             [this](const BatchHeader& h, uint64_t pos) {
-                               if (h.max_timestamp > max_timestamp_) {
-                                 max_timestamp_ = h.max_timestamp;
-                                 offset_of_max_timestamp_ = h.base_offset;
-                               }
-                               size_ = pos + h.size_bytes();
-                               next_offset_ = h.last_offset() + 1;
-                             });
+  ScanResult r = ScanBatches(
+      fd(), from, limit, /*verify_crc=*/true, base_offset_,
+      [this](const BatchHeader& h, uint64_t pos) {
+        if (h.max_timestamp > max_timestamp_) {
+          max_timestamp_ = h.max_timestamp;
+          offset_of_max_timestamp_ = h.base_offset;
+        }
+        size_ = pos + h.size_bytes();
+        next_offset_ = h.last_offset() + 1;
+      },
+      env_);
   if (!r.stop_reason.ok()) {
     auto rebuilt = RebuildIndexes(r.end_position, /*verify_crc=*/false);
     if (!rebuilt.ok()) r.stop_reason = rebuilt.status();
@@ -336,8 +352,8 @@ void Segment::OnAppend(const BatchHeader& header, uint64_t position, uint32_t si
 }
 
 absl::Status Segment::TruncateTo(uint64_t position, int64_t next_offset) {
-  if (::ftruncate(fd(), static_cast<off_t>(position)) != 0) {
-    return ErrnoStatus("ftruncate", file_->path(), errno);
+  if (int rc = env_->Truncate(fd(), position); rc < 0) {
+    return ErrnoStatus("ftruncate", file_->path(), -rc);
   }
   offset_index_->TruncateToPosition(static_cast<uint32_t>(position));
   time_index_->TruncateTo(next_offset);
@@ -366,15 +382,15 @@ absl::Status Segment::Delete() {
   const std::string log_path = file_->path();
   const std::string doomed = log_path + ".deleted";
   // The rename is the commit point: after it, start-up treats the segment as gone.
-  absl::Status s = RenameFile(log_path, doomed);
+  absl::Status s = RenameFile(log_path, doomed, env_);
   if (!s.ok()) return s;
   std::string index_path = offset_index_ ? offset_index_->path() : PathWithSuffix(".index");
   std::string time_path = time_index_ ? time_index_->path() : PathWithSuffix(".timeindex");
   offset_index_.reset();
   time_index_.reset();
-  (void)RemoveFile(index_path);
-  (void)RemoveFile(time_path);
-  return RemoveFile(doomed);
+  (void)RemoveFile(index_path, env_);
+  (void)RemoveFile(time_path, env_);
+  return RemoveFile(doomed, env_);
 }
 
 absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) const {
@@ -382,7 +398,7 @@ absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) c
   OffsetPosition start = offset_index_->Lookup(offset);
   uint64_t found = 0;
   bool hit = false;
-  BlockReader reader(fd(), limit, kLookupBlock);
+  BlockReader reader(env_, fd(), limit, kLookupBlock);
   uint64_t pos = start.position;
   while (pos < limit) {
     auto head = reader.Get(pos, kBatchHeaderSize);
@@ -417,7 +433,7 @@ absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from, uint
       hi = mid;
   }
   if (lo > 0) pos = std::max<uint64_t>(pos, offset_index_->entry(lo - 1).position);
-  BlockReader reader(fd(), written_limit, kLookupBlock);
+  BlockReader reader(env_, fd(), written_limit, kLookupBlock);
   while (pos + kBatchHeaderSize <= hard) {
     auto head = reader.Get(pos, kBatchHeaderSize);
     if (!head.ok()) return head.status();
@@ -437,7 +453,7 @@ absl::StatusOr<int64_t> Segment::FindOffsetForTime(int64_t timestamp, uint64_t l
   TimestampOffset entry = time_index_->Lookup(timestamp);
   int64_t from_offset = std::max(entry.offset, base_offset_);
   uint64_t pos = offset_index_->Lookup(from_offset).position;
-  BlockReader reader(fd(), limit, kLookupBlock);
+  BlockReader reader(env_, fd(), limit, kLookupBlock);
   while (pos < limit) {
     auto head = reader.Get(pos, kBatchHeaderSize);
     if (!head.ok()) return head.status();

@@ -20,18 +20,22 @@
 
 namespace sluice::storage {
 
+// An open .log file: a real fd (sendfile/splice read it directly) opened through `env`, which
+// closes it when the last holder lets go.
 class SegmentFile {
  public:
-  SegmentFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  SegmentFile(int fd, std::string path, Env* env) : fd_(fd), path_(std::move(path)), env_(env) {}
   ~SegmentFile();
   SegmentFile(const SegmentFile&) = delete;
   SegmentFile& operator=(const SegmentFile&) = delete;
   int fd() const { return fd_; }
   const std::string& path() const { return path_; }
+  Env* env() const { return env_; }
 
  private:
   int fd_;
   std::string path_;
+  Env* env_;
 };
 
 // Result of walking the batches of a .log file.
@@ -49,9 +53,10 @@ struct ScanResult {
 // Walks batches of `fd` in [from, limit) of the segment whose base offset is `segment_base`.
 // With `verify_crc`, each batch is fully validated; otherwise only headers are read. Offsets
 // must increase, start at or above `segment_base` and stay within the u32 relative range of
-// the index. `visit` sees each good batch's header and position.
+// the index. `visit` sees each good batch's header and position. Reads go through `env`.
 ScanResult ScanBatches(int fd, uint64_t from, uint64_t limit, bool verify_crc, int64_t segment_base,
-                       const std::function<void(const BatchHeader&, uint64_t position)>& visit);
+                       const std::function<void(const BatchHeader&, uint64_t position)>& visit,
+                       Env* env = Env::Default());
 
 class Segment {
  public:
@@ -59,20 +64,21 @@ class Segment {
   // Parses "<20 digits>.log"; false for any other name.
   static bool ParseLogFileName(const std::string& name, int64_t* base_offset);
 
-  // A new, empty segment with fresh (preallocated) index files.
+  // A new, empty segment with fresh (preallocated) index files. Every file operation of a
+  // segment goes through `env` (fs/env.h), which must outlive it.
   static absl::StatusOr<std::unique_ptr<Segment>> Create(const std::string& dir,
                                                          int64_t base_offset,
-                                                         const LogConfig& config);
+                                                         const LogConfig& config, Env* env);
   // A new, empty segment whose three files carry the extra suffix ".cleaned": the output of
   // the log cleaner (log/cleaner.h), renamed into place by its swap. Only OnAppend, Seal and
   // fd() are meaningful on it; it is dropped (not Delete()d) before the swap's renames.
   static absl::StatusOr<std::unique_ptr<Segment>> CreateCleaned(const std::string& dir,
                                                                 int64_t base_offset,
-                                                                const LogConfig& config);
+                                                                const LogConfig& config, Env* env);
   // Opens an existing segment's .log file. Indexes are opened by OpenIndexes() or rebuilt by
   // RebuildIndexes(); until one of them succeeds the segment must not be read.
   static absl::StatusOr<std::unique_ptr<Segment>> Open(const std::string& dir, int64_t base_offset,
-                                                       const LogConfig& config);
+                                                       const LogConfig& config, Env* env);
   ~Segment();
 
   // Opens the existing index files, trusting them (and the log) only below `trusted_limit`, a
@@ -118,6 +124,7 @@ class Segment {
   const OffsetIndex& offset_index() const { return *offset_index_; }
   bool indexes_full() const { return offset_index_->full() || time_index_->full(); }
   const std::string& dir() const { return dir_; }
+  Env* env() const { return env_; }
 
   // Position of the batch containing `offset`, searched from the index entry at or below it.
   // NotFoundError when `offset` >= next_offset(). Reads at most `limit` bytes of the file.
@@ -131,15 +138,17 @@ class Segment {
 
  private:
   Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFile> file,
-          const LogConfig& config);
+          const LogConfig& config, Env* env);
   static absl::StatusOr<std::unique_ptr<Segment>> CreateWithSuffix(const std::string& dir,
                                                                    int64_t base_offset,
                                                                    const LogConfig& config,
-                                                                   const char* extra_suffix);
+                                                                   const char* extra_suffix,
+                                                                   Env* env);
   std::string PathWithSuffix(const char* suffix) const;
   void ResetIndexBookkeeping();
 
   const std::string dir_;
+  Env* const env_;
   const int64_t base_offset_;
   std::string extra_suffix_;  // ".cleaned" for cleaner output, else empty
   std::shared_ptr<SegmentFile> file_;

@@ -1,7 +1,9 @@
 // Operation-sequence fuzzer for PartitionLog: the input is a program of appends, submits,
-// reads, time lookups, ticks, log-start moves, clean restarts and crash restarts. After every
-// step the log must agree with a simple model: every written batch readable byte for byte at
-// its offsets, offsets contiguous, buffered (never written) batches gone after a crash.
+// reads, time lookups, ticks, log-start moves, clean restarts, crash restarts and power cuts
+// (through the fault Env, tests/fs/fault_env.h). After every step the log must agree with a
+// simple model: every written batch readable byte for byte at its offsets, offsets contiguous,
+// buffered (never written) batches gone after a crash, and after a power cut a prefix of the
+// written batches left that holds at least every batch that was fdatasync'ed.
 // Some appends lend their batch (zero-copy Append with a keep-alive; the log's threshold is
 // lowered so that these small batches take that path): their buffers must be released once
 // everything is written, and never modified.
@@ -18,6 +20,7 @@
 #include "log/file_util.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
+#include "tests/fs/fault_env.h"
 
 using namespace sluice::storage;
 
@@ -95,7 +98,8 @@ void CheckReadable(const PartitionLog& log, const Model& m, int64_t offset) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string dir = MakeTempDir("sluice-opsfuzz");
-  auto io = IoBackend::CreatePwrite();
+  sluice::storage::testing::FaultEnv env(dir);
+  auto io = IoBackend::CreatePwrite(&env);
   auto opened = PartitionLog::Open(dir, Config(), io.get());
   Check(opened.ok());
   std::unique_ptr<PartitionLog> log = std::move(*opened);
@@ -204,14 +208,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 6:    // clean restart
-      case 7: {  // crash restart: buffered batches were never written
-        const bool clean = (p.Next() & 1) == 0;
+      case 7: {  // crash restart (buffered batches were never written), or power cut
+        const uint8_t how = p.Next();
+        const bool clean = (how & 1) == 0;
+        const bool power_cut = !clean && (how & 2) != 0;
         if (clean) {
           Check(log->Close().ok());
           m.written.merge(m.buffered);
         }
+        const int64_t durable = log->durable_offset();
+        if (power_cut) env.CutPowerNow();
         log.reset();
         check_lent_released();  // written, or dropped with the log
+        if (power_cut) {
+          sluice::storage::testing::CrashModel crash;
+          crash.data = static_cast<sluice::storage::testing::CrashModel::Data>((how >> 2) % 4);
+          crash.keep_name_change_prefix = (how & 0x10) != 0;
+          crash.seed = p.Next();
+          Check(env.RestoreAfterPowerCut(crash).ok());
+        }
         auto again = PartitionLog::Open(dir, Config(), io.get());
         Check(again.ok());
         log = std::move(*again);
@@ -223,6 +238,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           m.written.insert(*it);
         }
         m.buffered.clear();
+        if (power_cut) {
+          // Everything fdatasync'ed survived; of the rest, a prefix (checked byte for byte
+          // by the invariants below); the log start may go back to what was checkpointed.
+          Check(log->high_watermark() >= durable);
+          m.written.erase(m.written.lower_bound(log->high_watermark()), m.written.end());
+          m.start = log->log_start_offset();
+        }
         log->TEST_SetClock([&now] { return now; });
         // A crash may bring back segments below a start offset that was not checkpointed yet.
         Check(log->log_start_offset() <= std::max<int64_t>(m.start, 0) || clean);
