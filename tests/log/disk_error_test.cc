@@ -224,7 +224,7 @@ TEST_F(DiskErrorTest, FailedIndexSyncsAndCheckpointWritesAreReportedAndRecovered
   PowerCutAndCheck();
 }
 
-TEST_F(DiskErrorTest, FailingSegmentCreationFailsTheAppendThatRolls) {
+TEST_F(DiskErrorTest, FailingSegmentCreationIsRetriableAndAppendsResumeOnceItSucceeds) {
   ASSERT_TRUE(Open().ok());
   FaultRule rule;
   rule.ops = testing::kOpOpen;
@@ -236,7 +236,19 @@ TEST_F(DiskErrorTest, FailingSegmentCreationFailsTheAppendThatRolls) {
     Drive();
   }
   ASSERT_GT(append_errors_, 0);  // the roll could not create the next segment
-  EXPECT_EQ(last_append_error_.code(), absl::StatusCode::kResourceExhausted) << last_append_error_;
+  // Out of space is retriable (Unavailable), not the batch's fault (ResourceExhausted is
+  // "too large" to the protocols).
+  EXPECT_EQ(last_append_error_.code(), absl::StatusCode::kUnavailable) << last_append_error_;
+  env_->ClearRules();
+  bool resumed = false;
+  for (int i = 0; i < 60 && !resumed; ++i) {
+    now_ms_ += 1000;
+    log_->Tick(now_ms_);
+    Drive();
+    resumed = AppendOne();
+    Drive();
+  }
+  EXPECT_TRUE(resumed) << "appends did not resume once the segment could be created";
   PowerCutAndCheck();
 }
 

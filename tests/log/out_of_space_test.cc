@@ -1,7 +1,8 @@
 // Spec of PartitionLog under disk errors: out of space (ENOSPC on a write, an fdatasync or a
 // segment roll) is retriable and the log resumes by itself when there is room again; an I/O
-// error on fdatasync fences it. Faults come from an IoBackend wrapper (self-contained: it can
-// move onto a fault-injecting file-system seam later).
+// error on fdatasync fences it. Faults come from an IoBackend wrapper, which sees the
+// asynchronous completions of both backends; disk_error_test.cc injects them through the
+// fault Env (every file-system call) instead.
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -81,7 +82,7 @@ class FaultyBackend : public IoBackend {
   std::vector<std::pair<IoCallback, int>> failed_;
 };
 
-class DiskErrorTest : public ::testing::TestWithParam<IoBackendKind> {
+class OutOfSpaceTest : public ::testing::TestWithParam<IoBackendKind> {
  protected:
   void SetUp() override { io_ = std::make_unique<FaultyBackend>(IoBackend::Create(GetParam())); }
 
@@ -151,7 +152,7 @@ class DiskErrorTest : public ::testing::TestWithParam<IoBackendKind> {
   int64_t now_ms_ = 1'000'000;
 };
 
-INSTANTIATE_TEST_SUITE_P(Backends, DiskErrorTest,
+INSTANTIATE_TEST_SUITE_P(Backends, OutOfSpaceTest,
                          ::testing::Values(IoBackendKind::kIoUring, IoBackendKind::kPwrite),
                          [](const auto& info) {
                            return std::string(IoBackendName(info.param)) == "io_uring" ? "IoUring"
@@ -172,7 +173,7 @@ std::vector<std::vector<uint8_t>> AppendGood(PartitionLog& log, IoBackend& io, i
   return out;
 }
 
-TEST_P(DiskErrorTest, WriteOutOfSpaceIsRetriableAndTheLogResumesWhenThereIsRoom) {
+TEST_P(OutOfSpaceTest, WriteOutOfSpaceIsRetriableAndTheLogResumesWhenThereIsRoom) {
   auto log = OpenLog(NoRetention());
   auto want = AppendGood(*log, *io_, 10, 0);
   const int64_t hw = log->high_watermark();
@@ -233,7 +234,7 @@ TEST_P(DiskErrorTest, WriteOutOfSpaceIsRetriableAndTheLogResumesWhenThereIsRoom)
   ExpectExactly(*log, want);
 }
 
-TEST_P(DiskErrorTest, LentBatchesWaitingForSpaceAreWrittenFromTheKeptBuffer) {
+TEST_P(OutOfSpaceTest, LentBatchesWaitingForSpaceAreWrittenFromTheKeptBuffer) {
   auto log = OpenLog(NoRetention());
   log->TEST_SetZeroCopyMinBytes(1);  // every lent batch is written from the caller's memory
   auto want = AppendGood(*log, *io_, 3, 0);
@@ -273,7 +274,7 @@ TEST_P(DiskErrorTest, LentBatchesWaitingForSpaceAreWrittenFromTheKeptBuffer) {
   ExpectExactly(*log, want);
 }
 
-TEST_P(DiskErrorTest, SyncOutOfSpaceRewritesWhatFollowsTheLastGoodSyncThenResumes) {
+TEST_P(OutOfSpaceTest, SyncOutOfSpaceRewritesWhatFollowsTheLastGoodSyncThenResumes) {
   LogConfig c = NoRetention();
   c.flush_messages = 1;  // every append waits for fdatasync
   auto log = OpenLog(c);
@@ -313,7 +314,7 @@ TEST_P(DiskErrorTest, SyncOutOfSpaceRewritesWhatFollowsTheLastGoodSyncThenResume
   ExpectExactly(*log, want);
 }
 
-TEST_P(DiskErrorTest, SyncOutOfSpaceFencesWhenTheUnsyncedBytesNoLongerReadBackIntact) {
+TEST_P(OutOfSpaceTest, SyncOutOfSpaceFencesWhenTheUnsyncedBytesNoLongerReadBackIntact) {
   LogConfig c = NoRetention();
   c.flush_messages = 1;
   auto log = OpenLog(c);
@@ -335,7 +336,7 @@ TEST_P(DiskErrorTest, SyncOutOfSpaceFencesWhenTheUnsyncedBytesNoLongerReadBackIn
       absl::IsUnavailable(log->Append(MakeBatch(1, 1, 1), AckLevel::kWritten, nullptr).status()));
 }
 
-TEST_P(DiskErrorTest, SyncIoErrorFencesTheLogAndARestartRecoversFromTheCheckpoint) {
+TEST_P(OutOfSpaceTest, SyncIoErrorFencesTheLogAndARestartRecoversFromTheCheckpoint) {
   LogConfig c = NoRetention();
   c.flush_messages = 1;
   auto log = OpenLog(c);
@@ -380,7 +381,7 @@ TEST_P(DiskErrorTest, SyncIoErrorFencesTheLogAndARestartRecoversFromTheCheckpoin
   EXPECT_EQ(more.size(), 2u);
 }
 
-TEST_P(DiskErrorTest, WriteIoErrorFencesTheLogAndReadersNeverSeeTheFailedWrite) {
+TEST_P(OutOfSpaceTest, WriteIoErrorFencesTheLogAndReadersNeverSeeTheFailedWrite) {
   auto log = OpenLog(NoRetention());
   auto want = AppendGood(*log, *io_, 4, 0);
   const int64_t hw = log->high_watermark();
@@ -398,7 +399,7 @@ TEST_P(DiskErrorTest, WriteIoErrorFencesTheLogAndReadersNeverSeeTheFailedWrite) 
   EXPECT_FALSE(log->Append(MakeBatch(1, 10, 6501), AckLevel::kWritten, nullptr).ok());
 }
 
-TEST_P(DiskErrorTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreated) {
+TEST_P(OutOfSpaceTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreated) {
   LogConfig c = NoRetention();
   c.segment_bytes = 8192;
   c.index_interval_bytes = 256;
@@ -437,7 +438,7 @@ TEST_P(DiskErrorTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreated
   ExpectExactly(*log, want);
 }
 
-TEST_P(DiskErrorTest, CloseOnAFullDiskDropsOnlyWhatWasNeverWrittenAndTheNextStartRecovers) {
+TEST_P(OutOfSpaceTest, CloseOnAFullDiskDropsOnlyWhatWasNeverWrittenAndTheNextStartRecovers) {
   auto log = OpenLog(NoRetention());
   auto want = AppendGood(*log, *io_, 6, 0);
   const int64_t end = log->log_end_offset();
@@ -466,7 +467,7 @@ TEST_P(DiskErrorTest, CloseOnAFullDiskDropsOnlyWhatWasNeverWrittenAndTheNextStar
   EXPECT_EQ(RecordBatchView(more[0]).base_offset(), end);
 }
 
-TEST_P(DiskErrorTest, ARetriedBatchIsAcknowledgedOnlyOnceItsOriginalIsStored) {
+TEST_P(OutOfSpaceTest, ARetriedBatchIsAcknowledgedOnlyOnceItsOriginalIsStored) {
   auto log = OpenLog(NoRetention());
   AppendGood(*log, *io_, 2, 0);
   EXPECT_FALSE(log->WaitFor(log->high_watermark() - 1, AckLevel::kWritten, nullptr))
