@@ -827,6 +827,12 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareStream(const std::string& name,
                                      "([a-zA-Z0-9._-], at most 249)",
                                      name));
   }
+  // A stream queue is the Kafka topic of its name: the internal topic holds every group's
+  // committed offsets, and deleting the queue would delete its partition 0.
+  if (IsInternalTopic(name)) {
+    return AmqpError(ReplyCode::kAccessRefused,
+                     absl::StrFormat("queue name '%s' is Kafka's internal topic", name));
+  }
   if (absl::Status s = CheckQueueLimit(name); !s.ok()) return s;
   absl::StatusOr<storage::PartitionLog*> log = OpenStreamLog(name);
   if (!log.ok()) return AmqpError(ReplyCode::kInternalError, std::string(log.status().message()));

@@ -1,14 +1,18 @@
 """__consumer_offsets belongs to the broker: DeleteTopics, CreatePartitions and
 IncrementalAlterConfigs of it are refused with Kafka's INVALID_TOPIC_EXCEPTION (17) (raw
 protocol, confluent-kafka's and kafka-python's admin clients), Metadata marks it internal, and
-a consumer group beside keeps working: its committed offsets survive a clean restart and a
-kill -9, so it resumes where it committed instead of re-consuming everything."""
+AMQP cannot declare it as a stream queue (403 ACCESS_REFUSED) nor delete it, and a consumer
+group beside keeps working: its committed offsets survive a clean restart and a kill -9, so it
+resumes where it committed instead of re-consuming everything."""
 import time
 
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewPartitions
 
-from harness import Broker, check, run
+import pika
+from pika.exceptions import ChannelClosedByBroker
+
+from harness import AmqpBroker, check, run
 from kafka_raw import (Conn, create_partitions_v1, delete_topics_v3, incremental_alter_configs_v0,
                        metadata_v1, parse_create_partitions_v1, parse_delete_topics_v3,
                        parse_incremental_alter_configs_v0, parse_metadata_v1)
@@ -90,8 +94,28 @@ def refused_by_admin_clients(b):
         ka.close()
 
 
+def refused_by_amqp(b):
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", b.amqp_port))
+    try:
+        ch = conn.channel()
+        try:
+            ch.queue_declare(OFFSETS, durable=True, arguments={"x-queue-type": "stream"})
+            raise AssertionError(f"AMQP declared a stream queue {OFFSETS}")
+        except ChannelClosedByBroker as e:
+            check(e.reply_code == 403, f"stream declare answered {e.reply_code} {e.reply_text}")
+        # No such queue: delete-ok (RabbitMQ's idempotent delete), and nothing of the topic goes.
+        ch = conn.channel()
+        ch.queue_delete(OFFSETS)
+    finally:
+        conn.close()
+    c = Conn(b.port)
+    meta = parse_metadata_v1(c.call(*metadata_v1([OFFSETS])))
+    check(meta[OFFSETS] == (0, True, 50), f"after the AMQP attempts: {meta}")
+    c.close()
+
+
 def test(args):
-    b = Broker(args.sluice, ["--num-partitions", "2", "--group-initial-rebalance-delay-ms",
+    b = AmqpBroker(args.sluice, ["--num-partitions", "2", "--group-initial-rebalance-delay-ms",
                              "0"]).start()
     try:
         produce(b, 0, 20)
@@ -101,6 +125,7 @@ def test(args):
 
         refused_by_raw_protocol(b)
         refused_by_admin_clients(b)
+        refused_by_amqp(b)
 
         # The group keeps working after the attempts...
         produce(b, 20, 10)
