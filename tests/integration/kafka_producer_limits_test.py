@@ -8,6 +8,7 @@ confluent-kafka producer and group consumer):
   written at shutdown (a retry after that is appended again, as in Kafka), while a retry
   within it is answered with its original offset, also after a restart.
 The bystanders see no error and no stall longer than 1 s."""
+import collections
 import os
 import struct
 import time
@@ -18,10 +19,12 @@ from kafka_raw import (Bystander, Conn, batch, crc32c, init_producer_id_v0,
 
 RSS_GROWTH_BOUND_KB = 40 * 1024
 FABRICATED = 200_000
-PER_REQUEST = 1000
+# Kafka takes one batch per partition per Produce request: the flood pipelines this many
+# one-batch requests per socket write.
+PER_WINDOW = 1000
 
 
-def fabricated_batches(first_pid, count, ts):
+def fabricated_batches(first_pid, count, ts, joined=True):
     """`count` one-record batches, producer ids first_pid.., epoch 0, sequence 0. Only the
     producer id differs, so the CRC32C is computed once per request for the common part:
     CRC32C is linear over equal-length inputs (crc(a^b) = crc(a)^crc(b)^crc(0)), and the
@@ -52,7 +55,7 @@ def fabricated_batches(first_pid, count, ts):
         for i in range(8):
             crc ^= table[i][pid_bytes[i]]
         out.append(head + struct.pack(">bI", 2, crc) + after_crc(pid))
-    return b"".join(out)
+    return b"".join(out) if joined else out
 
 
 def fabricated_flood(b):
@@ -65,24 +68,25 @@ def fabricated_flood(b):
     steady, epoch = parse_init_producer_id_v0(c.call(*init_producer_id_v0()))[1:]
     before = rss_kb(b.proc.pid)
     started = time.time()
-    kinds, seq, steady_offset = [], 0, None
+    kinds, seq, steady_offset = collections.deque(), 0, None
 
     def receive_one():
         nonlocal steady_offset
         err, base = parse_produce_v3(c.receive())
-        kind = kinds.pop(0)
+        kind = kinds.popleft()
         check(err == 0, f"{kind} produce error {err}")
         if kind == "steady":
             steady_offset = base
 
-    for first in range(1_000_000_000, 1_000_000_000 + FABRICATED, PER_REQUEST):
-        c.send(*produce_v3("fabricated", 0, fabricated_batches(first, PER_REQUEST, ts)))
-        kinds.append("fabricated")
+    for first in range(1_000_000_000, 1_000_000_000 + FABRICATED, PER_WINDOW):
+        c.send_many([produce_v3("fabricated", 0, one, acks=1)
+                     for one in fabricated_batches(first, PER_WINDOW, ts, joined=False)])
+        kinds += ["fabricated"] * PER_WINDOW
         # A producer that keeps writing between the flood's requests.
         c.send(*produce_v3("fabricated", 0, batch(steady, epoch, seq, [b"steady"])))
         kinds.append("steady")
         seq += 1
-        while len(kinds) > 4:
+        while len(kinds) > 3 * PER_WINDOW:
             receive_one()
     while kinds:
         receive_one()

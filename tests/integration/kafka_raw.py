@@ -1,6 +1,7 @@
 """Raw Kafka protocol for the limit tests (classic, non-flexible request versions only), a
 well-behaved producer + consumer group to run beside hostile traffic, and the broker's RSS.
 Field layouts are the Kafka protocol's."""
+import collections
 import socket
 import struct
 import threading
@@ -129,7 +130,7 @@ class Conn:
         self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.client_id = client_id
         self.corr = 0
-        self.sent = []
+        self.sent = collections.deque()
 
     def send(self, key, version, body):
         self.corr += 1
@@ -137,11 +138,21 @@ class Conn:
         self.s.sendall(struct.pack(">i", len(req)) + req)
         self.sent.append(self.corr)
 
+    def send_many(self, requests):
+        """Pipelines (key, version, body) requests in one write."""
+        out = []
+        for key, version, body in requests:
+            self.corr += 1
+            req = struct.pack(">hhi", key, version, self.corr) + string(self.client_id) + body
+            out.append(struct.pack(">i", len(req)) + req)
+            self.sent.append(self.corr)
+        self.s.sendall(b"".join(out))
+
     def receive(self):
         size = struct.unpack(">i", self._exactly(4))[0]
         frame = self._exactly(size)
         corr = struct.unpack(">i", frame[:4])[0]
-        check(corr == self.sent.pop(0), "answers in request order")
+        check(corr == self.sent.popleft(), "answers in request order")
         return frame[4:]
 
     def call(self, key, version, body):
