@@ -63,6 +63,8 @@ class Broker:
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="sluice-it-")
         self.port = free_port()
         self.proc = None
+        # Runs the binary through this command (e.g. prlimit), which must exec it (same PID).
+        self.prefix = []
         self.log_path = os.path.join(self.data_dir, "..", os.path.basename(self.data_dir) + ".log")
 
     @property
@@ -88,7 +90,7 @@ class Broker:
         start_at = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [self.binary, "--data-dir", self.data_dir, "--kafka-port", str(self.port),
+            self.prefix + [self.binary, "--data-dir", self.data_dir, "--kafka-port", str(self.port),
              "--amqp-port", "0", "--http-port", "0", "--listen-host", "127.0.0.1"] + self.extra,
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + timeout
