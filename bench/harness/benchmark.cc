@@ -766,6 +766,10 @@ absl::StatusOr<Results> Runner::Run() {
   for (auto& p : producers_) p->thread.join();
   stop_consumers_.store(true);
   for (auto& c : consumers_) c->thread.join();
+  // The whole run, tail included: the measured window ends with records still in flight, so
+  // only these totals can show that everything acknowledged was consumed.
+  for (auto& p : producers_) r_.published_total += p->stats.Counters().acked;
+  for (auto& c : consumers_) r_.consumed_total += c->stats.Counters().received;
   if (w_.replay_from_start && !Aborted()) RunReplay();
   if (progress_ && tty_) fprintf(stderr, "\n");
   for (auto& p : producers_) p->producer.reset();

@@ -118,6 +118,9 @@ struct Results {
   double measured_seconds = 0;
   uint64_t published = 0;
   uint64_t consumed = 0;
+  // The whole run (tail included); each subscription counts each message once.
+  uint64_t published_total = 0;
+  uint64_t consumed_total = 0;
   uint64_t failed = 0;
   double publish_rate = 0;
   double consume_rate = 0;

@@ -214,6 +214,8 @@ std::string ResultsJson(const Results& r) {
   j.Field("measuredSeconds", r.measured_seconds);
   j.Field("published", r.published);
   j.Field("consumed", r.consumed);
+  j.Field("publishedTotal", r.published_total);
+  j.Field("consumedTotal", r.consumed_total);
   j.Field("failed", r.failed);
   j.Field("publishRate", r.publish_rate);
   j.Field("consumeRate", r.consume_rate);
@@ -324,6 +326,8 @@ std::string SummaryKv(const Results& r) {
   kvf("measured_seconds", r.measured_seconds);
   kv("published", r.published);
   kv("consumed", r.consumed);
+  kv("published_total", r.published_total);
+  kv("consumed_total", r.consumed_total);
   kv("failed", r.failed);
   kvf("publish_rate", r.publish_rate);
   kvf("consume_rate", r.consume_rate);
