@@ -204,6 +204,12 @@ struct RecordsDecompressor::State {
   LZ4F_dctx* lz4 = nullptr;
   ZSTD_DCtx* zstd = nullptr;
   ZSTD_inBuffer zin{};
+  // What the first frame's header declares it holds, and what it produced so far. zstd checks
+  // the declared size only when the frame ends, or at once when it happens to decode the
+  // frame in one pass (into a large enough buffer): checked here as well, the same bytes get
+  // the same answer whatever buffers and history the context has.
+  uint64_t zstd_declared = UINT64_MAX;
+  uint64_t zstd_frame_produced = 0;
 
   // snappy: a decoded block waiting to be handed out, [block_pos, block_size) of `block`.
   bool xerial = false;
@@ -327,9 +333,12 @@ absl::Status RecordsDecompressor::Start(Compression codec, std::span<const uint8
       ZSTD_DCtx_setParameter(s.zstd, ZSTD_d_windowLogMax, ZstdWindowLogFor(max_output_bytes));
       const unsigned long long content_size =
           ZSTD_getFrameContentSize(compressed.data(), compressed.size());
+      s.zstd_declared = UINT64_MAX;
+      s.zstd_frame_produced = 0;
       if (content_size != ZSTD_CONTENTSIZE_UNKNOWN && content_size != ZSTD_CONTENTSIZE_ERROR) {
         if (content_size > max_output_bytes) return fail(TooLarge(codec, max_output_bytes));
         s.hint = std::min<size_t>(static_cast<size_t>(content_size), kMaxZstdHint);
+        s.zstd_declared = content_size;
       }
       s.zin = ZSTD_inBuffer{compressed.data(), compressed.size(), 0};
       return absl::OkStatus();
@@ -456,6 +465,11 @@ absl::StatusOr<size_t> RecordsDecompressor::State::Unzstd(std::span<uint8_t> out
     const size_t before = zin.pos;
     const size_t ret = ZSTD_decompressStream(zstd, &dst, &zin);
     if (ZSTD_isError(ret)) return Corrupt(kCodec, ZSTD_getErrorName(ret));
+    zstd_frame_produced += dst.pos;
+    if (zstd_frame_produced > zstd_declared) {
+      return Corrupt(kCodec, "a frame holds more than its header declares");
+    }
+    if (ret == 0) zstd_declared = UINT64_MAX;  // the first frame ended: later ones unchecked
     // 0: a frame ended and is fully flushed; another may follow.
     if (ret == 0 && zin.pos == zin.size) {
       finished = true;

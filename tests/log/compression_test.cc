@@ -378,5 +378,39 @@ TEST(CompressionTest, EmptyInputIsCorrupt) {
   }
 }
 
+// Found by compression_fuzz: a frame that declares 260 bytes but decodes to more got
+// CORRUPT from a fresh context (zstd decoded it in one pass into a large enough buffer) and
+// "too large" from a context that had decoded another frame before. The same bytes must get
+// the same answer, however the decompressor was used before.
+TEST(CompressionTest, ZstdFrameHoldingMoreThanItDeclaresIsCorruptWhateverTheContextDidBefore) {
+  const std::vector<uint8_t> earlier = {0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x65, 0x00, 0x00,
+                                        0x30, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x01, 0x00,
+                                        0x31, 0x4a, 0x11, 0xa2, 0xed, 0x1e, 0x0c};
+  const std::vector<uint8_t> lying = {0x28, 0xb5, 0x2f, 0xfd, 0x51, 0x58, 0x00, 0x04, 0x00,
+                                      0x12, 0x00, 0x04, 0x00, 0x12, 0x00, 0x00, 0x00, 0x02,
+                                      0x6b, 0x04, 0x76, 0x31, 0x41, 0x00, 0x8b, 0xd0, 0xb4,
+                                      0x0f, 0xf7, 0x00, 0x00, 0x00, 0x01};
+  constexpr size_t kLimit = 64 << 10;
+  EXPECT_EQ(DecompressRecords(Compression::kZstd, lying, kLimit).status().code(),
+            absl::StatusCode::kDataLoss);
+  RecordsDecompressor reused;
+  for (const std::vector<uint8_t>* input : {&earlier, &lying}) {
+    ASSERT_TRUE(reused.Start(Compression::kZstd, *input, kLimit).ok());
+    absl::Status status;
+    for (int i = 0; i < 100; ++i) {
+      absl::StatusOr<std::span<const uint8_t>> piece = reused.Next();
+      if (!piece.ok()) {
+        status = piece.status();
+        break;
+      }
+      if (piece->empty()) break;
+    }
+    EXPECT_EQ(status.code(),
+              input == &lying
+                  ? absl::StatusCode::kDataLoss
+                  : DecompressRecords(Compression::kZstd, *input, kLimit).status().code());
+  }
+}
+
 }  // namespace
 }  // namespace sluice::storage
