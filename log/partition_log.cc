@@ -243,6 +243,9 @@ absl::Status PartitionLog::Recover() {
               absl::StrFormat("%s: corrupt batch below the recovery point at position %d: %s",
                               seg->file()->path(), r->end_position, r->stop_reason.message()));
         }
+        // The next open trusts these indexes again: a power cut must not leave it the old
+        // (unreadable or stale) ones.
+        if (absl::Status synced = seg->SyncIndexes(); !synced.ok()) return synced;
       }
     } else {
       // At or past the recovery point: trust [0, from), re-validate [from, end).
@@ -254,6 +257,7 @@ absl::Status PartitionLog::Recover() {
                                                    seg->file()->path(), file_size, from));
       }
       absl::Status s = seg->OpenIndexes(from);
+      const bool rebuilt = !s.ok();
       if (!s.ok()) {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(from, /*verify_crc=*/true);
@@ -279,12 +283,24 @@ absl::Status PartitionLog::Recover() {
                    tail->stop_reason.message());
         report_.bytes_truncated += file_size - tail->end_position;
         absl::Status t = seg->TruncateTo(tail->end_position, seg->next_offset());
+        // The cut itself is durable before anything is appended: once a later segment is
+        // checkpointed this one is trusted, and a power cut that undid the ftruncate would
+        // bring the torn tail back below the recovery point.
+        if (t.ok()) {
+          if (int rc = env_->Fdatasync(seg->fd()); rc < 0) {
+            t = IoStatus("fdatasync", seg->file()->path(), rc);
+          }
+        }
         // Indexes rebuilt for the cut segment replace sealed ones that describe the old bytes:
         // a power cut must not bring those back.
         if (t.ok()) t = seg->SyncIndexes();
         if (!t.ok()) return t;
         cut = true;
         removed = true;
+      } else if (rebuilt || base != bases.back()) {
+        // Indexes rebuilt or extended here, of a segment that a later checkpoint makes
+        // trusted: synced, or a power cut could leave stale ones that the next open believes.
+        if (absl::Status synced = seg->SyncIndexes(); !synced.ok()) return synced;
       }
     }
     segments_.push_back(std::move(seg));
@@ -293,6 +309,9 @@ absl::Status PartitionLog::Recover() {
   // A trailing segment whose indexes were sealed (crash between roll steps) cannot take
   // appends: start a fresh one.
   if (segments_.back()->offset_index().sealed() || segments_.back()->time_index().sealed()) {
+    // No longer the active segment: its indexes (re-validated above) must be on disk before
+    // a checkpoint past it makes them trusted.
+    if (absl::Status synced = segments_.back()->SyncIndexes(); !synced.ok()) return synced;
     next_offset_ = segments_.back()->next_offset();
     auto seg = CreateSegment(next_offset_);
     if (!seg.ok()) return seg.status();
