@@ -1,13 +1,16 @@
 """Well-behaved clients that run beside a hostile one and record what they saw: a
 confluent-kafka producer (acks=all), a confluent-kafka consumer reading what it produces, and
-(when the broker has AMQP) a pika publisher with confirms. Each records errors and its worst
-stall: the longest produce->ack, produce->consume or publish->confirm time, and the longest
-gap between two successes, over the window between mark() and stop()."""
+(when the broker has AMQP) a pika publisher with confirms (persistent messages on a durable
+queue) and a pika consumer with manual acks of that queue. Each records errors and its worst
+stall: the longest produce->ack, produce->consume, publish->confirm or publish->deliver time,
+and the longest gap between two successes, over the window between mark() and stop()."""
 import threading
 import time
 
 import pika
 from confluent_kafka import Consumer, Producer, TopicPartition
+
+from harness import check
 
 
 class Bystanders:
@@ -88,22 +91,39 @@ class Bystanders:
             ch.confirm_delivery()
             while not self.stop_event.is_set():
                 sent = time.time()
-                ch.basic_publish("", "bystander", b"x" * 100,
+                ch.basic_publish("", "bystander", repr(sent).encode(),
                                  pika.BasicProperties(delivery_mode=2), mandatory=True)
                 now = time.time()
                 self._ok("amqp publisher", now - sent, now)
-                # Keep the queue short: read back what was published.
-                while ch.basic_get("bystander", auto_ack=True)[0] is not None:
-                    pass
                 time.sleep(self.interval)
             conn.close()
         except Exception as e:  # noqa: BLE001 - any failure is what the test reports
             self._error("amqp publisher", repr(e))
 
+    def _amqp_consumer(self):
+        try:
+            conn = pika.BlockingConnection(pika.ConnectionParameters(
+                host="127.0.0.1", port=self.amqp_port, heartbeat=0))
+            ch = conn.channel()
+            ch.queue_declare("bystander", durable=True)
+            ch.basic_qos(prefetch_count=50)
+            for method, _, body in ch.consume("bystander", inactivity_timeout=0.1):
+                if self.stop_event.is_set():
+                    break
+                if method is None:
+                    continue
+                now = time.time()
+                self._ok("amqp consumer", now - float(body.decode()), now)
+                ch.basic_ack(method.delivery_tag)
+            ch.cancel()
+            conn.close()
+        except Exception as e:  # noqa: BLE001 - any failure is what the test reports
+            self._error("amqp consumer", repr(e))
+
     def start(self, warmup=3.0):
         targets = [self._producer, self._consumer]
         if self.amqp_port:
-            targets.append(self._amqp)
+            targets += [self._amqp, self._amqp_consumer]
         for t in targets:
             th = threading.Thread(target=t, daemon=True)
             th.start()
@@ -137,3 +157,17 @@ class Bystanders:
         for th in self.threads:
             th.join(40)
         return result
+
+    def check(self, what, limit=1.0):
+        """Every bystander made progress during `what`, without an error and without a stall
+        (latency or gap between successes) of `limit` seconds or more."""
+        worst = self.worst()
+        print(f"  bystanders during {what}: " + ", ".join(
+            f"{n}: worst latency {lat:.2f}s, worst gap {gap:.2f}s, {ok} ok"
+            for n, (lat, gap, ok) in sorted(worst.items())))
+        check(not self.errors, f"bystander errors during {what}: {self.errors[:5]}")
+        expected = 4 if self.amqp_port else 2
+        check(len(worst) == expected, f"every bystander made progress: {sorted(worst)}")
+        for name, (lat, gap, ok) in worst.items():
+            check(ok > 0 and lat < limit and gap < limit,
+                  f"{name} during {what}: latency {lat:.2f}s, gap {gap:.2f}s, {ok} ok")

@@ -159,18 +159,6 @@ def per_ip(b, http_port):
             s.close()
 
 
-def check_bystanders(by, what):
-    worst = by.worst()
-    print(f"  bystanders during {what}: " + ", ".join(
-        f"{n}: worst latency {lat:.2f}s, worst gap {gap:.2f}s, {ok} ok"
-        for n, (lat, gap, ok) in sorted(worst.items())))
-    check(not by.errors, f"bystander errors during {what}: {by.errors[:5]}")
-    check(len(worst) == 3, f"every bystander made progress: {sorted(worst)}")
-    for name, (lat, gap, ok) in worst.items():
-        check(ok > 0 and lat < 1.0 and gap < 1.0,
-              f"{name} during {what}: latency {lat:.2f}s, gap {gap:.2f}s, {ok} ok")
-
-
 def test(args):
     http_port = free_port()
     b = AmqpBroker(args.sluice, ["--http-port", str(http_port), "--request-read-timeout-ms",
@@ -184,7 +172,7 @@ def test(args):
         dribble(b)
         slow_but_steady(b)
         per_ip(b, http_port)
-        check_bystanders(by, "dribbling and per-address capped connections")
+        by.check("dribbling and per-address capped connections")
         by.stop()
         by = None
         check(b.stop() == 0, "clean shutdown")
