@@ -9,31 +9,7 @@ import subprocess
 import time
 
 from harness import Broker, check, run, wait_until
-
-_POLY = 0x82F63B78
-_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ _POLY if _c & 1 else _c >> 1
-    _TABLE.append(_c)
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def varint(v):
-    v = (v << 1) ^ (v >> 63)
-    out = b""
-    while True:
-        if v < 0x80:
-            return out + bytes([v])
-        out += bytes([(v & 0x7F) | 0x80])
-        v >>= 7
+from kafka_raw import crc32c, varint
 
 
 def batch(pid, epoch, seq, values):

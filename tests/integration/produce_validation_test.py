@@ -16,36 +16,12 @@ import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import AmqpBroker, check, consume_from_start, run  # noqa: E402
+from kafka_raw import crc32c, varint  # noqa: E402
 
 import pika  # noqa: E402
 
 TOPIC = "validated"
 INVALID_RECORD, CORRUPT_MESSAGE, INVALID_TOPIC, UNSUPPORTED_COMPRESSION = 87, 2, 17, 76
-
-_POLY = 0x82F63B78
-_TABLE = []
-for _i in range(256):
-    _c = _i
-    for _ in range(8):
-        _c = (_c >> 1) ^ _POLY if _c & 1 else _c >> 1
-    _TABLE.append(_c)
-
-
-def crc32c(data):
-    c = 0xFFFFFFFF
-    for b in data:
-        c = _TABLE[(c ^ b) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
-
-
-def varint(v):
-    v = (v << 1) ^ (v >> 63)
-    out = b""
-    while True:
-        if v < 0x80:
-            return out + bytes([v])
-        out += bytes([(v & 0x7F) | 0x80])
-        v >>= 7
 
 
 def record(delta, value, key=b"k"):
