@@ -31,31 +31,15 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from amqp_raw import HEADER, frame, longstr, method, shortstr  # noqa: E402
 from harness import check  # noqa: E402
 
 import pika  # noqa: E402
 from pika.exceptions import (ChannelClosedByBroker, ConnectionClosedByBroker,  # noqa: E402
                              UnroutableError)
 
-HEADER = b"AMQP\x00\x00\x09\x01"
 MiB = 1 << 20
 FRAME_MAX = 131072
-
-
-def frame(ftype, channel, payload):
-    return struct.pack(">BHI", ftype, channel, len(payload)) + payload + b"\xce"
-
-
-def method(channel, cls, mid, args=b""):
-    return frame(1, channel, struct.pack(">HH", cls, mid) + args)
-
-
-def shortstr(s):
-    return bytes([len(s)]) + s
-
-
-def longstr(s):
-    return struct.pack(">I", len(s)) + s
 
 
 def publish_frames(channel, routing_key, body, exchange=b"", flags=0, props=b""):
