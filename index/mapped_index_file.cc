@@ -38,6 +38,11 @@ void Store(uint8_t* p, T v) {
 }
 
 absl::Status ErrnoStatus(int err, const std::string& what, const std::string& path) {
+  // Out of space is retriable, as for the log's files (log/file_util.cc): Unavailable, not
+  // absl's ResourceExhausted, which the protocols read as "too large".
+  if (err == ENOSPC || err == EDQUOT) {
+    return absl::UnavailableError(absl::StrCat(what, " ", path, ": ", strerror(err)));
+  }
   return absl::ErrnoToStatus(err, absl::StrCat(what, " ", path));
 }
 

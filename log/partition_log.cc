@@ -471,7 +471,10 @@ absl::Status PartitionLog::Roll() {
   SubmitBuffered();
   auto seg = CreateSegment(next_offset_);
   if (!seg.ok()) {
-    // Nothing changed: the roll (and every append) waits until a retry creates the segment.
+    // Any other error (EIO...) fails this append only; the next one tries the roll again.
+    if (!absl::IsUnavailable(seg.status())) return seg.status();
+    // Out of space. Nothing changed: the roll (and every append) waits until a retry creates
+    // the segment.
     roll_pending_ = true;
     EnterStall(seg.status());
     return stall_;

@@ -438,6 +438,40 @@ TEST_P(OutOfSpaceTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreate
   ExpectExactly(*log, want);
 }
 
+// Another error creating the segment (EIO) is no lack of space: the append that needed the
+// roll fails with it (a storage error to the protocols), the log does not wait for room, and
+// the next append tries the roll again.
+TEST_P(OutOfSpaceTest, RollFailingWithAnotherErrorFailsThatAppendOnlyAndIsNotOutOfSpace) {
+  LogConfig c = NoRetention();
+  c.segment_bytes = 8192;
+  c.index_interval_bytes = 256;
+  c.max_index_bytes = 4096;
+  auto log = OpenLog(c);
+  std::vector<std::vector<uint8_t>> want;
+  while (true) {
+    auto batch = MakeBatch(2, 300, 7000, want.size());
+    if (log->segment_count() == 1 && log->size_bytes() + batch.size() > c.segment_bytes) break;
+    auto r = testing::AppendSync(*log, *io_, batch);
+    ASSERT_TRUE(r.ok());
+    SetBaseOffset(batch, r->base_offset);
+    want.push_back(batch);
+  }
+  log->TEST_FailSegmentCreations(1, EIO);
+  auto batch = MakeBatch(2, 300, 7100, 99);
+  auto refused = log->Append(batch, AckLevel::kWritten, nullptr);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_FALSE(absl::IsUnavailable(refused.status())) << refused.status();
+  EXPECT_FALSE(log->out_of_space());
+  EXPECT_FALSE(log->fenced());
+  auto r = testing::AppendSync(*log, *io_, batch);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->base_offset, RecordBatchView(want.back()).last_offset() + 1);
+  SetBaseOffset(batch, r->base_offset);
+  want.push_back(batch);
+  EXPECT_EQ(log->segment_count(), 2u);
+  ExpectExactly(*log, want);
+}
+
 TEST_P(OutOfSpaceTest, CloseOnAFullDiskDropsOnlyWhatWasNeverWrittenAndTheNextStartRecovers) {
   auto log = OpenLog(NoRetention());
   auto want = AppendGood(*log, *io_, 6, 0);
