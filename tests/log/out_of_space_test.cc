@@ -100,6 +100,26 @@ class OutOfSpaceTest : public ::testing::TestWithParam<IoBackendKind> {
     return c;
   }
 
+  // A log of 8 KiB segments whose first segment is filled up to where the next batch of
+  // MakeBatch(2, 300, ...) needs a roll; `want` gets what it holds.
+  std::unique_ptr<PartitionLog> OpenWithFullFirstSegment(std::vector<std::vector<uint8_t>>* want) {
+    LogConfig c = NoRetention();
+    c.segment_bytes = 8192;
+    c.index_interval_bytes = 256;
+    c.max_index_bytes = 4096;
+    auto log = OpenLog(c);
+    while (log != nullptr) {
+      auto batch = MakeBatch(2, 300, 7000, want->size());
+      if (log->segment_count() == 1 && log->size_bytes() + batch.size() > c.segment_bytes) break;
+      auto r = testing::AppendSync(*log, *io_, batch);
+      EXPECT_TRUE(r.ok()) << r.status();
+      if (!r.ok()) return nullptr;
+      SetBaseOffset(batch, r->base_offset);
+      want->push_back(batch);
+    }
+    return log;
+  }
+
   // Hands buffered appends to the backend and runs completions until none is pending.
   void Drive(PartitionLog& log) {
     log.SubmitBuffered();
@@ -400,21 +420,9 @@ TEST_P(OutOfSpaceTest, WriteIoErrorFencesTheLogAndReadersNeverSeeTheFailedWrite)
 }
 
 TEST_P(OutOfSpaceTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreated) {
-  LogConfig c = NoRetention();
-  c.segment_bytes = 8192;
-  c.index_interval_bytes = 256;
-  c.max_index_bytes = 4096;
-  auto log = OpenLog(c);
   std::vector<std::vector<uint8_t>> want;
-  // Fill the first segment up to the point where the next batch needs a roll.
-  while (true) {
-    auto batch = MakeBatch(2, 300, 7000, want.size());
-    if (log->segment_count() == 1 && log->size_bytes() + batch.size() > c.segment_bytes) break;
-    auto r = testing::AppendSync(*log, *io_, batch);
-    ASSERT_TRUE(r.ok());
-    SetBaseOffset(batch, r->base_offset);
-    want.push_back(batch);
-  }
+  auto log = OpenWithFullFirstSegment(&want);
+  ASSERT_NE(log, nullptr);
   log->TEST_FailSegmentCreations(3, ENOSPC);
   auto batch = MakeBatch(2, 300, 7100, 99);
   auto refused = log->Append(batch, AckLevel::kWritten, nullptr);
@@ -442,20 +450,9 @@ TEST_P(OutOfSpaceTest, RollOutOfSpaceRefusesAppendsUntilTheNewSegmentCanBeCreate
 // roll fails with it (a storage error to the protocols), the log does not wait for room, and
 // the next append tries the roll again.
 TEST_P(OutOfSpaceTest, RollFailingWithAnotherErrorFailsThatAppendOnlyAndIsNotOutOfSpace) {
-  LogConfig c = NoRetention();
-  c.segment_bytes = 8192;
-  c.index_interval_bytes = 256;
-  c.max_index_bytes = 4096;
-  auto log = OpenLog(c);
   std::vector<std::vector<uint8_t>> want;
-  while (true) {
-    auto batch = MakeBatch(2, 300, 7000, want.size());
-    if (log->segment_count() == 1 && log->size_bytes() + batch.size() > c.segment_bytes) break;
-    auto r = testing::AppendSync(*log, *io_, batch);
-    ASSERT_TRUE(r.ok());
-    SetBaseOffset(batch, r->base_offset);
-    want.push_back(batch);
-  }
+  auto log = OpenWithFullFirstSegment(&want);
+  ASSERT_NE(log, nullptr);
   log->TEST_FailSegmentCreations(1, EIO);
   auto batch = MakeBatch(2, 300, 7100, 99);
   auto refused = log->Append(batch, AckLevel::kWritten, nullptr);
