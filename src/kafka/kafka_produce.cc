@@ -164,6 +164,10 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
   const int32_t base_sequence = view.base_sequence();
   const int32_t last_seq =
       PartitionProducerState::LastSequence(base_sequence, view.last_offset_delta());
+  // What the answer waits for, for a new batch and for a retried one alike.
+  const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
+                                      ? storage::AckLevel::kDurable
+                                      : storage::AckLevel::kWritten;
   PartitionProducerState* ps = nullptr;
   if (producer_id >= 0) {
     ps = broker.ProducerState(topic, partition, log);
@@ -177,9 +181,6 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
         // space: at once, with the retriable error).
         resp().base_offset = dup;
         if (acks != 0) {
-          const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
-                                              ? storage::AckLevel::kDurable
-                                              : storage::AckLevel::kWritten;
           ++state->pending;
           if (!log->WaitFor(dup + view.last_offset_delta(), level,
                             [state, resp](absl::Status s, const storage::AppendResult&) {
@@ -200,9 +201,6 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
         return;
     }
   }
-  const storage::AckLevel level = acks == -1 && log->config().flush_messages == 1
-                                      ? storage::AckLevel::kDurable
-                                      : storage::AckLevel::kWritten;
   storage::AppendCallback done;
   if (acks != 0) {
     ++state->pending;
