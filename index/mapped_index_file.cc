@@ -269,6 +269,7 @@ absl::Status MappedIndexFile::OpenUnsealed(uint64_t file_size, uint32_t max_byte
   size_t file_slots = (file_size - kHeaderSize) / format_.entry_size;
   // Entries are valid while each one may follow the previous; the first that may not (zeroed
   // tail, truncated entry, torn write) ends the list. Entry 0 counts only under the flag.
+  // Only the entries and the slot after them are read: the rest of the file is never touched.
   size_t n = 0;
   if ((header_flags_ & kFlagNonEmpty) != 0) {
     while (n < file_slots && format_.valid_successor(n == 0 ? nullptr : entry(n - 1), entry(n))) {
@@ -278,20 +279,17 @@ absl::Status MappedIndexFile::OpenUnsealed(uint64_t file_size, uint32_t max_byte
   entries_ = n;
   size_t slots = std::max(max_slots, n);
   size_t size = kHeaderSize + slots * format_.entry_size;
-  if (size != file_size) {
-    Unmap();
-    if (int rc = env_->Truncate(fd_, size); rc < 0) return ErrnoStatus(-rc, "ftruncate", path_);
-    if (absl::Status s = Map(size, /*writable=*/true); !s.ok()) return s;
-  }
+  // Whatever follows the last entry must read as zeros, so that a later append cannot make
+  // stale bytes look like valid successors on the next Open. Cutting the file at the end of
+  // the entries and growing it back does that without reading or writing the tail: a
+  // preallocated index is mostly holes, and touching its pages would fault in all of it
+  // (max_index_bytes per index, for every log at every start). Durable with the next Sync.
+  size_t used = kHeaderSize + n * format_.entry_size;
+  Unmap();
+  if (int rc = env_->Truncate(fd_, used); rc < 0) return ErrnoStatus(-rc, "ftruncate", path_);
+  if (int rc = env_->Truncate(fd_, size); rc < 0) return ErrnoStatus(-rc, "ftruncate", path_);
+  if (absl::Status s = Map(size, /*writable=*/true); !s.ok()) return s;
   capacity_ = slots;
-  // Zero whatever follows the last entry so that a later append cannot make stale bytes
-  // look like valid successors on the next Open.
-  static constexpr size_t kChunk = 4096;
-  static const uint8_t kZeros[kChunk] = {};
-  for (size_t at = kHeaderSize + n * format_.entry_size; at < size; at += kChunk) {
-    size_t len = std::min(kChunk, size - at);
-    if (std::memcmp(data_ + at, kZeros, len) != 0) std::memset(data_ + at, 0, len);
-  }
   bool non_empty = n > 0;
   if (non_empty != ((header_flags_ & kFlagNonEmpty) != 0)) {
     header_flags_ = non_empty ? kFlagNonEmpty : 0;

@@ -1,6 +1,8 @@
 #include "index/offset_index.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -380,6 +382,57 @@ TEST_F(OffsetIndexTest, ReopenStopsAtOutOfOrderEntryAndDiscardsTheRest) {
   index = MustOpen();
   EXPECT_EQ(index->entries(), 4u);
   EXPECT_EQ(*index->last(), (OffsetPosition{kBase + 35, 350}));
+}
+
+// Pages of the file in the page cache (what a shared mapping of it faults in).
+size_t CachedPages(const std::string& path) {
+  int fd = open(path.c_str(), O_RDONLY);
+  if (fd < 0) return SIZE_MAX;
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  size_t size = std::filesystem::file_size(path);
+  size_t pages = (size + page - 1) / page;
+  void* p = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return SIZE_MAX;
+  std::vector<unsigned char> in_core(pages);
+  size_t n = 0;
+  if (mincore(p, size, in_core.data()) == 0) {
+    for (unsigned char c : in_core) n += c & 1;
+  } else {
+    n = SIZE_MAX;
+  }
+  munmap(p, size);
+  return n;
+}
+
+// A start opens the active index of every log; a 10 MiB preallocated index must cost the
+// pages its entries use, not 10 MiB (once every page of its tail was read to check it held
+// zeros: thousands of logs needed tens of GiB, and a full tmpfs killed the broker with SIGBUS).
+TEST_F(OffsetIndexTest, ReopenTouchesOnlyThePagesOfItsEntries) {
+  constexpr uint32_t kTenMiB = 10u << 20;
+  auto index = MustCreate(kBase, kTenMiB);
+  AppendTens(*index, 3);
+  index.reset();
+  // Evict the file's pages so that only what Open faults in is counted.
+  {
+    int fd = open(path_.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(fdatasync(fd), 0);
+    ASSERT_EQ(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+  }
+  size_t before = CachedPages(path_);
+  index = MustOpen(kBase, kTenMiB);
+  EXPECT_EQ(index->entries(), 3u);
+  EXPECT_EQ(FileSize(), kTenMiB);
+  size_t after = CachedPages(path_);
+  ASSERT_NE(after, SIZE_MAX);
+  EXPECT_LE(after, before + 4) << "of " << kTenMiB / 4096 << " pages";
+  // The tail still reads as zeros and takes appends.
+  ASSERT_TRUE(index->Append(kBase + 40, 400).ok());
+  index.reset();
+  index = MustOpen(kBase, kTenMiB);
+  EXPECT_EQ(index->entries(), 4u);
 }
 
 TEST_F(OffsetIndexTest, TruncateToRemovesEntriesAtOrAboveOffset) {
