@@ -83,7 +83,7 @@ class Env {
   virtual int Allocate(int fd, uint64_t offset, uint64_t len) = 0;
   virtual off_t Size(int fd) = 0;
 
-  // ---- Shared mappings of [0, len) of a file ----
+  // ---- Shared mappings of [0, len) of a file (accessed at random: no readahead) ----
   virtual int Map(int fd, size_t len, bool writable, uint8_t** addr) = 0;
   virtual int Unmap(uint8_t* addr, size_t len) = 0;
   virtual int SyncMapped(uint8_t* addr, size_t len) = 0;

@@ -144,6 +144,7 @@ void MappedIndexFile::WriteUnsealedHeader() {
   uint8_t header[kHeaderSize];
   BuildHeader(header, /*sealed=*/false, 0, 0);
   std::memcpy(data_, header, kHeaderSize);
+  dirty_ = true;
 }
 
 uint64_t MappedIndexFile::EntriesChecksum(size_t n) const {
@@ -303,6 +304,7 @@ absl::Status MappedIndexFile::Append(const uint8_t* bytes) {
   if (full()) return absl::ResourceExhaustedError(absl::StrCat(path_, " is full"));
   std::memcpy(data_ + kHeaderSize + entries_ * format_.entry_size, bytes, format_.entry_size);
   ++entries_;
+  dirty_ = true;
   // Entry first, flag second: a kill in between loses only this entry, never invents one.
   if ((header_flags_ & kFlagNonEmpty) == 0) {
     header_flags_ |= kFlagNonEmpty;
@@ -325,6 +327,7 @@ void MappedIndexFile::TruncateTo(size_t n) {
     std::memset(first, 0, es);
     std::memset(first + es, 0, (entries_ - n - 1) * es);
     entries_ = n;
+    dirty_ = true;
     return;
   }
   // Sealed: the new header goes first. Until the ftruncate lands the file size disagrees with
@@ -341,8 +344,12 @@ void MappedIndexFile::TruncateTo(size_t n) {
 
 absl::Status MappedIndexFile::Sync() {
   if (sealed_ || data_ == nullptr) return absl::OkStatus();  // sealing already synced
+  // Nothing stored since the last sync: the checkpoint of every idle log would otherwise
+  // cost an msync per index.
+  if (!dirty_) return absl::OkStatus();
   if (int rc = env_->SyncMapped(data_, mapped_len_); rc < 0)
     return ErrnoStatus(-rc, "msync", path_);
+  dirty_ = false;
   return absl::OkStatus();
 }
 

@@ -109,6 +109,8 @@ class MappedIndexFile {
   // Keeps the first `n` entries. Unsealed: zeroes the rest. Sealed: rewrites the file as a
   // smaller sealed index (best effort: a failure leaves a file that Open rejects or the old one).
   void TruncateTo(size_t n);
+  // Makes every store into the mapping durable (msync); nothing to do when there was none
+  // since the last Sync.
   absl::Status Sync();
   absl::Status Seal();
 
@@ -138,7 +140,11 @@ class MappedIndexFile {
   size_t entries_ = 0;
   size_t capacity_ = 0;  // entry slots this file may hold
   bool sealed_ = false;
-  uint32_t header_flags_ = 0;     // flags as last read or written
+  uint32_t header_flags_ = 0;  // flags as last read or written
+  // The mapping holds stores (header, entries, zeroed entries) that no Sync has made durable
+  // yet. Not set by Open's zeroing of the tail past the entries: until an entry is appended
+  // after them, stale bytes there end the list where they ended it before.
+  bool dirty_ = false;
   uint64_t sealed_checksum_ = 0;  // entries checksum from a sealed header, checked on Open
 };
 

@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "log/file_util.h"
 #include "log/logging.h"
 
@@ -57,6 +58,8 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
         name, r.segments, (*log)->log_start_offset(), (*log)->log_end_offset(),
         r.clean_shutdown ? "clean shutdown" : "recovered after crash", r.bytes_validated,
         r.bytes_truncated, r.indexes_rebuilt, absl::FormatDuration(r.took));
+    (*log)->set_submit_list(&mgr->to_submit_);
+    (*log)->set_checkpoint_queue(&mgr->checkpoint_queue_);
     mgr->logs_[tp] = std::move(*log);
   }
   return mgr;
@@ -71,6 +74,8 @@ absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
   absl::Status s = SyncDir(options_.data_dir, options_.env);
   if (!s.ok()) return s;
   PartitionLog* raw = log->get();
+  raw->set_submit_list(&to_submit_);
+  raw->set_checkpoint_queue(&checkpoint_queue_);
   logs_[tp] = std::move(*log);
   return raw;
 }
@@ -84,6 +89,8 @@ absl::Status LogManager::DeleteLog(const TopicPartition& tp) {
   auto it = logs_.find(tp);
   if (it == logs_.end()) return absl::NotFoundError(tp.DirName());
   absl::Status s = it->second->DeleteAll();
+  std::erase(to_submit_, it->second.get());
+  std::erase(checkpoint_queue_, it->second.get());
   logs_.erase(it);
   if (s.ok()) s = SyncDir(options_.data_dir, options_.env);
   return s;
@@ -97,10 +104,18 @@ std::vector<TopicPartition> LogManager::ListLogs() const {
 
 void LogManager::Submit() {
   held_writes_ = false;
-  for (auto& [tp, log] : logs_) {
+  // Only the logs appended to since the last submission (or still holding a write-behind
+  // tail) have anything to hand over: the cost follows the appends, not the number of logs.
+  submitting_.swap(to_submit_);
+  for (PartitionLog* log : submitting_) {
+    log->LeftSubmitList();
     log->SubmitBuffered(SubmitMode::kWriteBehind);
-    held_writes_ |= log->has_held_writes();
+    if (log->has_held_writes()) {
+      held_writes_ = true;
+      log->JoinSubmitList();  // its tail goes out in a later iteration, appended to or not
+    }
   }
+  submitting_.clear();
   io_->Submit();
 }
 
@@ -108,10 +123,26 @@ int LogManager::Poll(absl::Duration timeout) { return io_->Poll(timeout); }
 
 void LogManager::Tick(int64_t now_ms) {
   for (auto& [tp, log] : logs_) log->Tick(now_ms);
+  WriteQueuedCheckpoints();
   io_->Submit();
 }
 
+void LogManager::WriteQueuedCheckpoints() {
+  // Each checkpoint costs synchronous syncs (indexes, the file, its directory): a few per
+  // tick, oldest first, at least one. A log waiting here only re-validates a little more
+  // after a crash.
+  const absl::Time deadline = absl::Now() + kCheckpointBudgetPerTick;
+  bool first = true;
+  while (!checkpoint_queue_.empty() && (first || absl::Now() < deadline)) {
+    PartitionLog* log = checkpoint_queue_.front();
+    checkpoint_queue_.pop_front();
+    log->WriteQueuedCheckpoint();
+    first = false;
+  }
+}
+
 absl::Status LogManager::Close() {
+  checkpoint_queue_.clear();  // each log's Close() writes its checkpoint
   absl::Status first;
   int unclean = 0;
   for (auto& [tp, log] : logs_) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <string>
@@ -18,6 +19,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "log/io_backend.h"
 #include "log/log_config.h"
 #include "log/partition_log.h"
@@ -65,14 +67,18 @@ class LogManager {
   absl::Status DeleteLog(const TopicPartition& tp);
   std::vector<TopicPartition> ListLogs() const;
 
-  // Hands every log's buffered appends to the IoBackend (write-behind allowed, see
-  // SubmitMode::kWriteBehind) and submits.
+  // Hands the buffered appends of every log appended to since the last call to the IoBackend
+  // (write-behind allowed, see SubmitMode::kWriteBehind) and submits. Idle logs cost nothing.
   void Submit();
   // After Submit(): some log kept a partial page buffered; the caller's loop must run another
   // iteration soon without blocking (an iteration without appends writes it out).
   bool has_held_writes() const { return held_writes_; }
   int Poll(absl::Duration timeout);
+  // Time-driven work of every log, then due recovery checkpoints for up to
+  // kCheckpointBudgetPerTick (the rest wait for the next tick).
   void Tick(int64_t now_ms);
+  static constexpr absl::Duration kCheckpointBudgetPerTick = absl::Milliseconds(10);
+  size_t checkpoints_waiting() const { return checkpoint_queue_.size(); }
   // Closes every log. A log that could not be marked clean is named in the log and recovered
   // at the next start; the status then says how many, with the first reason: UnavailableError
   // when only disk space was missing, the fence error when a log was fenced.
@@ -84,10 +90,17 @@ class LogManager {
 
  private:
   explicit LogManager(Options options);
+  void WriteQueuedCheckpoints();
 
   Options options_;
   std::unique_ptr<IoBackend> io_;
   absl::flat_hash_map<TopicPartition, std::unique_ptr<PartitionLog>> logs_;
+  // Logs with bytes for the next Submit() (PartitionLog::set_submit_list), and the list being
+  // submitted (kept to reuse its memory).
+  std::vector<PartitionLog*> to_submit_;
+  std::vector<PartitionLog*> submitting_;
+  // Logs whose recovery checkpoint is due (PartitionLog::set_checkpoint_queue), oldest first.
+  std::deque<PartitionLog*> checkpoint_queue_;
   bool held_writes_ = false;
 };
 

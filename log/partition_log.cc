@@ -442,7 +442,7 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   next_offset_ = result.last_offset + 1;
   chunk.end_offset = next_offset_;
   chunk.visible_bytes = static_cast<uint32_t>(chunk.size());
-  appended_since_submit_ = true;
+  MarkAppended();
   unflushed_messages_ += std::max(header.records_count, 1);
 
   if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
@@ -542,6 +542,11 @@ std::unique_ptr<PartitionLog::Chunk> PartitionLog::NewChunk() {
 // written; a crash loses only bytes nobody was told were written.
 bool PartitionLog::MayHoldBack() const {
   return written_waiters_.empty() && durable_waiters_.empty() && flush_target_ <= written_offset_;
+}
+
+void PartitionLog::MarkAppended() {
+  appended_since_submit_ = true;
+  JoinSubmitList();
 }
 
 void PartitionLog::SubmitBuffered(SubmitMode mode) {
@@ -835,12 +840,29 @@ void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int resul
     // re-validate is then about one interval of appends.
     if (!closed_ && now - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
         durable_offset_ != checkpointed_offset_) {
-      last_checkpoint_ms_ = now;
-      CheckpointNow();
+      ScheduleCheckpoint(now);
     }
   }
   MaybeStartSync();
   MaybeEndStall();
+}
+
+void PartitionLog::ScheduleCheckpoint(int64_t now_ms) {
+  last_checkpoint_ms_ = now_ms;
+  if (checkpoint_queue_ == nullptr) {
+    CheckpointNow();
+    return;
+  }
+  if (in_checkpoint_queue_) return;
+  in_checkpoint_queue_ = true;
+  checkpoint_queue_->push_back(this);
+}
+
+void PartitionLog::WriteQueuedCheckpoint() {
+  in_checkpoint_queue_ = false;
+  // Close() writes its own; a fenced log trusts nothing new.
+  if (closed_ || !failure_.ok()) return;
+  CheckpointNow();
 }
 
 void PartitionLog::CheckpointNow() {
@@ -939,7 +961,7 @@ void PartitionLog::MaybeEndStall() {
           Now() - stall_since_ms_, stall_retries_);
   stall_ = absl::OkStatus();
   // What was accepted before the stall and still buffered goes out with the next submission.
-  if (open_chunk_ != nullptr && !open_chunk_->bytes.empty()) appended_since_submit_ = true;
+  if (open_chunk_ != nullptr && !open_chunk_->bytes.empty()) MarkAppended();
   SubmitBuffered();
   MaybeStartSync();
 }
@@ -1058,10 +1080,11 @@ void PartitionLog::Tick(int64_t now_ms) {
   if (now_ms - last_flush_ms_ >= config_.recovery_checkpoint_ms / 2) {
     flush_target_ = next_offset_;  // background flush; its completion writes the checkpoint
   }
-  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
+  // A log that never held a batch needs no checkpoint (a start without one re-validates the
+  // empty log): thousands of new partitions must not each write one.
+  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms && !NeverWritten() &&
       (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
-    last_checkpoint_ms_ = now_ms;
-    CheckpointNow();
+    ScheduleCheckpoint(now_ms);
   }
   ApplyRetention(now_ms);
   SubmitBuffered();
@@ -1324,11 +1347,9 @@ absl::Status PartitionLog::Close() {
   }
   // An unchanged checkpoint is not rewritten, and a log that never held a batch needs none:
   // idle logs close cleanly on a full disk too.
-  const bool never_written = checkpointed_offset_ < 0 && next_offset_ == 0 &&
-                             segments_.size() == 1 && segments_.front()->empty();
-  const bool checkpoint_current = never_written || (durable_offset_ == checkpointed_offset_ &&
-                                                    log_start_offset_ == checkpointed_log_start_ &&
-                                                    durable_end_ == checkpointed_end_);
+  const bool checkpoint_current = NeverWritten() || (durable_offset_ == checkpointed_offset_ &&
+                                                     log_start_offset_ == checkpointed_log_start_ &&
+                                                     durable_end_ == checkpointed_end_);
   if (!checkpoint_current) {
     if (absl::Status cp = WriteCheckpoint(); !cp.ok() && s.ok()) s = cp;
   }

@@ -161,6 +161,22 @@ class PartitionLog {
   // Hands buffered appends to the IoBackend (the caller then calls io->Submit()). The
   // LogManager does both once per loop iteration; appends also do it when a buffer fills.
   void SubmitBuffered(SubmitMode mode = SubmitMode::kAll);
+  // The list the log puts itself on when an append leaves bytes for SubmitBuffered(), at
+  // most once until its owner takes it off (LeftSubmitList): the LogManager submits only the
+  // logs on it, not every log of the shard. Null (the default): no list is kept.
+  void set_submit_list(std::vector<PartitionLog*>* list) { submit_list_ = list; }
+  void JoinSubmitList() {
+    if (submit_list_ == nullptr || in_submit_list_) return;
+    in_submit_list_ = true;
+    submit_list_->push_back(this);
+  }
+  void LeftSubmitList() { in_submit_list_ = false; }
+  // The queue a due recovery checkpoint waits in (at most once) when one is set: its owner
+  // writes them with WriteQueuedCheckpoint() a few at a time, so that thousands of logs
+  // flushed together do not stall the shard for thousands of synchronous file writes. Null
+  // (the default): a due checkpoint is written at once.
+  void set_checkpoint_queue(std::deque<PartitionLog*>* queue) { checkpoint_queue_ = queue; }
+  void WriteQueuedCheckpoint();
   // True while a write-behind tail is buffered: the loop must come back soon (without
   // blocking) to submit it, which an idle iteration does.
   bool has_held_writes() const { return held_since_ms_ >= 0 && open_chunk_ != nullptr; }
@@ -292,6 +308,8 @@ class PartitionLog {
                                           std::shared_ptr<const void>* keep_alive, AckLevel ack,
                                           AppendCallback done);
   void StartWrite(Chunk* chunk);
+  // An append left bytes in the open chunk: flag it and join the submit list.
+  void MarkAppended();
   absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
   absl::StatusOr<std::unique_ptr<Segment>> CreateSegment(int64_t base_offset);
@@ -308,6 +326,13 @@ class PartitionLog {
   // Where the batches before the first write that failed for lack of space end.
   int64_t EndBeforeFailedWrite() const;
   void CheckpointNow();
+  // A checkpoint is due: written now, or queued (set_checkpoint_queue).
+  void ScheduleCheckpoint(int64_t now_ms);
+  // No batch was ever appended and no checkpoint written: nothing for a checkpoint to protect.
+  bool NeverWritten() const {
+    return checkpointed_offset_ < 0 && next_offset_ == 0 && segments_.size() == 1 &&
+           segments_.front()->empty();
+  }
   void Preallocate(const Chunk& chunk);
   bool MayHoldBack() const;
   std::unique_ptr<Chunk> SplitAt(Chunk& chunk, uint32_t cut);
@@ -339,6 +364,10 @@ class PartitionLog {
   std::vector<WriteBuffer> spare_buffers_;
   size_t zero_copy_min_bytes_ = kZeroCopyMinBytes;
   bool appended_since_submit_ = false;
+  std::vector<PartitionLog*>* submit_list_ = nullptr;  // see set_submit_list
+  bool in_submit_list_ = false;
+  std::deque<PartitionLog*>* checkpoint_queue_ = nullptr;  // see set_checkpoint_queue
+  bool in_checkpoint_queue_ = false;
   int64_t held_since_ms_ = -1;         // a write-behind tail is buffered since then (-1: none)
   bool preallocate_ = true;            // off after fallocate failed once
   int64_t preallocated_segment_ = -1;  // segment whose blocks are reserved up to...
