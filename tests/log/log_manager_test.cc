@@ -1,0 +1,125 @@
+// The LogManager's per-iteration work follows the logs in use: Submit() hands over only the
+// logs appended to (and those holding a write-behind tail), and due recovery checkpoints wait
+// in a queue that Tick() drains a few at a time instead of being written inside the flush.
+#include "log/log_manager.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "log/checkpoint.h"
+#include "log/file_util.h"
+#include "tests/log/log_test_util.h"
+
+namespace sluice::storage {
+namespace {
+
+using testing::MakeBatch;
+using testing::TempDir;
+
+std::unique_ptr<LogManager> OpenManager(const std::string& dir) {
+  LogManager::Options options;
+  options.data_dir = dir;
+  auto mgr = LogManager::Open(options);
+  EXPECT_TRUE(mgr.ok()) << mgr.status();
+  return mgr.ok() ? *std::move(mgr) : nullptr;
+}
+
+// Runs the loop's end-of-iteration work (Submit, Poll) until `done` or about 5 s.
+template <typename Pred>
+bool DriveUntil(LogManager& mgr, Pred done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(5);
+  while (!done()) {
+    if (absl::Now() > deadline) return false;
+    mgr.Submit();
+    mgr.Poll(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+TEST(LogManagerTest, OneSubmitWritesTheAppendsOfEveryLogAppendedTo) {
+  TempDir tmp;
+  auto mgr = OpenManager(tmp.path());
+  ASSERT_NE(mgr, nullptr);
+  std::vector<PartitionLog*> logs;
+  for (int p = 0; p < 8; ++p) {
+    auto log = mgr->CreateLog({"t", p}, LogConfig());
+    ASSERT_TRUE(log.ok()) << log.status();
+    logs.push_back(*log);
+  }
+  // Every other log gets an append whose caller waits for it (nothing held back).
+  int acked = 0;
+  for (int p = 0; p < 8; p += 2) {
+    auto batch = MakeBatch(1, 50, 1000);
+    ASSERT_TRUE(logs[p]
+                    ->Append(batch, AckLevel::kWritten,
+                             [&](absl::Status s, const AppendResult&) {
+                               EXPECT_TRUE(s.ok()) << s;
+                               ++acked;
+                             })
+                    .ok());
+  }
+  EXPECT_TRUE(DriveUntil(*mgr, [&] { return acked == 4; }));
+  for (int p = 0; p < 8; ++p) EXPECT_EQ(logs[p]->high_watermark(), p % 2 == 0 ? 1 : 0) << p;
+}
+
+TEST(LogManagerTest, AHeldWriteBehindTailIsWrittenByLaterSubmitsWithoutAppends) {
+  TempDir tmp;
+  auto mgr = OpenManager(tmp.path());
+  ASSERT_NE(mgr, nullptr);
+  auto log = mgr->CreateLog({"t", 0}, LogConfig());
+  ASSERT_TRUE(log.ok()) << log.status();
+  // Nobody waits for this batch: the first Submit may hold it back (write-behind) and only a
+  // later one, with no append in between, writes it.
+  auto batch = MakeBatch(3, 100, 1000);
+  ASSERT_TRUE((*log)->Append(batch, AckLevel::kWritten, nullptr).ok());
+  EXPECT_TRUE(DriveUntil(*mgr, [&] { return (*log)->high_watermark() == 3; }))
+      << "high watermark " << (*log)->high_watermark();
+  EXPECT_FALSE(mgr->has_held_writes());
+}
+
+TEST(LogManagerTest, DueCheckpointsWaitInAQueueThatTicksDrain) {
+  TempDir tmp;
+  auto mgr = OpenManager(tmp.path());
+  ASSERT_NE(mgr, nullptr);
+  LogConfig config;
+  config.flush_messages = 1;          // every append is synced...
+  config.recovery_checkpoint_ms = 0;  // ...and each sync makes a checkpoint due
+  constexpr int kLogs = 40;
+  std::vector<PartitionLog*> logs;
+  int acked = 0;
+  for (int p = 0; p < kLogs; ++p) {
+    auto log = mgr->CreateLog({"t", p}, config);
+    ASSERT_TRUE(log.ok()) << log.status();
+    logs.push_back(*log);
+    auto batch = MakeBatch(1, 50, 1000);
+    ASSERT_TRUE((*log)
+                    ->Append(batch, AckLevel::kDurable,
+                             [&](absl::Status s, const AppendResult&) {
+                               EXPECT_TRUE(s.ok()) << s;
+                               ++acked;
+                             })
+                    .ok());
+  }
+  ASSERT_TRUE(DriveUntil(*mgr, [&] { return acked == kLogs; }));
+  // The flushes did not write the checkpoints themselves: they are queued, once per log.
+  EXPECT_EQ(mgr->checkpoints_waiting(), static_cast<size_t>(kLogs));
+  auto checkpointed = [&](int p) {
+    auto cp = ReadRecoveryCheckpoint(absl::StrCat(logs[p]->dir(), "/", kRecoveryCheckpointFile));
+    return cp.ok() && cp->recovery_offset == 1;
+  };
+  for (int p = 0; p < kLogs; ++p) EXPECT_FALSE(checkpointed(p)) << p;
+  // A log deleted while it waits leaves the queue with it.
+  ASSERT_TRUE(mgr->DeleteLog({"t", 0}).ok());
+  EXPECT_EQ(mgr->checkpoints_waiting(), static_cast<size_t>(kLogs - 1));
+  int64_t now = absl::ToUnixMillis(absl::Now());
+  for (int tick = 0; tick < 1000 && mgr->checkpoints_waiting() > 0; ++tick) mgr->Tick(now++);
+  EXPECT_EQ(mgr->checkpoints_waiting(), 0u);
+  for (int p = 1; p < kLogs; ++p) EXPECT_TRUE(checkpointed(p)) << p;
+  EXPECT_TRUE(mgr->Close().ok());
+}
+
+}  // namespace
+}  // namespace sluice::storage
