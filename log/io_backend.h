@@ -71,6 +71,9 @@ class IoBackend {
   virtual void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) = 0;
   // Queues an fdatasync(fd).
   virtual void Sync(int fd, IoCallback done) = 0;
+  // Queues an fsync of the directory `path` (Env::SyncDir): the names created, renamed or
+  // removed in it become durable. Many queued together cost about one journal commit.
+  virtual void SyncDir(const std::string& path, IoCallback done) = 0;
   // Hands every queued operation to the kernel.
   virtual void Submit() = 0;
   // Runs the callbacks of completed operations. When nothing has completed yet and operations

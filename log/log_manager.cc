@@ -68,11 +68,11 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
 absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
                                                     const LogConfig& config) {
   if (auto it = logs_.find(tp); it != logs_.end()) return it->second.get();
+  // No fsync of the data directory here: a new log's entry in it becomes durable with the
+  // log's first sync (PartitionLog::Recover).
   auto log =
       PartitionLog::Open(absl::StrCat(options_.data_dir, "/", tp.DirName()), config, io_.get());
   if (!log.ok()) return log.status();
-  absl::Status s = SyncDir(options_.data_dir, options_.env);
-  if (!s.ok()) return s;
   PartitionLog* raw = log->get();
   raw->set_submit_list(&to_submit_);
   raw->set_checkpoint_queue(&checkpoint_queue_);

@@ -150,7 +150,11 @@ absl::Status PartitionLog::Recover() {
     segments_.push_back(std::move(*seg));
     log_start_offset_ = next_offset_ = written_offset_ = durable_offset_ = base;
     written_end_ = durable_end_ = FilePosition{base, 0};
-    return SyncDir(dir_, env_);
+    // An empty log has nothing to lose: if its names vanish in a crash it is made again.
+    // They become durable with its first sync, before anything in it is acknowledged as
+    // durable, so creating thousands of logs costs no synchronous fsync per log.
+    names_pending_ = true;
+    return absl::OkStatus();
   }
 
   // Where re-validation starts: the checkpointed segment and position. Without a checkpoint,
@@ -795,9 +799,27 @@ void PartitionLog::MaybeStartSync() {
   const int64_t messages_covered = unflushed_messages_;
   std::vector<std::shared_ptr<SegmentFile>> files = std::move(unsynced_files_);
   unsynced_files_.clear();
-  auto remaining = std::make_shared<size_t>(files.size());
+  // A new log's directory (its segment names) and its entry in the data directory go with
+  // its first sync (see Recover).
+  std::vector<std::string> dirs;
+  if (names_pending_) dirs = {dir_, DirName(dir_)};
+  auto remaining = std::make_shared<size_t>(files.size() + dirs.size());
   auto first_error = std::make_shared<int>(0);
   auto error_path = std::make_shared<std::string>();
+  for (const std::string& dir : dirs) {
+    io_->SyncDir(dir, [this, dir, remaining, first_error, error_path, target, target_end,
+                       messages_covered](int result) {
+      if (result < 0 && *first_error == 0) {
+        *first_error = result;
+        *error_path = dir;
+      }
+      if (result < 0 && !IsOutOfSpace(-result)) Fail(IoStatus("fsync dir", dir, result));
+      if (--*remaining == 0) {
+        unflushed_messages_ = std::max<int64_t>(0, unflushed_messages_ - messages_covered);
+        OnSyncDone(target, target_end, *first_error, *error_path);
+      }
+    });
+  }
   for (auto& file : files) {
     io_->Sync(file->fd(), [this, file, remaining, first_error, error_path, target, target_end,
                            messages_covered](int result) {
@@ -832,6 +854,7 @@ void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int resul
     return;
   }
   if (result >= 0 && failure_.ok()) {
+    names_pending_ = false;
     durable_offset_ = std::max(durable_offset_, target);
     durable_end_ = target_end;
     if (resync_ == Resync::kSyncing) resync_ = Resync::kNone;

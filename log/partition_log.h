@@ -385,6 +385,9 @@ class PartitionLog {
   std::deque<Waiter> durable_waiters_;
   std::vector<std::shared_ptr<SegmentFile>> unsynced_files_;
   bool sync_in_flight_ = false;
+  // A new log whose directory names (segment files, its own entry in the data directory) no
+  // sync has made durable yet: the first sync includes them (see Recover).
+  bool names_pending_ = false;
   int64_t flush_target_ = 0;  // durability requested up to here (flush policy, Flush())
   int64_t last_flush_ms_ = 0;
   int64_t last_checkpoint_ms_ = 0;

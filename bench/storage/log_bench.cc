@@ -247,6 +247,9 @@ class NullBackend final : public IoBackend {
     done_.emplace_back(std::move(done), static_cast<int>(len));
   }
   void Sync(int, IoCallback done) override { done_.emplace_back(std::move(done), 0); }
+  void SyncDir(const std::string&, IoCallback done) override {
+    done_.emplace_back(std::move(done), 0);
+  }
   void Submit() override {}
   int Poll(absl::Duration) override {
     auto done = std::move(done_);

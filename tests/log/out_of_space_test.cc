@@ -53,6 +53,10 @@ class FaultyBackend : public IoBackend {
     }
     inner_->WriteV(fd, iov, position, std::move(done));
   }
+  // Directory syncs (a new log's names, with its first sync) do not fail here.
+  void SyncDir(const std::string& path, IoCallback done) override {
+    inner_->SyncDir(path, std::move(done));
+  }
   void Sync(int fd, IoCallback done) override {
     if (sync_errno != 0) {
       Fail(sync_errno, std::move(done));

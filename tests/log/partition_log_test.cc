@@ -37,13 +37,17 @@ class CountingBackend : public IoBackend {
     ++syncs;
     inner_->Sync(fd, std::move(cb));
   }
+  void SyncDir(const std::string& path, IoCallback cb) override {
+    ++dir_syncs;
+    inner_->SyncDir(path, std::move(cb));
+  }
   void Submit() override {
     ++submits;
     inner_->Submit();
   }
   int Poll(absl::Duration t) override { return inner_->Poll(t); }
   size_t pending() const override { return inner_->pending(); }
-  int writes = 0, syncs = 0, submits = 0;
+  int writes = 0, syncs = 0, dir_syncs = 0, submits = 0;
 
  private:
   std::unique_ptr<IoBackend> inner_;

@@ -53,6 +53,9 @@ class RecordingBackend : public IoBackend {
     inner_->WriteV(fd, iov, p, Wrap(std::move(cb)));
   }
   void Sync(int fd, IoCallback cb) override { inner_->Sync(fd, std::move(cb)); }
+  void SyncDir(const std::string& path, IoCallback cb) override {
+    inner_->SyncDir(path, std::move(cb));
+  }
   void Submit() override { inner_->Submit(); }
   int Poll(absl::Duration t) override { return inner_->Poll(t); }
   size_t pending() const override { return inner_->pending(); }
