@@ -210,13 +210,10 @@ class UringBackend final : public IoBackend {
   void SyncDir(const std::string& path, IoCallback done) override {
     // Opening a directory does not wait for the disk; its fsync goes through the ring. (This
     // backend exists only over the default Env, whose SyncDir is exactly this.)
-    int fd;
-    do {
-      fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    const int fd = env()->Open(path, OpenMode::kRead);
     if (fd < 0) {
       ++in_flight_;
-      inline_completed_.emplace_back(std::move(done), -errno);
+      inline_completed_.emplace_back(std::move(done), fd);
       return;
     }
     Op* op = new Op{OpKind::kSyncDir, fd, nullptr, 0, 0, 0, std::move(done)};
@@ -341,7 +338,7 @@ class UringBackend final : public IoBackend {
       }
       --in_flight_;
       IoCallback done = std::move(op->done);
-      if (op->kind == OpKind::kSyncDir) ::close(op->fd);
+      if (op->kind == OpKind::kSyncDir) (void)env()->Close(op->fd);
       delete op;
       done(res);
       ++n;

@@ -600,5 +600,66 @@ TEST(PowerCutLogManagerTest, ALogCreatedThroughTheManagerSurvivesAPowerCut) {
   EXPECT_EQ(testing::ReadAllBatches(*log), acked);
 }
 
+// Creating a log costs no synchronous fsync: its names (directory, first segment) become
+// durable with its first sync, which also covers the batch acknowledged as durable. A power
+// cut loses the never-synced empty logs, which are simply made again, and nothing acked.
+TEST(PowerCutLogManagerTest, NewLogsSyncTheirNamesWithTheirFirstSync) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  ASSERT_TRUE(CreateDirIfMissing(data).ok());
+  FaultEnv env(data);
+  LogConfig config;
+  config.flush_messages = 1;
+  std::vector<uint8_t> acked;
+  {
+    LogManager::Options options;
+    options.data_dir = data;
+    options.env = &env;
+    auto mgr = LogManager::Open(options);
+    ASSERT_TRUE(mgr.ok()) << mgr.status();
+    const int64_t dir_syncs_before = env.calls_of(testing::kOpSyncDir);
+    std::vector<PartitionLog*> logs;
+    for (int p = 0; p < 10; ++p) {
+      auto log = (*mgr)->CreateLog(TopicPartition{"t", p}, config);
+      ASSERT_TRUE(log.ok()) << log.status();
+      logs.push_back(*log);
+    }
+    EXPECT_EQ(env.calls_of(testing::kOpSyncDir), dir_syncs_before);
+    std::vector<uint8_t> batch = testing::MakeBatch(2, 100, 1000);
+    bool done = false;
+    auto r =
+        logs[3]->Append(batch, AckLevel::kDurable, [&](absl::Status s, const AppendResult& res) {
+          done = true;
+          ASSERT_TRUE(s.ok()) << s;
+          acked = batch;
+          StoreBigEndian64(acked.data(), res.base_offset);
+        });
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (int k = 0; k < 10 && !done; ++k) {
+      (*mgr)->Submit();
+      (*mgr)->Poll(absl::ZeroDuration());
+    }
+    ASSERT_TRUE(done);
+    // The log's directory and the data directory, in the same group as the data.
+    EXPECT_EQ(env.calls_of(testing::kOpSyncDir), dir_syncs_before + 2);
+    env.CutPowerNow();
+  }
+  ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
+  LogManager::Options options;
+  options.data_dir = data;
+  auto mgr = LogManager::Open(options);
+  ASSERT_TRUE(mgr.ok()) << mgr.status();
+  PartitionLog* log = (*mgr)->GetLog(TopicPartition{"t", 3});
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(testing::ReadAllBatches(*log), std::vector<std::vector<uint8_t>>{acked});
+  // The others were never synced: gone or empty, and made again on demand.
+  for (int p = 0; p < 10; ++p) {
+    if (p == 3) continue;
+    auto again = (*mgr)->CreateLog(TopicPartition{"t", p}, config);
+    ASSERT_TRUE(again.ok()) << again.status();
+    EXPECT_EQ((*again)->log_end_offset(), 0) << p;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::storage
