@@ -123,8 +123,8 @@ void Shard::CheckIterationTime() {
                             absl::FormatDuration(absl::Trunc(slowest_unlogged_, kPrecision)));
   }
   storage::LogWarning(
-      "shard %d: one event-loop iteration was busy for %s (--slow-loop-iteration-ms %d): its "
-      "clients waited that long%s",
+      "shard %d: one event-loop iteration was busy for %s (--slow-loop-iteration-ms %d); "
+      "clients of this shard waited up to that long%s",
       index_, absl::FormatDuration(absl::Trunc(busy, kPrecision)), config_.slow_loop_iteration_ms,
       since);
   slowest_unlogged_ = absl::ZeroDuration();
