@@ -117,6 +117,9 @@ std::string Usage() {
          "                            storage can always open files; -1 = a quarter of\n"
          "                            RLIMIT_NOFILE, at least 256 (default -1). The soft limit\n"
          "                            is raised to the hard limit at start-up\n"
+         "  --slow-loop-iteration-ms N  log a warning when one iteration of a shard's event loop\n"
+         "                            is busy N ms or more (its clients waited that long), at\n"
+         "                            most every 10 s per shard; 0 = never (default 100)\n"
          "AMQP resource limits (what a client sees: net/amqp/PROTOCOL.md, \"Resource limits\"):\n"
          "  --vm-memory-high-watermark F  memory alarm at this fraction of RAM (or the cgroup\n"
          "                            limit): publishers blocked, Connection.Blocked \"low on\n"
@@ -269,6 +272,8 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int64_t>(name, value, 0, &c.request_read_min_bytes_per_sec);
     } else if (name == "reserved-fds") {
       s = ParseInt<int64_t>(name, value, -1, &c.reserved_fds);
+    } else if (name == "slow-loop-iteration-ms") {
+      s = ParseInt<int64_t>(name, value, 0, &c.slow_loop_iteration_ms);
     } else if (name == "offsets-topic-partitions") {
       s = ParseInt<int32_t>(name, value, 1, &c.offsets_topic_partitions);
     } else if (name == "group-max-size") {

@@ -55,6 +55,9 @@ struct BrokerConfig {
   int64_t request_read_timeout_ms = 30000;  // 0 = off
   int64_t request_read_min_bytes_per_sec = 1024;
   int64_t reserved_fds = -1;  // kept free for storage; -1 = max(256, RLIMIT_NOFILE / 4)
+  // A shard logs a warning (at most every 10 s) when one iteration of its loop is busy this
+  // long: every client of the shard waited that long (src/shard.h). 0 = never.
+  int64_t slow_loop_iteration_ms = 100;
   // AMQP resource limits, RabbitMQ's names where it has them (meaning and client-visible
   // effect: AmqpOptions in src/amqp/amqp_broker.h). -1 = unlimited where allowed.
   double vm_memory_high_watermark = 0.4;           // fraction of RAM (or the cgroup's limit)

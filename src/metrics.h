@@ -17,13 +17,16 @@ class Shard;
 class AmqpBroker;
 
 struct MetricSample {
-  std::string family;  // e.g. "sluice_log_end_offset"
+  // e.g. "sluice_log_end_offset"; a histogram's samples are named after it with _bucket (one
+  // per "le" label, cumulative, ending with "+Inf"), _sum and _count.
+  std::string family;
   std::vector<std::pair<std::string, std::string>> labels;
   double value = 0;
 };
 
 // The samples one shard can give about itself: its logs (start/end offsets, high watermark,
-// size) and its live connections. Shard thread.
+// size), its live connections and its loop timing (iteration and ready-wait histograms,
+// net/reactor/loop_stats.h). Shard thread.
 void CollectShardMetrics(Shard& shard, int shard_index, std::vector<MetricSample>* out);
 // AMQP queue depths (ready, unacked, consumers). Shard 0's thread.
 void CollectAmqpMetrics(const AmqpBroker& amqp, std::vector<MetricSample>* out);

@@ -1,5 +1,9 @@
 #include "src/shard.h"
 
+#include <algorithm>
+#include <string>
+
+#include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "log/logging.h"
 #include "src/amqp/amqp_broker.h"
@@ -9,6 +13,8 @@ namespace sluice::broker {
 
 namespace {
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
+// Slow-iteration warnings give durations to 0.1 ms.
+constexpr absl::Duration kPrecision = absl::Microseconds(100);
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config) {
@@ -93,12 +99,35 @@ absl::Status Shard::Run(const std::atomic<bool>& stop) {
 
 absl::Status Shard::RunOnce(absl::Duration timeout) {
   if (absl::Status s = reactor_->RunOnce(timeout); !s.ok()) return s;
+  CheckIterationTime();
   // End of iteration: one submission for every append this iteration made.
   logs_->Submit();
   // Inline-write backends complete at submit time; collect those completions now.
   logs_->Poll(absl::ZeroDuration());
   for (auto& hook : hooks_) hook();
   return absl::OkStatus();
+}
+
+void Shard::CheckIterationTime() {
+  if (config_.slow_loop_iteration_ms <= 0) return;
+  const absl::Duration busy = reactor_->last_iteration();
+  if (busy < absl::Milliseconds(config_.slow_loop_iteration_ms)) return;
+  uint64_t more = 0;
+  if (!slow_log_.Allow(&more)) {
+    slowest_unlogged_ = std::max(slowest_unlogged_, busy);
+    return;
+  }
+  std::string since;
+  if (more > 0) {
+    since = absl::StrFormat("; %d more since the last warning, the longest %s", more,
+                            absl::FormatDuration(absl::Trunc(slowest_unlogged_, kPrecision)));
+  }
+  storage::LogWarning(
+      "shard %d: one event-loop iteration was busy for %s (--slow-loop-iteration-ms %d); "
+      "clients of this shard waited up to that long%s",
+      index_, absl::FormatDuration(absl::Trunc(busy, kPrecision)), config_.slow_loop_iteration_ms,
+      since);
+  slowest_unlogged_ = absl::ZeroDuration();
 }
 
 absl::Status Shard::Close() {

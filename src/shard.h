@@ -13,6 +13,10 @@
 //                     to the IoBackend in one submission (one group-commit fdatasync per file)
 //   end-of-iteration hooks  e.g. waking long-poll fetches whose partitions grew
 // and a 100 ms reactor timer runs LogManager::Tick (flush.ms, checkpoints, retention).
+//
+// The reactor times every iteration (net/reactor/loop_stats.h: busy time between two polls,
+// and how long ready sockets waited), exported per shard on /metrics (src/metrics.h). An
+// iteration busy for --slow-loop-iteration-ms or more is logged, at most once per 10 s.
 #pragma once
 
 #include <atomic>
@@ -23,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "log/log_manager.h"
+#include "net/reactor/net_log.h"
 #include "net/reactor/reactor.h"
 #include "src/broker_config.h"
 #include "src/topic_registry.h"
@@ -71,6 +76,8 @@ class Shard {
  private:
   explicit Shard(const BrokerConfig& config) : config_(config) {}
   void ScheduleTick();
+  // After each reactor poll: warns about the iteration that ended there if it was slow.
+  void CheckIterationTime();
 
   const BrokerConfig config_;
   int index_ = 0;
@@ -84,6 +91,10 @@ class Shard {
   std::vector<std::function<void()>> hooks_;
   std::vector<std::function<void()>> close_hooks_;
   bool closed_ = false;
+  // Slow iterations (--slow-loop-iteration-ms): one warning per interval, with how many more
+  // there were since the last one and the longest of them.
+  net::LogRateLimiter slow_log_{absl::Seconds(10)};
+  absl::Duration slowest_unlogged_ = absl::ZeroDuration();
 };
 
 }  // namespace sluice::broker

@@ -62,6 +62,10 @@ __kernel_timespec ToTimespec(Reactor::Clock::duration d) {
   return ts;
 }
 
+int64_t ToNanos(Reactor::Clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(d).count();
+}
+
 }  // namespace
 
 std::string_view RingSetupName(RingSetup setup) {
@@ -227,6 +231,15 @@ absl::Status Reactor::RunOnce(absl::Duration timeout) {
   FlushAndReap();
 
   const Clock::time_point now = Clock::now();
+  // The iteration that ends here was busy since the previous poll returned: everything done
+  // between two polls, including what the embedder did between RunOnce calls.
+  Clock::duration busy = Clock::duration::zero();
+  if (polled_) {
+    busy = now - poll_returned_;
+    last_iteration_ = busy;
+    stats_.iteration.Record(ToNanos(busy));
+  }
+
   Clock::duration wait = Clock::duration::max();
   if (timeout != absl::InfiniteDuration()) {
     wait = std::chrono::duration_cast<Clock::duration>(absl::ToChronoNanoseconds(timeout));
@@ -237,20 +250,45 @@ absl::Status Reactor::RunOnce(absl::Duration timeout) {
   }
   wait = std::min(wait, TimeToNextTimer(now));
 
+  // Whether this poll found completions already pending (they waited for the loop since the
+  // previous poll) or slept until they came (they waited for nothing). A zero wait cannot
+  // sleep. Otherwise, after an iteration long enough to matter, a non-blocking poll tells;
+  // after a shorter one the loop does not spend that syscall and does not know.
   io_uring_cqe* cqe = nullptr;
-  int rc;
-  if (wait == Clock::duration::max()) {
-    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, nullptr, nullptr);
+  enum class Found { kUnknown, kPending, kWhileIdle } found = Found::kUnknown;
+  if (wait <= Clock::duration::zero()) {
+    if (absl::Status s = Poll(Clock::duration::zero(), &cqe); !s.ok()) return s;
+    found = Found::kPending;
+  } else if (polled_ && ToNanos(busy) >= LoopStats::kReadyWaitResolutionNanos) {
+    if (absl::Status s = Poll(Clock::duration::zero(), &cqe); !s.ok()) return s;
+    found = Found::kPending;
+    if (cqe == nullptr) {
+      if (absl::Status s = Poll(wait, &cqe); !s.ok()) return s;
+      found = Found::kWhileIdle;
+    }
   } else {
-    __kernel_timespec ts = ToTimespec(wait);
-    rc = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+    if (absl::Status s = Poll(wait, &cqe); !s.ok()) return s;
   }
-  // ETIME: the timeout passed; EINTR: a signal; EBUSY/EAGAIN: the CQ is backed up or the
-  // kernel is short of memory for a moment: drain the CQ and come back.
-  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
-    return absl::ErrnoToStatus(-rc, "io_uring_submit_and_wait_timeout");
+  const Clock::time_point returned = Clock::now();
+  const size_t served = DispatchCompletions();
+  if (served > 0 && polled_) {
+    int64_t ready_wait = 0;
+    switch (found) {
+      case Found::kPending:
+        ready_wait = ToNanos(returned - poll_returned_);
+        break;
+      case Found::kWhileIdle:
+        ready_wait = 0;
+        break;
+      case Found::kUnknown:  // busy < the resolution: at most that, or nothing if it slept
+        ready_wait = ToNanos(busy);
+        break;
+    }
+    stats_.ready_wait.Record(ready_wait);
   }
-  DispatchCompletions();
+  polled_ = true;
+  poll_returned_ = returned;
+
   RunDueTimers();
   RunTasks();
   RunBackground();
@@ -258,7 +296,25 @@ absl::Status Reactor::RunOnce(absl::Duration timeout) {
   return absl::OkStatus();
 }
 
-void Reactor::DispatchCompletions() {
+absl::Status Reactor::Poll(Clock::duration wait, io_uring_cqe** cqe) {
+  *cqe = nullptr;
+  int rc;
+  if (wait == Clock::duration::max()) {
+    rc = io_uring_submit_and_wait_timeout(&ring_, cqe, 1, nullptr, nullptr);
+  } else {
+    __kernel_timespec ts = ToTimespec(wait);
+    rc = io_uring_submit_and_wait_timeout(&ring_, cqe, 1, &ts, nullptr);
+  }
+  // ETIME: the timeout passed; EINTR: a signal; EBUSY/EAGAIN: the CQ is backed up or the
+  // kernel is short of memory for a moment: drain the CQ and come back.
+  if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EBUSY && rc != -EAGAIN) {
+    return absl::ErrnoToStatus(-rc, "io_uring_submit_and_wait_timeout");
+  }
+  return absl::OkStatus();
+}
+
+size_t Reactor::DispatchCompletions() {
+  size_t served = 0;
   io_uring_cqe* cqe = nullptr;
   for (unsigned n = 0; n < options_.max_cqes_per_iteration; ++n) {
     if (io_uring_peek_cqe(&ring_, &cqe) != 0 || cqe == nullptr) break;
@@ -269,8 +325,10 @@ void Reactor::DispatchCompletions() {
     io_uring_cqe_seen(&ring_, cqe);
     if (user_data == 0) continue;
     if ((flags & IORING_CQE_F_MORE) == 0) --inflight_ops_;
+    ++served;
     reinterpret_cast<internal::IoOp*>(user_data)->Complete(res, flags);
   }
+  return served;
 }
 
 io_uring_sqe* Reactor::GetSqeNoCompletion() {

@@ -28,6 +28,7 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "net/reactor/io_op.h"
+#include "net/reactor/loop_stats.h"
 
 namespace sluice::net {
 
@@ -140,6 +141,13 @@ class Reactor {
   // Operations submitted whose last completion has not arrived yet (for tests).
   size_t inflight_ops() const { return inflight_ops_; }
 
+  // Loop timing recorded by RunOnce (README.md, "Loop timing"): each iteration's busy time and
+  // how long ready completions may have waited. Readable from any thread.
+  const LoopStats& loop_stats() const { return stats_; }
+  // The busy time of the iteration that ended at the latest RunOnce's poll (what it recorded
+  // in loop_stats().iteration); zero before the second RunOnce. Loop thread.
+  absl::Duration last_iteration() const { return absl::FromChrono(last_iteration_); }
+
  private:
   friend class Connection;
   friend class Listener;
@@ -164,7 +172,11 @@ class Reactor {
   // result if it raced).
   void CancelOp(internal::IoOp* op);
 
-  void DispatchCompletions();
+  // Polls: submits what is queued and waits up to `wait` (duration::max() = no limit) for a
+  // completion. Sets *cqe when one is ready. Returns a ring error, or OK (also on a timeout).
+  absl::Status Poll(Clock::duration wait, io_uring_cqe** cqe);
+  // Returns how many completions went to operations (user_data != 0).
+  size_t DispatchCompletions();
   void RunDueTimers();
   void RunTasks();
   void RunBackground();
@@ -186,6 +198,11 @@ class Reactor {
   bool supports_splice_ = false;
   bool supports_multishot_accept_ = false;
   size_t inflight_ops_ = 0;
+
+  LoopStats stats_;
+  bool polled_ = false;  // a poll has returned: poll_returned_ is set
+  Clock::time_point poll_returned_{};
+  Clock::duration last_iteration_{};
 
   std::atomic<bool> stop_{false};
 

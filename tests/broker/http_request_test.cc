@@ -79,5 +79,32 @@ TEST(Metrics, RendersFamiliesContiguouslyWithEscapedLabels) {
             "sluice_log_end_offset{topic=\"q\\\"\\\\\\n\",partition=\"1\"} 12345678901\n");
 }
 
+TEST(Metrics, RendersHistogramSamplesUnderOneFamily) {
+  std::vector<broker::MetricSample> s = {
+      {"sluice_loop_iteration_seconds_bucket", {{"shard", "0"}, {"le", "0.001"}}, 2},
+      {"sluice_loop_iteration_seconds_bucket", {{"shard", "0"}, {"le", "+Inf"}}, 3},
+      {"sluice_loop_iteration_seconds_sum", {{"shard", "0"}}, 0.0125},
+      {"sluice_loop_iteration_seconds_count", {{"shard", "0"}}, 3},
+      {"sluice_up", {}, 1},
+      {"sluice_loop_iteration_seconds_bucket", {{"shard", "1"}, {"le", "+Inf"}}, 0},
+      {"sluice_loop_iteration_seconds_sum", {{"shard", "1"}}, 0},
+      {"sluice_loop_iteration_seconds_count", {{"shard", "1"}}, 0},
+      {"sluice_up_count", {}, 1},  // not a histogram: unknown
+  };
+  const std::string text = broker::RenderMetrics(s);
+  const std::string histogram = text.substr(text.find("# HELP sluice_loop_iteration_seconds "));
+  EXPECT_EQ(histogram.substr(histogram.find('\n') + 1),
+            "# TYPE sluice_loop_iteration_seconds histogram\n"
+            "sluice_loop_iteration_seconds_bucket{shard=\"0\",le=\"0.001\"} 2\n"
+            "sluice_loop_iteration_seconds_bucket{shard=\"0\",le=\"+Inf\"} 3\n"
+            "sluice_loop_iteration_seconds_sum{shard=\"0\"} 0.0125\n"
+            "sluice_loop_iteration_seconds_count{shard=\"0\"} 3\n"
+            "sluice_loop_iteration_seconds_bucket{shard=\"1\",le=\"+Inf\"} 0\n"
+            "sluice_loop_iteration_seconds_sum{shard=\"1\"} 0\n"
+            "sluice_loop_iteration_seconds_count{shard=\"1\"} 0\n");
+  EXPECT_EQ(text.find("sluice_up_count"), std::string::npos);
+  EXPECT_LT(text.find("sluice_up 1"), text.find("# HELP sluice_loop_iteration_seconds "));
+}
+
 }  // namespace
 }  // namespace sluice
