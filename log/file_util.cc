@@ -32,6 +32,13 @@ absl::Status CreateDirIfMissing(const std::string& path, Env* env) {
   return absl::OkStatus();
 }
 
+absl::Status CreateEmptyFile(const std::string& path, Env* env) {
+  int fd = env->Open(path, OpenMode::kCreateTruncate);
+  if (fd < 0) return ErrnoStatus("create", path, -fd);
+  if (int rc = env->Close(fd); rc < 0) return ErrnoStatus("close", path, -rc);
+  return absl::OkStatus();
+}
+
 absl::Status SyncDir(const std::string& dir, Env* env) {
   if (int rc = env->SyncDir(dir); rc < 0) return ErrnoStatus("fsync dir", dir, -rc);
   return absl::OkStatus();

@@ -24,6 +24,8 @@ absl::StatusOr<std::vector<std::string>> ListDir(const std::string& dir, Env* en
 absl::StatusOr<uint64_t> FileSize(const std::string& path, Env* env = Env::Default());
 bool FileExists(const std::string& path, Env* env = Env::Default());
 absl::Status RemoveFile(const std::string& path, Env* env = Env::Default());  // OK if missing
+// Creates (or truncates) an empty file; its name is durable once its directory is synced.
+absl::Status CreateEmptyFile(const std::string& path, Env* env = Env::Default());
 absl::Status RemoveTree(const std::string& path, Env* env = Env::Default());  // rm -r
 absl::Status RenameFile(const std::string& from, const std::string& to, Env* env = Env::Default());
 

@@ -40,13 +40,14 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
   auto names = ListDir(mgr->options_.data_dir, mgr->options_.env);
   if (!names.ok()) return names.status();
   std::sort(names->begin(), names->end());
+  std::vector<std::string> marker_dirs;
   for (const std::string& name : *names) {
     TopicPartition tp;
     if (!TopicPartition::FromDirName(name, &tp)) continue;
     if (mgr->options_.owns && !mgr->options_.owns(tp)) continue;
     LogConfig config = mgr->options_.config_for ? mgr->options_.config_for(tp) : LogConfig();
-    auto log =
-        PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config, mgr->io_.get());
+    auto log = PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config,
+                                  mgr->io_.get(), MarkerSync::kByCaller);
     if (!log.ok()) {
       LogError("storage: log %s could not be opened: %s", name, log.status().message());
       return log.status();
@@ -60,7 +61,13 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
         r.bytes_truncated, r.indexes_rebuilt, absl::FormatDuration(r.took));
     (*log)->set_submit_list(&mgr->to_submit_);
     (*log)->set_checkpoint_queue(&mgr->checkpoint_queue_);
+    if ((*log)->needs_dir_sync()) marker_dirs.push_back((*log)->dir());
     mgr->logs_[tp] = std::move(*log);
+  }
+  // The clean-shutdown markers removed above, made durable all at once before any append.
+  if (absl::Status s = mgr->SyncDirs(marker_dirs); !s.ok()) {
+    LogError("storage: syncing log directories after opening: %s", s.message());
+    return s;
   }
   return mgr;
 }
@@ -141,12 +148,30 @@ void LogManager::WriteQueuedCheckpoints() {
   }
 }
 
+absl::Status LogManager::SyncDirs(const std::vector<std::string>& dirs) {
+  // Queued together, the fsyncs share journal commits instead of waiting for one each.
+  size_t remaining = dirs.size();
+  absl::Status first;
+  for (const std::string& dir : dirs) {
+    io_->SyncDir(dir, [&remaining, &first, dir](int result) {
+      if (result < 0 && first.ok()) first = ErrnoStatus("fsync dir", dir, -result);
+      --remaining;
+    });
+  }
+  io_->Submit();
+  while (remaining > 0) io_->Poll(absl::Milliseconds(100));
+  return first;
+}
+
 absl::Status LogManager::Close() {
   checkpoint_queue_.clear();  // each log's Close() writes its checkpoint
   absl::Status first;
   int unclean = 0;
+  // Each log writes its clean-shutdown marker; their directories are synced together below.
+  std::vector<std::string> marker_dirs;
   for (auto& [tp, log] : logs_) {
-    absl::Status s = log->Close();
+    absl::Status s = log->Close(MarkerSync::kByCaller);
+    if (log->needs_dir_sync()) marker_dirs.push_back(log->dir());
     if (s.ok()) continue;
     ++unclean;
     LogWarning(
@@ -155,6 +180,13 @@ absl::Status LogManager::Close() {
         tp.DirName(), s.message());
     // A fenced log outranks a full disk in what the caller is told.
     if (first.ok() || (absl::IsUnavailable(first) && !absl::IsUnavailable(s))) first = s;
+  }
+  // Without a durable marker the next start only recovers more than it needed to.
+  if (absl::Status s = SyncDirs(marker_dirs); !s.ok()) {
+    LogWarning("storage: clean-shutdown markers not synced (%s); the next start recovers",
+               s.message());
+    if (first.ok()) first = s;
+    ++unclean;
   }
   if (first.ok()) return first;
   return absl::Status(first.code(), absl::StrFormat("%d logs not marked clean at close (%s)",

@@ -91,6 +91,8 @@ class LogManager {
  private:
   explicit LogManager(Options options);
   void WriteQueuedCheckpoints();
+  // fsyncs every directory in `dirs` through the IoBackend at once and waits for them.
+  absl::Status SyncDirs(const std::vector<std::string>& dirs);
 
   Options options_;
   std::unique_ptr<IoBackend> io_;

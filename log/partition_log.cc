@@ -86,10 +86,12 @@ PartitionLog::~PartitionLog() {
 
 absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::string& dir,
                                                                  const LogConfig& config,
-                                                                 IoBackend* io) {
+                                                                 IoBackend* io,
+                                                                 MarkerSync marker_sync) {
   absl::Status s = CreateDirIfMissing(dir, io->env());
   if (!s.ok()) return s;
   auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, io));
+  log->open_marker_sync_ = marker_sync;
   absl::Time start = absl::Now();
   s = log->Recover();
   if (!s.ok()) return s;
@@ -352,9 +354,12 @@ absl::Status PartitionLog::Recover() {
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
   if (have_cp) checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
   if (clean) {
+    // The removal is durable before anything is appended: else a crash could leave the
+    // marker over a torn tail, which the next start would trust.
     absl::Status s = RemoveFile(marker, env_);
-    if (s.ok()) s = SyncDir(dir_, env_);
+    if (s.ok() && open_marker_sync_ == MarkerSync::kNow) s = SyncDir(dir_, env_);
     if (!s.ok()) return s;
+    needs_dir_sync_ = open_marker_sync_ == MarkerSync::kByCaller;
   }
   return absl::OkStatus();
 }
@@ -1340,7 +1345,7 @@ void PartitionLog::WaitForIo() {
   while (writes_outstanding_ > 0 || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
 }
 
-absl::Status PartitionLog::Close() {
+absl::Status PartitionLog::Close(MarkerSync marker_sync) {
   if (closed_) return absl::OkStatus();
   // A last try at what waits for space (there may be room again since the last retry); each
   // step (rewrite failed writes, redo a failed sync) takes one attempt.
@@ -1378,8 +1383,17 @@ absl::Status PartitionLog::Close() {
   }
   // Without the marker the next start re-validates past the checkpoint: the safe default
   // whenever something could not be done.
-  if (s.ok() && !dropped)
-    s = WriteFileAtomically(absl::StrCat(dir_, "/", kCleanShutdownFile), {}, env_);
+  if (s.ok() && !dropped) {
+    const std::string marker = absl::StrCat(dir_, "/", kCleanShutdownFile);
+    if (marker_sync == MarkerSync::kNow) {
+      s = WriteFileAtomically(marker, {}, env_);
+    } else {
+      // Empty: its name is all it says, so no temporary file and no data sync are needed,
+      // only the directory's fsync, which the caller does for many logs at once.
+      s = CreateEmptyFile(marker, env_);
+      needs_dir_sync_ = s.ok();
+    }
+  }
   if (s.ok() && dropped) s = out_of_space;
   return s;
 }

@@ -123,12 +123,22 @@ struct RecoveryReport {
   absl::Duration took;
 };
 
+// Who makes the clean-shutdown marker's creation (Close) or removal (Open) durable.
+enum class MarkerSync {
+  kNow,  // the log, with an fsync of its directory
+  // The caller, which syncs the directories of many logs at once through the IoBackend
+  // (LogManager): after Open, before the log's first append; after Close, before it counts
+  // as closed cleanly. needs_dir_sync() says whether there is anything to sync.
+  kByCaller,
+};
+
 class PartitionLog {
  public:
   // Opens (creating if needed) the log in `dir`, recovering it as described above.
   // `io` must outlive the log; every file operation of the log goes through io->env().
-  static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(const std::string& dir,
-                                                            const LogConfig& config, IoBackend* io);
+  static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(
+      const std::string& dir, const LogConfig& config, IoBackend* io,
+      MarkerSync marker_sync = MarkerSync::kNow);
   ~PartitionLog();
   PartitionLog(const PartitionLog&) = delete;
   PartitionLog& operator=(const PartitionLog&) = delete;
@@ -202,7 +212,10 @@ class PartitionLog {
   // Flush, checkpoint, clean-shutdown marker. Further appends fail. Without the marker (the
   // next start then recovers the log from its checkpoint) it returns why: UnavailableError
   // when the disk was too full, the fence error when the log was fenced.
-  absl::Status Close();
+  absl::Status Close(MarkerSync marker_sync = MarkerSync::kNow);
+  // Open or Close with MarkerSync::kByCaller changed the directory's names: the caller must
+  // fsync dir() (see MarkerSync).
+  bool needs_dir_sync() const { return needs_dir_sync_; }
   // Raises the log start offset; segments wholly below it are deleted (AMQP acks, DeleteRecords).
   absl::Status AdvanceLogStart(int64_t offset);
   // Deletes every file of the log and the directory. The object must not be used afterwards.
@@ -388,6 +401,8 @@ class PartitionLog {
   // A new log whose directory names (segment files, its own entry in the data directory) no
   // sync has made durable yet: the first sync includes them (see Recover).
   bool names_pending_ = false;
+  MarkerSync open_marker_sync_ = MarkerSync::kNow;  // how Open syncs the marker's removal
+  bool needs_dir_sync_ = false;                     // see needs_dir_sync()
   int64_t flush_target_ = 0;  // durability requested up to here (flush policy, Flush())
   int64_t last_flush_ms_ = 0;
   int64_t last_checkpoint_ms_ = 0;
