@@ -661,5 +661,60 @@ TEST(PowerCutLogManagerTest, NewLogsSyncTheirNamesWithTheirFirstSync) {
   }
 }
 
+// The manager syncs the clean-shutdown markers of all its logs together: those a clean stop
+// wrote survive a power cut right after it, and those a start removed stay removed (else a
+// later crash would leave a marker over a log that was written to since).
+TEST(PowerCutLogManagerTest, CleanShutdownMarkersAreDurableAtStopAndTheirRemovalAtStart) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  ASSERT_TRUE(CreateDirIfMissing(data).ok());
+  LogConfig config;
+  config.flush_messages = 1;
+  constexpr int kLogs = 5;
+  auto open = [&](Env* env) {
+    LogManager::Options options;
+    options.data_dir = data;
+    options.env = env;
+    options.config_for = [&](const TopicPartition&) { return config; };
+    return LogManager::Open(options);
+  };
+  auto all_clean = [&](LogManager& mgr, bool want) {
+    for (int p = 0; p < kLogs; ++p) {
+      PartitionLog* log = mgr.GetLog(TopicPartition{"t", p});
+      ASSERT_NE(log, nullptr) << p;
+      EXPECT_EQ(log->recovery_report().clean_shutdown, want) << p;
+      EXPECT_EQ(log->log_end_offset(), 2) << p;
+    }
+  };
+  {
+    FaultEnv env(data);
+    auto mgr = open(&env);
+    ASSERT_TRUE(mgr.ok()) << mgr.status();
+    for (int p = 0; p < kLogs; ++p) {
+      auto log = (*mgr)->CreateLog(TopicPartition{"t", p}, config);
+      ASSERT_TRUE(log.ok()) << log.status();
+      ASSERT_TRUE(testing::AppendSync(**log, (*mgr)->io(), testing::MakeBatch(2, 10, 1000),
+                                      AckLevel::kDurable)
+                      .ok());
+    }
+    ASSERT_TRUE((*mgr)->Close().ok());
+    env.CutPowerNow();
+    mgr->reset();
+    ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
+  }
+  {
+    FaultEnv env(data);
+    auto mgr = open(&env);
+    ASSERT_TRUE(mgr.ok()) << mgr.status();
+    all_clean(**mgr, true);
+    env.CutPowerNow();
+    mgr->reset();
+    ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
+  }
+  auto mgr = open(Env::Default());
+  ASSERT_TRUE(mgr.ok()) << mgr.status();
+  all_clean(**mgr, false);
+}
+
 }  // namespace
 }  // namespace sluice::storage
