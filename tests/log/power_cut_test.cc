@@ -670,6 +670,7 @@ TEST(PowerCutLogManagerTest, CleanShutdownMarkersAreDurableAtStopAndTheirRemoval
   ASSERT_TRUE(CreateDirIfMissing(data).ok());
   LogConfig config;
   config.flush_messages = 1;
+  config.max_index_bytes = 4096;  // the fault Env copies whole files at each power cut
   constexpr int kLogs = 5;
   auto open = [&](Env* env) {
     LogManager::Options options;
