@@ -149,17 +149,22 @@ void LogManager::WriteQueuedCheckpoints() {
 }
 
 absl::Status LogManager::SyncDirs(const std::vector<std::string>& dirs) {
-  // Queued together, the fsyncs share journal commits instead of waiting for one each.
-  size_t remaining = dirs.size();
+  // Queued together, the fsyncs share journal commits instead of waiting for one each. Each
+  // holds a directory fd while in flight: a window keeps that bounded (the logs' own fds
+  // may already be close to the limit).
+  constexpr size_t kMaxInFlight = 128;
+  size_t in_flight = 0;
   absl::Status first;
   for (const std::string& dir : dirs) {
-    io_->SyncDir(dir, [&remaining, &first, dir](int result) {
+    while (in_flight >= kMaxInFlight) io_->Poll(absl::Milliseconds(100));
+    ++in_flight;
+    io_->SyncDir(dir, [&in_flight, &first, dir](int result) {
       if (result < 0 && first.ok()) first = ErrnoStatus("fsync dir", dir, -result);
-      --remaining;
+      --in_flight;
     });
+    io_->Submit();
   }
-  io_->Submit();
-  while (remaining > 0) io_->Poll(absl::Milliseconds(100));
+  while (in_flight > 0) io_->Poll(absl::Milliseconds(100));
   return first;
 }
 
