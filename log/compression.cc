@@ -469,7 +469,14 @@ absl::StatusOr<size_t> RecordsDecompressor::State::Unzstd(std::span<uint8_t> out
     if (zstd_frame_produced > zstd_declared) {
       return Corrupt(kCodec, "a frame holds more than its header declares");
     }
-    if (ret == 0) zstd_declared = UINT64_MAX;  // the first frame ended: later ones unchecked
+    if (ret == 0) {
+      // zstd checks the declared size itself only when the output buffer held the whole
+      // frame; through windows a frame that ends short would pass as a shorter one.
+      if (zstd_declared != UINT64_MAX && zstd_frame_produced != zstd_declared) {
+        return Corrupt(kCodec, "a frame holds less than its header declares");
+      }
+      zstd_declared = UINT64_MAX;  // the first frame ended: later ones unchecked
+    }
     // 0: a frame ended and is fully flushed; another may follow.
     if (ret == 0 && zin.pos == zin.size) {
       finished = true;

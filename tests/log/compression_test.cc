@@ -412,5 +412,29 @@ TEST(CompressionTest, ZstdFrameHoldingMoreThanItDeclaresIsCorruptWhateverTheCont
   }
 }
 
+// Found by compression_fuzz: a frame whose header declares 65,585 bytes but whose only block
+// is empty. DecompressRecords() (one buffer: zstd checks the size) said DATA_LOSS, the
+// windowed RecordsDecompressor said OK with 0 bytes: produce validation and readers must not
+// disagree about a batch.
+TEST(CompressionTest, ZstdFrameHoldingLessThanItDeclaresIsCorruptForBothDecoders) {
+  const std::vector<uint8_t> short_frame = {0x28, 0xb5, 0x2f, 0xfd, 0x51, 0x58,
+                                            0x00, 0x31, 0xff, 0x01, 0x00, 0x00};
+  constexpr size_t kLimit = 256 << 10;
+  EXPECT_EQ(DecompressRecords(Compression::kZstd, short_frame, kLimit).status().code(),
+            absl::StatusCode::kDataLoss);
+  RecordsDecompressor windows;
+  ASSERT_TRUE(windows.Start(Compression::kZstd, short_frame, kLimit).ok());
+  absl::Status status;
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<std::span<const uint8_t>> piece = windows.Next();
+    if (!piece.ok()) {
+      status = piece.status();
+      break;
+    }
+    if (piece->empty()) break;
+  }
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+}
+
 }  // namespace
 }  // namespace sluice::storage
