@@ -20,16 +20,11 @@
 #include "log/file_util.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
+#include "tests/fuzz/fuzz_fs.h"
 
 using namespace sluice::storage;
 
 namespace {
-
-std::string MakeTempDir(const char* name) {
-  std::string tmpl =
-      std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name + "-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
 
 #define Check(cond)                                                                       \
   do {                                                                                    \
@@ -69,7 +64,25 @@ LogConfig Config() {
   return c;
 }
 
-void CheckLog(const PartitionLog& log, const std::map<int64_t, Rec>& model, int64_t end) {
+// Every record ever appended (offset -> record), with, kept up to date as records are appended,
+// each key's last offset and the number of keyless records.
+struct Model {
+  std::map<int64_t, Rec> records;
+  std::map<std::string, int64_t> last;
+  size_t keyless = 0;
+
+  void Add(int64_t offset, const Rec& r) {
+    records[offset] = r;
+    if (r.key) {
+      last[*r.key] = offset;
+    } else {
+      ++keyless;
+    }
+  }
+};
+
+void CheckLog(const PartitionLog& log, const Model& m, int64_t end) {
+  const std::map<int64_t, Rec>& model = m.records;
   Check(log.high_watermark() == end);
   Check(log.log_start_offset() == 0);
   std::map<std::string, int64_t> last_read;  // key -> offset of the last record read
@@ -111,17 +124,8 @@ void CheckLog(const PartitionLog& log, const std::map<int64_t, Rec>& model, int6
       pos += v.size_bytes();
     }
   }
-  std::map<std::string, int64_t> last_model;
-  size_t keyless_model = 0;
-  for (const auto& [o, r] : model) {
-    if (r.key) {
-      last_model[*r.key] = o;
-    } else {
-      ++keyless_model;
-    }
-  }
-  Check(keyless.size() == keyless_model);
-  for (const auto& [k, o] : last_model) {
+  Check(keyless.size() == m.keyless);
+  for (const auto& [k, o] : m.last) {
     auto it = last_read.find(k);
     if (it == last_read.end()) {
       Check(!model.at(o).value.has_value());  // only a tombstone may vanish, with its key
@@ -134,8 +138,9 @@ void CheckLog(const PartitionLog& log, const std::map<int64_t, Rec>& model, int6
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string dir = MakeTempDir("sluice-compactfuzz");
-  auto io = IoBackend::CreatePwrite();
+  sluice::storage::testing::FuzzFs fs("sluice-compactfuzz");
+  const std::string& dir = fs.dir();
+  auto io = IoBackend::CreatePwrite(fs.env());
   int64_t now = 1'000'000;
   auto open = [&] {
     auto opened = PartitionLog::Open(dir, Config(), io.get());
@@ -144,7 +149,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return std::move(*opened);
   };
   std::unique_ptr<PartitionLog> log = open();
-  std::map<int64_t, Rec> model;
+  Model model;
   int64_t end = 0;
   int32_t sequence = 0;
   Program p(data, size);
@@ -172,7 +177,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto batch = b.Build();
         auto res = log->Append(batch, AckLevel::kWritten, nullptr);
         Check(res.ok());
-        for (int i = 0; i < records; ++i) model[res->base_offset + i] = recs[i];
+        for (int i = 0; i < records; ++i) model.Add(res->base_offset + i, recs[i]);
         end = res->last_offset + 1;
         if (idempotent) sequence += records;
         Check(log->Flush().ok());
@@ -214,6 +219,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     CheckLog(*log, model, end);
   }
   log.reset();
-  (void)RemoveTree(dir);
   return 0;
 }

@@ -1,8 +1,7 @@
 // Feeds arbitrary bytes to OffsetIndex::Open and TimeIndex::Open. Whatever opens must answer
 // lookups consistently, survive append/truncate/seal, and reopen after sealing.
-#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -10,6 +9,7 @@
 
 #include "index/offset_index.h"
 #include "index/time_index.h"
+#include "tests/fuzz/fuzz_fs.h"
 
 namespace {
 
@@ -27,36 +27,29 @@ constexpr uint32_t kTimeMaxBytes = 64 + 32 * TimeIndex::kEntrySize;
     }                                                                   \
   } while (0)
 
-// Never destroyed: the atexit cleanup below runs after static destructors would.
+// The index file's Env and path: in memory unless SLUICE_FUZZ_POSIX_ENV=1 (tests/fuzz/fuzz_fs.h;
+// then a directory under /dev/shm, where the fdatasync in Seal is cheap, removed at exit).
+sluice::storage::testing::FuzzFs& Fs() {
+  static sluice::storage::testing::FuzzFs fs("sluice_index_fuzz");
+  return fs;
+}
+
 const std::string& FilePath() {
-  static const std::string* const path = [] {
-    // tmpfs keeps the fdatasync in Seal cheap.
-    static char dir[] = "/dev/shm/sluice_index_fuzz_XXXXXX";
-    static char fallback[] = "/tmp/sluice_index_fuzz_XXXXXX";
-    char* made = mkdtemp(dir);
-    if (made == nullptr) made = mkdtemp(fallback);
-    CHECK(made != nullptr);
-    static std::string* file = new std::string(std::string(made) + "/index");
-    static char* made_dir = made;
-    atexit([] {
-      unlink(file->c_str());
-      rmdir(made_dir);
-    });
-    return file;
-  }();
-  return *path;
+  static const std::string path = Fs().dir() + "/index";
+  return path;
 }
 
 void WriteInput(const uint8_t* data, size_t size) {
-  int fd = open(FilePath().c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  sluice::storage::Env* env = Fs().env();
+  int fd = env->Open(FilePath(), sluice::storage::OpenMode::kCreateTruncate);
   CHECK(fd >= 0);
   size_t done = 0;
   while (done < size) {
-    ssize_t n = write(fd, data + done, size - done);
+    ssize_t n = env->Pwrite(fd, data + done, size - done, done);
     CHECK(n > 0);
     done += static_cast<size_t>(n);
   }
-  close(fd);
+  CHECK(env->Close(fd) == 0);
 }
 
 // The base offset stored in the input's header, so that inputs get past that check.
@@ -68,7 +61,7 @@ int64_t BaseOffsetOf(const uint8_t* data, size_t size) {
 }
 
 void ExerciseOffsetIndex(int64_t base) {
-  auto opened = OffsetIndex::Open(FilePath(), base, kOffsetMaxBytes);
+  auto opened = OffsetIndex::Open(FilePath(), base, kOffsetMaxBytes, Fs().env());
   if (!opened.ok()) return;
   OffsetIndex& index = **opened;
   size_t n = index.entries();
@@ -97,13 +90,13 @@ void ExerciseOffsetIndex(int64_t base) {
   size_t kept = index.entries();
   if (!index.Seal().ok()) return;
   opened->reset();
-  auto reopened = OffsetIndex::Open(FilePath(), base, kOffsetMaxBytes);
+  auto reopened = OffsetIndex::Open(FilePath(), base, kOffsetMaxBytes, Fs().env());
   CHECK(reopened.ok());
   CHECK((*reopened)->sealed() && (*reopened)->entries() == kept);
 }
 
 void ExerciseTimeIndex(int64_t base) {
-  auto opened = TimeIndex::Open(FilePath(), base, kTimeMaxBytes);
+  auto opened = TimeIndex::Open(FilePath(), base, kTimeMaxBytes, Fs().env());
   if (!opened.ok()) return;
   TimeIndex& index = **opened;
   size_t n = index.entries();
@@ -128,7 +121,7 @@ void ExerciseTimeIndex(int64_t base) {
   size_t kept = index.entries();
   if (!index.Seal().ok()) return;
   opened->reset();
-  auto reopened = TimeIndex::Open(FilePath(), base, kTimeMaxBytes);
+  auto reopened = TimeIndex::Open(FilePath(), base, kTimeMaxBytes, Fs().env());
   CHECK(reopened.ok());
   CHECK((*reopened)->sealed() && (*reopened)->entries() == kept);
 }

@@ -21,17 +21,11 @@
 #include "log/partition_log.h"
 #include "log/record_batch.h"
 #include "tests/fs/fault_env.h"
+#include "tests/fuzz/fuzz_fs.h"
 
 using namespace sluice::storage;
 
 namespace {
-
-// On tmpfs when available: fdatasync is free there, so the fuzzer explores instead of waiting.
-std::string MakeTempDir(const char* name) {
-  std::string tmpl =
-      std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name + "-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
 
 #define Check(cond)                                                                    \
   do {                                                                                 \
@@ -97,8 +91,9 @@ void CheckReadable(const PartitionLog& log, const Model& m, int64_t offset) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string dir = MakeTempDir("sluice-opsfuzz");
-  sluice::storage::testing::FaultEnv env(dir);
+  sluice::storage::testing::FuzzFs fs("sluice-opsfuzz");
+  const std::string& dir = fs.dir();
+  sluice::storage::testing::FaultEnv env(dir, fs.env());
   auto io = IoBackend::CreatePwrite(&env);
   auto opened = PartitionLog::Open(dir, Config(), io.get());
   Check(opened.ok());
@@ -262,6 +257,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int64_t o = log->log_start_offset(); o <= log->high_watermark(); o += 7)
     CheckReadable(*log, m, o);
   log.reset();
-  (void)RemoveTree(dir);
   return 0;
 }

@@ -1,9 +1,7 @@
 // Recovery of a partition log from arbitrary segment bytes: PartitionLog::Open must either
 // refuse with an error or come up with a log whose every readable batch is valid and whose
 // offsets are contiguous, and which accepts appends afterwards. Never a crash.
-#include <fcntl.h>
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <string>
@@ -14,28 +12,22 @@
 #include "log/partition_log.h"
 #include "log/record_batch.h"
 #include "log/segment.h"
+#include "tests/fuzz/fuzz_fs.h"
 
 using namespace sluice::storage;
 
 namespace {
 
-// On tmpfs when available: fdatasync is free there, so the fuzzer explores instead of waiting.
-std::string MakeTempDir(const char* name) {
-  std::string tmpl =
-      std::string(access("/dev/shm", W_OK) == 0 ? "/dev/shm/" : "/tmp/") + name + "-XXXXXX";
-  return mkdtemp(tmpl.data());
-}
-
-void WriteFile(const std::string& path, const uint8_t* data, size_t size) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+void WriteFile(Env* env, const std::string& path, const uint8_t* data, size_t size) {
+  int fd = env->Open(path, OpenMode::kCreateTruncate);
   if (fd < 0) abort();
   size_t done = 0;
   while (done < size) {
-    ssize_t n = ::write(fd, data + done, size - done);
+    ssize_t n = env->Pwrite(fd, data + done, size - done, done);
     if (n <= 0) abort();
     done += static_cast<size_t>(n);
   }
-  ::close(fd);
+  if (env->Close(fd) != 0) abort();
 }
 
 void Check(bool ok) {
@@ -45,22 +37,24 @@ void Check(bool ok) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::string dir = MakeTempDir("sluice-fuzz");
+  sluice::storage::testing::FuzzFs fs("sluice-fuzz");
+  Env* env = fs.env();
+  const std::string& dir = fs.dir();
   // First byte: layout choices. Bit 0: write a recovery checkpoint claiming the first
   // `position` bytes durable; bit 1: clean-shutdown marker.
   uint8_t mode = size > 0 ? data[0] : 0;
   const uint8_t* body = size > 0 ? data + 1 : data;
   size_t body_size = size > 0 ? size - 1 : 0;
-  WriteFile(dir + "/" + Segment::FileStem(0) + ".log", body, body_size);
+  WriteFile(env, dir + "/" + Segment::FileStem(0) + ".log", body, body_size);
   if (mode & 1) {
     RecoveryCheckpoint cp;
     cp.position = (mode >> 2) * 61u;
     cp.recovery_offset = mode >> 2;
-    (void)WriteRecoveryCheckpoint(dir + "/" + kRecoveryCheckpointFile, cp);
+    (void)WriteRecoveryCheckpoint(dir + "/" + kRecoveryCheckpointFile, cp, env);
   }
-  if (mode & 2) WriteFile(dir + "/" + kCleanShutdownFile, nullptr, 0);
+  if (mode & 2) WriteFile(env, dir + "/" + kCleanShutdownFile, nullptr, 0);
 
-  auto io = IoBackend::CreatePwrite();
+  auto io = IoBackend::CreatePwrite(env);
   LogConfig config;
   config.index_interval_bytes = 64;
   config.max_index_bytes = 4096;
@@ -97,6 +91,5 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     }
     log->reset();
   }
-  (void)RemoveTree(dir);
   return 0;
 }
