@@ -378,6 +378,17 @@ TEST(CompressionTest, EmptyInputIsCorrupt) {
   }
 }
 
+// Reads a started decompressor's windows to the end (at most 100 of them): the first error,
+// or OK.
+absl::Status DrainWindows(RecordsDecompressor& d) {
+  for (int i = 0; i < 100; ++i) {
+    absl::StatusOr<std::span<const uint8_t>> piece = d.Next();
+    if (!piece.ok()) return piece.status();
+    if (piece->empty()) break;
+  }
+  return absl::OkStatus();
+}
+
 // Found by compression_fuzz: a frame that declares 260 bytes but decodes to more got
 // CORRUPT from a fresh context (zstd decoded it in one pass into a large enough buffer) and
 // "too large" from a context that had decoded another frame before. The same bytes must get
@@ -396,15 +407,7 @@ TEST(CompressionTest, ZstdFrameHoldingMoreThanItDeclaresIsCorruptWhateverTheCont
   RecordsDecompressor reused;
   for (const std::vector<uint8_t>* input : {&earlier, &lying}) {
     ASSERT_TRUE(reused.Start(Compression::kZstd, *input, kLimit).ok());
-    absl::Status status;
-    for (int i = 0; i < 100; ++i) {
-      absl::StatusOr<std::span<const uint8_t>> piece = reused.Next();
-      if (!piece.ok()) {
-        status = piece.status();
-        break;
-      }
-      if (piece->empty()) break;
-    }
+    const absl::Status status = DrainWindows(reused);
     EXPECT_EQ(status.code(),
               input == &lying
                   ? absl::StatusCode::kDataLoss
@@ -424,15 +427,7 @@ TEST(CompressionTest, ZstdFrameHoldingLessThanItDeclaresIsCorruptForBothDecoders
             absl::StatusCode::kDataLoss);
   RecordsDecompressor windows;
   ASSERT_TRUE(windows.Start(Compression::kZstd, short_frame, kLimit).ok());
-  absl::Status status;
-  for (int i = 0; i < 100; ++i) {
-    absl::StatusOr<std::span<const uint8_t>> piece = windows.Next();
-    if (!piece.ok()) {
-      status = piece.status();
-      break;
-    }
-    if (piece->empty()) break;
-  }
+  const absl::Status status = DrainWindows(windows);
   EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
 }
 

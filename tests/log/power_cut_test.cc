@@ -554,6 +554,17 @@ TEST(PowerCutAtomicWriteTest, RecoveryCheckpointIsOldOrNewAfterACut) {
   }
 }
 
+// A LogManager over the data directory `data` through `env`; logs found there open with
+// `config`.
+absl::StatusOr<std::unique_ptr<LogManager>> OpenManager(const std::string& data, Env* env,
+                                                        const LogConfig& config = {}) {
+  LogManager::Options options;
+  options.data_dir = data;
+  options.env = env;
+  options.config_for = [config](const TopicPartition&) { return config; };
+  return LogManager::Open(options);
+}
+
 // LogManager::Options::env reaches every log: a log the manager creates, with its directory,
 // survives a power cut with every batch acknowledged as durable.
 TEST(PowerCutLogManagerTest, ALogCreatedThroughTheManagerSurvivesAPowerCut) {
@@ -565,10 +576,7 @@ TEST(PowerCutLogManagerTest, ALogCreatedThroughTheManagerSurvivesAPowerCut) {
   config.flush_messages = 1;
   std::vector<std::vector<uint8_t>> acked;
   {
-    LogManager::Options options;
-    options.data_dir = data;
-    options.env = &env;
-    auto mgr = LogManager::Open(options);
+    auto mgr = OpenManager(data, &env);
     ASSERT_TRUE(mgr.ok()) << mgr.status();
     EXPECT_EQ((*mgr)->io().kind(), IoBackendKind::kPwrite);  // the Env sees every write
     auto log = (*mgr)->CreateLog(TopicPartition{"t", 0}, config);
@@ -591,9 +599,7 @@ TEST(PowerCutLogManagerTest, ALogCreatedThroughTheManagerSurvivesAPowerCut) {
     env.CutPowerNow();
   }
   ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
-  LogManager::Options options;
-  options.data_dir = data;
-  auto mgr = LogManager::Open(options);
+  auto mgr = OpenManager(data, Env::Default());
   ASSERT_TRUE(mgr.ok()) << mgr.status();
   PartitionLog* log = (*mgr)->GetLog(TopicPartition{"t", 0});
   ASSERT_NE(log, nullptr);
@@ -612,10 +618,7 @@ TEST(PowerCutLogManagerTest, NewLogsSyncTheirNamesWithTheirFirstSync) {
   config.flush_messages = 1;
   std::vector<uint8_t> acked;
   {
-    LogManager::Options options;
-    options.data_dir = data;
-    options.env = &env;
-    auto mgr = LogManager::Open(options);
+    auto mgr = OpenManager(data, &env);
     ASSERT_TRUE(mgr.ok()) << mgr.status();
     const int64_t dir_syncs_before = env.calls_of(testing::kOpSyncDir);
     std::vector<PartitionLog*> logs;
@@ -645,9 +648,7 @@ TEST(PowerCutLogManagerTest, NewLogsSyncTheirNamesWithTheirFirstSync) {
     env.CutPowerNow();
   }
   ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
-  LogManager::Options options;
-  options.data_dir = data;
-  auto mgr = LogManager::Open(options);
+  auto mgr = OpenManager(data, Env::Default());
   ASSERT_TRUE(mgr.ok()) << mgr.status();
   PartitionLog* log = (*mgr)->GetLog(TopicPartition{"t", 3});
   ASSERT_NE(log, nullptr);
@@ -672,13 +673,7 @@ TEST(PowerCutLogManagerTest, CleanShutdownMarkersAreDurableAtStopAndTheirRemoval
   config.flush_messages = 1;
   config.max_index_bytes = 4096;  // the fault Env copies whole files at each power cut
   constexpr int kLogs = 5;
-  auto open = [&](Env* env) {
-    LogManager::Options options;
-    options.data_dir = data;
-    options.env = env;
-    options.config_for = [&](const TopicPartition&) { return config; };
-    return LogManager::Open(options);
-  };
+  auto open = [&](Env* env) { return OpenManager(data, env, config); };
   auto all_clean = [&](LogManager& mgr, bool want) {
     for (int p = 0; p < kLogs; ++p) {
       PartitionLog* log = mgr.GetLog(TopicPartition{"t", p});
