@@ -14,6 +14,7 @@
 #include "src/kafka/kafka_broker.h"
 #include "src/kafka/kafka_connection.h"
 #include "src/shard.h"
+#include "tests/fuzz/fuzz_connection.h"
 
 namespace {
 
@@ -64,46 +65,12 @@ Env* MakeEnv() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static Env* env = MakeEnv();
   if (size > 256 * 1024) return 0;
-  int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) abort();
-  int buf = 1 << 20;
-  setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &buf, sizeof(buf));
-  setsockopt(sv[0], SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-  fcntl(sv[1], F_SETFL, O_NONBLOCK);
-  net::Reactor& reactor = env->shard->reactor();
-  // The listener's options (KafkaBroker::Listen): the reactor's cap just above the codec's.
-  net::ConnectionOptions options;
-  options.max_input_bytes = env->kafka->options().max_request_bytes + 64 * 1024;
-  auto conn = reactor.AdoptConnection(sv[0], options, [](net::Connection& c) {
-    return std::make_unique<broker::KafkaConnection>(env->kafka.get(), c);
-  });
-  if (!conn.ok()) abort();
-  size_t written = 0;
-  uint8_t sink[65536];
-  // Bounded: the stream is written, the client side shut down, answers drained; a long-poll
-  // fetch or a partial frame ends when the client side closes, 300 ms after the start, and the
-  // broker then has 100 ms to drop the connection. Bounded
-  // in time, not in loop turns: a turn with nothing to do waits 100 us, not 1 ms, because
-  // most inputs are answered and closed within a few turns and those 1 ms waits were about
-  // half of their wall time; timers (long polls, timeouts) still see the same 300 ms.
-  const absl::Time start = absl::Now();
-  for (int i = 0; reactor.connection_count() > 0; ++i) {
-    const absl::Duration elapsed = absl::Now() - start;
-    if (elapsed >= absl::Milliseconds(400)) break;
-    if (sv[1] >= 0) {
-      if (written < size) {
-        ssize_t n = write(sv[1], data + written, size - written);
-        if (n > 0) written += static_cast<size_t>(n);
-        if (written == size) shutdown(sv[1], SHUT_WR);
-      } else if (size == 0 && i == 0) {
-        shutdown(sv[1], SHUT_WR);
-      }
-      while (read(sv[1], sink, sizeof(sink)) > 0) {
-      }
-      if (elapsed >= absl::Milliseconds(300)) close(sv[1]), sv[1] = -1;
-    }
-    (void)env->shard->RunOnce(absl::Microseconds(100));
-  }
-  if (sv[1] >= 0) close(sv[1]);
+  // The listener's cap (KafkaBroker::Listen): just above the codec's.
+  fuzz::FeedConnection(
+      *env->shard, env->kafka->options().max_request_bytes + 64 * 1024,
+      [](net::Connection& c) {
+        return std::make_unique<broker::KafkaConnection>(env->kafka.get(), c);
+      },
+      data, size);
   return 0;
 }
