@@ -325,6 +325,28 @@ absl::Status PartitionLog::Recover() {
     segments_.push_back(std::move(*seg));
     removed = false;  // that SyncDir covered the removals too
   }
+  // Less came back than the checkpointed log start: a crash took an unsynced tail that lay
+  // wholly below a start already durable (acks, retention or DeleteRecords had moved past it).
+  // The log continues at that start, as Kafka's does, so that its start never moves back: a
+  // start lowered to the recovered end would hand out the offsets below the checkpointed one
+  // again, and the next open, taking the checkpointed start, would hide what they then hold.
+  const int64_t recovered_end = segments_.back()->next_offset();
+  bool restarted_at_start = false;
+  if (have_cp && cp.log_start_offset > recovered_end) {
+    LogWarning(
+        "%s: recovered end %d is below the checkpointed log start %d (the lost tail had "
+        "been deleted); the log continues at %d",
+        dir_, recovered_end, cp.log_start_offset, cp.log_start_offset);
+    auto seg = CreateSegment(cp.log_start_offset);
+    if (!seg.ok()) return seg.status();
+    for (auto& old : segments_) {
+      if (absl::Status s = old->Delete(); !s.ok()) return s;
+    }
+    segments_.clear();
+    segments_.push_back(std::move(*seg));
+    removed = true;
+    restarted_at_start = true;
+  }
   // What recovery removed or cut stays so: else, after a power cut, a segment removed for
   // following a hole could come back once appends have filled the hole again.
   if (removed) {
@@ -345,6 +367,10 @@ absl::Status PartitionLog::Recover() {
     durable_offset_ = have_cp ? std::min(cp.recovery_offset, next_offset_) : log_start_offset_;
     durable_end_ = have_cp ? FilePosition{rp_base, std::min<uint64_t>(rp_pos, UINT32_MAX)}
                            : FilePosition{segments_.front()->base_offset(), 0};
+    if (restarted_at_start) {  // one empty segment, its name synced above
+      durable_offset_ = next_offset_;
+      durable_end_ = written_end_;
+    }
     for (auto& seg : segments_) {
       if (seg->base_offset() >= rp_base) unsynced_files_.push_back(seg->file());
     }
