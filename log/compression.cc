@@ -198,7 +198,7 @@ struct RecordsDecompressor::State {
   bool finished = false;
   absl::Status error;  // sticky until the next Start()
 
-  // Contexts, kept between sections.
+  // Contexts, kept between sections (zstd's until the next one starts: see Start()).
   z_stream zs{};
   bool zlib_ready = false;
   LZ4F_dctx* lz4 = nullptr;
@@ -322,12 +322,14 @@ absl::Status RecordsDecompressor::Start(Compression codec, std::span<const uint8
       }
       return absl::OkStatus();
     case Compression::kZstd: {
-      if (s.zstd == nullptr) {
-        s.zstd = ZSTD_createDCtx();
-        if (s.zstd == nullptr) return fail(absl::InternalError("zstd: ZSTD_createDCtx failed"));
-      } else {
-        ZSTD_DCtx_reset(s.zstd, ZSTD_reset_session_only);
-      }
+      // A fresh context for every section: zstd sizes its buffers by the first frame's window
+      // and keeps larger ones from earlier frames, and a frame whose blocks outgrow its window
+      // fails in buffers sized for it but decodes on in larger ones. The same bytes must get
+      // the same answer whatever came before (compression_test: ...OutgrowingItsWindow...).
+      // Creating one costs an allocation, no zeroing: small beside decoding a batch.
+      if (s.zstd != nullptr) ZSTD_freeDCtx(s.zstd);
+      s.zstd = ZSTD_createDCtx();
+      if (s.zstd == nullptr) return fail(absl::InternalError("zstd: ZSTD_createDCtx failed"));
       // The decoder's window buffer is sized by what the frame header claims, not by the
       // output: bound it.
       ZSTD_DCtx_setParameter(s.zstd, ZSTD_d_windowLogMax, ZstdWindowLogFor(max_output_bytes));

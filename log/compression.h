@@ -36,7 +36,9 @@ absl::StatusOr<std::vector<uint8_t>> DecompressRecords(Compression codec,
 
 // Decompresses records sections one at a time, piece by piece, keeping its codec contexts and
 // buffers for the next section: the produce validator keeps one per shard thread, so a warm
-// decompressor allocates nothing per batch. Not thread-safe; one section at a time.
+// decompressor allocates little per batch (zstd's context excepted: a fresh one per section,
+// as zstd's answer to a corrupt frame depends on the buffers it kept). Not thread-safe; one
+// section at a time.
 //
 // Accepts exactly what DecompressRecords() accepts (DecompressRecords() is built on it), with
 // the same errors. Memory besides the caller's buffers: a 64 KiB window (Next() only), zlib's

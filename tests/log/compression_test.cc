@@ -415,6 +415,34 @@ TEST(CompressionTest, ZstdFrameHoldingMoreThanItDeclaresIsCorruptWhateverTheCont
   }
 }
 
+// Found by compression_fuzz: the same history, then a frame without a declared size whose
+// header allows a 1 KiB window but whose blocks decode to more. A fresh context fails it
+// ("destination buffer is too small": zstd's buffers are sized by the window), a context that
+// kept the larger buffers of an earlier frame decoded on until the output limit ("too large").
+// zstd's answer depends on the buffers it kept, so each section starts with a fresh context.
+TEST(CompressionTest, ZstdFrameOutgrowingItsWindowGetsTheSameAnswerWhateverTheContextDidBefore) {
+  const std::vector<uint8_t> earlier = {0x28, 0xb5, 0x2f, 0xfd, 0x04, 0x58, 0x65, 0x00, 0x00,
+                                        0x30, 0x68, 0x65, 0x6c, 0x6c, 0x6f, 0x20, 0x01, 0x00,
+                                        0x31, 0x4a, 0x11, 0xa2, 0xed, 0x1e, 0x0c};
+  const std::vector<uint8_t> outgrowing = {
+      0x28, 0xb5, 0x2f, 0xfd, 0x00, 0x00, 0xc9, 0x00, 0x00, 0x10, 0xc9, 0x00, 0x00,
+      0x10, 0x23, 0x11, 0x01, 0x04, 0x04, 0x02, 0x00, 0x00, 0x10, 0x68, 0x81, 0x00,
+      0x00, 0x0c, 0x10, 0x2b, 0x11, 0x01, 0x00, 0x13, 0x28, 0xb5, 0x2f, 0xfd, 0x51,
+      0x58, 0x00, 0x04, 0x00, 0x12, 0x12, 0x0a, 0x00, 0x00, 0xd8};
+  constexpr size_t kLimit = 64 << 10;
+  const absl::StatusCode fresh =
+      DecompressRecords(Compression::kZstd, outgrowing, kLimit).status().code();
+  EXPECT_EQ(fresh, absl::StatusCode::kDataLoss);
+  RecordsDecompressor reused;
+  for (const std::vector<uint8_t>* input : {&earlier, &outgrowing, &earlier, &outgrowing}) {
+    ASSERT_TRUE(reused.Start(Compression::kZstd, *input, kLimit).ok());
+    const absl::Status status = DrainWindows(reused);
+    EXPECT_EQ(status.code(),
+              DecompressRecords(Compression::kZstd, *input, kLimit).status().code())
+        << status;
+  }
+}
+
 // Found by compression_fuzz: a frame whose header declares 65,585 bytes but whose only block
 // is empty. DecompressRecords() (one buffer: zstd checks the size) said DATA_LOSS, the
 // windowed RecordsDecompressor said OK with 0 bytes: produce validation and readers must not
