@@ -105,7 +105,7 @@ absl::StatusOr<std::unique_ptr<ShardSet>> ShardSet::Start(const BrokerConfig& co
     // The other loops wait for `go`: their brokers are not in use yet.
     for (KafkaBroker* b : *peers) b->SetPeers(peers);
     // The group coordinator may have created its topic since the others' snapshot was taken.
-    set->kafka0_->PublishTopics("");
+    set->kafka0_->PublishTopics({});
     status = set->kafka0_->Listen(kafka.port);
     if (status.ok()) set->port_ = set->kafka0_->port();
   }

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <random>
+#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
@@ -237,6 +238,7 @@ absl::Status TopicRegistry::Load() {
 
 absl::Status TopicRegistry::Save() const {
   Out body;
+  body.bytes.reserve(16 + topics_.size() * 64);
   body.I64(producer_id_block_end_);
   body.U32(static_cast<uint32_t>(topics_.size()));
   for (const auto& [name, t] : topics_) {
@@ -303,42 +305,83 @@ std::shared_ptr<const TopicSnapshot> TopicRegistry::Snapshot() const {
 
 absl::StatusOr<const TopicInfo*> TopicRegistry::Create(
     const std::string& name, int32_t partitions, std::map<std::string, std::string> overrides) {
-  if (topics_.contains(name)) {
-    return absl::AlreadyExistsError(absl::StrCat("topic '", name, "' already exists"));
-  }
-  TopicInfo t;
-  t.name = name;
-  t.partitions = partitions;
-  t.overrides = std::move(overrides);
-  std::random_device rd;
-  for (size_t i = 0; i < t.id.size(); i += 4) {
-    uint32_t v = rd();
-    memcpy(t.id.data() + i, &v, 4);
-  }
-  topics_[name] = std::move(t);
-  if (absl::Status s = Save(); !s.ok()) {
-    topics_.erase(name);
-    return s;
-  }
-  Changed(name);
-  return &topics_[name];
+  std::vector<NewTopic> one;
+  one.push_back(NewTopic{name, partitions, std::move(overrides)});
+  auto created = CreateAll(std::move(one));
+  if (!created.ok()) return created.status();
+  return created->front();
 }
 
-absl::Status TopicRegistry::Delete(const std::string& name) {
-  auto it = topics_.find(name);
-  if (it == topics_.end()) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
-  if (IsInternalTopic(name)) {
-    return absl::PermissionDeniedError(absl::StrCat("'", name, "' is an internal topic"));
+absl::StatusOr<std::vector<const TopicInfo*>> TopicRegistry::CreateAll(
+    std::vector<NewTopic> topics) {
+  std::set<std::string> names;
+  for (const NewTopic& n : topics) {
+    if (topics_.contains(n.name)) {
+      return absl::AlreadyExistsError(absl::StrCat("topic '", n.name, "' already exists"));
+    }
+    if (!names.insert(n.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("topic '", n.name, "' named twice"));
+    }
   }
-  TopicInfo old = std::move(it->second);
-  topics_.erase(it);
-  absl::Status s = Save();
-  if (!s.ok()) {
-    topics_[name] = std::move(old);
+  std::random_device rd;
+  for (NewTopic& n : topics) {
+    TopicInfo t;
+    t.name = n.name;
+    t.partitions = n.partitions;
+    t.overrides = std::move(n.overrides);
+    for (size_t i = 0; i < t.id.size(); i += 4) {
+      uint32_t v = rd();
+      memcpy(t.id.data() + i, &v, 4);
+    }
+    topics_[n.name] = std::move(t);
+  }
+  if (absl::Status s = Save(); !s.ok()) {
+    for (const NewTopic& n : topics) topics_.erase(n.name);
     return s;
   }
-  Changed(name);
-  return s;
+  std::vector<std::string> changed;
+  std::vector<const TopicInfo*> out;
+  changed.reserve(topics.size());
+  out.reserve(topics.size());
+  for (const NewTopic& n : topics) {
+    changed.push_back(n.name);
+    out.push_back(&topics_[n.name]);
+  }
+  Changed(changed);
+  return out;
+}
+
+absl::Status TopicRegistry::Delete(const std::string& name) { return DeleteAll({name}); }
+
+absl::Status TopicRegistry::DeleteAll(const std::vector<std::string>& names) {
+  std::set<std::string> seen;
+  for (const std::string& name : names) {
+    if (!topics_.contains(name)) {
+      return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
+    }
+    if (IsInternalTopic(name)) {
+      return absl::PermissionDeniedError(absl::StrCat("'", name, "' is an internal topic"));
+    }
+    if (!seen.insert(name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("topic '", name, "' named twice"));
+    }
+  }
+  std::vector<TopicInfo> old;
+  old.reserve(names.size());
+  for (const std::string& name : names) {
+    auto it = topics_.find(name);
+    old.push_back(std::move(it->second));
+    topics_.erase(it);
+  }
+  if (absl::Status s = Save(); !s.ok()) {
+    for (TopicInfo& t : old) {
+      std::string name = t.name;
+      topics_[name] = std::move(t);
+    }
+    return s;
+  }
+  Changed(names);
+  return absl::OkStatus();
 }
 
 absl::Status TopicRegistry::SetPartitions(const std::string& name, int32_t partitions) {
@@ -355,7 +398,7 @@ absl::Status TopicRegistry::SetPartitions(const std::string& name, int32_t parti
     it->second.partitions = old;
     return s;
   }
-  Changed(name);
+  Changed({name});
   return s;
 }
 
@@ -369,7 +412,7 @@ absl::Status TopicRegistry::SetOverrides(const std::string& name,
     std::swap(it->second.overrides, overrides);
     return s;
   }
-  Changed(name);
+  Changed({name});
   return s;
 }
 

@@ -82,7 +82,19 @@ class TopicRegistry {
   // SetPartitions of an internal topic with PermissionDeniedError.
   absl::StatusOr<const TopicInfo*> Create(const std::string& name, int32_t partitions,
                                           std::map<std::string, std::string> overrides);
+  // Creates all of `topics` with one write of the file and one change call, or none of them
+  // (AlreadyExistsError, InvalidArgumentError for a name given twice, or the write's error):
+  // a CreateTopics of thousands of topics costs one write, not one per topic.
+  struct NewTopic {
+    std::string name;
+    int32_t partitions = 0;
+    std::map<std::string, std::string> overrides;
+  };
+  absl::StatusOr<std::vector<const TopicInfo*>> CreateAll(std::vector<NewTopic> topics);
   absl::Status Delete(const std::string& name);
+  // Deletes all of `names` with one write and one change call, or none of them (NotFoundError,
+  // PermissionDeniedError for an internal topic, or the write's error).
+  absl::Status DeleteAll(const std::vector<std::string>& names);
   absl::Status SetPartitions(const std::string& name, int32_t partitions);
   absl::Status SetOverrides(const std::string& name, std::map<std::string, std::string> overrides);
   // Hands out producer ids; reserves them in blocks so a restart never reuses one.
@@ -90,18 +102,19 @@ class TopicRegistry {
 
   // A copy of the current topics.
   std::shared_ptr<const TopicSnapshot> Snapshot() const;
-  // Called with the topic's name after every successful Create, Delete, SetPartitions and
-  // SetOverrides, whoever made it (Kafka admin APIs, auto-creation, AMQP stream queues): the
-  // Kafka front end publishes a new snapshot to the other shards from it.
-  void set_on_change(std::function<void(const std::string&)> f) { on_change_ = std::move(f); }
+  // Called with the names of the topics changed after every successful mutation (one call for
+  // CreateAll and DeleteAll), whoever made it (Kafka admin APIs, auto-creation, AMQP stream
+  // queues): the Kafka front end publishes a new snapshot to the other shards from it.
+  using ChangeHook = std::function<void(const std::vector<std::string>&)>;
+  void set_on_change(ChangeHook f) { on_change_ = std::move(f); }
 
  private:
   TopicRegistry(std::string path, const storage::LogConfig& defaults)
       : path_(std::move(path)), defaults_(defaults) {}
   absl::Status Load();
   absl::Status Save() const;
-  void Changed(const std::string& name) const {
-    if (on_change_) on_change_(name);
+  void Changed(const std::vector<std::string>& names) const {
+    if (on_change_) on_change_(names);
   }
 
   const std::string path_;
@@ -109,7 +122,7 @@ class TopicRegistry {
   std::map<std::string, TopicInfo> topics_;
   int64_t next_producer_id_ = 0;
   int64_t producer_id_block_end_ = 0;  // persisted: ids below it may have been handed out
-  std::function<void(const std::string&)> on_change_;
+  ChangeHook on_change_;
 };
 
 // Kafka's legal topic names: 1-249 characters of [a-zA-Z0-9._-], not "." or "..".

@@ -5,6 +5,8 @@
 #include <cstring>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "log/logging.h"
@@ -100,14 +102,19 @@ void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
   if (all) {
     for (const TopicInfo* t : ctx.broker.topics().List()) describe(t->name, t, 0);
   } else {
+    // Missing topics are auto-created together: one registry write.
+    std::vector<std::string> names;
+    for (const auto& rt : *req.topics) {
+      if (rt.name.has_value()) names.push_back(*rt.name);
+    }
+    ctx.broker.AutoCreateTopics(names, ctx.header.api_version < 4 || req.allow_auto_topic_creation);
     for (const auto& rt : *req.topics) {
       if (!rt.name.has_value()) {
         describe("", nullptr, kafka::errors::kUnknownTopicId);
         continue;
       }
       const std::string& name = *rt.name;
-      bool allow = ctx.header.api_version < 4 || req.allow_auto_topic_creation;
-      const TopicInfo* t = ctx.broker.FindOrAutoCreate(name, allow);
+      const TopicInfo* t = ctx.broker.topics().Find(name);
       int16_t err = 0;
       if (t == nullptr) {
         err = IsValidTopicName(name) ? kafka::errors::kUnknownTopicOrPartition
@@ -119,9 +126,38 @@ void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
   ctx.responder.Send(resp);
 }
 
+namespace {
+// A new topic's configs as CreateTopics v5+ reports them.
+std::vector<kafka::CreateTopicsResponse::CreatableTopicConfigs> CreatedTopicConfigs(
+    const storage::LogConfig& config, const std::map<std::string, std::string>& overrides) {
+  std::vector<kafka::CreateTopicsResponse::CreatableTopicConfigs> out;
+  out.reserve(kTopicConfigNames.size());
+  for (const char* name : kTopicConfigNames) {
+    kafka::CreateTopicsResponse::CreatableTopicConfigs c;
+    c.name = name;
+    c.value = TopicConfigValue(name, config);
+    c.config_source = overrides.contains(name) ? kSourceDynamicTopic : kSourceDefault;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+}  // namespace
+
+// One request may create thousands of topics while every client of shard 0 waits: the work
+// per topic is kept small (one registry write for all, configs of topics without overrides
+// computed once, logs created later, a few per loop iteration: KafkaBroker::ApplyTopics).
 void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
   kafka::CreateTopicsResponse resp;
-  std::set<std::string> seen;
+  resp.topics.reserve(req.topics.size());
+  absl::flat_hash_set<std::string_view> seen;
+  // Each topic is checked on its own; the valid ones are then created together
+  // (`creating` indexes resp.topics).
+  std::vector<TopicRegistry::NewTopic> to_create;
+  std::vector<size_t> creating;
+  // The effective config of each topic that has overrides (by index into resp.topics).
+  absl::flat_hash_map<size_t, std::pair<storage::LogConfig, std::map<std::string, std::string>>>
+      with_overrides;
+  const storage::LogConfig& defaults = ctx.broker.topics().defaults();
   for (auto& t : req.topics) {
     kafka::CreateTopicsResponse::CreatableTopicResult r;
     r.name = t.name;
@@ -129,11 +165,12 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
     if (partitions == -1) partitions = ctx.broker.shard().config().default_partitions;
     if (!t.assignments.empty()) partitions = static_cast<int32_t>(t.assignments.size());
     std::map<std::string, std::string> overrides;
-    storage::LogConfig config = ctx.broker.topics().defaults();
+    std::optional<storage::LogConfig> config;
     absl::Status s;
     for (const auto& c : t.configs) {
       if (!c.value.has_value()) continue;
-      s = ApplyTopicConfig(c.name, *c.value, &config);
+      if (!config.has_value()) config = defaults;
+      s = ApplyTopicConfig(c.name, *c.value, &*config);
       if (!s.ok()) break;
       overrides[c.name] = *c.value;
     }
@@ -152,31 +189,50 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
     } else if (ctx.broker.topics().Find(t.name) != nullptr) {
       r.error_code = kafka::errors::kTopicAlreadyExists;
       r.error_message = absl::StrCat("topic '", t.name, "' already exists");
-    } else if (partitions < 1) {
+    } else if (partitions < 1 || partitions > ctx.broker.options().max_partitions) {
       r.error_code = kafka::errors::kInvalidPartitions;
-      r.error_message = "partition count must be at least 1";
+      r.error_message = absl::StrCat("partition count must be between 1 and ",
+                                     ctx.broker.options().max_partitions);
     } else if (!req.validate_only) {
-      auto created = ctx.broker.CreateTopic(t.name, partitions, overrides);
-      if (!created.ok()) {
-        r.error_code = CreateErrorCode(created.status());
-        r.error_message = std::string(created.status().message());
-      } else {
-        r.topic_id = TopicUuid(**created);
-      }
+      creating.push_back(resp.topics.size());
+      to_create.push_back(TopicRegistry::NewTopic{t.name, partitions, overrides});
     }
     if (r.error_code == 0) {
       r.num_partitions = partitions;
       r.replication_factor = 1;
-      r.configs.emplace();
-      for (const char* name : kTopicConfigNames) {
-        kafka::CreateTopicsResponse::CreatableTopicConfigs c;
-        c.name = name;
-        c.value = TopicConfigValue(name, config);
-        c.config_source = overrides.contains(name) ? kSourceDynamicTopic : kSourceDefault;
-        r.configs->push_back(std::move(c));
+      if (config.has_value()) {
+        with_overrides.emplace(resp.topics.size(),
+                               std::make_pair(std::move(*config), std::move(overrides)));
       }
     }
     resp.topics.push_back(std::move(r));
+  }
+  if (!to_create.empty()) {
+    auto created = ctx.broker.CreateTopics(std::move(to_create));
+    for (size_t i = 0; i < creating.size(); ++i) {
+      kafka::CreateTopicsResponse::CreatableTopicResult& r = resp.topics[creating[i]];
+      if (!created.ok()) {
+        r.error_code = CreateErrorCode(created.status());
+        r.error_message = std::string(created.status().message());
+        r.num_partitions = -1;
+        r.replication_factor = -1;
+      } else {
+        r.topic_id = TopicUuid(*(*created)[i]);
+      }
+    }
+  }
+  if (ctx.header.api_version >= 5) {
+    std::optional<std::vector<kafka::CreateTopicsResponse::CreatableTopicConfigs>> default_configs;
+    for (size_t i = 0; i < resp.topics.size(); ++i) {
+      kafka::CreateTopicsResponse::CreatableTopicResult& r = resp.topics[i];
+      if (r.error_code != 0) continue;
+      if (auto it = with_overrides.find(i); it != with_overrides.end()) {
+        r.configs = CreatedTopicConfigs(it->second.first, it->second.second);
+        continue;
+      }
+      if (!default_configs.has_value()) default_configs = CreatedTopicConfigs(defaults, {});
+      r.configs = *default_configs;
+    }
   }
   ctx.responder.Send(resp);
 }
@@ -189,6 +245,9 @@ void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
   } else {
     for (const auto& n : req.topic_names) targets.emplace_back(n, kafka::Uuid{});
   }
+  std::set<std::string> deleting;
+  std::vector<std::string> to_delete;
+  std::vector<size_t> deleted;  // indexes into resp.responses
   for (auto& [name, id] : targets) {
     kafka::DeleteTopicsResponse::DeletableTopicResult r;
     if (!name.has_value()) {
@@ -205,8 +264,8 @@ void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
     }
     r.name = *name;
     const TopicInfo* t = ctx.broker.topics().Find(*name);
-    if (t == nullptr) {
-      r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    if (t == nullptr || !deleting.insert(*name).second) {
+      r.error_code = kafka::errors::kUnknownTopicOrPartition;  // a repeat: gone by then
     } else if (ctx.broker.IsInternalTopic(*name)) {
       // Every group's offsets live there. Kafka's word for operations it refuses on internal
       // topics (Produce, DeleteRecords) is INVALID_TOPIC_EXCEPTION.
@@ -214,13 +273,19 @@ void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
       RefuseInternal(ctx, "DeleteTopics", *name, "deleted", &r.error_code, &r.error_message);
     } else {
       r.topic_id = TopicUuid(*t);
-      absl::Status s = ctx.broker.DeleteTopic(*name);
-      if (!s.ok()) {
-        r.error_code = kafka::errors::kUnknownServerError;
-        r.error_message = std::string(s.message());
-      }
+      to_delete.push_back(*name);
+      deleted.push_back(resp.responses.size());
     }
     resp.responses.push_back(std::move(r));
+  }
+  // Together: one registry write and one pass over each shard's logs.
+  if (!to_delete.empty()) {
+    if (absl::Status s = ctx.broker.DeleteTopics(to_delete); !s.ok()) {
+      for (size_t i : deleted) {
+        resp.responses[i].error_code = kafka::errors::kUnknownServerError;
+        resp.responses[i].error_message = std::string(s.message());
+      }
+    }
   }
   ctx.responder.Send(resp);
 }

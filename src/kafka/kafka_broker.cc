@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "log/logging.h"
@@ -74,8 +75,8 @@ KafkaBroker::KafkaBroker(Shard* shard, KafkaOptions options)
   });
   if (shard_->has_registry()) {
     shard_->set_topic_snapshot(topics().Snapshot());
-    topics().set_on_change([this, alive = alive_](const std::string& name) {
-      if (*alive) PublishTopics(name);
+    topics().set_on_change([this, alive = alive_](const std::vector<std::string>& names) {
+      if (*alive) PublishTopics(names);
     });
     StartGroupCoordinator();
   }
@@ -98,39 +99,79 @@ void KafkaBroker::RunOn(int index, absl::AnyInvocable<void(KafkaBroker&)> task) 
   peer->reactor().Post([peer, task = std::move(task)]() mutable { task(*peer); });
 }
 
-void KafkaBroker::PublishTopics(const std::string& name) {
+void KafkaBroker::PublishTopics(const std::vector<std::string>& names) {
   std::shared_ptr<const TopicSnapshot> snapshot = topics().Snapshot();
-  ApplyTopics(snapshot, name);
+  ApplyTopics(snapshot, names);
   if (!peers_) return;
   // Posted before whatever answer this change leads to (FIFO per posting shard): a client
   // told "created" on any shard then finds the topic there.
   for (int i = 0; i < static_cast<int>(peers_->size()); ++i) {
     if (i == shard_index()) continue;
-    RunOn(i, [snapshot, name](KafkaBroker& b) { b.ApplyTopics(snapshot, name); });
+    RunOn(i, [snapshot, names](KafkaBroker& b) { b.ApplyTopics(snapshot, names); });
   }
 }
 
 void KafkaBroker::ApplyTopics(std::shared_ptr<const TopicSnapshot> topics,
-                              const std::string& name) {
+                              const std::vector<std::string>& names) {
   shard_->set_topic_snapshot(std::move(topics));
-  if (name.empty()) return;
-  const TopicInfo* t = FindTopic(name);
-  if (t == nullptr) {
-    // Deleted: drop this shard's logs of it (also logs left over from a crash between registry
-    // and directory changes). A later re-creation comes in a later snapshot.
-    for (const storage::TopicPartition& tp : shard_->logs().ListLogs()) {
-      if (tp.topic != name) continue;
-      producer_state_.erase(tp);
-      if (absl::Status s = shard_->logs().DeleteLog(tp); !s.ok()) {
-        storage::LogError("kafka: deleting %s: %s", tp.DirName(), s.message());
+  absl::flat_hash_set<std::string> deleted;
+  for (const std::string& name : names) {
+    const TopicInfo* t = FindTopic(name);
+    if (t == nullptr) {
+      deleted.insert(name);
+      continue;
+    }
+    storage::LogConfig config = shard_->topic_snapshot().ConfigFor(*t);
+    for (int32_t p = 0; p < t->partitions; ++p) {
+      if (OwnerOf(name, p) != shard_index()) continue;
+      if (storage::PartitionLog* log = shard_->logs().GetLog({name, p})) {
+        log->UpdateConfig(config);
+      } else {
+        QueueLogCreation({name, p});
       }
     }
+  }
+  if (deleted.empty()) return;
+  // Deleted: drop this shard's logs of them (also logs left over from a crash between registry
+  // and directory changes). A later re-creation comes in a later snapshot.
+  for (const storage::TopicPartition& tp : shard_->logs().ListLogs()) {
+    if (!deleted.contains(tp.topic)) continue;
+    producer_state_.erase(tp);
+    if (absl::Status s = shard_->logs().DeleteLog(tp); !s.ok()) {
+      storage::LogError("kafka: deleting %s: %s", tp.DirName(), s.message());
+    }
+  }
+}
+
+void KafkaBroker::QueueLogCreation(storage::TopicPartition tp) {
+  logs_to_create_.push_back(std::move(tp));
+  if (creating_logs_) return;
+  creating_logs_ = true;
+  // Post works from any thread (the registry may change before this shard's loop runs);
+  // the task then joins the loop's background work.
+  reactor().Post([this, alive = alive_] {
+    if (*alive)
+      reactor().PostBackground([this, alive] {
+        if (*alive) CreateQueuedLogs();
+      });
+  });
+}
+
+void KafkaBroker::CreateQueuedLogs() {
+  const absl::Time until = absl::Now() + kLogCreationSlice;
+  do {
+    storage::TopicPartition tp = std::move(logs_to_create_.front());
+    logs_to_create_.pop_front();
+    // Creates the log if its topic (still) has that partition and it is not open yet.
+    (void)GetLog(tp.topic, tp.partition);
+  } while (!logs_to_create_.empty() && absl::Now() < until);
+  if (logs_to_create_.empty()) {
+    creating_logs_ = false;
     return;
   }
-  storage::LogConfig config = shard_->topic_snapshot().ConfigFor(*t);
-  for (int32_t p = 0; p < t->partitions; ++p) {
-    if (storage::PartitionLog* log = shard_->logs().GetLog({name, p})) log->UpdateConfig(config);
-  }
+  reactor().PostBackground([this, alive = alive_] {
+    if (*alive) CreateQueuedLogs();
+  });
 }
 
 void KafkaBroker::EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
@@ -143,7 +184,7 @@ void KafkaBroker::EnsureTopics(std::vector<std::string> names, bool allow_auto_c
   }
   const int home = shard_index();
   RunOn(0, [names = std::move(names), home, then = std::move(then)](KafkaBroker& b) mutable {
-    for (const std::string& n : names) (void)b.FindOrAutoCreate(n, true);
+    b.AutoCreateTopics(names, true);
     // After the snapshots the creations posted: `then` sees the topics.
     b.RunOn(home, [then = std::move(then)](KafkaBroker&) mutable { then(); });
   });
@@ -271,35 +312,40 @@ absl::Status KafkaBroker::Listen(uint16_t port) {
 
 absl::StatusOr<const TopicInfo*> KafkaBroker::CreateTopic(
     const std::string& name, int32_t partitions, std::map<std::string, std::string> overrides) {
-  if (!IsValidTopicName(name)) {
-    return absl::InvalidArgumentError(absl::StrCat("invalid topic name '", name, "'"));
-  }
-  if (partitions < 1 || partitions > options_.max_partitions) {
-    return absl::OutOfRangeError(absl::StrCat("invalid partition count ", partitions));
-  }
-  storage::LogConfig config = topics().defaults();
-  for (const auto& [k, v] : overrides) {
-    if (absl::Status s = ApplyTopicConfig(k, v, &config); !s.ok()) return s;
-  }
-  auto topic = topics().Create(name, partitions, std::move(overrides));
-  if (!topic.ok()) return topic.status();
-  // Partitions of other shards are created there, at first use (GetLog).
-  for (int32_t p = 0; p < partitions; ++p) {
-    if (OwnerOf(name, p) != shard_index()) continue;
-    auto log = shard_->logs().CreateLog({name, p}, config);
-    if (!log.ok()) return log.status();
-  }
-  storage::LogInfo("kafka: created topic %s with %d partitions", name, partitions);
-  return *topic;
+  std::vector<TopicRegistry::NewTopic> one;
+  one.push_back(TopicRegistry::NewTopic{name, partitions, std::move(overrides)});
+  auto created = CreateTopics(std::move(one));
+  if (!created.ok()) return created.status();
+  return created->front();
 }
 
-absl::Status KafkaBroker::DeleteTopic(const std::string& name) {
-  const TopicInfo* t = topics().Find(name);
-  if (t == nullptr) return absl::NotFoundError(absl::StrCat("no topic '", name, "'"));
-  int32_t partitions = t->partitions;
-  // The registry's change hook deletes the logs on every shard (PublishTopics).
-  if (absl::Status s = topics().Delete(name); !s.ok()) return s;
-  storage::LogInfo("kafka: deleted topic %s (%d partitions)", name, partitions);
+absl::StatusOr<std::vector<const TopicInfo*>> KafkaBroker::CreateTopics(
+    std::vector<TopicRegistry::NewTopic> new_topics) {
+  for (const TopicRegistry::NewTopic& t : new_topics) {
+    if (!IsValidTopicName(t.name)) {
+      return absl::InvalidArgumentError(absl::StrCat("invalid topic name '", t.name, "'"));
+    }
+    if (t.partitions < 1 || t.partitions > options_.max_partitions) {
+      return absl::OutOfRangeError(absl::StrCat("invalid partition count ", t.partitions));
+    }
+    storage::LogConfig config = topics().defaults();
+    for (const auto& [k, v] : t.overrides) {
+      if (absl::Status s = ApplyTopicConfig(k, v, &config); !s.ok()) return s;
+    }
+  }
+  // The registry's change hook queues the logs' creation on their shards (ApplyTopics).
+  auto created = topics().CreateAll(std::move(new_topics));
+  if (!created.ok()) return created.status();
+  for (const TopicInfo* t : *created) {
+    storage::LogInfo("kafka: created topic %s with %d partitions", t->name, t->partitions);
+  }
+  return created;
+}
+
+absl::Status KafkaBroker::DeleteTopics(const std::vector<std::string>& names) {
+  // The registry's change hook deletes the logs on every shard (ApplyTopics).
+  if (absl::Status s = topics().DeleteAll(names); !s.ok()) return s;
+  for (const std::string& name : names) storage::LogInfo("kafka: deleted topic %s", name);
   return absl::OkStatus();
 }
 
@@ -310,14 +356,7 @@ absl::Status KafkaBroker::AddPartitions(const std::string& name, int32_t count) 
     return absl::OutOfRangeError(
         absl::StrCat("topic has ", t->partitions, " partitions; the new count must be larger"));
   }
-  int32_t old = t->partitions;
-  storage::LogConfig config = topics().ConfigFor(*t);
-  for (int32_t p = old; p < count; ++p) {
-    if (OwnerOf(name, p) != shard_index()) continue;
-    if (shard_->logs().GetLog({name, p}) != nullptr) continue;
-    auto log = shard_->logs().CreateLog({name, p}, config);
-    if (!log.ok()) return log.status();
-  }
+  // The registry's change hook queues the new logs' creation on their shards (ApplyTopics).
   return topics().SetPartitions(name, count);
 }
 
@@ -333,17 +372,23 @@ absl::Status KafkaBroker::SetTopicConfig(const std::string& name,
   return topics().SetOverrides(name, std::move(overrides));
 }
 
-const TopicInfo* KafkaBroker::FindOrAutoCreate(const std::string& name, bool allow_auto_create) {
-  if (const TopicInfo* t = topics().Find(name)) return t;
-  if (!allow_auto_create || !shard_->config().auto_create_topics) return nullptr;
-  auto t = CreateTopic(name, shard_->config().default_partitions, {});
-  if (!t.ok()) {
-    if (!absl::IsInvalidArgument(t.status())) {
-      storage::LogWarning("kafka: auto-creating topic %s: %s", name, t.status().message());
+void KafkaBroker::AutoCreateTopics(const std::vector<std::string>& names, bool allow_auto_create) {
+  if (!allow_auto_create || !shard_->config().auto_create_topics) return;
+  std::vector<TopicRegistry::NewTopic> missing;
+  absl::flat_hash_set<std::string> seen;
+  for (const std::string& name : names) {
+    // Invalid names are answered INVALID_TOPIC_EXCEPTION by the caller, nothing to log.
+    if (topics().Find(name) != nullptr || !IsValidTopicName(name) || !seen.insert(name).second) {
+      continue;
     }
-    return nullptr;
+    missing.push_back(TopicRegistry::NewTopic{name, shard_->config().default_partitions, {}});
   }
-  return *t;
+  if (missing.empty()) return;
+  const size_t count = missing.size();
+  auto created = CreateTopics(std::move(missing));
+  if (!created.ok()) {
+    storage::LogWarning("kafka: auto-creating %d topics: %s", count, created.status().message());
+  }
 }
 
 storage::PartitionLog* KafkaBroker::GetLog(const std::string& topic, int32_t partition) {

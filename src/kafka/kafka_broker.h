@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <map>
@@ -108,25 +109,31 @@ class KafkaBroker {
   const TopicInfo* FindTopic(const std::string& name) const {
     return shard_->topic_snapshot().Find(name);
   }
-  // Shard 0: the registry changed (topic `name`; "" for none in particular): takes a new
-  // snapshot here and posts it to every shard.
-  void PublishTopics(const std::string& name);
+  // Shard 0: the registry changed (topics `names`; none for no topic in particular): takes a
+  // new snapshot here and posts it to every shard.
+  void PublishTopics(const std::vector<std::string>& names);
   // Makes sure the topics exist (auto-creating them on shard 0 when allowed and enabled),
   // then runs `then` on this shard, after this shard's snapshot shows them.
   void EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
                     absl::AnyInvocable<void()> then);
 
-  // Registers the topic and creates its logs. InvalidArgument for a bad name or config,
-  // AlreadyExists.
+  // Registers the topic. Its logs are created by each owning shard a few per loop iteration
+  // (or at once when a request needs one first, GetLog). InvalidArgument for a bad name or
+  // config, OutOfRange for a bad partition count, AlreadyExists.
   absl::StatusOr<const TopicInfo*> CreateTopic(const std::string& name, int32_t partitions,
                                                std::map<std::string, std::string> overrides);
-  absl::Status DeleteTopic(const std::string& name);
+  // All of `topics` with one registry write, or none (the first error, as CreateTopic's).
+  absl::StatusOr<std::vector<const TopicInfo*>> CreateTopics(
+      std::vector<TopicRegistry::NewTopic> new_topics);
+  // Deletes all of `names` with one registry write, or none; each shard drops its logs.
+  absl::Status DeleteTopics(const std::vector<std::string>& names);
   absl::Status AddPartitions(const std::string& name, int32_t count);
   // Replaces a topic's overrides and applies the new config to its open logs.
   absl::Status SetTopicConfig(const std::string& name,
                               std::map<std::string, std::string> overrides);
-  // The topic, auto-created (when allowed and enabled) with the default partition count.
-  const TopicInfo* FindOrAutoCreate(const std::string& name, bool allow_auto_create);
+  // Auto-creates (when allowed and enabled) those of `names` that are missing and valid, with
+  // the default partition count and one registry write.
+  void AutoCreateTopics(const std::vector<std::string>& names, bool allow_auto_create);
   // The log of a registered partition owned by this shard (created if its directory is
   // missing), or nullptr.
   storage::PartitionLog* GetLog(const std::string& topic, int32_t partition);
@@ -156,9 +163,17 @@ class KafkaBroker {
   void OnEndOfIteration();
   void ExpireProducers();
   void SaveProducerSnapshots();
-  // Installs a snapshot; `name` changed: its logs here are dropped (topic deleted) or get
-  // the topic's new config.
-  void ApplyTopics(std::shared_ptr<const TopicSnapshot> topics, const std::string& name);
+  // Installs a snapshot; `names` changed: their logs here are dropped (topic deleted) or get
+  // the topic's new config, and the logs this shard owns that are missing are queued for
+  // creation.
+  void ApplyTopics(std::shared_ptr<const TopicSnapshot> topics,
+                   const std::vector<std::string>& names);
+  // Logs of new partitions are created in background tasks (net::Reactor::PostBackground), for
+  // up to kLogCreationSlice per loop iteration: a CreateTopics of thousands of partitions must
+  // not hold the shard's loop (other clients wait meanwhile).
+  void QueueLogCreation(storage::TopicPartition tp);
+  void CreateQueuedLogs();
+  static constexpr absl::Duration kLogCreationSlice = absl::Milliseconds(1);
 
   Shard* const shard_;
   const KafkaOptions options_;
@@ -168,6 +183,8 @@ class KafkaBroker {
   absl::Time last_producer_expiry_ = absl::InfinitePast();
   std::list<std::shared_ptr<PendingFetch>> pending_fetches_;
   std::list<PartitionWatch> watches_;
+  std::deque<storage::TopicPartition> logs_to_create_;
+  bool creating_logs_ = false;  // a CreateQueuedLogs task is posted
   std::shared_ptr<const std::vector<KafkaBroker*>> peers_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // read by the shard's hooks
   std::unique_ptr<GroupEnv> group_env_;                         // before groups_: outlives it

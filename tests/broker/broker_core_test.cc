@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "log/file_util.h"
@@ -89,6 +90,56 @@ TEST(TopicRegistry, InternalTopicIsNeitherDeletedNorRepartitioned) {
   const TopicInfo* t = (*r)->Find("__consumer_offsets");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->partitions, 50);
+}
+
+// CreateAll and DeleteAll change many topics with one write and one change call (a
+// CreateTopics of thousands of topics is one registry write), and all or nothing.
+TEST(TopicRegistry, CreateAllAndDeleteAllAreOneChangeAndAllOrNothing) {
+  TempDir dir;
+  std::vector<std::vector<std::string>> changes;
+  {
+    auto r = TopicRegistry::Open(dir.path(), {});
+    ASSERT_TRUE(r.ok());
+    (*r)->set_on_change([&](const std::vector<std::string>& names) { changes.push_back(names); });
+    std::vector<TopicRegistry::NewTopic> topics;
+    for (int i = 0; i < 1000; ++i) {
+      topics.push_back({"t" + std::to_string(i), 1 + i % 3, {}});
+    }
+    topics[7].overrides["retention.ms"] = "5000";
+    auto created = (*r)->CreateAll(topics);
+    ASSERT_TRUE(created.ok()) << created.status();
+    ASSERT_EQ(created->size(), 1000u);
+    EXPECT_EQ((*created)[999]->name, "t999");
+    ASSERT_EQ(changes.size(), 1u);
+    EXPECT_EQ(changes[0].size(), 1000u);
+
+    // One existing name, or one named twice: nothing created, no change.
+    std::vector<TopicRegistry::NewTopic> clash = {{"new1", 1, {}}, {"t5", 1, {}}};
+    EXPECT_TRUE(absl::IsAlreadyExists((*r)->CreateAll(clash).status()));
+    std::vector<TopicRegistry::NewTopic> twice = {{"new2", 1, {}}, {"new2", 2, {}}};
+    EXPECT_TRUE(absl::IsInvalidArgument((*r)->CreateAll(twice).status()));
+    EXPECT_EQ((*r)->Find("new1"), nullptr);
+    EXPECT_EQ((*r)->Find("new2"), nullptr);
+    EXPECT_EQ(changes.size(), 1u);
+
+    // Deletes: a missing or internal topic among them deletes none.
+    ASSERT_TRUE((*r)->Create("__consumer_offsets", 1, {}).ok());
+    EXPECT_TRUE(absl::IsNotFound((*r)->DeleteAll({"t1", "nope"})));
+    EXPECT_TRUE(absl::IsPermissionDenied((*r)->DeleteAll({"t1", "__consumer_offsets"})));
+    EXPECT_NE((*r)->Find("t1"), nullptr);
+    std::vector<std::string> doomed;
+    for (int i = 0; i < 500; ++i) doomed.push_back("t" + std::to_string(2 * i));
+    ASSERT_TRUE((*r)->DeleteAll(doomed).ok());
+    ASSERT_EQ(changes.size(), 3u);  // the offsets topic's creation, then the deletes
+    EXPECT_EQ(changes[2], doomed);
+  }
+  auto r = TopicRegistry::Open(dir.path(), {});
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ((*r)->List().size(), 501u);  // t1, t3, ..., t999 and the offsets topic
+  EXPECT_EQ((*r)->Find("t8"), nullptr);
+  ASSERT_NE((*r)->Find("t7"), nullptr);
+  EXPECT_EQ((*r)->Find("t7")->partitions, 2);
+  EXPECT_EQ((*r)->ConfigFor(*(*r)->Find("t7")).retention_ms, 5000);
 }
 
 TEST(TopicConfig, ParsesKafkaNamesAndRejectsBadValues) {
