@@ -74,9 +74,11 @@ class LogManager {
   // iteration soon without blocking (an iteration without appends writes it out).
   bool has_held_writes() const { return held_writes_; }
   int Poll(absl::Duration timeout);
-  // Time-driven work of every log, then due recovery checkpoints for up to
-  // kCheckpointBudgetPerTick (the rest wait for the next tick).
+  // Time-driven work of the logs that have any (PartitionLog::NeedsTicks: idle logs leave the
+  // list until an append or another change brings them back), then due recovery checkpoints
+  // for up to kCheckpointBudgetPerTick (the rest wait for the next tick).
   void Tick(int64_t now_ms);
+  size_t logs_to_tick() const { return to_tick_.size(); }
   static constexpr absl::Duration kCheckpointBudgetPerTick = absl::Milliseconds(10);
   size_t checkpoints_waiting() const { return checkpoint_queue_.size(); }
   // Closes every log. A log that could not be marked clean is named in the log and recovered
@@ -101,6 +103,9 @@ class LogManager {
   // submitted (kept to reuse its memory).
   std::vector<PartitionLog*> to_submit_;
   std::vector<PartitionLog*> submitting_;
+  // Logs the next Tick() visits (PartitionLog::set_tick_list), and the list being ticked.
+  std::vector<PartitionLog*> to_tick_;
+  std::vector<PartitionLog*> ticking_;
   // Logs whose recovery checkpoint is due (PartitionLog::set_checkpoint_queue), oldest first.
   std::deque<PartitionLog*> checkpoint_queue_;
   bool held_writes_ = false;

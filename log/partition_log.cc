@@ -582,6 +582,7 @@ bool PartitionLog::MayHoldBack() const {
 void PartitionLog::MarkAppended() {
   appended_since_submit_ = true;
   JoinSubmitList();
+  JoinTickList();
 }
 
 void PartitionLog::SubmitBuffered(SubmitMode mode) {
@@ -1100,6 +1101,7 @@ void PartitionLog::FailWaiters(std::deque<Waiter>& waiters, const absl::Status& 
 }
 
 bool PartitionLog::WaitFor(int64_t last_offset, AckLevel ack, AppendCallback done) {
+  JoinTickList();
   if (config_.flush_messages <= 1) ack = AckLevel::kDurable;
   last_offset = std::min(last_offset, next_offset_ - 1);
   if (last_offset < (ack == AckLevel::kDurable ? durable_offset_ : written_offset_)) return false;
@@ -1122,6 +1124,25 @@ bool PartitionLog::WaitFor(int64_t last_offset, AckLevel ack, AppendCallback don
     MaybeStartSync();
   }
   return true;
+}
+
+bool PartitionLog::NeedsTicks() const {
+  if (closed_ || !failure_.ok()) return false;  // Tick() does nothing for them
+  if (!stall_.ok() || resync_ != Resync::kNone) return true;
+  if (open_chunk_ != nullptr || !in_flight_.empty() || writes_outstanding_ > 0 || sync_in_flight_ ||
+      !pending_seal_.empty() || !unsynced_files_.empty()) {
+    return true;
+  }
+  if (durable_offset_ != next_offset_ || flush_target_ > durable_offset_ ||
+      !written_waiters_.empty() || !durable_waiters_.empty()) {
+    return true;
+  }
+  if (!NeverWritten() &&
+      (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
+    return true;
+  }
+  if (in_checkpoint_queue_ || checkpoint_failing_) return true;
+  return segments_.size() > 1 || config_.compact() || cleaner_ != nullptr;
 }
 
 void PartitionLog::Tick(int64_t now_ms) {
@@ -1220,6 +1241,7 @@ absl::Status PartitionLog::AdvanceLogStart(int64_t offset) {
   }
   if (offset <= log_start_offset_) return absl::OkStatus();
   log_start_offset_ = offset;
+  JoinTickList();  // a checkpoint to write
   ApplyRetention(Now());
   return absl::OkStatus();
 }
@@ -1306,6 +1328,7 @@ absl::StatusOr<std::pair<int64_t, int64_t>> PartitionLog::MaxTimestamp() const {
 }
 
 absl::Status PartitionLog::Flush() {
+  JoinTickList();  // a checkpoint to write
   flush_target_ = next_offset_;
   SubmitBuffered();
   io_->Submit();

@@ -194,6 +194,23 @@ class PartitionLog {
   static constexpr uint64_t kWriteBehindAlignBytes = 256 << 10;
   // Time-driven work: flush.ms, background flush + recovery checkpoint, retention.
   void Tick(int64_t now_ms);
+  // Whether Tick() has, or may later have, work without another call into this log: false
+  // once everything appended is written, synced and checkpointed, nothing can expire (one
+  // segment), no cleaner runs and the disk is not full. Every call that can change that
+  // (appends, log-start moves, config changes, flushes, waits) joins the tick list again.
+  bool NeedsTicks() const;
+  // The list of logs to tick (LogManager::Tick visits only these), joined as the submit list
+  // is: at most once, until the owner takes the log off (LeftTickList). Setting it joins it.
+  void set_tick_list(std::vector<PartitionLog*>* list) {
+    tick_list_ = list;
+    JoinTickList();
+  }
+  void JoinTickList() {
+    if (tick_list_ == nullptr || in_tick_list_) return;
+    in_tick_list_ = true;
+    tick_list_->push_back(this);
+  }
+  void LeftTickList() { in_tick_list_ = false; }
 
   // Whole batches starting with the one that holds `offset`, at most `max_bytes` unless the
   // first batch alone is larger (then exactly that batch, as Kafka does). An empty slice when
@@ -220,7 +237,10 @@ class PartitionLog {
   absl::Status AdvanceLogStart(int64_t offset);
   // Deletes every file of the log and the directory. The object must not be used afterwards.
   absl::Status DeleteAll();
-  void UpdateConfig(const LogConfig& config) { config_ = config; }
+  void UpdateConfig(const LogConfig& config) {
+    config_ = config;
+    JoinTickList();  // compaction, flush.ms or retention may now apply
+  }
   // Log compaction (log/cleaner.h; these are defined in log/cleaner.cc). CleanStep does at
   // most `max_bytes` of cleaning now (Tick calls it with cleaner_bytes_per_tick on compacted
   // logs); `force` ignores min.cleanable.dirty.ratio. True while a pass is in progress.
@@ -379,6 +399,8 @@ class PartitionLog {
   bool appended_since_submit_ = false;
   std::vector<PartitionLog*>* submit_list_ = nullptr;  // see set_submit_list
   bool in_submit_list_ = false;
+  std::vector<PartitionLog*>* tick_list_ = nullptr;  // see set_tick_list
+  bool in_tick_list_ = false;
   std::deque<PartitionLog*>* checkpoint_queue_ = nullptr;  // see set_checkpoint_queue
   bool in_checkpoint_queue_ = false;
   int64_t held_since_ms_ = -1;         // a write-behind tail is buffered since then (-1: none)

@@ -121,5 +121,74 @@ TEST(LogManagerTest, DueCheckpointsWaitInAQueueThatTicksDrain) {
   EXPECT_TRUE(mgr->Close().ok());
 }
 
+// Tick() visits only logs with time-driven work: new and idle logs leave the list after one
+// tick; an append brings a log back until it is written, synced and checkpointed; a log-start
+// move (AMQP acks) or a config change brings it back too, and its work then gets done.
+TEST(LogManagerTest, IdleLogsLeaveTheTickListAndChangesBringThemBack) {
+  TempDir tmp;
+  auto mgr = OpenManager(tmp.path());
+  ASSERT_NE(mgr, nullptr);
+  LogConfig config;
+  config.recovery_checkpoint_ms = 1000;
+  constexpr int kLogs = 50;
+  std::vector<PartitionLog*> logs;
+  for (int p = 0; p < kLogs; ++p) {
+    auto log = mgr->CreateLog({"t", p}, config);
+    ASSERT_TRUE(log.ok()) << log.status();
+    logs.push_back(*log);
+  }
+  EXPECT_EQ(mgr->logs_to_tick(), static_cast<size_t>(kLogs));  // created: ticked once
+  int64_t now = absl::ToUnixMillis(absl::Now());
+  mgr->Tick(now);
+  EXPECT_EQ(mgr->logs_to_tick(), 0u);
+
+  bool acked = false;
+  auto batch = MakeBatch(3, 50, 1000);
+  ASSERT_TRUE(logs[7]
+                  ->Append(batch, AckLevel::kWritten,
+                           [&](absl::Status s, const AppendResult&) { acked = s.ok(); })
+                  .ok());
+  EXPECT_EQ(mgr->logs_to_tick(), 1u);
+  ASSERT_TRUE(DriveUntil(*mgr, [&] { return acked; }));
+  auto checkpoint = [&](int p) {
+    return ReadRecoveryCheckpoint(absl::StrCat(logs[p]->dir(), "/", kRecoveryCheckpointFile));
+  };
+  // Ticked until its background flush and its checkpoint are done, then idle again.
+  for (int tick = 0; tick < 100 && mgr->logs_to_tick() > 0; ++tick) {
+    now += 200;
+    mgr->Tick(now);
+    mgr->Poll(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(mgr->logs_to_tick(), 0u);
+  EXPECT_EQ(logs[7]->durable_offset(), 3);
+  ASSERT_TRUE(checkpoint(7).ok());
+  EXPECT_EQ(checkpoint(7)->recovery_offset, 3);
+
+  // An idle log whose start moves must still checkpoint the new start.
+  ASSERT_TRUE(logs[7]->AdvanceLogStart(2).ok());
+  EXPECT_EQ(mgr->logs_to_tick(), 1u);
+  for (int tick = 0; tick < 100 && mgr->logs_to_tick() > 0; ++tick) {
+    now += 200;
+    mgr->Tick(now);
+    mgr->Poll(absl::Milliseconds(5));
+  }
+  EXPECT_EQ(mgr->logs_to_tick(), 0u);
+  EXPECT_EQ(checkpoint(7)->log_start_offset, 2);
+
+  // A config change (here: compaction) brings a log back; a compacted log stays ticked.
+  LogConfig compact = config;
+  compact.cleanup_policy = kCleanupCompact;
+  logs[3]->UpdateConfig(compact);
+  EXPECT_EQ(mgr->logs_to_tick(), 1u);
+  mgr->Tick(now += 200);
+  EXPECT_EQ(mgr->logs_to_tick(), 1u);
+
+  // A log deleted while listed leaves the list with it.
+  ASSERT_TRUE(mgr->DeleteLog({"t", 3}).ok());
+  EXPECT_EQ(mgr->logs_to_tick(), 0u);
+  mgr->Tick(now += 200);
+  EXPECT_TRUE(mgr->Close().ok());
+}
+
 }  // namespace
 }  // namespace sluice::storage
