@@ -310,15 +310,6 @@ absl::Status KafkaBroker::Listen(uint16_t port) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<const TopicInfo*> KafkaBroker::CreateTopic(
-    const std::string& name, int32_t partitions, std::map<std::string, std::string> overrides) {
-  std::vector<TopicRegistry::NewTopic> one;
-  one.push_back(TopicRegistry::NewTopic{name, partitions, std::move(overrides)});
-  auto created = CreateTopics(std::move(one));
-  if (!created.ok()) return created.status();
-  return created->front();
-}
-
 absl::StatusOr<std::vector<const TopicInfo*>> KafkaBroker::CreateTopics(
     std::vector<TopicRegistry::NewTopic> new_topics) {
   for (const TopicRegistry::NewTopic& t : new_topics) {

@@ -117,12 +117,10 @@ class KafkaBroker {
   void EnsureTopics(std::vector<std::string> names, bool allow_auto_create,
                     absl::AnyInvocable<void()> then);
 
-  // Registers the topic. Its logs are created by each owning shard a few per loop iteration
-  // (or at once when a request needs one first, GetLog). InvalidArgument for a bad name or
-  // config, OutOfRange for a bad partition count, AlreadyExists.
-  absl::StatusOr<const TopicInfo*> CreateTopic(const std::string& name, int32_t partitions,
-                                               std::map<std::string, std::string> overrides);
-  // All of `topics` with one registry write, or none (the first error, as CreateTopic's).
+  // Registers the topics, all with one registry write, or none (the first error:
+  // InvalidArgument for a bad name or config, OutOfRange for a bad partition count,
+  // AlreadyExists). Their logs are created by each owning shard a few per loop iteration (or at
+  // once when a request needs one first, GetLog).
   absl::StatusOr<std::vector<const TopicInfo*>> CreateTopics(
       std::vector<TopicRegistry::NewTopic> new_topics);
   // Deletes all of `names` with one registry write, or none; each shard drops its logs.
