@@ -113,6 +113,13 @@ class MappedIndexFile {
   // since the last Sync.
   absl::Status Sync();
   absl::Status Seal();
+  // Stores into the mapping that no Sync() has made durable yet.
+  bool unsynced() const { return dirty_; }
+  // The file holds stores made through an earlier mapping (since unmapped) that no sync covered:
+  // the next Sync() syncs the whole mapping, which covers the file's pages whoever dirtied them.
+  void MarkUnsynced() {
+    if (!sealed_) dirty_ = true;
+  }
 
  private:
   MappedIndexFile(std::string path, const Format& format, int64_t base_offset, Env* env, int fd);

@@ -108,6 +108,8 @@ absl::Status OffsetIndex::Sync() { return file_->Sync(); }
 absl::Status OffsetIndex::Seal() { return file_->Seal(); }
 bool OffsetIndex::full() const { return file_->full(); }
 bool OffsetIndex::sealed() const { return file_->sealed(); }
+bool OffsetIndex::unsynced() const { return file_->unsynced(); }
+void OffsetIndex::MarkUnsynced() { file_->MarkUnsynced(); }
 size_t OffsetIndex::entries() const { return file_->entries(); }
 int64_t OffsetIndex::base_offset() const { return file_->base_offset(); }
 const std::string& OffsetIndex::path() const { return file_->path(); }

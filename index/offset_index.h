@@ -68,6 +68,8 @@ class OffsetIndex {
 
   bool full() const;
   bool sealed() const;
+  bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
+  void MarkUnsynced();
   size_t entries() const;
   int64_t base_offset() const;
   std::optional<OffsetPosition> last() const;

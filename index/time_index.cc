@@ -95,6 +95,8 @@ absl::Status TimeIndex::Sync() { return file_->Sync(); }
 absl::Status TimeIndex::Seal() { return file_->Seal(); }
 bool TimeIndex::full() const { return file_->full(); }
 bool TimeIndex::sealed() const { return file_->sealed(); }
+bool TimeIndex::unsynced() const { return file_->unsynced(); }
+void TimeIndex::MarkUnsynced() { file_->MarkUnsynced(); }
 size_t TimeIndex::entries() const { return file_->entries(); }
 int64_t TimeIndex::base_offset() const { return file_->base_offset(); }
 const std::string& TimeIndex::path() const { return file_->path(); }

@@ -49,6 +49,8 @@ class TimeIndex {
 
   bool full() const;
   bool sealed() const;
+  bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
+  void MarkUnsynced();
   size_t entries() const;
   int64_t base_offset() const;
   std::optional<TimestampOffset> last() const;

@@ -388,6 +388,9 @@ absl::Status RecoverInterruptedSwaps(const std::string& dir, Env* env) {
 
 struct LogCleaner::Source {
   int64_t base = 0;
+  // The segment (identity only: a swap or retention may replace it) and its .log file, held
+  // open for the pass even if the segment cache closes the segment's own files meanwhile.
+  const Segment* segment = nullptr;
   std::shared_ptr<SegmentFile> file;
   uint64_t size = 0;
   int64_t next_offset = 0;
@@ -494,8 +497,13 @@ bool LogCleaner::StartPass(int64_t now_ms, bool force) {
   pass_->end = segs[r.count]->base_offset();
   for (size_t i = 0; i < r.count; ++i) {
     const Segment& seg = *segs[i];
-    pass_->sources.push_back(Source{seg.base_offset(), seg.file(), seg.size(), seg.next_offset(),
-                                    seg.offset_index().entries()});
+    if (absl::Status s = seg.Acquire(); !s.ok()) {
+      LogError("%s: cleaner: %s", log_->dir_, s.message());
+      pass_.reset();
+      return false;
+    }
+    pass_->sources.push_back(Source{seg.base_offset(), &seg, seg.file(), seg.size(),
+                                    seg.next_offset(), seg.offset_index().entries()});
   }
   return true;
 }
@@ -506,7 +514,7 @@ bool LogCleaner::SourcesStillThere() const {
   for (size_t i = from; i < pass_->sources.size(); ++i) {
     const Source& s = pass_->sources[i];
     size_t k = log_->SegmentIndexFor(s.base);
-    if (k >= segs.size() || segs[k]->base_offset() != s.base || segs[k]->file() != s.file) {
+    if (k >= segs.size() || segs[k]->base_offset() != s.base || segs[k].get() != s.segment) {
       return false;
     }
   }
@@ -735,6 +743,7 @@ absl::Status LogCleaner::SwapGroup() {
   }
   segs.erase(segs.begin() + static_cast<std::ptrdiff_t>(at),
              segs.begin() + static_cast<std::ptrdiff_t>(at + (last - first)));
+  log_->Track(**seg);
   segs.insert(segs.begin() + static_cast<std::ptrdiff_t>(at), std::move(*seg));
   ++stats_.groups_swapped;
   return absl::OkStatus();

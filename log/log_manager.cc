@@ -23,7 +23,8 @@ bool TopicPartition::FromDirName(const std::string& name, TopicPartition* out) {
   return true;
 }
 
-LogManager::LogManager(Options options) : options_(std::move(options)) {}
+LogManager::LogManager(Options options)
+    : options_(std::move(options)), segment_cache_(options_.max_open_files) {}
 
 LogManager::~LogManager() {
   // Logs must go before the backend their in-flight operations belong to.
@@ -62,6 +63,7 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
     (*log)->set_submit_list(&mgr->to_submit_);
     (*log)->set_checkpoint_queue(&mgr->checkpoint_queue_);
     (*log)->set_tick_list(&mgr->to_tick_);
+    (*log)->set_segment_cache(&mgr->segment_cache_);  // may close other logs' files
     if ((*log)->needs_dir_sync()) marker_dirs.push_back((*log)->dir());
     mgr->logs_[tp] = std::move(*log);
   }
@@ -85,6 +87,7 @@ absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
   raw->set_submit_list(&to_submit_);
   raw->set_checkpoint_queue(&checkpoint_queue_);
   raw->set_tick_list(&to_tick_);
+  raw->set_segment_cache(&segment_cache_);
   logs_[tp] = std::move(*log);
   return raw;
 }

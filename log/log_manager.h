@@ -23,6 +23,7 @@
 #include "log/io_backend.h"
 #include "log/log_config.h"
 #include "log/partition_log.h"
+#include "log/segment_cache.h"
 
 namespace sluice::storage {
 
@@ -56,6 +57,10 @@ class LogManager {
     // Another Env than the default one (tests: a fault-injecting Env) gets the pwrite backend
     // over it whatever `io` says.
     Env* env = Env::Default();
+    // log.max.open.files: descriptors the logs' segments may hold open together (three per
+    // open segment); beyond it, segments not used recently close their files until used
+    // again (log/segment_cache.h). The default keeps every segment open.
+    size_t max_open_files = SIZE_MAX;
   };
 
   // Opens (recovering) every log directory under data_dir (that `owns` accepts).
@@ -87,6 +92,7 @@ class LogManager {
   absl::Status Close();
 
   IoBackend& io() { return *io_; }
+  const SegmentCache& segment_cache() const { return segment_cache_; }
   Env* env() const { return options_.env; }
   const std::string& data_dir() const { return options_.data_dir; }
 
@@ -98,6 +104,7 @@ class LogManager {
 
   Options options_;
   std::unique_ptr<IoBackend> io_;
+  SegmentCache segment_cache_;  // declared before logs_: outlives every log
   absl::flat_hash_map<TopicPartition, std::unique_ptr<PartitionLog>> logs_;
   // Logs with bytes for the next Submit() (PartitionLog::set_submit_list), and the list being
   // submitted (kept to reuse its memory).

@@ -372,7 +372,7 @@ absl::Status PartitionLog::Recover() {
       durable_end_ = written_end_;
     }
     for (auto& seg : segments_) {
-      if (seg->base_offset() >= rp_base) unsynced_files_.push_back(seg->file());
+      if (seg->base_offset() >= rp_base) unsynced_segments_.push_back(seg->base_offset());
     }
     flush_target_ = next_offset_;
   }
@@ -431,6 +431,8 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   absl::Status rolled = MaybeRoll(batch.size(), parsed->last_offset_delta, now);
   if (!rolled.ok()) return rolled;
   Segment& active = *segments_.back();
+  // Its files may have been closed while the log was idle (log/segment_cache.h).
+  if (absl::Status s = active.Acquire(); !s.ok()) return s;
 
   if (open_chunk_ == nullptr) {
     open_chunk_ = NewChunk();
@@ -523,10 +525,11 @@ absl::Status PartitionLog::Roll() {
   }
   roll_pending_ = false;
   Segment* old = segments_.back().get();
+  Track(**seg);
   segments_.push_back(std::move(*seg));
   // The old segment is sealed once its last write completed (its index must describe
   // bytes that are in the file); a flush makes it durable so the checkpoint can move on.
-  if (old->offset_index().sealed()) return absl::OkStatus();
+  if (old->sealed()) return absl::OkStatus();
   pending_seal_.push_back(old);
   flush_target_ = next_offset_;
   if (in_flight_.empty()) {
@@ -534,6 +537,15 @@ absl::Status PartitionLog::Roll() {
     OnWriteDone(nullptr, 0);
   }
   return absl::OkStatus();
+}
+
+void PartitionLog::set_segment_cache(SegmentCache* cache) {
+  segment_cache_ = cache;
+  for (auto& seg : segments_) Track(*seg);
+}
+
+void PartitionLog::Track(Segment& segment) {
+  if (segment_cache_ != nullptr) segment.set_cache(segment_cache_, this);
 }
 
 absl::StatusOr<std::unique_ptr<Segment>> PartitionLog::CreateSegment(int64_t base_offset) {
@@ -738,7 +750,16 @@ void PartitionLog::Preallocate(const Chunk& chunk) {
 // Gives back blocks reserved past the end of a segment that will not grow any more.
 void PartitionLog::ReleasePreallocation(Segment& segment) {
   if (!preallocate_) return;
-  if (segment.base_offset() == preallocated_segment_) preallocated_segment_ = -1;
+  const bool reserved_here = segment.base_offset() == preallocated_segment_;
+  if (reserved_here) preallocated_segment_ = -1;
+  // A segment closed by the cache and not preallocated since the log opened is not reopened
+  // just for this (a reserve left by a crash stays until the segment is deleted, as above).
+  if (!segment.files_open() && !reserved_here) return;
+  if (absl::Status s = segment.Acquire(); !s.ok()) {
+    LogError("%s: releasing preallocated blocks of %s: %s", dir_,
+             Segment::FileStem(segment.base_offset()), s.message());
+    return;
+  }
   if (int rc = env_->Truncate(segment.file()->fd(), segment.size()); rc < 0) {
     LogError("%s: releasing preallocated blocks of %s: %s", dir_,
              Segment::FileStem(segment.base_offset()), strerror(-rc));
@@ -773,8 +794,8 @@ void PartitionLog::OnWriteDone(Chunk* chunk, int result) {
       written_offset_ = c->end_offset;
       written_end_ = FilePosition{c->segment_base, c->position + c->visible_bytes};
     }
-    if (unsynced_files_.empty() || unsynced_files_.back() != c->file) {
-      unsynced_files_.push_back(c->file);
+    if (unsynced_segments_.empty() || unsynced_segments_.back() != c->segment_base) {
+      unsynced_segments_.push_back(c->segment_base);
     }
     if (spare_buffers_.size() < kMaxSpareBuffers && c->bytes.capacity() <= 4 * kChunkSubmitBytes) {
       spare_buffers_.push_back(std::move(c->bytes));
@@ -824,13 +845,29 @@ void PartitionLog::MaybeStartSync() {
       !durable_waiters_.empty() && durable_waiters_.front().last_offset < written_offset_;
   if (!waiters && durable_offset_ >= flush_target_) return;
   // Only completed writes can be covered; the rest waits for the next round.
-  if (written_offset_ <= durable_offset_ || unsynced_files_.empty()) return;
+  if (written_offset_ <= durable_offset_ || unsynced_segments_.empty()) return;
+  // The files to sync, opened again if the segment cache closed them (fdatasync through any
+  // descriptor of a file covers its pages). Segments deleted since hold nothing to keep.
+  std::vector<std::shared_ptr<SegmentFile>> files;
+  for (int64_t base : unsynced_segments_) {
+    const size_t i = SegmentIndexFor(base);
+    if (i >= segments_.size() || segments_[i]->base_offset() != base) continue;
+    if (absl::Status s = segments_[i]->Acquire(); !s.ok()) {
+      // Out of descriptors, say: nothing is lost, the sync is tried again by the next tick.
+      LogError("%s: cannot open segment %s to sync it: %s", dir_, Segment::FileStem(base),
+               s.message());
+      JoinTickList();
+      return;
+    }
+    if (files.empty() || files.back() != segments_[i]->file()) {
+      files.push_back(segments_[i]->file());
+    }
+  }
+  unsynced_segments_.clear();
   sync_in_flight_ = true;
   const int64_t target = written_offset_;
   const FilePosition target_end = written_end_;
   const int64_t messages_covered = unflushed_messages_;
-  std::vector<std::shared_ptr<SegmentFile>> files = std::move(unsynced_files_);
-  unsynced_files_.clear();
   // A new log's directory (its segment names) and its entry in the data directory go with
   // its first sync (see Recover).
   std::vector<std::string> dirs;
@@ -851,6 +888,10 @@ void PartitionLog::MaybeStartSync() {
         OnSyncDone(target, target_end, *first_error, *error_path);
       }
     });
+  }
+  if (files.empty() && dirs.empty()) {  // everything written since was deleted
+    OnSyncDone(target, target_end, 0, "");
+    return;
   }
   for (auto& file : files) {
     io_->Sync(file->fd(), [this, file, remaining, first_error, error_path, target, target_end,
@@ -1036,6 +1077,7 @@ absl::Status PartitionLog::RewriteSinceLastSync() {
     const uint64_t to =
         seg->base_offset() == written_end_.segment_base ? written_end_.position : seg->size();
     if (to <= from) continue;
+    if (absl::Status s = seg->Acquire(); !s.ok()) return s;
     ScanResult scan =
         ScanBatches(seg->fd(), from, to, /*verify_crc=*/true, seg->base_offset(), nullptr, env_);
     if (!scan.stop_reason.ok() || scan.end_position != to) {
@@ -1054,7 +1096,7 @@ absl::Status PartitionLog::RewriteSinceLastSync() {
       if (!w.ok()) return w;
       pos += n;
     }
-    unsynced_files_.push_back(seg->file());
+    unsynced_segments_.push_back(seg->base_offset());
   }
   return absl::OkStatus();
 }
@@ -1130,7 +1172,7 @@ bool PartitionLog::NeedsTicks() const {
   if (closed_ || !failure_.ok()) return false;  // Tick() does nothing for them
   if (!stall_.ok() || resync_ != Resync::kNone) return true;
   if (open_chunk_ != nullptr || !in_flight_.empty() || writes_outstanding_ > 0 || sync_in_flight_ ||
-      !pending_seal_.empty() || !unsynced_files_.empty()) {
+      !pending_seal_.empty() || !unsynced_segments_.empty()) {
     return true;
   }
   if (durable_offset_ != next_offset_ || flush_target_ > durable_offset_ ||
@@ -1175,7 +1217,7 @@ absl::Status PartitionLog::WriteCheckpoint() {
   // Index pages below the recovery point must survive power loss too, or a restart would
   // walk whole segments to rebuild them.
   for (auto& seg : segments_) {
-    if (seg->base_offset() >= durable_end_.segment_base && !seg->offset_index().sealed()) {
+    if (seg->base_offset() >= durable_end_.segment_base && !seg->sealed()) {
       absl::Status s = seg->SyncIndexes();
       if (!s.ok()) return s;
     }
@@ -1418,7 +1460,7 @@ absl::Status PartitionLog::Close(MarkerSync marker_sync) {
   if (!failure_.ok()) return failure_;  // fenced: nothing more is written
   if (!segments_.empty()) ReleasePreallocation(*segments_.back());
   for (auto& seg : segments_) {
-    if (!seg->offset_index().sealed()) {
+    if (!seg->sealed()) {
       if (absl::Status synced = seg->SyncIndexes(); !synced.ok() && s.ok()) s = synced;
     }
   }

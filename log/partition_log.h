@@ -211,6 +211,10 @@ class PartitionLog {
     tick_list_->push_back(this);
   }
   void LeftTickList() { in_tick_list_ = false; }
+  // Bounds the files this log's segments keep open (log/segment_cache.h), shared with the
+  // other logs of its LogManager; must outlive the log. Without one, every segment keeps its
+  // files open.
+  void set_segment_cache(SegmentCache* cache);
 
   // Whole batches starting with the one that holds `offset`, at most `max_bytes` unless the
   // first batch alone is larger (then exactly that batch, as Kafka does). An empty slice when
@@ -346,6 +350,7 @@ class PartitionLog {
   absl::Status MaybeRoll(size_t batch_size, int32_t last_offset_delta, int64_t now_ms);
   absl::Status Roll();
   absl::StatusOr<std::unique_ptr<Segment>> CreateSegment(int64_t base_offset);
+  void Track(Segment& segment);  // puts a new segment under segment_cache_
   // Out of space: refuse appends and schedule a retry (see "Disk errors").
   void EnterStall(const absl::Status& why);
   void RetryAfterStall(int64_t now_ms);
@@ -391,6 +396,7 @@ class PartitionLog {
   std::function<int64_t()> now_ms_;
 
   std::vector<std::unique_ptr<Segment>> segments_;  // by base offset; back() is active
+  SegmentCache* segment_cache_ = nullptr;           // see set_segment_cache
   std::vector<Segment*> pending_seal_;              // rolled, sealed once their writes completed
   std::unique_ptr<Chunk> open_chunk_;
   std::deque<std::unique_ptr<Chunk>> in_flight_;  // submission (= file position) order
@@ -418,7 +424,9 @@ class PartitionLog {
 
   std::deque<Waiter> written_waiters_;
   std::deque<Waiter> durable_waiters_;
-  std::vector<std::shared_ptr<SegmentFile>> unsynced_files_;
+  // Segments (base offsets) written since the last sync. Not their files: a log must not
+  // hold descriptors beyond the segment cache's budget while it waits for a flush.
+  std::vector<int64_t> unsynced_segments_;
   bool sync_in_flight_ = false;
   // A new log whose directory names (segment files, its own entry in the data directory) no
   // sync has made durable yet: the first sync includes them (see Recover).

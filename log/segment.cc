@@ -151,7 +151,59 @@ Segment::Segment(std::string dir, int64_t base_offset, std::shared_ptr<SegmentFi
       max_index_bytes_(config.max_index_bytes),
       next_offset_(base_offset) {}
 
-Segment::~Segment() = default;
+Segment::~Segment() {
+  if (cache_ != nullptr && file_ != nullptr) cache_->Remove(this);
+}
+
+void Segment::set_cache(SegmentCache* cache, const void* owner) {
+  if (cache_ != nullptr && file_ != nullptr) cache_->Remove(this);
+  cache_ = cache;
+  owner_ = owner;
+  if (cache_ != nullptr && file_ != nullptr) {
+    cache_->Add(this);
+    cache_->Trim(owner_);
+  }
+}
+
+absl::Status Segment::Acquire() const {
+  referenced_ = true;
+  if (file_ != nullptr) return absl::OkStatus();
+  const std::string path = PathWithSuffix(".log");
+  int fd = env_->Open(path, OpenMode::kReadWrite);
+  if (fd < 0) return ErrnoStatus("reopen segment", path, -fd);
+  auto file = std::make_shared<SegmentFile>(fd, path, env_);
+  auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
+  if (!oi.ok()) return oi.status();
+  auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_);
+  if (!ti.ok()) return ti.status();
+  if (sync_owed_) {
+    (*oi)->MarkUnsynced();
+    (*ti)->MarkUnsynced();
+    sync_owed_ = false;
+  }
+  file_ = std::move(file);
+  offset_index_ = std::move(*oi);
+  time_index_ = std::move(*ti);
+  if (cache_ != nullptr) {
+    cache_->CountReopen();
+    cache_->Add(const_cast<Segment*>(this));
+    cache_->Trim(owner_);
+  }
+  return absl::OkStatus();
+}
+
+void Segment::ReleaseFiles() const {
+  if (file_ == nullptr) return;
+  if (offset_index_ != nullptr && time_index_ != nullptr) {
+    released_sealed_ = offset_index_->sealed();
+    released_full_ = offset_index_->full() || time_index_->full();
+    sync_owed_ = sync_owed_ || offset_index_->unsynced() || time_index_->unsynced();
+  }
+  if (cache_ != nullptr) cache_->Remove(const_cast<Segment*>(this));
+  file_.reset();
+  offset_index_.reset();
+  time_index_.reset();
+}
 
 std::string Segment::PathWithSuffix(const char* suffix) const {
   return absl::StrCat(dir_, "/", FileStem(base_offset_), suffix, extra_suffix_);
@@ -352,6 +404,7 @@ void Segment::OnAppend(const BatchHeader& header, uint64_t position, uint32_t si
 }
 
 absl::Status Segment::TruncateTo(uint64_t position, int64_t next_offset) {
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   if (int rc = env_->Truncate(fd(), position); rc < 0) {
     return ErrnoStatus("ftruncate", file_->path(), -rc);
   }
@@ -363,6 +416,7 @@ absl::Status Segment::TruncateTo(uint64_t position, int64_t next_offset) {
 }
 
 absl::Status Segment::Seal() {
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   if (max_timestamp_ >= 0) {
     // The last time entry must carry the segment's max timestamp (retention.ms reads it).
     (void)time_index_->MaybeAppend(max_timestamp_, offset_of_max_timestamp_);
@@ -373,19 +427,22 @@ absl::Status Segment::Seal() {
 }
 
 absl::Status Segment::SyncIndexes() {
+  if (file_ == nullptr && !sync_owed_) return absl::OkStatus();
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   absl::Status s = offset_index_->Sync();
   if (s.ok()) s = time_index_->Sync();
   return s;
 }
 
 absl::Status Segment::Delete() {
-  const std::string log_path = file_->path();
+  const std::string log_path = PathWithSuffix(".log");
   const std::string doomed = log_path + ".deleted";
   // The rename is the commit point: after it, start-up treats the segment as gone.
   absl::Status s = RenameFile(log_path, doomed, env_);
   if (!s.ok()) return s;
   std::string index_path = offset_index_ ? offset_index_->path() : PathWithSuffix(".index");
   std::string time_path = time_index_ ? time_index_->path() : PathWithSuffix(".timeindex");
+  ReleaseFiles();  // holders of file() keep reading the renamed file
   offset_index_.reset();
   time_index_.reset();
   (void)RemoveFile(index_path, env_);
@@ -395,6 +452,7 @@ absl::Status Segment::Delete() {
 
 absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) const {
   if (offset >= next_offset_) return absl::NotFoundError("offset past segment end");
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   OffsetPosition start = offset_index_->Lookup(offset);
   uint64_t found = 0;
   bool hit = false;
@@ -421,6 +479,7 @@ absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) c
 
 absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from, uint64_t position_limit,
                                                              uint64_t written_limit) const {
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   const uint64_t hard = std::min(position_limit, written_limit);
   // Start from the last index entry at or below the limit, if it is past `from`.
   uint64_t pos = from;
@@ -450,6 +509,7 @@ absl::StatusOr<uint64_t> Segment::FindBatchBoundaryAtOrBelow(uint64_t from, uint
 
 absl::StatusOr<int64_t> Segment::FindOffsetForTime(int64_t timestamp, uint64_t limit) const {
   if (max_timestamp_ < timestamp) return absl::NotFoundError("segment is older");
+  if (absl::Status s = Acquire(); !s.ok()) return s;
   TimestampOffset entry = time_index_->Lookup(timestamp);
   int64_t from_offset = std::max(entry.offset, base_offset_);
   uint64_t pos = offset_index_->Lookup(from_offset).position;

@@ -4,6 +4,12 @@
 // A Segment is owned by its PartitionLog and used only on the owning shard thread. Its .log
 // file is shared (SegmentFile) with readers that send file ranges zero-copy, so the fd stays
 // open until the last such send finishes, even after retention has deleted the segment.
+//
+// Open files: a segment in a SegmentCache (log/segment_cache.h) may have its files closed
+// between two calls into its log, keeping what it knows about them (size, offsets, max
+// timestamp, whether its indexes are sealed or full) in memory. Its own methods open them
+// again when needed; callers of file(), fd(), offset_index() and time_index() call Acquire()
+// first.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +23,7 @@
 #include "index/time_index.h"
 #include "log/log_config.h"
 #include "log/record_batch.h"
+#include "log/segment_cache.h"
 
 namespace sluice::storage {
 
@@ -104,8 +111,22 @@ class Segment {
   absl::Status Seal();
   // Renames the files to *.deleted and unlinks them. Open SegmentFile handles stay readable.
   absl::Status Delete();
-  // fdatasync of the index files (the .log file is synced through the IoBackend).
+  // fdatasync of the index files (the .log file is synced through the IoBackend). Nothing
+  // to do for a segment whose files are closed, unless stores made before they were closed
+  // still need it (then they are opened again).
   absl::Status SyncIndexes();
+
+  // Puts the segment under `cache` (files opened and closed by it from now on), as part of
+  // the log `owner`; null takes it out. Trims the cache when the segment's files are open.
+  void set_cache(SegmentCache* cache, const void* owner);
+  // Opens the files again if the cache closed them, and marks the segment used.
+  absl::Status Acquire() const;
+  // Closes the files (a no-op when closed). Index stores no sync has covered yet are synced by
+  // the next SyncIndexes. References to file() held elsewhere stay valid.
+  void ReleaseFiles() const;
+  bool files_open() const { return file_ != nullptr; }
+  // Whether the offset index is sealed (known while the files are closed too).
+  bool sealed() const { return offset_index_ ? offset_index_->sealed() : released_sealed_; }
 
   int64_t base_offset() const { return base_offset_; }
   const std::shared_ptr<SegmentFile>& file() const { return file_; }
@@ -122,7 +143,9 @@ class Segment {
   OffsetIndex& offset_index() { return *offset_index_; }
   TimeIndex& time_index() { return *time_index_; }
   const OffsetIndex& offset_index() const { return *offset_index_; }
-  bool indexes_full() const { return offset_index_->full() || time_index_->full(); }
+  bool indexes_full() const {
+    return offset_index_ ? offset_index_->full() || time_index_->full() : released_full_;
+  }
   const std::string& dir() const { return dir_; }
   Env* env() const { return env_; }
 
@@ -147,15 +170,27 @@ class Segment {
   std::string PathWithSuffix(const char* suffix) const;
   void ResetIndexBookkeeping();
 
+  friend class SegmentCache;  // reads owner_, referenced_, cache_slot_
+
   const std::string dir_;
   Env* const env_;
   const int64_t base_offset_;
   std::string extra_suffix_;  // ".cleaned" for cleaner output, else empty
-  std::shared_ptr<SegmentFile> file_;
+  // The open files: all three set, or (closed by the cache) all null. Mutable because a
+  // const lookup may have to open them again.
+  mutable std::shared_ptr<SegmentFile> file_;
   const uint32_t index_interval_bytes_;
   const uint32_t max_index_bytes_;
-  std::unique_ptr<OffsetIndex> offset_index_;
-  std::unique_ptr<TimeIndex> time_index_;
+  mutable std::unique_ptr<OffsetIndex> offset_index_;
+  mutable std::unique_ptr<TimeIndex> time_index_;
+  // While closed: the index state last seen, and whether their stores still need a sync.
+  mutable bool released_sealed_ = false;
+  mutable bool released_full_ = false;
+  mutable bool sync_owed_ = false;
+  SegmentCache* cache_ = nullptr;  // see set_cache
+  const void* owner_ = nullptr;
+  mutable bool referenced_ = false;  // CLOCK reference bit
+  size_t cache_slot_ = 0;            // position in the cache's list while the files are open
   uint64_t size_ = 0;
   int64_t next_offset_;
   int64_t max_timestamp_ = -1;

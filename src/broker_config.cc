@@ -117,6 +117,10 @@ std::string Usage() {
          "                            storage can always open files; -1 = a quarter of\n"
          "                            RLIMIT_NOFILE, at least 256 (default -1). The soft limit\n"
          "                            is raised to the hard limit at start-up\n"
+         "  --log-max-open-files N    descriptors segment files may hold open together (3 per\n"
+         "                            open segment); past it, segments not used recently\n"
+         "                            close their files and reopen on their next use; -1 =\n"
+         "                            the --reserved-fds reserve less 64 (default -1)\n"
          "  --slow-loop-iteration-ms N  log a warning when one iteration of a shard's event loop\n"
          "                            is busy N ms or more (its clients waited that long), at\n"
          "                            most every 10 s per shard; 0 = never (default 100)\n"
@@ -272,6 +276,8 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParseInt<int64_t>(name, value, 0, &c.request_read_min_bytes_per_sec);
     } else if (name == "reserved-fds") {
       s = ParseInt<int64_t>(name, value, -1, &c.reserved_fds);
+    } else if (name == "log-max-open-files") {
+      s = ParseInt<int64_t>(name, value, -1, &c.log_max_open_files);
     } else if (name == "slow-loop-iteration-ms") {
       s = ParseInt<int64_t>(name, value, 0, &c.slow_loop_iteration_ms);
     } else if (name == "offsets-topic-partitions") {

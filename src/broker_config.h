@@ -55,6 +55,9 @@ struct BrokerConfig {
   int64_t request_read_timeout_ms = 30000;  // 0 = off
   int64_t request_read_min_bytes_per_sec = 1024;
   int64_t reserved_fds = -1;  // kept free for storage; -1 = max(256, RLIMIT_NOFILE / 4)
+  // log.max.open.files: descriptors the segments of all logs hold open together, split evenly
+  // between shards (log/segment_cache.h); -1 = the storage reserve above less 64.
+  int64_t log_max_open_files = -1;
   // A shard logs a warning (at most every 10 s) when one iteration of its loop is busy this
   // long: every client of the shard waited that long (src/shard.h). 0 = never.
   int64_t slow_loop_iteration_ms = 100;

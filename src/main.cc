@@ -89,8 +89,10 @@ rlim_t RaiseFdLimit() {
 }
 
 // The limits every listener applies (max.connections, max.connections.per.ip, the descriptor
-// budget, the request read timeout), from the flags.
-sluice::net::ListenerLimits ConnectionLimits(const sluice::broker::BrokerConfig& config) {
+// budget, the request read timeout), from the flags. Also settles storage's share of the
+// descriptors: log.max.open.files, when left to its default, is the reserve less 64 (kept for
+// checkpoints, journals and the registry, which open files briefly).
+sluice::net::ListenerLimits ConnectionLimits(sluice::broker::BrokerConfig& config) {
   using sluice::storage::LogInfo;
   sluice::net::ListenerLimits limits;
   const int64_t fd_limit =
@@ -117,6 +119,11 @@ sluice::net::ListenerLimits ConnectionLimits(const sluice::broker::BrokerConfig&
           ? std::string("off")
           : absl::FormatDuration(absl::Milliseconds(config.request_read_timeout_ms)),
       config.request_read_min_bytes_per_sec);
+  if (config.log_max_open_files < 0) {
+    config.log_max_open_files = std::max<int64_t>(reserved - 64, 30);
+  }
+  LogInfo("sluice: log.max.open.files %d (segments beyond %d close their files until used again)",
+          config.log_max_open_files, config.log_max_open_files / 3);
   return limits;
 }
 

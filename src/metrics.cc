@@ -35,6 +35,12 @@ constexpr Family kFamilies[] = {
      "Partition logs refusing appends until the disk has room again (retriable), per shard."},
     {"sluice_logs_fenced", "gauge",
      "Partition logs read-only after an I/O error until a restart, per shard."},
+    {"sluice_log_open_files", "gauge",
+     "Descriptors held by open log segments (3 each), per shard; at most log.max.open.files "
+     "divided among the shards."},
+    {"sluice_log_segment_reopens_total", "counter",
+     "Segments whose files were closed for log.max.open.files and opened again by a later use, "
+     "per shard."},
     {"sluice_loop_iteration_seconds", "histogram",
      "Busy time of each iteration of a shard's event loop: from the return of one poll for "
      "events to the start of the next (handlers, timers, posted tasks, storage submission), "
@@ -142,6 +148,12 @@ void CollectShardMetrics(Shard& shard, int shard_index, std::vector<MetricSample
   }
   out->push_back({"sluice_logs_out_of_space", {{"shard", index}}, out_of_space});
   out->push_back({"sluice_logs_fenced", {{"shard", index}}, fenced});
+  const storage::SegmentCache& files = shard.logs().segment_cache();
+  out->push_back(
+      {"sluice_log_open_files", {{"shard", index}}, static_cast<double>(files.open_files())});
+  out->push_back({"sluice_log_segment_reopens_total",
+                  {{"shard", index}},
+                  static_cast<double>(files.reopens())});
   // Read on the shard's own thread: the writer's, so each histogram is exact.
   const net::LoopStats& loop = shard.reactor().loop_stats();
   const net::DurationHistogram::Snapshot iteration = loop.iteration.Read();

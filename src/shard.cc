@@ -37,6 +37,9 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config,
   storage::LogManager::Options options;
   options.data_dir = config.data_dir;
   options.io = config.io_backend;
+  if (config.log_max_open_files >= 0) {
+    options.max_open_files = static_cast<size_t>(config.log_max_open_files / count);
+  }
   // Logs found on disk open with their topic's config (registry loaded first for that).
   options.config_for = [topics](const storage::TopicPartition& tp) {
     // AMQP queue logs are not topics; they keep their own settings (src/amqp/MAPPING.md).
