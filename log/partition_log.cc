@@ -375,6 +375,10 @@ absl::Status PartitionLog::Recover() {
       if (seg->base_offset() >= rp_base) unsynced_segments_.push_back(seg->base_offset());
     }
     flush_target_ = next_offset_;
+    // The active segment may keep blocks that a preallocation reserved before the crash:
+    // released as this process's own reserve is, when the segment is sealed or the log closed.
+    preallocated_segment_ = segments_.back()->base_offset();
+    preallocated_end_ = segments_.back()->size();
   }
   checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
