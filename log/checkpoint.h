@@ -1,7 +1,8 @@
 // The recovery-point checkpoint of one partition log (`recovery-point` in the partition's
-// directory), written atomically (temp file, fdatasync, rename, fsync dir). Layout in
-// log/FORMAT.md: magic, version, fields, XXH3 checksum; a file failing its checksum is
-// reported as DataLoss and never trusted.
+// directory): two checksummed slots, the older overwritten in place and fdatasync'ed, so a
+// crash leaves the new checkpoint or the previous one and a write costs no new file, rename or
+// directory sync (log/FORMAT.md). A file with no valid slot is reported as DataLoss and never
+// trusted. The cleaner checkpoint below is written atomically (temp file, rename).
 #pragma once
 
 #include <cstdint>

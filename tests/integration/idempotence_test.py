@@ -67,15 +67,24 @@ def count_records(broker, topic):
 
 
 def recovery_offset(broker, partition_dir):
-    """recovery_offset of a partition's recovery checkpoint (log/FORMAT.md), -1 if none."""
+    """recovery_offset of a partition's recovery checkpoint (log/FORMAT.md: version 2, two
+    slots of which the valid one with the higher sequence counts), -1 if none."""
     try:
         with open(os.path.join(broker.data_dir, partition_dir, "recovery-point"), "rb") as f:
             data = f.read()
     except FileNotFoundError:
         return -1
-    if len(data) != 48 or data[:4] != b"SLCP":
+    if len(data) != 8192:
         return -1
-    return struct.unpack_from("<q", data, 8)[0]
+    best_seq, best = 0, -1
+    for at in (0, 4096):
+        slot = data[at:at + 56]
+        if slot[:4] != b"SLCP" or struct.unpack_from("<H", slot, 4)[0] != 2:
+            continue  # a zeroed or damaged slot (the checksum is checked by the broker)
+        seq = struct.unpack_from("<Q", slot, 8)[0]
+        if seq > best_seq:
+            best_seq, best = seq, struct.unpack_from("<q", slot, 16)[0]
+    return best
 
 
 def test(args):

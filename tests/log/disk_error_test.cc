@@ -209,7 +209,8 @@ TEST_F(DiskErrorTest, FailedIndexSyncsAndCheckpointWritesAreReportedAndRecovered
   msync.ops = testing::kOpSyncMapped;
   env_->AddRule(msync);
   FaultRule checkpoint;
-  checkpoint.ops = testing::kOpRename;
+  // The first checkpoint is created (renamed into place), later ones are synced in place.
+  checkpoint.ops = testing::kOpRename | testing::kOpSync;
   checkpoint.path_contains = "recovery-point";
   env_->AddRule(checkpoint);
   ASSERT_TRUE(Open().ok());

@@ -650,7 +650,9 @@ TEST_P(TornTailTest, CrcErrorBelowTheRecoveryPointIsReportedNotTruncated) {
 
 TEST_P(TornTailTest, DamagedCheckpointMeansRevalidateEverythingNotTrustEverything) {
   auto [pos, size] = WriteThenCrash();
+  // Both slots (log/FORMAT.md): with one left, the log would start from that older point.
   testing::PatchFile(dir_.Sub(absl::StrCat("t-0/", kRecoveryCheckpointFile)), 9, 0x01);
+  testing::PatchFile(dir_.Sub(absl::StrCat("t-0/", kRecoveryCheckpointFile)), 4096 + 9, 0x01);
   testing::PatchFile(SegmentPath(0, ".log"), pos + size - 1, 0x01);
   auto log = OpenLog(LogConfig());
   // Everything from offset 0 was re-checked (nothing trusted), up to the damaged batch.

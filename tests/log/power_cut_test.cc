@@ -24,10 +24,12 @@
 // ctest); SLUICE_POWER_CUT_SEED the seed. A long run:
 //   SLUICE_POWER_CUTS=100 build/test/tests/log/power_cut_test --gtest_filter='*Workload*'
 #include <stdlib.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -616,6 +618,71 @@ TEST(PowerCutAtomicWriteTest, RecoveryCheckpointIsOldOrNewAfterACut) {
     EXPECT_TRUE(got->recovery_offset == 10 || got->recovery_offset == 20);
     if (finished) break;
   }
+}
+
+// The two-slot checkpoint (log/FORMAT.md): after several writes both slots hold checkpoints;
+// a power cut at any step of the next write (pages kept or lost at random) leaves that write's
+// checkpoint or the one before it, never an older one and never nothing. Only the first write
+// creates the file (a rename); later writes are an in-place write and a sync.
+TEST(PowerCutAtomicWriteTest, SuccessiveRecoveryCheckpointsSurviveACutAsTheLastOrTheOneBefore) {
+  TempDir tmp;
+  const std::string path = tmp.Sub("recovery-point");
+  for (int64_t cut = 0;; ++cut) {
+    (void)RemoveFile(path);
+    for (int64_t i = 1; i <= 4; ++i) {
+      ASSERT_TRUE(WriteRecoveryCheckpoint(path, RecoveryCheckpoint{i * 10, 0, 0, 0}).ok());
+    }
+    FaultEnv env(tmp.path());
+    env.CutPowerAfter(cut);
+    absl::Status s = WriteRecoveryCheckpoint(path, RecoveryCheckpoint{50, 0, 0, 0}, &env);
+    const bool finished = !env.power_cut();
+    EXPECT_EQ(env.calls_of(testing::kOpRename), 0);
+    env.CutPowerNow();
+    CrashModel model;
+    model.data = CrashModel::Data::kRandomPages;
+    model.seed = static_cast<uint64_t>(cut) * 7 + 1;
+    ASSERT_TRUE(env.RestoreAfterPowerCut(model).ok());
+    auto got = ReadRecoveryCheckpoint(path);
+    ASSERT_TRUE(got.ok()) << got.status();
+    if (s.ok()) {
+      EXPECT_EQ(got->recovery_offset, 50);
+    } else {
+      EXPECT_TRUE(got->recovery_offset == 40 || got->recovery_offset == 50) << got->recovery_offset;
+    }
+    if (finished) break;
+    ASSERT_LT(cut, 50);
+  }
+  // The slot holding the newest checkpoint is never written: only the other page changes.
+  auto before = ReadWholeFile(path);
+  ASSERT_TRUE(before.ok());
+  ASSERT_TRUE(WriteRecoveryCheckpoint(path, RecoveryCheckpoint{60, 0, 0, 0}).ok());
+  auto after = ReadWholeFile(path);
+  ASSERT_TRUE(after.ok());
+  ASSERT_EQ(before->size(), 8192u);
+  ASSERT_EQ(after->size(), 8192u);
+  const bool page0_same = std::equal(before->begin(), before->begin() + 4096, after->begin());
+  const bool page1_same = std::equal(before->begin() + 4096, before->end(), after->begin() + 4096);
+  EXPECT_NE(page0_same, page1_same);
+  int64_t kept = 0;  // recovery_offset in the untouched page: the newest before the write
+  memcpy(&kept, (page0_same ? after->data() : after->data() + 4096) + 16, 8);
+  EXPECT_EQ(kept, 50);
+  // A version 1 file (48 bytes) is read, and replaced by the two-slot file at the next write.
+  uint8_t v1[48] = {};
+  const uint32_t magic = 0x50434c53;
+  const uint16_t version = 1;
+  const int64_t recovery_offset = 7;
+  memcpy(v1, &magic, 4);
+  memcpy(v1 + 4, &version, 2);
+  memcpy(v1 + 8, &recovery_offset, 8);
+  const uint64_t sum = XXH3_64bits(v1, 40);
+  memcpy(v1 + 40, &sum, 8);
+  ASSERT_TRUE(WriteFileAtomically(path, std::span<const uint8_t>(v1, sizeof(v1))).ok());
+  auto old = ReadRecoveryCheckpoint(path);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->recovery_offset, 7);
+  ASSERT_TRUE(WriteRecoveryCheckpoint(path, RecoveryCheckpoint{9, 0, 0, 0}).ok());
+  EXPECT_EQ(testing::SizeOf(path), 8192u);
+  EXPECT_EQ(ReadRecoveryCheckpoint(path)->recovery_offset, 9);
 }
 
 // A LogManager over the data directory `data` through `env`; logs found there open with
