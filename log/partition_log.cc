@@ -976,6 +976,7 @@ void PartitionLog::CheckpointNow() {
           dir_, s.message(), config_.recovery_checkpoint_ms);
     }
     checkpoint_failing_ = true;
+    JoinTickList();  // retried from Tick
   } else if (checkpoint_failing_) {
     LogInfo("%s: recovery checkpoint written again", dir_);
     checkpoint_failing_ = false;
@@ -1183,11 +1184,14 @@ bool PartitionLog::NeedsTicks() const {
       !written_waiters_.empty() || !durable_waiters_.empty()) {
     return true;
   }
-  if (!NeverWritten() &&
+  // A checkpoint waiting in the manager's queue is written by the queue, not by a tick: with
+  // thousands of logs flushed together, visiting every waiting log on every tick was most of
+  // the CPU spent while they drained. A failed write comes back to the tick list (retried).
+  if (!in_checkpoint_queue_ && !NeverWritten() &&
       (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
     return true;
   }
-  if (in_checkpoint_queue_ || checkpoint_failing_) return true;
+  if (checkpoint_failing_) return true;
   return segments_.size() > 1 || config_.compact() || cleaner_ != nullptr;
 }
 
