@@ -440,13 +440,9 @@ absl::Status Segment::Delete() {
   // The rename is the commit point: after it, start-up treats the segment as gone.
   absl::Status s = RenameFile(log_path, doomed, env_);
   if (!s.ok()) return s;
-  std::string index_path = offset_index_ ? offset_index_->path() : PathWithSuffix(".index");
-  std::string time_path = time_index_ ? time_index_->path() : PathWithSuffix(".timeindex");
-  ReleaseFiles();  // holders of file() keep reading the renamed file
-  offset_index_.reset();
-  time_index_.reset();
-  (void)RemoveFile(index_path, env_);
-  (void)RemoveFile(time_path, env_);
+  ReleaseFiles();  // closes the indexes too; holders of file() keep reading the renamed file
+  (void)RemoveFile(PathWithSuffix(".index"), env_);
+  (void)RemoveFile(PathWithSuffix(".timeindex"), env_);
   return RemoveFile(doomed, env_);
 }
 
