@@ -38,6 +38,14 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
   mgr->io_ = IoBackend::Create(mgr->options_.io, mgr->options_.data_dir, mgr->options_.env);
   LogInfo("storage: data directory %s, I/O backend %s", mgr->options_.data_dir,
           IoBackendName(mgr->io_->kind()));
+  std::shared_ptr<const RecoveryPointFiles> points = mgr->options_.recovery_points;
+  if (points == nullptr) {
+    auto read = ReadRecoveryPointFiles(mgr->options_.data_dir, mgr->options_.env);
+    if (!read.ok()) return read.status();
+    points = std::make_shared<const RecoveryPointFiles>(std::move(*read));
+  }
+  mgr->recovery_points_ = std::make_unique<RecoveryPointStore>(
+      mgr->options_.data_dir, mgr->options_.shard_index, points->generation + 1, mgr->options_.env);
   auto names = ListDir(mgr->options_.data_dir, mgr->options_.env);
   if (!names.ok()) return names.status();
   std::sort(names->begin(), names->end());
@@ -47,8 +55,10 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
     if (!TopicPartition::FromDirName(name, &tp)) continue;
     if (mgr->options_.owns && !mgr->options_.owns(tp)) continue;
     LogConfig config = mgr->options_.config_for ? mgr->options_.config_for(tp) : LogConfig();
-    auto log = PartitionLog::Open(absl::StrCat(mgr->options_.data_dir, "/", name), config,
-                                  mgr->io_.get(), MarkerSync::kByCaller);
+    std::optional<RecoveryPoint> point;
+    if (auto it = points->points.find(name); it != points->points.end()) point = it->second;
+    auto log = PartitionLog::OpenInStore(absl::StrCat(mgr->options_.data_dir, "/", name), config,
+                                         mgr->io_.get(), mgr->recovery_points_.get(), point);
     if (!log.ok()) {
       LogError("storage: log %s could not be opened: %s", name, log.status().message());
       return log.status();
@@ -67,7 +77,20 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
     if ((*log)->needs_dir_sync()) marker_dirs.push_back((*log)->dir());
     mgr->logs_[tp] = std::move(*log);
   }
-  // The clean-shutdown markers removed above, made durable all at once before any append.
+  // The shard's file rewritten with every log's point, none of them clean any more, before
+  // any append: a crash from now on must re-validate what follows each point. Points of logs
+  // that are gone (or now belong to another shard) are left out.
+  for (auto& [tp, log] : mgr->logs_) {
+    if (auto cp = log->checkpoint_on_disk()) {
+      mgr->recovery_points_->Stage(tp.DirName(), RecoveryPoint{*cp, false}, nullptr);
+    }
+  }
+  if (absl::Status s = mgr->recovery_points_->Commit(/*rewrite=*/true); !s.ok()) {
+    LogError("storage: writing %s after opening: %s", mgr->recovery_points_->path(), s.message());
+    return s;
+  }
+  // Files of an older version (per-log checkpoints, clean-shutdown markers) removed above,
+  // made durable all at once before any append.
   if (absl::Status s = mgr->SyncDirs(marker_dirs); !s.ok()) {
     LogError("storage: syncing log directories after opening: %s", s.message());
     return s;
@@ -78,16 +101,25 @@ absl::StatusOr<std::unique_ptr<LogManager>> LogManager::Open(Options options) {
 absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
                                                     const LogConfig& config) {
   if (auto it = logs_.find(tp); it != logs_.end()) return it->second.get();
+  // A log of the same name deleted since the last commit: its point must be gone from the
+  // file first, or a crash would give it to the new log.
+  const std::string name = tp.DirName();
+  if (recovery_points_->removal_staged(name)) {
+    if (absl::Status s = recovery_points_->Commit(); !s.ok()) return s;
+  }
   // No fsync of the data directory here: a new log's entry in it becomes durable with the
   // log's first sync (PartitionLog::Recover).
-  auto log =
-      PartitionLog::Open(absl::StrCat(options_.data_dir, "/", tp.DirName()), config, io_.get());
+  auto log = PartitionLog::OpenInStore(absl::StrCat(options_.data_dir, "/", name), config,
+                                       io_.get(), recovery_points_.get(), std::nullopt);
   if (!log.ok()) return log.status();
   PartitionLog* raw = log->get();
   raw->set_submit_list(&to_submit_);
   raw->set_checkpoint_queue(&checkpoint_queue_);
   raw->set_tick_list(&to_tick_);
   raw->set_segment_cache(&segment_cache_);
+  if (raw->needs_dir_sync()) {
+    if (absl::Status s = SyncDir(raw->dir(), options_.env); !s.ok()) return s;
+  }
   logs_[tp] = std::move(*log);
   return raw;
 }
@@ -106,6 +138,7 @@ absl::Status LogManager::DeleteLog(const TopicPartition& tp) {
   std::erase(to_tick_, it->second.get());
   std::replace(ticking_.begin(), ticking_.end(), it->second.get(),
                static_cast<PartitionLog*>(nullptr));
+  recovery_points_->Remove(tp.DirName());  // also forgets the log as the owner of a point
   logs_.erase(it);
   if (s.ok()) s = SyncDir(options_.data_dir, options_.env);
   return s;
@@ -148,14 +181,14 @@ void LogManager::Tick(int64_t now_ms) {
     if (log->NeedsTicks()) log->JoinTickList();
   }
   ticking_.clear();
-  WriteQueuedCheckpoints();
+  WriteQueuedCheckpoints(now_ms);
   io_->Submit();
 }
 
-void LogManager::WriteQueuedCheckpoints() {
-  // Each checkpoint costs synchronous syncs (indexes, the file, its directory): a few per
+void LogManager::WriteQueuedCheckpoints(int64_t now_ms) {
+  // Staging a checkpoint may cost a synchronous msync of the log's active indexes: a few per
   // tick, oldest first, at least one. A log waiting here only re-validates a little more
-  // after a crash.
+  // after a crash. Then one append to the shard's file covers all of them.
   const absl::Time deadline = absl::Now() + kCheckpointBudgetPerTick;
   bool first = true;
   while (!checkpoint_queue_.empty() && (first || absl::Now() < deadline)) {
@@ -163,6 +196,21 @@ void LogManager::WriteQueuedCheckpoints() {
     checkpoint_queue_.pop_front();
     log->WriteQueuedCheckpoint();
     first = false;
+  }
+  if (!recovery_points_->has_staged() || now_ms < recovery_points_retry_ms_) return;
+  if (absl::Status s = recovery_points_->Commit(); !s.ok()) {
+    // The checkpoints stay staged; meanwhile a crash re-validates from the older ones.
+    recovery_points_retry_ms_ = now_ms + 1000;
+    if (!recovery_points_failing_) {
+      LogWarning(
+          "storage: writing %s: %s (retried every second; meanwhile a crash re-validates "
+          "more of the logs)",
+          recovery_points_->path(), s.message());
+    }
+    recovery_points_failing_ = true;
+  } else if (recovery_points_failing_) {
+    LogInfo("storage: %s written again", recovery_points_->path());
+    recovery_points_failing_ = false;
   }
 }
 
@@ -187,15 +235,16 @@ absl::Status LogManager::SyncDirs(const std::vector<std::string>& dirs) {
 }
 
 absl::Status LogManager::Close() {
-  checkpoint_queue_.clear();  // each log's Close() writes its checkpoint
+  checkpoint_queue_.clear();  // each log's Close() stages its final point
   absl::Status first;
   int unclean = 0;
-  // Each log writes its clean-shutdown marker; their directories are synced together below.
-  std::vector<std::string> marker_dirs;
+  int clean = 0;
   for (auto& [tp, log] : logs_) {
-    absl::Status s = log->Close(MarkerSync::kByCaller);
-    if (log->needs_dir_sync()) marker_dirs.push_back(log->dir());
-    if (s.ok()) continue;
+    absl::Status s = log->Close();
+    if (s.ok()) {
+      ++clean;
+      continue;
+    }
     ++unclean;
     LogWarning(
         "storage: %s not marked clean at close (%s); the next start recovers it from its "
@@ -204,12 +253,13 @@ absl::Status LogManager::Close() {
     // A fenced log outranks a full disk in what the caller is told.
     if (first.ok() || (absl::IsUnavailable(first) && !absl::IsUnavailable(s))) first = s;
   }
-  // Without a durable marker the next start only recovers more than it needed to.
-  if (absl::Status s = SyncDirs(marker_dirs); !s.ok()) {
-    LogWarning("storage: clean-shutdown markers not synced (%s); the next start recovers",
-               s.message());
+  // One rewrite marks them all clean. Without it the next start only recovers more than it
+  // needed to.
+  if (absl::Status s = recovery_points_->Commit(/*rewrite=*/true); !s.ok()) {
+    LogWarning("storage: %s not written at close (%s); the next start recovers every log",
+               recovery_points_->path(), s.message());
     if (first.ok()) first = s;
-    ++unclean;
+    unclean += clean;
   }
   if (first.ok()) return first;
   return absl::Status(first.code(), absl::StrFormat("%d logs not marked clean at close (%s)",

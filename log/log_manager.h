@@ -23,6 +23,7 @@
 #include "log/io_backend.h"
 #include "log/log_config.h"
 #include "log/partition_log.h"
+#include "log/recovery_points.h"
 #include "log/segment_cache.h"
 
 namespace sluice::storage {
@@ -61,6 +62,12 @@ class LogManager {
     // open segment); beyond it, segments not used recently close their files until used
     // again (log/segment_cache.h). The default keeps every segment open.
     size_t max_open_files = SIZE_MAX;
+    // The recovery checkpoints of this manager's logs live in `recovery-points.<shard_index>`
+    // in data_dir (log/recovery_points.h). `recovery_points` is what start-up read from every
+    // such file; unset, Open reads them itself (a broker with several shards reads them once,
+    // before any shard rewrites its own, then removes the files of shards it no longer has).
+    int shard_index = 0;
+    std::shared_ptr<const RecoveryPointFiles> recovery_points;
   };
 
   // Opens (recovering) every log directory under data_dir (that `owns` accepts).
@@ -86,9 +93,11 @@ class LogManager {
   size_t logs_to_tick() const { return to_tick_.size(); }
   static constexpr absl::Duration kCheckpointBudgetPerTick = absl::Milliseconds(10);
   size_t checkpoints_waiting() const { return checkpoint_queue_.size(); }
-  // Closes every log. A log that could not be marked clean is named in the log and recovered
-  // at the next start; the status then says how many, with the first reason: UnavailableError
-  // when only disk space was missing, the fence error when a log was fenced.
+  const RecoveryPointStore& recovery_points() const { return *recovery_points_; }
+  // Closes every log, then marks those that closed cleanly so in one rewrite of the
+  // recovery-points file. A log that could not be marked clean is named in the log and
+  // recovered at the next start; the status then says how many, with the first reason:
+  // UnavailableError when only disk space was missing, the fence error when a log was fenced.
   absl::Status Close();
 
   IoBackend& io() { return *io_; }
@@ -98,7 +107,7 @@ class LogManager {
 
  private:
   explicit LogManager(Options options);
-  void WriteQueuedCheckpoints();
+  void WriteQueuedCheckpoints(int64_t now_ms);
   // fsyncs every directory in `dirs` through the IoBackend at once and waits for them.
   absl::Status SyncDirs(const std::vector<std::string>& dirs);
 
@@ -115,6 +124,9 @@ class LogManager {
   std::vector<PartitionLog*> ticking_;
   // Logs whose recovery checkpoint is due (PartitionLog::set_checkpoint_queue), oldest first.
   std::deque<PartitionLog*> checkpoint_queue_;
+  std::unique_ptr<RecoveryPointStore> recovery_points_;  // this shard's recovery-points file
+  int64_t recovery_points_retry_ms_ = 0;                 // after a failed commit: not before then
+  bool recovery_points_failing_ = false;  // logged once until a commit succeeds again
   bool held_writes_ = false;
 };
 

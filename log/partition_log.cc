@@ -100,6 +100,43 @@ absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::Open(const std::stri
   return log;
 }
 
+absl::StatusOr<std::unique_ptr<PartitionLog>> PartitionLog::OpenInStore(
+    const std::string& dir, const LogConfig& config, IoBackend* io, RecoveryPointStore* store,
+    std::optional<RecoveryPoint> point) {
+  absl::Status s = CreateDirIfMissing(dir, io->env());
+  if (!s.ok()) return s;
+  auto log = std::unique_ptr<PartitionLog>(new PartitionLog(dir, config, io));
+  log->open_marker_sync_ = MarkerSync::kByCaller;  // files of an older version, removed
+  log->recovery_points_ = store;
+  log->recovery_name_ = dir.substr(dir.rfind('/') + 1);
+  log->open_point_ = std::move(point);
+  absl::Time start = absl::Now();
+  s = log->Recover();
+  log->open_point_.reset();
+  if (!s.ok()) return s;
+  log->report_.took = absl::Now() - start;
+  log->last_flush_ms_ = log->last_checkpoint_ms_ = log->Now();
+  return log;
+}
+
+void PartitionLog::CheckpointCommitted(const RecoveryCheckpoint& cp) {
+  checkpointed_offset_ = cp.recovery_offset;
+  checkpointed_log_start_ = cp.log_start_offset;
+  checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
+  // Not back on the tick list: a log whose durable offset moved on since it staged `cp` is
+  // still on it (NeedsTicks), and one that is not needs nothing more.
+}
+
+std::optional<RecoveryCheckpoint> PartitionLog::checkpoint_on_disk() const {
+  if (checkpointed_offset_ < 0) return std::nullopt;
+  RecoveryCheckpoint cp;
+  cp.recovery_offset = checkpointed_offset_;
+  cp.segment_base = checkpointed_end_.segment_base;
+  cp.position = checkpointed_end_.position;
+  cp.log_start_offset = std::max<int64_t>(checkpointed_log_start_, 0);
+  return cp;
+}
+
 absl::Status PartitionLog::Recover() {
   // A cleaner swap cut short by a crash is finished or undone before segments are listed.
   if (absl::Status s = RecoverInterruptedSwaps(dir_, env_); !s.ok()) return s;
@@ -132,17 +169,42 @@ absl::Status PartitionLog::Recover() {
   }
 
   const std::string marker = absl::StrCat(dir_, "/", kCleanShutdownFile);
-  const bool clean = FileExists(marker, env_);
-  report_.clean_shutdown = clean;
+  const std::string cp_file = absl::StrCat(dir_, "/", kRecoveryCheckpointFile);
+  const bool has_marker =
+      std::find(names->begin(), names->end(), kCleanShutdownFile) != names->end();
+  const bool has_cp_file =
+      std::find(names->begin(), names->end(), kRecoveryCheckpointFile) != names->end();
+  bool clean = false;
   RecoveryCheckpoint cp;
   bool have_cp = false;
-  auto read_cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), env_);
-  if (read_cp.ok()) {
-    cp = *read_cp;
+  if (open_point_) {
+    // The shard's recovery-points file, newer than any file of an older version left here.
+    clean = open_point_->clean;
+    cp = open_point_->cp;
     have_cp = true;
-  } else if (!absl::IsNotFound(read_cp.status())) {
-    LogError("%s: recovery checkpoint unusable (%s); re-validating the whole log", dir_,
-             read_cp.status().message());
+  } else {
+    clean = has_marker;
+    auto read_cp = has_cp_file ? ReadRecoveryCheckpoint(cp_file, env_)
+                               : absl::StatusOr<RecoveryCheckpoint>(absl::NotFoundError(cp_file));
+    if (read_cp.ok()) {
+      cp = *read_cp;
+      have_cp = true;
+    } else if (!absl::IsNotFound(read_cp.status())) {
+      LogError("%s: recovery checkpoint unusable (%s); re-validating the whole log", dir_,
+               read_cp.status().message());
+    }
+  }
+  report_.clean_shutdown = clean;
+  if (recovery_points_ != nullptr && (has_marker || has_cp_file)) {
+    // Read above; the store's start-up rewrite records this log's point (not clean) before
+    // any append. The files go, durably before the first append too (the caller syncs the
+    // directory): left behind, a later start without a point in the store could trust a
+    // marker over a torn tail.
+    absl::Status s;
+    if (has_marker) s = RemoveFile(marker, env_);
+    if (s.ok() && has_cp_file) s = RemoveFile(cp_file, env_);
+    if (!s.ok()) return s;
+    needs_dir_sync_ = true;
   }
 
   if (bases.empty()) {
@@ -383,7 +445,7 @@ absl::Status PartitionLog::Recover() {
   checkpointed_offset_ = have_cp ? cp.recovery_offset : -1;
   checkpointed_log_start_ = have_cp ? cp.log_start_offset : -1;
   if (have_cp) checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
-  if (clean) {
+  if (clean && recovery_points_ == nullptr) {
     // The removal is durable before anything is appended: else a crash could leave the
     // marker over a torn tail, which the next start would trust.
     absl::Status s = RemoveFile(marker, env_);
@@ -1235,6 +1297,12 @@ absl::Status PartitionLog::WriteCheckpoint() {
   cp.segment_base = durable_end_.segment_base;
   cp.position = durable_end_.position;
   cp.log_start_offset = log_start_offset_;
+  if (recovery_points_ != nullptr) {
+    // Durable with the store's next commit (LogManager::Tick), which calls
+    // CheckpointCommitted: until then the log counts the previous checkpoint as its own.
+    recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, false}, this);
+    return absl::OkStatus();
+  }
   absl::Status s =
       WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp, env_);
   if (s.ok()) {
@@ -1467,10 +1535,29 @@ absl::Status PartitionLog::Close(MarkerSync marker_sync) {
   if (!s.ok()) FailAllWaiters(s);
   if (!failure_.ok()) return failure_;  // fenced: nothing more is written
   if (!segments_.empty()) ReleasePreallocation(*segments_.back());
+  bool indexes_synced = true;
   for (auto& seg : segments_) {
     if (!seg->sealed()) {
-      if (absl::Status synced = seg->SyncIndexes(); !synced.ok() && s.ok()) s = synced;
+      if (absl::Status synced = seg->SyncIndexes(); !synced.ok()) {
+        indexes_synced = false;
+        if (s.ok()) s = synced;
+      }
     }
+  }
+  if (recovery_points_ != nullptr) {
+    // The shard's store marks every log clean in one rewrite (LogManager::Close), instead of
+    // a checkpoint write and a marker file per log. Without synced indexes the point on disk
+    // stays the last committed one; a log that never held a batch needs none.
+    if (indexes_synced && !NeverWritten()) {
+      RecoveryCheckpoint cp;
+      cp.recovery_offset = durable_offset_;
+      cp.segment_base = durable_end_.segment_base;
+      cp.position = durable_end_.position;
+      cp.log_start_offset = log_start_offset_;
+      recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, s.ok() && !dropped}, nullptr);
+    }
+    if (s.ok() && dropped) s = out_of_space;
+    return s;
   }
   // An unchanged checkpoint is not rewritten, and a log that never held a batch needs none:
   // idle logs close cleanly on a full disk too.

@@ -49,6 +49,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -59,6 +60,7 @@
 #include "absl/time/time.h"
 #include "log/io_backend.h"
 #include "log/log_config.h"
+#include "log/recovery_points.h"
 #include "log/segment.h"
 
 namespace sluice::storage {
@@ -139,6 +141,13 @@ class PartitionLog {
   static absl::StatusOr<std::unique_ptr<PartitionLog>> Open(
       const std::string& dir, const LogConfig& config, IoBackend* io,
       MarkerSync marker_sync = MarkerSync::kNow);
+  // Opens the log of a LogManager, whose logs keep their recovery checkpoints in the shard's
+  // `store` (log/recovery_points.h) instead of files of their own: `point` is what start-up
+  // read for this log (none for a new log, or one whose directory still holds the files of an
+  // older version: those are read, then removed, and the caller must sync dir()).
+  static absl::StatusOr<std::unique_ptr<PartitionLog>> OpenInStore(
+      const std::string& dir, const LogConfig& config, IoBackend* io, RecoveryPointStore* store,
+      std::optional<RecoveryPoint> point);
   ~PartitionLog();
   PartitionLog(const PartitionLog&) = delete;
   PartitionLog& operator=(const PartitionLog&) = delete;
@@ -187,6 +196,10 @@ class PartitionLog {
   // (the default): a due checkpoint is written at once.
   void set_checkpoint_queue(std::deque<PartitionLog*>* queue) { checkpoint_queue_ = queue; }
   void WriteQueuedCheckpoint();
+  // The store made this log's staged checkpoint `cp` durable (OpenInStore logs only).
+  void CheckpointCommitted(const RecoveryCheckpoint& cp);
+  // The recovery checkpoint on disk, if any (read at open, or written since).
+  std::optional<RecoveryCheckpoint> checkpoint_on_disk() const;
   // True while a write-behind tail is buffered: the loop must come back soon (without
   // blocking) to submit it, which an idle iteration does.
   bool has_held_writes() const { return held_since_ms_ >= 0 && open_chunk_ != nullptr; }
@@ -408,6 +421,9 @@ class PartitionLog {
   std::vector<PartitionLog*>* tick_list_ = nullptr;  // see set_tick_list
   bool in_tick_list_ = false;
   std::deque<PartitionLog*>* checkpoint_queue_ = nullptr;  // see set_checkpoint_queue
+  RecoveryPointStore* recovery_points_ = nullptr;          // see OpenInStore (null: own files)
+  std::string recovery_name_;                              // this log's name in the store
+  std::optional<RecoveryPoint> open_point_;                // what OpenInStore was given
   bool in_checkpoint_queue_ = false;
   int64_t held_since_ms_ = -1;         // a write-behind tail is buffered since then (-1: none)
   bool preallocate_ = true;            // off after fallocate failed once

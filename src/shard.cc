@@ -24,10 +24,10 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config)
   return Create(config, 0, 1, std::move(*topics), std::move(snapshot));
 }
 
-absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config, int index,
-                                                     int count,
-                                                     std::unique_ptr<TopicRegistry> registry,
-                                                     std::shared_ptr<const TopicSnapshot> topics) {
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(
+    const BrokerConfig& config, int index, int count, std::unique_ptr<TopicRegistry> registry,
+    std::shared_ptr<const TopicSnapshot> topics,
+    std::shared_ptr<const storage::RecoveryPointFiles> recovery_points) {
   std::unique_ptr<Shard> shard(new Shard(config));
   shard->index_ = index;
   shard->count_ = count;
@@ -37,6 +37,8 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Create(const BrokerConfig& config,
   storage::LogManager::Options options;
   options.data_dir = config.data_dir;
   options.io = config.io_backend;
+  options.shard_index = index;
+  options.recovery_points = std::move(recovery_points);
   if (config.log_max_open_files >= 0) {
     options.max_open_files = static_cast<size_t>(config.log_max_open_files / count);
   }

@@ -40,12 +40,12 @@ class Shard {
   // config, and sets up the reactor on the calling thread: the only shard of a one-shard broker.
   static absl::StatusOr<std::unique_ptr<Shard>> Create(const BrokerConfig& config);
   // Shard `index` of `count`: opens (recovering) the logs it owns (src/shard_map.h) with the
-  // configs of `topics`, and sets up the reactor on the calling thread. `registry` is given to
-  // shard 0 only.
-  static absl::StatusOr<std::unique_ptr<Shard>> Create(const BrokerConfig& config, int index,
-                                                       int count,
-                                                       std::unique_ptr<TopicRegistry> registry,
-                                                       std::shared_ptr<const TopicSnapshot> topics);
+  // configs of `topics` and the recovery points start-up read (null: read them here), and
+  // sets up the reactor on the calling thread. `registry` is given to shard 0 only.
+  static absl::StatusOr<std::unique_ptr<Shard>> Create(
+      const BrokerConfig& config, int index, int count, std::unique_ptr<TopicRegistry> registry,
+      std::shared_ptr<const TopicSnapshot> topics,
+      std::shared_ptr<const storage::RecoveryPointFiles> recovery_points = nullptr);
   ~Shard();
 
   // Runs the loop until `stop` becomes true (checked at least every 100 ms).

@@ -23,8 +23,10 @@ int ShardSet::ShardCount(const BrokerConfig& config) {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-void ShardSet::RunRemote(Remote* r, std::shared_ptr<const TopicSnapshot> topics) {
-  auto shard = Shard::Create(config_, r->index, count_, nullptr, std::move(topics));
+void ShardSet::RunRemote(Remote* r, std::shared_ptr<const TopicSnapshot> topics,
+                         std::shared_ptr<const storage::RecoveryPointFiles> points) {
+  auto shard =
+      Shard::Create(config_, r->index, count_, nullptr, std::move(topics), std::move(points));
   if (!shard.ok()) {
     r->created.set_value(shard.status());
     closed_->count_down();
@@ -64,14 +66,19 @@ absl::StatusOr<std::unique_ptr<ShardSet>> ShardSet::Start(const BrokerConfig& co
   auto registry = TopicRegistry::Open(config.data_dir, config.default_log);
   if (!registry.ok()) return registry.status();
   std::shared_ptr<const TopicSnapshot> topics = (*registry)->Snapshot();
+  // Every shard's recovery points, read before any shard rewrites its own file: a log may
+  // have moved to another shard since the last start (log/recovery_points.h).
+  auto read_points = storage::ReadRecoveryPointFiles(config.data_dir);
+  if (!read_points.ok()) return read_points.status();
+  auto points = std::make_shared<const storage::RecoveryPointFiles>(std::move(*read_points));
   ShardSet* self = set.get();
   for (int i = 1; i < set->count_; ++i) {
     Remote* r = set->remotes_.emplace_back(std::make_unique<Remote>(i)).get();
-    r->thread = std::thread([self, r, topics] { self->RunRemote(r, topics); });
+    r->thread = std::thread([self, r, topics, points] { self->RunRemote(r, topics, points); });
   }
   // Shard 0 recovers its logs while the others recover theirs.
   absl::Status status;
-  auto shard0 = Shard::Create(config, 0, set->count_, std::move(*registry), topics);
+  auto shard0 = Shard::Create(config, 0, set->count_, std::move(*registry), topics, points);
   if (shard0.ok()) {
     set->shard0_ = std::move(*shard0);
     if (listen) set->kafka0_ = std::make_unique<KafkaBroker>(set->shard0_.get(), kafka);
@@ -98,7 +105,10 @@ absl::StatusOr<std::unique_ptr<ShardSet>> ShardSet::Start(const BrokerConfig& co
     set->stopped_ = true;
     return status;
   }
-  if (set->kafka0_) {
+  // Each shard rewrote its own file with every point it had: the files of shards this start
+  // no longer has are stale.
+  status = storage::RemoveUnusedRecoveryPointFiles(config.data_dir, set->count_);
+  if (status.ok() && set->kafka0_) {
     auto peers = std::make_shared<std::vector<KafkaBroker*>>();
     peers->push_back(set->kafka0_.get());
     for (auto& r : set->remotes_) peers->push_back(r->kafka);

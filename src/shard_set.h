@@ -51,7 +51,8 @@ class ShardSet {
  private:
   struct Remote;  // one shard on its own thread
   ShardSet() = default;
-  void RunRemote(Remote* r, std::shared_ptr<const TopicSnapshot> topics);
+  void RunRemote(Remote* r, std::shared_ptr<const TopicSnapshot> topics,
+                 std::shared_ptr<const storage::RecoveryPointFiles> points);
 
   BrokerConfig config_;
   KafkaOptions kafka_options_;

@@ -67,23 +67,32 @@ def count_records(broker, topic):
 
 
 def recovery_offset(broker, partition_dir):
-    """recovery_offset of a partition's recovery checkpoint (log/FORMAT.md: version 2, two
-    slots of which the valid one with the higher sequence counts), -1 if none."""
-    try:
-        with open(os.path.join(broker.data_dir, partition_dir, "recovery-point"), "rb") as f:
+    """recovery_offset of a partition's point in the shards' recovery-points files (log/FORMAT.md,
+    "Recovery points": frames of records applied in order; the checksum is the broker's to
+    check), -1 if none."""
+    best = -1
+    for name in os.listdir(broker.data_dir):
+        if not name.startswith("recovery-points.") or not name[16:].isdigit():
+            continue
+        with open(os.path.join(broker.data_dir, name), "rb") as f:
             data = f.read()
-    except FileNotFoundError:
-        return -1
-    if len(data) != 8192:
-        return -1
-    best_seq, best = 0, -1
-    for at in (0, 4096):
-        slot = data[at:at + 56]
-        if slot[:4] != b"SLCP" or struct.unpack_from("<H", slot, 4)[0] != 2:
-            continue  # a zeroed or damaged slot (the checksum is checked by the broker)
-        seq = struct.unpack_from("<Q", slot, 8)[0]
-        if seq > best_seq:
-            best_seq, best = seq, struct.unpack_from("<q", slot, 16)[0]
+        at, points = 0, {}
+        while at + 32 <= len(data):
+            magic, version, _, length, count = struct.unpack_from("<IHHII", data, at)
+            if magic != 0x50524C53 or version != 1 or at + 32 + length > len(data):
+                break
+            p = at + 32
+            for _ in range(count):
+                n, kind = struct.unpack_from("<HB", data, p)
+                log = data[p + 4:p + 4 + n].decode()
+                p += 4 + n
+                if kind == 1:
+                    points[log] = struct.unpack_from("<q", data, p)[0]
+                    p += 32
+                else:
+                    points.pop(log, None)
+            at += 32 + length
+        best = max(best, points.get(partition_dir, -1))
     return best
 
 

@@ -19,6 +19,16 @@ namespace {
 using testing::MakeBatch;
 using testing::TempDir;
 
+// A log's recovery point as the shards' files on disk say (log/recovery_points.h).
+absl::StatusOr<RecoveryCheckpoint> PointOnDisk(const std::string& data_dir,
+                                               const std::string& log) {
+  auto files = ReadRecoveryPointFiles(data_dir);
+  if (!files.ok()) return files.status();
+  auto it = files->points.find(log);
+  if (it == files->points.end()) return absl::NotFoundError(log);
+  return it->second.cp;
+}
+
 std::unique_ptr<LogManager> OpenManager(const std::string& dir) {
   LogManager::Options options;
   options.data_dir = dir;
@@ -107,7 +117,7 @@ TEST(LogManagerTest, DueCheckpointsWaitInAQueueThatTicksDrain) {
   // The flushes did not write the checkpoints themselves: they are queued, once per log.
   EXPECT_EQ(mgr->checkpoints_waiting(), static_cast<size_t>(kLogs));
   auto checkpointed = [&](int p) {
-    auto cp = ReadRecoveryCheckpoint(absl::StrCat(logs[p]->dir(), "/", kRecoveryCheckpointFile));
+    auto cp = PointOnDisk(tmp.path(), absl::StrCat("t-", p));
     return cp.ok() && cp->recovery_offset == 1;
   };
   for (int p = 0; p < kLogs; ++p) EXPECT_FALSE(checkpointed(p)) << p;
@@ -154,9 +164,7 @@ TEST(LogManagerTest, IdleLogsLeaveTheTickListAndChangesBringThemBack) {
                   .ok());
   EXPECT_EQ(mgr->logs_to_tick(), 1u);
   ASSERT_TRUE(DriveUntil(*mgr, [&] { return acked; }));
-  auto checkpoint = [&](int p) {
-    return ReadRecoveryCheckpoint(absl::StrCat(logs[p]->dir(), "/", kRecoveryCheckpointFile));
-  };
+  auto checkpoint = [&](int p) { return PointOnDisk(tmp.path(), absl::StrCat("t-", p)); };
   // Ticked until its background flush and its checkpoint are done, then idle again.
   for (int tick = 0; tick < 100 && mgr->logs_to_tick() > 0; ++tick) {
     now += 200;

@@ -40,6 +40,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "log/checkpoint.h"
 #include "log/cleaner.h"
@@ -793,10 +794,10 @@ TEST(PowerCutLogManagerTest, NewLogsSyncTheirNamesWithTheirFirstSync) {
   }
 }
 
-// The manager syncs the clean-shutdown markers of all its logs together: those a clean stop
-// wrote survive a power cut right after it, and those a start removed stay removed (else a
-// later crash would leave a marker over a log that was written to since).
-TEST(PowerCutLogManagerTest, CleanShutdownMarkersAreDurableAtStopAndTheirRemovalAtStart) {
+// The manager marks all its logs clean in one rewrite of its recovery-points file: the marks
+// a clean stop wrote survive a power cut right after it, and the start-up rewrite that clears
+// them stays (else a later crash would trust a log that was written to since).
+TEST(PowerCutLogManagerTest, CleanMarksAreDurableAtStopAndTheirClearingAtStart) {
   TempDir tmp;
   const std::string data = tmp.Sub("data");
   ASSERT_TRUE(CreateDirIfMissing(data).ok());
@@ -841,6 +842,45 @@ TEST(PowerCutLogManagerTest, CleanShutdownMarkersAreDurableAtStopAndTheirRemoval
   auto mgr = open(Env::Default());
   ASSERT_TRUE(mgr.ok()) << mgr.status();
   all_clean(**mgr, false);
+}
+
+// A checkpoint round appends one frame to the shard's recovery-points file and fdatasyncs it:
+// the point survives a power cut right after the round.
+TEST(PowerCutLogManagerTest, AnAppendedRecoveryPointSurvivesAPowerCut) {
+  TempDir tmp;
+  const std::string data = tmp.Sub("data");
+  ASSERT_TRUE(CreateDirIfMissing(data).ok());
+  LogConfig config;
+  config.max_index_bytes = 4096;
+  {
+    FaultEnv env(data);
+    auto mgr = OpenManager(data, &env, config);
+    ASSERT_TRUE(mgr.ok()) << mgr.status();
+    auto log = (*mgr)->CreateLog(TopicPartition{"t", 0}, config);
+    ASSERT_TRUE(log.ok()) << log.status();
+    ASSERT_TRUE(testing::AppendSync(**log, (*mgr)->io(), testing::MakeBatch(3, 10, 1000),
+                                    AckLevel::kDurable)
+                    .ok());
+    int64_t now = absl::ToUnixMillis(absl::Now());
+    for (int i = 0;
+         i < 50 && (*log)->checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset != 3;
+         ++i) {
+      (*mgr)->Tick(now += 1000);
+      (*mgr)->Poll(absl::Milliseconds(2));
+    }
+    ASSERT_EQ((*log)->checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset, 3);
+    EXPECT_EQ((*mgr)->recovery_points().rewrites(), 1u);  // the start-up one; then an append
+    EXPECT_EQ((*mgr)->recovery_points().commits(), 2u);
+    env.CutPowerNow();
+    mgr->reset();
+    ASSERT_TRUE(env.RestoreAfterPowerCut().ok());
+  }
+  auto mgr = OpenManager(data, Env::Default(), config);
+  ASSERT_TRUE(mgr.ok()) << mgr.status();
+  const RecoveryReport& r = (*mgr)->GetLog(TopicPartition{"t", 0})->recovery_report();
+  EXPECT_FALSE(r.clean_shutdown);
+  EXPECT_EQ(r.recovery_offset, 3);
+  EXPECT_EQ((*mgr)->GetLog(TopicPartition{"t", 0})->log_end_offset(), 3);
 }
 
 }  // namespace

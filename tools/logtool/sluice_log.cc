@@ -2,7 +2,8 @@
 //
 //   sluice-log dump SEGMENT.log [--records]   every batch (and record) of a segment
 //   sluice-log index FILE.index|FILE.timeindex every index entry
-//   sluice-log checkpoint DIR/recovery-point   the recovery checkpoint
+//   sluice-log checkpoint DIR/recovery-point   the recovery checkpoint of a log
+//   sluice-log checkpoint DATA/recovery-points.N   every log's point in a shard's file
 //   sluice-log verify DIR                      a partition directory, or a data directory of
 //                                              them: CRCs, index consistency, offset continuity
 // Exit status: 0 when everything checked is sound, 1 when a problem was found, 2 on usage.
@@ -23,6 +24,7 @@
 #include "log/file_util.h"
 #include "log/log_manager.h"
 #include "log/record_batch.h"
+#include "log/recovery_points.h"
 #include "log/segment.h"
 
 using namespace sluice::storage;
@@ -143,7 +145,37 @@ int DumpIndex(const std::string& path) {
   return 0;
 }
 
+// A shard's recovery-points file: every log's point, in name order.
+int DumpRecoveryPoints(const std::string& path) {
+  auto bytes = ReadWholeFile(path);
+  if (!bytes.ok()) {
+    printf("%s\n", std::string(bytes.status().message()).c_str());
+    return 1;
+  }
+  ParsedRecoveryPoints parsed = ParseRecoveryPoints(*bytes);
+  std::vector<std::string> names;
+  for (const auto& [name, point] : parsed.points) names.push_back(name);
+  std::sort(names.begin(), names.end());
+  printf("generation %lu, %lu logs, %lu of %lu bytes valid\n", parsed.generation, names.size(),
+         parsed.valid_bytes, bytes->size());
+  for (const std::string& name : names) {
+    const RecoveryPoint& p = parsed.points[name];
+    printf("%s: recovery offset %ld (segment %ld, position %lu), log start offset %ld%s\n",
+           name.c_str(), p.cp.recovery_offset, p.cp.segment_base, p.cp.position,
+           p.cp.log_start_offset, p.clean ? ", closed cleanly" : "");
+  }
+  if (!parsed.stop_reason.empty()) {
+    printf("stopped: %s\n", parsed.stop_reason.c_str());
+    return 1;
+  }
+  return 0;
+}
+
 int DumpCheckpoint(const std::string& path) {
+  int shard;
+  if (ParseRecoveryPointFileName(path.substr(path.rfind('/') + 1), &shard)) {
+    return DumpRecoveryPoints(path);
+  }
   auto cp = ReadRecoveryCheckpoint(path);
   if (!cp.ok()) {
     printf("%s\n", std::string(cp.status().message()).c_str());
@@ -154,8 +186,9 @@ int DumpCheckpoint(const std::string& path) {
   return 0;
 }
 
-// Verifies one partition directory without modifying anything.
-int VerifyPartition(const std::string& dir) {
+// Verifies one partition directory without modifying anything. `point`: its entry in the
+// data directory's recovery-points files, when it has one.
+int VerifyPartition(const std::string& dir, const RecoveryCheckpoint* point = nullptr) {
   auto names = ListDir(dir);
   if (!names.ok()) {
     printf("%s: %s\n", dir.c_str(), std::string(names.status().message()).c_str());
@@ -223,6 +256,13 @@ int VerifyPartition(const std::string& dir) {
     }
   }
   const std::string cp_path = absl::StrCat(dir, "/", kRecoveryCheckpointFile);
+  if (point != nullptr && expect >= 0 && point->recovery_offset > expect) {
+    printf(
+        "%s: recovery offset %ld (recovery-points file) beyond the log end %ld: durable data "
+        "missing\n",
+        dir.c_str(), point->recovery_offset, expect);
+    ++problems;
+  }
   if (FileExists(cp_path)) {
     auto cp = ReadRecoveryCheckpoint(cp_path);
     if (!cp.ok()) {
@@ -252,10 +292,21 @@ int Verify(const std::string& dir) {
   }
   if (has_segments) return VerifyPartition(dir);
   int rc = 0;
+  auto points = ReadRecoveryPointFiles(dir);
+  if (!points.ok()) {
+    printf("%s: recovery points: %s\n", dir.c_str(),
+           std::string(points.status().message()).c_str());
+    rc = 1;
+  }
   std::sort(names->begin(), names->end());
   for (const auto& n : *names) {
     TopicPartition tp;
-    if (TopicPartition::FromDirName(n, &tp)) rc |= VerifyPartition(absl::StrCat(dir, "/", n));
+    if (!TopicPartition::FromDirName(n, &tp)) continue;
+    const RecoveryCheckpoint* point = nullptr;
+    if (points.ok()) {
+      if (auto it = points->points.find(n); it != points->points.end()) point = &it->second.cp;
+    }
+    rc |= VerifyPartition(absl::StrCat(dir, "/", n), point);
   }
   return rc;
 }
@@ -273,7 +324,7 @@ int main(int argc, char** argv) {
   fprintf(stderr,
           "usage: sluice-log dump SEGMENT.log [--records]\n"
           "       sluice-log index FILE.index|FILE.timeindex\n"
-          "       sluice-log checkpoint DIR/recovery-point\n"
+          "       sluice-log checkpoint DIR/recovery-point | DATA/recovery-points.N\n"
           "       sluice-log verify DIR\n");
   return 2;
 }
