@@ -1547,8 +1547,9 @@ absl::Status PartitionLog::Close(MarkerSync marker_sync) {
   if (recovery_points_ != nullptr) {
     // The shard's store marks every log clean in one rewrite (LogManager::Close), instead of
     // a checkpoint write and a marker file per log. Without synced indexes the point on disk
-    // stays the last committed one; a log that never held a batch needs none.
-    if (indexes_synced && !NeverWritten()) {
+    // stays the last committed one. An empty log gets one too: the next start then knows it
+    // was closed cleanly rather than finding nothing to re-validate.
+    if (indexes_synced) {
       RecoveryCheckpoint cp;
       cp.recovery_offset = durable_offset_;
       cp.segment_base = durable_end_.segment_base;
