@@ -151,26 +151,43 @@ uint64_t MappedIndexFile::EntriesChecksum(size_t n) const {
   return XXH3_64bits(data_ + kHeaderSize, n * format_.entry_size);
 }
 
-absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Create(const std::string& path,
-                                                                         const Format& format,
-                                                                         int64_t base_offset,
-                                                                         uint32_t max_bytes,
-                                                                         Env* env) {
+absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Create(
+    const std::string& path, const Format& format, int64_t base_offset, uint32_t max_bytes,
+    Env* env, bool defer_file) {
   if (absl::Status s = CheckBaseOffset(path, base_offset); !s.ok()) return s;
   size_t slots = SlotsFor(max_bytes, format.entry_size);
   if (slots == 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": max_bytes ", max_bytes, " holds no entry after the header"));
   }
-  int fd = env->Open(path, OpenMode::kCreateTruncate);
-  if (fd < 0) return ErrnoStatus(-fd, "open", path);
-  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, env, fd));
-  size_t size = kHeaderSize + slots * format.entry_size;
-  if (int rc = env->Truncate(fd, size); rc < 0) return ErrnoStatus(-rc, "ftruncate", path);
-  if (absl::Status s = file->Map(size, /*writable=*/true); !s.ok()) return s;
+  std::unique_ptr<MappedIndexFile> file(new MappedIndexFile(path, format, base_offset, env, -1));
   file->capacity_ = slots;
-  file->WriteUnsealedHeader();
+  file->deferred_ = true;
+  if (!defer_file) {
+    if (absl::Status s = file->Materialize(); !s.ok()) return s;
+  }
   return file;
+}
+
+absl::Status MappedIndexFile::Materialize() {
+  if (!deferred_) return absl::OkStatus();
+  int fd = env_->Open(path_, OpenMode::kCreateTruncate);
+  if (fd < 0) return ErrnoStatus(-fd, "open", path_);
+  fd_ = fd;
+  size_t size = kHeaderSize + capacity_ * format_.entry_size;
+  absl::Status s;
+  if (int rc = env_->Truncate(fd_, size); rc < 0) s = ErrnoStatus(-rc, "ftruncate", path_);
+  if (s.ok()) s = Map(size, /*writable=*/true);
+  if (!s.ok()) {
+    // Not made: the next attempt starts over (and recovery ignores a half-made empty file).
+    (void)env_->Close(fd_);
+    (void)env_->Unlink(path_);
+    fd_ = -1;
+    return s;
+  }
+  deferred_ = false;
+  WriteUnsealedHeader();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<MappedIndexFile>> MappedIndexFile::Open(const std::string& path,
@@ -302,6 +319,7 @@ absl::Status MappedIndexFile::OpenUnsealed(uint64_t file_size, uint32_t max_byte
 absl::Status MappedIndexFile::Append(const uint8_t* bytes) {
   if (sealed_) return absl::FailedPreconditionError(absl::StrCat(path_, " is sealed"));
   if (full()) return absl::ResourceExhaustedError(absl::StrCat(path_, " is full"));
+  if (absl::Status s = Materialize(); !s.ok()) return s;
   std::memcpy(data_ + kHeaderSize + entries_ * format_.entry_size, bytes, format_.entry_size);
   ++entries_;
   dirty_ = true;
@@ -314,7 +332,7 @@ absl::Status MappedIndexFile::Append(const uint8_t* bytes) {
 }
 
 void MappedIndexFile::TruncateTo(size_t n) {
-  if (n >= entries_) return;
+  if (n >= entries_) return;  // a deferred index has no entries
   size_t es = format_.entry_size;
   if (!sealed_) {
     // Invalidate the first removed entry before the rest, so a kill mid-way still ends the
@@ -355,6 +373,9 @@ absl::Status MappedIndexFile::Sync() {
 
 absl::Status MappedIndexFile::Seal() {
   if (sealed_) return absl::OkStatus();
+  // A sealed index always has its file: a segment that is no longer active is never opened
+  // without one (a missing one is rebuilt).
+  if (absl::Status s = Materialize(); !s.ok()) return s;
   size_t n = entries_;
   size_t used = kHeaderSize + n * format_.entry_size;
   uint64_t checksum = EntriesChecksum(n);

@@ -76,10 +76,15 @@ class MappedIndexFile {
     SuccessorFn valid_successor;
   };
 
+  // With `defer_file`, the file is made (created, sized, mapped, header written) only when
+  // first needed: by the first Append, by Seal, or by Materialize. Until then the index is
+  // empty, holds no fd or mapping, and Sync has nothing to do: a partition that never gets an
+  // index entry (less than index.interval.bytes in its segment) costs no index files.
   static absl::StatusOr<std::unique_ptr<MappedIndexFile>> Create(const std::string& path,
                                                                  const Format& format,
                                                                  int64_t base_offset,
-                                                                 uint32_t max_bytes, Env* env);
+                                                                 uint32_t max_bytes, Env* env,
+                                                                 bool defer_file = false);
   static absl::StatusOr<std::unique_ptr<MappedIndexFile>> Open(const std::string& path,
                                                                const Format& format,
                                                                int64_t base_offset,
@@ -113,6 +118,9 @@ class MappedIndexFile {
   // since the last Sync.
   absl::Status Sync();
   absl::Status Seal();
+  // The file of a deferred Create is not made yet (see Create).
+  bool deferred() const { return deferred_; }
+  absl::Status Materialize();
   // Stores into the mapping that no Sync() has made durable yet.
   bool unsynced() const { return dirty_; }
   // The file holds stores made through an earlier mapping (since unmapped) that no sync covered:
@@ -153,6 +161,7 @@ class MappedIndexFile {
   // after them, stale bytes there end the list where they ended it before.
   bool dirty_ = false;
   uint64_t sealed_checksum_ = 0;  // entries checksum from a sealed header, checked on Open
+  bool deferred_ = false;         // see Create(defer_file)
 };
 
 }  // namespace sluice::storage

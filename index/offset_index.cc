@@ -35,8 +35,9 @@ OffsetIndex::~OffsetIndex() = default;
 
 absl::StatusOr<std::unique_ptr<OffsetIndex>> OffsetIndex::Create(const std::string& path,
                                                                  int64_t base_offset,
-                                                                 uint32_t max_bytes, Env* env) {
-  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes, env);
+                                                                 uint32_t max_bytes, Env* env,
+                                                                 bool defer_file) {
+  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes, env, defer_file);
   if (!file.ok()) return file.status();
   return std::unique_ptr<OffsetIndex>(new OffsetIndex(*std::move(file)));
 }
@@ -108,6 +109,8 @@ absl::Status OffsetIndex::Sync() { return file_->Sync(); }
 absl::Status OffsetIndex::Seal() { return file_->Seal(); }
 bool OffsetIndex::full() const { return file_->full(); }
 bool OffsetIndex::sealed() const { return file_->sealed(); }
+bool OffsetIndex::deferred() const { return file_->deferred(); }
+absl::Status OffsetIndex::Materialize() { return file_->Materialize(); }
 bool OffsetIndex::unsynced() const { return file_->unsynced(); }
 void OffsetIndex::MarkUnsynced() { file_->MarkUnsynced(); }
 size_t OffsetIndex::entries() const { return file_->entries(); }

@@ -32,10 +32,9 @@ class OffsetIndex {
   static constexpr uint32_t kEntrySize = 8;
 
   // Creates a new, empty index file (truncating any existing file) preallocated to `max_bytes`.
-  static absl::StatusOr<std::unique_ptr<OffsetIndex>> Create(const std::string& path,
-                                                             int64_t base_offset,
-                                                             uint32_t max_bytes,
-                                                             Env* env = Env::Default());
+  static absl::StatusOr<std::unique_ptr<OffsetIndex>> Create(
+      const std::string& path, int64_t base_offset, uint32_t max_bytes, Env* env = Env::Default(),
+      bool defer_file = false);  // see MappedIndexFile::Create
   // Opens an existing index file. Returns DataLossError when the header is damaged, the
   // checksum of a sealed index does not match, or entries are not strictly increasing; the
   // caller then rebuilds the index from the log. `max_bytes` is the preallocation used when the
@@ -68,6 +67,8 @@ class OffsetIndex {
 
   bool full() const;
   bool sealed() const;
+  bool deferred() const;  // MappedIndexFile::deferred
+  absl::Status Materialize();
   bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
   void MarkUnsynced();
   size_t entries() const;

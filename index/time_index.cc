@@ -38,8 +38,9 @@ TimeIndex::~TimeIndex() = default;
 
 absl::StatusOr<std::unique_ptr<TimeIndex>> TimeIndex::Create(const std::string& path,
                                                              int64_t base_offset,
-                                                             uint32_t max_bytes, Env* env) {
-  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes, env);
+                                                             uint32_t max_bytes, Env* env,
+                                                             bool defer_file) {
+  auto file = MappedIndexFile::Create(path, kFormat, base_offset, max_bytes, env, defer_file);
   if (!file.ok()) return file.status();
   return std::unique_ptr<TimeIndex>(new TimeIndex(*std::move(file)));
 }
@@ -95,6 +96,8 @@ absl::Status TimeIndex::Sync() { return file_->Sync(); }
 absl::Status TimeIndex::Seal() { return file_->Seal(); }
 bool TimeIndex::full() const { return file_->full(); }
 bool TimeIndex::sealed() const { return file_->sealed(); }
+bool TimeIndex::deferred() const { return file_->deferred(); }
+absl::Status TimeIndex::Materialize() { return file_->Materialize(); }
 bool TimeIndex::unsynced() const { return file_->unsynced(); }
 void TimeIndex::MarkUnsynced() { file_->MarkUnsynced(); }
 size_t TimeIndex::entries() const { return file_->entries(); }

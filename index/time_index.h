@@ -26,9 +26,9 @@ class TimeIndex {
  public:
   static constexpr uint32_t kEntrySize = 12;
 
-  static absl::StatusOr<std::unique_ptr<TimeIndex>> Create(const std::string& path,
-                                                           int64_t base_offset, uint32_t max_bytes,
-                                                           Env* env = Env::Default());
+  static absl::StatusOr<std::unique_ptr<TimeIndex>> Create(
+      const std::string& path, int64_t base_offset, uint32_t max_bytes, Env* env = Env::Default(),
+      bool defer_file = false);  // see MappedIndexFile::Create
   // DataLossError on a damaged header/checksum or entries whose timestamps or offsets decrease.
   static absl::StatusOr<std::unique_ptr<TimeIndex>> Open(const std::string& path,
                                                          int64_t base_offset, uint32_t max_bytes,
@@ -49,6 +49,8 @@ class TimeIndex {
 
   bool full() const;
   bool sealed() const;
+  bool deferred() const;  // MappedIndexFile::deferred
+  absl::Status Materialize();
   bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
   void MarkUnsynced();
   size_t entries() const;

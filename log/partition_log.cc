@@ -542,6 +542,7 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   result.last_offset = header.last_offset();
   if (active.empty()) active.set_first_append_ms(now);
   active.OnAppend(header, position, static_cast<uint32_t>(batch.size()));
+  if (active.TakeIndexFilesCreated()) index_names_pending_ = true;
   next_offset_ = result.last_offset + 1;
   chunk.end_offset = next_offset_;
   chunk.visible_bytes = static_cast<uint32_t>(chunk.size());
@@ -937,7 +938,12 @@ void PartitionLog::MaybeStartSync() {
   // A new log's directory (its segment names) and its entry in the data directory go with
   // its first sync (see Recover).
   std::vector<std::string> dirs;
-  if (names_pending_) dirs = {dir_, DirName(dir_)};
+  if (names_pending_) {
+    dirs = {dir_, DirName(dir_)};
+  } else if (index_names_pending_) {
+    dirs = {dir_};  // index files made by an append: durable before a checkpoint trusts them
+  }
+  index_names_pending_ = false;  // set again if the directory sync fails
   auto remaining = std::make_shared<size_t>(files.size() + dirs.size());
   auto first_error = std::make_shared<int>(0);
   auto error_path = std::make_shared<std::string>();
@@ -948,6 +954,7 @@ void PartitionLog::MaybeStartSync() {
         *first_error = result;
         *error_path = dir;
       }
+      if (result < 0) index_names_pending_ = true;
       if (result < 0 && !IsOutOfSpace(-result)) Fail(IoStatus("fsync dir", dir, result));
       if (--*remaining == 0) {
         unflushed_messages_ = std::max<int64_t>(0, unflushed_messages_ - messages_covered);

@@ -447,6 +447,9 @@ class PartitionLog {
   // A new log whose directory names (segment files, its own entry in the data directory) no
   // sync has made durable yet: the first sync includes them (see Recover).
   bool names_pending_ = false;
+  // An append made the active segment's index files (Segment::TakeIndexFilesCreated): the
+  // next sync fsyncs the log's directory too.
+  bool index_names_pending_ = false;
   MarkerSync open_marker_sync_ = MarkerSync::kNow;  // how Open syncs the marker's removal
   bool needs_dir_sync_ = false;                     // see needs_dir_sync()
   int64_t flush_target_ = 0;  // durability requested up to here (flush policy, Flush())

@@ -172,9 +172,16 @@ absl::Status Segment::Acquire() const {
   int fd = env_->Open(path, OpenMode::kReadWrite);
   if (fd < 0) return ErrnoStatus("reopen segment", path, -fd);
   auto file = std::make_shared<SegmentFile>(fd, path, env_);
-  auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
+  // An index whose file was never made stays so (MappedIndexFile::Create, defer_file).
+  auto oi = released_oi_deferred_
+                ? OffsetIndex::Create(PathWithSuffix(".index"), base_offset_, max_index_bytes_,
+                                      env_, true)
+                : OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
   if (!oi.ok()) return oi.status();
-  auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_);
+  auto ti = released_ti_deferred_ ? TimeIndex::Create(PathWithSuffix(".timeindex"), base_offset_,
+                                                      max_index_bytes_, env_, true)
+                                  : TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_,
+                                                    max_index_bytes_, env_);
   if (!ti.ok()) return ti.status();
   if (sync_owed_) {
     (*oi)->MarkUnsynced();
@@ -197,6 +204,8 @@ void Segment::ReleaseFiles() const {
   if (offset_index_ != nullptr && time_index_ != nullptr) {
     released_sealed_ = offset_index_->sealed();
     released_full_ = offset_index_->full() || time_index_->full();
+    released_oi_deferred_ = offset_index_->deferred();
+    released_ti_deferred_ = time_index_->deferred();
     sync_owed_ = sync_owed_ || offset_index_->unsynced() || time_index_->unsynced();
   }
   if (cache_ != nullptr) cache_->Remove(const_cast<Segment*>(this));
@@ -241,11 +250,16 @@ absl::StatusOr<std::unique_ptr<Segment>> Segment::CreateWithSuffix(const std::st
     (void)RemoveFile(path, env);
     return s;
   };
-  auto oi =
-      OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes, env);
+  // The index files of a segment are made with its first index entry (or at seal): most
+  // partitions of a broker with thousands never fill index.interval.bytes, and two files
+  // fewer per new partition is most of what creating one costs. A cleaner's output gets them
+  // at once (its files are renamed into place whole).
+  const bool defer = extra_suffix[0] == '\0';
+  auto oi = OffsetIndex::Create(seg->PathWithSuffix(".index"), base_offset, config.max_index_bytes,
+                                env, defer);
   if (!oi.ok()) return undo(oi.status());
   auto ti = TimeIndex::Create(seg->PathWithSuffix(".timeindex"), base_offset,
-                              config.max_index_bytes, env);
+                              config.max_index_bytes, env, defer);
   if (!ti.ok()) return undo(ti.status());
   seg->offset_index_ = std::move(*oi);
   seg->time_index_ = std::move(*ti);
@@ -276,9 +290,20 @@ void Segment::ResetIndexBookkeeping() {
 }
 
 absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
+  // A missing index file of a small segment is one never made (its first entry not reached,
+  // see CreateWithSuffix): an empty index, still deferred. A larger segment missing one gets
+  // the caller's rebuild, as for a damaged file.
+  const bool small = size_ < 2 * static_cast<uint64_t>(index_interval_bytes_);
   auto oi = OffsetIndex::Open(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_);
+  if (absl::IsNotFound(oi.status()) && small) {
+    oi = OffsetIndex::Create(PathWithSuffix(".index"), base_offset_, max_index_bytes_, env_, true);
+  }
   if (!oi.ok()) return oi.status();
   auto ti = TimeIndex::Open(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_);
+  if (absl::IsNotFound(ti.status()) && small) {
+    ti =
+        TimeIndex::Create(PathWithSuffix(".timeindex"), base_offset_, max_index_bytes_, env_, true);
+  }
   if (!ti.ok()) return ti.status();
   offset_index_ = std::move(*oi);
   time_index_ = std::move(*ti);
@@ -392,6 +417,12 @@ void Segment::OnAppend(const BatchHeader& header, uint64_t position, uint32_t si
     offset_of_max_timestamp_ = header.base_offset;
   }
   if (bytes_since_index_entry_ >= index_interval_bytes_ && position > 0) {
+    // The first entry makes both index files (they exist together or not at all, unless a
+    // creation failed: then the missing one is rebuilt at the next open).
+    if (offset_index_->deferred()) {
+      (void)time_index_->Materialize();
+      index_files_created_ = true;
+    }
     // A full index only costs lookup precision; rolling on indexes_full() keeps it rare.
     if (offset_index_->Append(header.base_offset, static_cast<uint32_t>(position)).ok()) {
       (void)time_index_->MaybeAppend(max_timestamp_, offset_of_max_timestamp_);

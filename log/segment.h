@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -125,6 +126,9 @@ class Segment {
   // the next SyncIndexes. References to file() held elsewhere stay valid.
   void ReleaseFiles() const;
   bool files_open() const { return file_ != nullptr; }
+  // An append made this segment's index files (their first entry): their names are durable
+  // only once the directory is synced, which the caller's next sync does. Clears the flag.
+  bool TakeIndexFilesCreated() { return std::exchange(index_files_created_, false); }
   // Whether the offset index is sealed (known while the files are closed too).
   bool sealed() const { return offset_index_ ? offset_index_->sealed() : released_sealed_; }
 
@@ -186,6 +190,9 @@ class Segment {
   // While closed: the index state last seen, and whether their stores still need a sync.
   mutable bool released_sealed_ = false;
   mutable bool released_full_ = false;
+  mutable bool released_oi_deferred_ = false;  // index files never made (see Acquire)
+  mutable bool released_ti_deferred_ = false;
+  bool index_files_created_ = false;  // see TakeIndexFilesCreated
   mutable bool sync_owed_ = false;
   SegmentCache* cache_ = nullptr;  // see set_cache
   const void* owner_ = nullptr;

@@ -120,6 +120,8 @@ TEST_F(RecoveryTest, AnEmptyLastSegmentNamedBelowTheLogEndIsRemovedAndNoOffsetIs
   EXPECT_EQ(ReadAllBatches(*log).size(), 11u);
 }
 
+// A new segment makes only its .log (its index files come with its first index entry): a
+// creation that fails leaves nothing behind, and the roll is retried.
 TEST_F(RecoveryTest, AHalfCreatedSegmentLeavesNoFileBehind) {
   FaultEnv env(tmp_.Sub("data"));
   auto io = IoBackend::CreatePwrite(&env);
@@ -127,7 +129,7 @@ TEST_F(RecoveryTest, AHalfCreatedSegmentLeavesNoFileBehind) {
   AppendDurable(*log, *io, 5);
   FaultRule rule;
   rule.ops = testing::kOpOpen;
-  rule.path_contains = ".timeindex";
+  rule.path_contains = Segment::FileStem(5) + ".log";
   rule.error = ENOSPC;
   env.AddRule(rule);
   now_ms_ += 1000;
@@ -137,6 +139,7 @@ TEST_F(RecoveryTest, AHalfCreatedSegmentLeavesNoFileBehind) {
   EXPECT_EQ(failed.status().code(), absl::StatusCode::kUnavailable) << failed.status();
   EXPECT_FALSE(FileExists(SegmentPath(5)));
   EXPECT_FALSE(FileExists(SegmentPath(5, ".index")));
+  EXPECT_FALSE(FileExists(SegmentPath(5, ".timeindex")));
 }
 
 TEST_F(RecoveryTest, AReadErrorDuringRecoveryFailsTheOpenAndCutsNothing) {
