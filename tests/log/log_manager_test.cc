@@ -17,6 +17,7 @@ namespace sluice::storage {
 namespace {
 
 using testing::MakeBatch;
+using testing::OpenLogManager;
 using testing::TempDir;
 
 // A log's recovery point as the shards' files on disk say (log/recovery_points.h).
@@ -27,14 +28,6 @@ absl::StatusOr<RecoveryCheckpoint> PointOnDisk(const std::string& data_dir,
   auto it = files->points.find(log);
   if (it == files->points.end()) return absl::NotFoundError(log);
   return it->second.cp;
-}
-
-std::unique_ptr<LogManager> OpenManager(const std::string& dir) {
-  LogManager::Options options;
-  options.data_dir = dir;
-  auto mgr = LogManager::Open(options);
-  EXPECT_TRUE(mgr.ok()) << mgr.status();
-  return mgr.ok() ? *std::move(mgr) : nullptr;
 }
 
 // Runs the loop's end-of-iteration work (Submit, Poll) until `done` or about 5 s.
@@ -51,7 +44,7 @@ bool DriveUntil(LogManager& mgr, Pred done) {
 
 TEST(LogManagerTest, OneSubmitWritesTheAppendsOfEveryLogAppendedTo) {
   TempDir tmp;
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   std::vector<PartitionLog*> logs;
   for (int p = 0; p < 8; ++p) {
@@ -77,7 +70,7 @@ TEST(LogManagerTest, OneSubmitWritesTheAppendsOfEveryLogAppendedTo) {
 
 TEST(LogManagerTest, AHeldWriteBehindTailIsWrittenByLaterSubmitsWithoutAppends) {
   TempDir tmp;
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   auto log = mgr->CreateLog({"t", 0}, LogConfig());
   ASSERT_TRUE(log.ok()) << log.status();
@@ -92,7 +85,7 @@ TEST(LogManagerTest, AHeldWriteBehindTailIsWrittenByLaterSubmitsWithoutAppends) 
 
 TEST(LogManagerTest, DueCheckpointsWaitInAQueueThatTicksDrain) {
   TempDir tmp;
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   LogConfig config;
   config.flush_messages = 1;          // every append is synced...
@@ -140,7 +133,7 @@ TEST(LogManagerTest, DueCheckpointsWaitInAQueueThatTicksDrain) {
 // move (AMQP acks) or a config change brings it back too, and its work then gets done.
 TEST(LogManagerTest, IdleLogsLeaveTheTickListAndChangesBringThemBack) {
   TempDir tmp;
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   LogConfig config;
   config.recovery_checkpoint_ms = 1000;

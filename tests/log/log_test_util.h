@@ -1,4 +1,5 @@
-// Helpers shared by the storage tests: temp dirs, batch builders, synchronous appends.
+// Helpers shared by the storage tests: temp dirs, batch builders, synchronous appends, a
+// LogManager over a directory.
 #pragma once
 
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "log/file_util.h"
+#include "log/log_manager.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
 
@@ -112,6 +114,16 @@ inline void AppendToFile(const std::string& path, const std::vector<uint8_t>& by
 inline uint64_t SizeOf(const std::string& path) {
   struct stat st;
   return ::stat(path.c_str(), &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
+}
+
+// A LogManager over `dir` with default options (null, after a test failure, if it cannot
+// open).
+inline std::unique_ptr<LogManager> OpenLogManager(const std::string& dir) {
+  LogManager::Options options;
+  options.data_dir = dir;
+  auto mgr = LogManager::Open(options);
+  EXPECT_TRUE(mgr.ok()) << mgr.status();
+  return mgr.ok() ? *std::move(mgr) : nullptr;
 }
 
 }  // namespace sluice::storage::testing

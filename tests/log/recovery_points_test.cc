@@ -19,6 +19,7 @@ namespace sluice::storage {
 namespace {
 
 using testing::MakeBatch;
+using testing::OpenLogManager;
 using testing::TempDir;
 
 RecoveryPoint Point(int64_t offset, bool clean = false) {
@@ -140,14 +141,6 @@ TEST(RecoveryPointsTest, TheNewestGenerationWinsAndUnusedFilesGo) {
 
 // ---- The LogManager's use of the store ----
 
-std::unique_ptr<LogManager> OpenManager(const std::string& dir) {
-  LogManager::Options options;
-  options.data_dir = dir;
-  auto mgr = LogManager::Open(options);
-  EXPECT_TRUE(mgr.ok()) << mgr.status();
-  return mgr.ok() ? *std::move(mgr) : nullptr;
-}
-
 // Appends `n` one-record batches to `log` durably and drives the manager until acked.
 void AppendDurably(LogManager& mgr, PartitionLog* log, int n) {
   int acked = 0;
@@ -182,10 +175,24 @@ void TickUntilCheckpointed(LogManager& mgr, int64_t& now) {
   ADD_FAILURE() << "checkpoints not committed";
 }
 
+// A manager over `dir` with log t-0 holding `batches` durable batches, their point committed.
+std::unique_ptr<LogManager> ManagerWithCheckpointedLog(const std::string& dir, int batches,
+                                                       int64_t& now) {
+  auto mgr = OpenLogManager(dir);
+  if (mgr == nullptr) return nullptr;
+  auto log = mgr->CreateLog({"t", 0}, LogConfig());
+  EXPECT_TRUE(log.ok()) << log.status();
+  if (!log.ok()) return nullptr;
+  AppendDurably(*mgr, *log, batches);
+  TickUntilCheckpointed(*mgr, now);
+  EXPECT_EQ(ReadAll(dir).points["t-0"].cp.recovery_offset, batches);
+  return mgr;
+}
+
 TEST(RecoveryPointsTest, CleanCloseMarksEveryWrittenLogInOneFileAndTheNextOpenTrustsIt) {
   TempDir tmp;
   {
-    auto mgr = OpenManager(tmp.path());
+    auto mgr = OpenLogManager(tmp.path());
     ASSERT_NE(mgr, nullptr);
     for (int p = 0; p < 20; ++p) {
       auto log = mgr->CreateLog({"t", p}, LogConfig());
@@ -204,7 +211,7 @@ TEST(RecoveryPointsTest, CleanCloseMarksEveryWrittenLogInOneFileAndTheNextOpenTr
     EXPECT_FALSE(FileExists(tmp.Sub(absl::StrCat("t-", p, "/", kCleanShutdownFile))));
     EXPECT_FALSE(FileExists(tmp.Sub(absl::StrCat("t-", p, "/", kRecoveryCheckpointFile))));
   }
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   for (int p = 0; p < 20; ++p) {
     const RecoveryReport& r = mgr->GetLog({"t", p})->recovery_report();
@@ -224,19 +231,13 @@ TEST(RecoveryPointsTest, ACrashRecoversFromTheCommittedPoint) {
   TempDir tmp;
   int64_t now = absl::ToUnixMillis(absl::Now());
   {
-    auto mgr = OpenManager(tmp.path());
+    auto mgr = ManagerWithCheckpointedLog(tmp.path(), 4, now);
     ASSERT_NE(mgr, nullptr);
-    auto log = mgr->CreateLog({"t", 0}, LogConfig());
-    ASSERT_TRUE(log.ok());
-    AppendDurably(*mgr, *log, 4);
-    TickUntilCheckpointed(*mgr, now);
-    auto files = ReadAll(tmp.path());
-    EXPECT_EQ(files.points["t-0"].cp.recovery_offset, 4);
-    EXPECT_FALSE(files.points["t-0"].clean);
-    AppendDurably(*mgr, *log, 2);  // durable, past the point
+    EXPECT_FALSE(ReadAll(tmp.path()).points["t-0"].clean);
+    AppendDurably(*mgr, mgr->GetLog({"t", 0}), 2);  // durable, past the point
     // No Close(): the manager goes as in a crash (the files stay as they are).
   }
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   const RecoveryReport& r = mgr->GetLog({"t", 0})->recovery_report();
   EXPECT_FALSE(r.clean_shutdown);
@@ -249,13 +250,8 @@ TEST(RecoveryPointsTest, ACrashRecoversFromTheCommittedPoint) {
 TEST(RecoveryPointsTest, ARecreatedLogNeverInheritsTheDeletedOnesPoint) {
   TempDir tmp;
   int64_t now = absl::ToUnixMillis(absl::Now());
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = ManagerWithCheckpointedLog(tmp.path(), 5, now);
   ASSERT_NE(mgr, nullptr);
-  auto log = mgr->CreateLog({"t", 0}, LogConfig());
-  ASSERT_TRUE(log.ok());
-  AppendDurably(*mgr, *log, 5);
-  TickUntilCheckpointed(*mgr, now);
-  ASSERT_EQ(ReadAll(tmp.path()).points.count("t-0"), 1u);
   ASSERT_TRUE(mgr->DeleteLog({"t", 0}).ok());
   EXPECT_TRUE(mgr->recovery_points().removal_staged("t-0"));
   // Created again before the next tick: the removal is committed first.
@@ -280,7 +276,7 @@ TEST(RecoveryPointsTest, FilesOfTheOlderVersionAreReadThenRemoved) {
   }
   ASSERT_TRUE(FileExists(tmp.Sub(absl::StrCat("t-0/", kCleanShutdownFile))));
   ASSERT_TRUE(FileExists(tmp.Sub(absl::StrCat("t-0/", kRecoveryCheckpointFile))));
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   EXPECT_TRUE(mgr->GetLog({"t", 0})->recovery_report().clean_shutdown);
   EXPECT_EQ(mgr->GetLog({"t", 0})->log_end_offset(), 3);
@@ -314,7 +310,7 @@ TEST(RecoveryPointsTest, LogsMovingToAnotherShardKeepTheirPoints) {
   }
   EXPECT_TRUE(FileExists(tmp.Sub(RecoveryPointFileName(1))));
   // One shard now: it reads both files and writes every point into its own.
-  auto mgr = OpenManager(tmp.path());
+  auto mgr = OpenLogManager(tmp.path());
   ASSERT_NE(mgr, nullptr);
   for (int p = 0; p < 6; ++p) {
     EXPECT_TRUE(mgr->GetLog({"t", p})->recovery_report().clean_shutdown) << p;
