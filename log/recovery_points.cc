@@ -274,27 +274,31 @@ bool RecoveryPointStore::removal_staged(const std::string& name) const {
 
 absl::Status RecoveryPointStore::Commit(bool rewrite) {
   if (staged_.empty() && !rewrite) return absl::OkStatus();
-  // What the file will say: the durable points with the staged records applied.
-  absl::flat_hash_map<std::string, RecoveryPoint> next = live_;
-  for (const auto& [name, s] : staged_) {
-    if (s.point) {
-      next[name] = *s.point;
-    } else {
-      next.erase(name);
-    }
-  }
+  const bool whole =
+      rewrite || must_rewrite_ ||
+      file_bytes_ - snapshot_bytes_ >= std::max(snapshot_bytes_, kMinAppendedBeforeRewrite);
   absl::Status status;
-  if (rewrite || must_rewrite_ ||
-      file_bytes_ - snapshot_bytes_ >= std::max(snapshot_bytes_, kMinAppendedBeforeRewrite)) {
-    std::swap(live_, next);
-    status = Rewrite();
-    if (!status.ok()) std::swap(live_, next);
-  } else {
+  if (!whole) {
+    // The common round: its cost follows the staged records, not the points held.
     std::vector<uint8_t> frame = StartFrame(generation_);
     for (const auto& [name, s] : staged_) EncodeRecord(name, s.point, frame);
     FinishFrame(frame, static_cast<uint32_t>(staged_.size()));
     status = Append(frame);
-    if (status.ok()) std::swap(live_, next);
+    if (status.ok()) ApplyStaged(nullptr);
+  } else {
+    // The rewrite encodes live_ with the staged records applied; undone if it fails.
+    std::vector<std::pair<std::string, std::optional<RecoveryPoint>>> undo;
+    ApplyStaged(&undo);
+    status = Rewrite();
+    if (!status.ok()) {
+      for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
+        if (it->second) {
+          live_[it->first] = *it->second;
+        } else {
+          live_.erase(it->first);
+        }
+      }
+    }
   }
   if (!status.ok()) return status;
   ++commits_;
@@ -305,6 +309,22 @@ absl::Status RecoveryPointStore::Commit(bool rewrite) {
     if (s.owner != nullptr && s.point) s.owner->CheckpointCommitted(s.point->cp);
   }
   return absl::OkStatus();
+}
+
+void RecoveryPointStore::ApplyStaged(
+    std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo) {
+  for (const auto& [name, s] : staged_) {
+    auto it = live_.find(name);
+    if (undo != nullptr) {
+      undo->emplace_back(
+          name, it == live_.end() ? std::nullopt : std::optional<RecoveryPoint>(it->second));
+    }
+    if (s.point) {
+      live_[name] = *s.point;
+    } else if (it != live_.end()) {
+      live_.erase(it);
+    }
+  }
 }
 
 absl::Status RecoveryPointStore::Append(const std::vector<uint8_t>& frame) {

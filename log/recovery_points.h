@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -101,6 +102,8 @@ class RecoveryPointStore {
     std::optional<RecoveryPoint> point;  // nullopt: removal
     PartitionLog* owner = nullptr;
   };
+  // Applies the staged records to live_, recording in `undo` (if set) what each replaced.
+  void ApplyStaged(std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo);
   absl::Status Append(const std::vector<uint8_t>& frame);
   absl::Status Rewrite();
   void CloseFile();

@@ -13,6 +13,7 @@
 #include "log/checkpoint.h"
 #include "log/file_util.h"
 #include "log/log_manager.h"
+#include "tests/fs/fault_env.h"
 #include "tests/log/log_test_util.h"
 
 namespace sluice::storage {
@@ -91,6 +92,32 @@ TEST(RecoveryPointsTest, ATornLastFrameLeavesThePointsBeforeIt) {
   ParsedRecoveryPoints parsed = ParseRecoveryPoints(*bytes);
   EXPECT_NE(parsed.stop_reason.find("checksum"), std::string::npos) << parsed.stop_reason;
   EXPECT_EQ(parsed.points["a-0"], Point(5));
+}
+
+TEST(RecoveryPointsTest, AFailedRewriteKeepsThePointsStagedAndTheFileAsItWas) {
+  TempDir tmp;
+  testing::FaultEnv env(tmp.path());
+  RecoveryPointStore store(tmp.path(), 0, 1, &env);
+  store.Stage("a-0", Point(5), nullptr);
+  ASSERT_TRUE(store.Commit().ok());
+  testing::FaultRule rule;
+  rule.ops = testing::kOpRename;
+  rule.error = EIO;
+  env.AddRule(rule);
+  store.Stage("a-0", Point(7), nullptr);
+  store.Stage("b-0", Point(3), nullptr);
+  EXPECT_FALSE(store.Commit(/*rewrite=*/true).ok());
+  EXPECT_TRUE(store.has_staged());
+  EXPECT_EQ(store.points(), 1u);
+  auto files = ReadAll(tmp.path());
+  ASSERT_EQ(files.points.size(), 1u);
+  EXPECT_EQ(files.points["a-0"], Point(5));
+  env.ClearRules();
+  ASSERT_TRUE(store.Commit().ok());
+  EXPECT_FALSE(store.has_staged());
+  files = ReadAll(tmp.path());
+  EXPECT_EQ(files.points["a-0"], Point(7));
+  EXPECT_EQ(files.points["b-0"], Point(3));
 }
 
 TEST(RecoveryPointsTest, AppendsThatOutgrowTheSnapshotRewriteTheFile) {
