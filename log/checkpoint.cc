@@ -12,6 +12,11 @@
 
 namespace sluice::storage {
 
+bool Consistent(const RecoveryCheckpoint& cp) {
+  return cp.recovery_offset >= 0 && cp.segment_base >= 0 && cp.log_start_offset >= 0 &&
+         cp.segment_base <= cp.recovery_offset;
+}
+
 namespace {
 
 constexpr uint32_t kMagic = 0x50434c53;  // "SLCP" little-endian
@@ -87,11 +92,6 @@ void EncodeSlot(uint64_t sequence, const RecoveryCheckpoint& cp, uint8_t* buf) {
   Put<uint64_t>(buf + 32, cp.position);
   Put<int64_t>(buf + 40, cp.log_start_offset);
   Put<uint64_t>(buf + 48, XXH3_64bits(buf, 48));
-}
-
-bool Consistent(const RecoveryCheckpoint& cp) {
-  return cp.recovery_offset >= 0 && cp.segment_base >= 0 && cp.log_start_offset >= 0 &&
-         cp.segment_base <= cp.recovery_offset;
 }
 
 // A slot that fails its magic, version, checksum or field checks is not valid (sequence 0).

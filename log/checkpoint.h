@@ -21,6 +21,9 @@ struct RecoveryCheckpoint {
   int64_t log_start_offset = 0;  // first offset readers may see (retention / AMQP acks)
 };
 
+// Whether the fields can describe a log at all (what a checksum cannot catch: a writer's bug).
+bool Consistent(const RecoveryCheckpoint& cp);
+
 inline constexpr char kRecoveryCheckpointFile[] = "recovery-point";
 inline constexpr char kCleanShutdownFile[] = "clean-shutdown";
 

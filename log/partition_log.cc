@@ -1290,6 +1290,15 @@ void PartitionLog::Tick(int64_t now_ms) {
   }
 }
 
+RecoveryCheckpoint PartitionLog::CurrentCheckpoint() const {
+  RecoveryCheckpoint cp;
+  cp.recovery_offset = durable_offset_;
+  cp.segment_base = durable_end_.segment_base;
+  cp.position = durable_end_.position;
+  cp.log_start_offset = log_start_offset_;
+  return cp;
+}
+
 absl::Status PartitionLog::WriteCheckpoint() {
   // Index pages below the recovery point must survive power loss too, or a restart would
   // walk whole segments to rebuild them.
@@ -1299,11 +1308,7 @@ absl::Status PartitionLog::WriteCheckpoint() {
       if (!s.ok()) return s;
     }
   }
-  RecoveryCheckpoint cp;
-  cp.recovery_offset = durable_offset_;
-  cp.segment_base = durable_end_.segment_base;
-  cp.position = durable_end_.position;
-  cp.log_start_offset = log_start_offset_;
+  const RecoveryCheckpoint cp = CurrentCheckpoint();
   if (recovery_points_ != nullptr) {
     // Durable with the store's next commit (LogManager::Tick), which calls
     // CheckpointCommitted: until then the log counts the previous checkpoint as its own.
@@ -1557,12 +1562,8 @@ absl::Status PartitionLog::Close(MarkerSync marker_sync) {
     // stays the last committed one. An empty log gets one too: the next start then knows it
     // was closed cleanly rather than finding nothing to re-validate.
     if (indexes_synced) {
-      RecoveryCheckpoint cp;
-      cp.recovery_offset = durable_offset_;
-      cp.segment_base = durable_end_.segment_base;
-      cp.position = durable_end_.position;
-      cp.log_start_offset = log_start_offset_;
-      recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, s.ok() && !dropped}, nullptr);
+      recovery_points_->Stage(recovery_name_,
+                              RecoveryPoint{CurrentCheckpoint(), s.ok() && !dropped}, nullptr);
     }
     if (s.ok() && dropped) s = out_of_space;
     return s;

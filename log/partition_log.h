@@ -397,6 +397,8 @@ class PartitionLog {
   void FireWaiters(std::deque<Waiter>& waiters, int64_t below);
   void ApplyRetention(int64_t now_ms);
   absl::Status WriteCheckpoint();
+  // What a checkpoint written now would say: the durable end and the log start.
+  RecoveryCheckpoint CurrentCheckpoint() const;
   int64_t Now() const { return now_ms_(); }
   // How far readers may read in `segment`.
   uint64_t ReadableLimit(const Segment& segment) const;

@@ -49,11 +49,6 @@ uint64_t FrameChecksum(const uint8_t* header, std::span<const uint8_t> payload) 
   return XXH3_64bits_withSeed(payload.data(), payload.size(), XXH3_64bits(header, 24));
 }
 
-bool Consistent(const RecoveryCheckpoint& cp) {
-  return cp.recovery_offset >= 0 && cp.segment_base >= 0 && cp.log_start_offset >= 0 &&
-         cp.segment_base <= cp.recovery_offset;
-}
-
 void EncodeRecord(const std::string& name, const std::optional<RecoveryPoint>& point,
                   std::vector<uint8_t>& out) {
   Put<uint16_t>(out, static_cast<uint16_t>(name.size()));
