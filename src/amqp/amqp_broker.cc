@@ -1431,13 +1431,36 @@ void AmqpBroker::OnTick() {
     if (q->durable && q->cursor.HasDelta()) dirty_cursors_.insert(id);
   }
   WriteCursorJournal();
-  if (cursor_journal_) {
-    if (absl::Status s = cursor_journal_->Sync(); !s.ok()) {
-      // After a failed fdatasync the kernel may have dropped what it could not write, and a
-      // later sync would not tell: the journal is rewritten whole (atomically) instead.
-      JournalFailed(s);
-      journal_rewrite_needed_ = true;
+  if (cursor_journal_ && !cursor_journal_->sync_in_flight()) {
+    // A durable queue's log start may pass an offset only once the cursor that settled it is
+    // durable: the watermarks are taken now, covered by this sync, and applied when it is
+    // done (a restart never finds offsets it still needs cut).
+    std::vector<std::pair<uint64_t, int64_t>> advance;
+    if (!journal_failing_ && dirty_cursors_.empty()) {
+      for (auto& [id, q] : queues_by_id_) {
+        if (q->stream || !q->durable) continue;
+        const int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
+        if (w > q->log->log_start_offset()) advance.emplace_back(id, w);
+      }
     }
+    cursor_journal_->SyncThrough(shard_->logs().io(),
+                                 [this, advance = std::move(advance)](absl::Status s) {
+                                   if (!s.ok()) {
+                                     // After a failed fdatasync the kernel may have dropped what it
+                                     // could not write, and a later sync would not tell: the
+                                     // journal is rewritten whole instead.
+                                     JournalFailed(s);
+                                     journal_rewrite_needed_ = true;
+                                     return;
+                                   }
+                                   for (const auto& [id, w] : advance) {
+                                     auto it = queues_by_id_.find(id);
+                                     if (it == queues_by_id_.end() || it->second->deleted) continue;
+                                     (void)it->second->log->AdvanceLogStart(w);
+                                   }
+                                 });
+  }
+  if (cursor_journal_) {
     if (journal_rewrite_needed_ ||
         cursor_journal_->size() >
             std::max<uint64_t>(kCursorJournalCompactBytes, 2 * journal_compacted_bytes_)) {
@@ -1451,8 +1474,8 @@ void AmqpBroker::OnTick() {
     if (q->message_ttl_ms >= 0) ExpireHead(*q);
     int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
     if (w > q->log->log_start_offset()) {
-      // The cursor is saved first (above): a restart never finds offsets it still needs cut.
-      if (!q->durable || !dirty_cursors_.contains(id)) (void)q->log->AdvanceLogStart(w);
+      // A durable queue's log start follows its journal sync (above).
+      if (!q->durable) (void)q->log->AdvanceLogStart(w);
       q->ForgetBelow(w);
     }
   }

@@ -128,6 +128,7 @@ absl::StatusOr<std::unique_ptr<CursorJournal>> CursorJournal::Open(const std::st
 }
 
 CursorJournal::~CursorJournal() {
+  state_->alive = false;
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -154,6 +155,28 @@ absl::Status CursorJournal::Sync() {
   return absl::OkStatus();
 }
 
+void CursorJournal::SyncThrough(storage::IoBackend& io,
+                                absl::AnyInvocable<void(absl::Status)> done) {
+  if (!unsynced_) {
+    done(absl::OkStatus());
+    return;
+  }
+  // Appends after this point are covered by the next sync, not by this one.
+  unsynced_ = false;
+  state_->sync_in_flight = true;
+  io.Sync(fd_, [state = state_, rewrites = state_->rewrites, path = path_,
+                done = std::move(done)](int result) mutable {
+    if (!state->alive) return;
+    state->sync_in_flight = false;
+    if (result < 0 && state->rewrites == rewrites) {
+      done(storage::ErrnoStatus("fdatasync", path, -result));
+      return;
+    }
+    done(absl::OkStatus());
+  });
+  io.Submit();
+}
+
 absl::Status CursorJournal::Rewrite(std::string_view records) {
   absl::Status s = storage::WriteFileAtomically(
       path_,
@@ -161,10 +184,12 @@ absl::Status CursorJournal::Rewrite(std::string_view records) {
   if (!s.ok()) return s;
   int fd = ::open(path_.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return storage::ErrnoStatus("open", path_, errno);
+  // An in-flight sync holds its own reference to the old file: closing it here is safe.
   ::close(fd_);
   fd_ = fd;
   size_ = records.size();
   unsynced_ = false;
+  ++state_->rewrites;
   return absl::OkStatus();
 }
 
