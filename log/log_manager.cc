@@ -105,7 +105,7 @@ absl::StatusOr<PartitionLog*> LogManager::CreateLog(const TopicPartition& tp,
   // file first, or a crash would give it to the new log.
   const std::string name = tp.DirName();
   if (recovery_points_->removal_staged(name)) {
-    if (absl::Status s = recovery_points_->Commit(); !s.ok()) return s;
+    if (absl::Status s = recovery_points_->Commit(false, io_.get()); !s.ok()) return s;
   }
   // No fsync of the data directory here: a new log's entry in it becomes durable with the
   // log's first sync (PartitionLog::Recover).
@@ -197,8 +197,17 @@ void LogManager::WriteQueuedCheckpoints(int64_t now_ms) {
     log->WriteQueuedCheckpoint();
     first = false;
   }
-  if (!recovery_points_->has_staged() || now_ms < recovery_points_retry_ms_) return;
-  if (absl::Status s = recovery_points_->Commit(); !s.ok()) {
+  if (!recovery_points_->has_staged() || recovery_points_->commit_in_flight() ||
+      now_ms < recovery_points_retry_ms_) {
+    return;
+  }
+  // Written and synced through the backend: the loop does not wait for the disk.
+  recovery_points_->CommitThrough(
+      *io_, [this, now_ms](absl::Status s) { RecoveryPointsCommitted(s, now_ms); });
+}
+
+void LogManager::RecoveryPointsCommitted(const absl::Status& s, int64_t now_ms) {
+  if (!s.ok()) {
     // The checkpoints stay staged; meanwhile a crash re-validates from the older ones.
     recovery_points_retry_ms_ = now_ms + 1000;
     if (!recovery_points_failing_) {
@@ -255,7 +264,7 @@ absl::Status LogManager::Close() {
   }
   // One rewrite marks them all clean. Without it the next start only recovers more than it
   // needed to.
-  if (absl::Status s = recovery_points_->Commit(/*rewrite=*/true); !s.ok()) {
+  if (absl::Status s = recovery_points_->Commit(/*rewrite=*/true, io_.get()); !s.ok()) {
     LogWarning("storage: %s not written at close (%s); the next start recovers every log",
                recovery_points_->path(), s.message());
     if (first.ok()) first = s;

@@ -107,6 +107,8 @@ class LogManager {
 
  private:
   explicit LogManager(Options options);
+  // Outcome of a recovery-points commit started by WriteQueuedCheckpoints at `now_ms`.
+  void RecoveryPointsCommitted(const absl::Status& s, int64_t now_ms);
   void WriteQueuedCheckpoints(int64_t now_ms);
   // fsyncs every directory in `dirs` through the IoBackend at once and waits for them.
   absl::Status SyncDirs(const std::vector<std::string>& dirs);

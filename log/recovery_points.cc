@@ -235,7 +235,10 @@ RecoveryPointStore::RecoveryPointStore(std::string data_dir, int index, uint64_t
       generation_(generation),
       env_(env) {}
 
-RecoveryPointStore::~RecoveryPointStore() { CloseFile(); }
+RecoveryPointStore::~RecoveryPointStore() {
+  *alive_ = false;
+  CloseFile();
+}
 
 void RecoveryPointStore::CloseFile() {
   if (fd_ >= 0) (void)env_->Close(fd_);
@@ -253,7 +256,9 @@ void RecoveryPointStore::Stage(const std::string& name, const RecoveryPoint& poi
 }
 
 void RecoveryPointStore::Remove(const std::string& name) {
-  if (!live_.contains(name)) {
+  auto flying = in_flight_.find(name);
+  if (flying != in_flight_.end()) flying->second.owner = nullptr;
+  if (!live_.contains(name) && flying == in_flight_.end()) {
     staged_.erase(name);  // nothing on disk to remove
     return;
   }
@@ -263,11 +268,19 @@ void RecoveryPointStore::Remove(const std::string& name) {
 }
 
 bool RecoveryPointStore::removal_staged(const std::string& name) const {
-  auto it = staged_.find(name);
-  return it != staged_.end() && !it->second.point.has_value();
+  for (const auto* records : {&staged_, &in_flight_}) {
+    auto it = records->find(name);
+    if (it != records->end() && !it->second.point.has_value()) return true;
+  }
+  return false;
 }
 
-absl::Status RecoveryPointStore::Commit(bool rewrite) {
+absl::Status RecoveryPointStore::Commit(bool rewrite, IoBackend* io) {
+  // The file's end and the live points are the in-flight commit's until it completes.
+  for (int i = 0; commit_in_flight() && io != nullptr && i < 6000; ++i) {
+    io->Poll(absl::Milliseconds(10));
+  }
+  if (commit_in_flight()) return absl::UnavailableError(path_ + ": a commit is still in flight");
   if (staged_.empty() && !rewrite) return absl::OkStatus();
   const bool whole =
       rewrite || must_rewrite_ ||
@@ -279,11 +292,11 @@ absl::Status RecoveryPointStore::Commit(bool rewrite) {
     for (const auto& [name, s] : staged_) EncodeRecord(name, s.point, frame);
     FinishFrame(frame, static_cast<uint32_t>(staged_.size()));
     status = Append(frame);
-    if (status.ok()) ApplyStaged(nullptr);
+    if (status.ok()) Apply(staged_, nullptr);
   } else {
     // The rewrite encodes live_ with the staged records applied; undone if it fails.
     std::vector<std::pair<std::string, std::optional<RecoveryPoint>>> undo;
-    ApplyStaged(&undo);
+    Apply(staged_, &undo);
     status = Rewrite();
     if (!status.ok()) {
       for (auto it = undo.rbegin(); it != undo.rend(); ++it) {
@@ -300,15 +313,68 @@ absl::Status RecoveryPointStore::Commit(bool rewrite) {
   // Owners learn last: a callback may stage again (it does not today).
   absl::flat_hash_map<std::string, Staged> done;
   done.swap(staged_);
-  for (const auto& [name, s] : done) {
-    if (s.owner != nullptr && s.point) s.owner->CheckpointCommitted(s.point->cp);
-  }
+  NotifyOwners(done);
   return absl::OkStatus();
 }
 
-void RecoveryPointStore::ApplyStaged(
+void RecoveryPointStore::NotifyOwners(const absl::flat_hash_map<std::string, Staged>& records) {
+  for (const auto& [name, s] : records) {
+    if (s.owner != nullptr && s.point) s.owner->CheckpointCommitted(s.point->cp);
+  }
+}
+
+void RecoveryPointStore::CommitThrough(IoBackend& io, absl::AnyInvocable<void(absl::Status)> done) {
+  if (staged_.empty()) {
+    done(absl::OkStatus());
+    return;
+  }
+  const bool whole = must_rewrite_ || file_bytes_ - snapshot_bytes_ >=
+                                          std::max(snapshot_bytes_, kMinAppendedBeforeRewrite);
+  if (whole || fd_ < 0) {
+    done(Commit());
+    return;
+  }
+  in_flight_frame_ = StartFrame(generation_);
+  for (const auto& [name, st] : staged_) EncodeRecord(name, st.point, in_flight_frame_);
+  FinishFrame(in_flight_frame_, static_cast<uint32_t>(staged_.size()));
+  in_flight_.swap(staged_);
+  io.Write(fd_, in_flight_frame_.data(), static_cast<uint32_t>(in_flight_frame_.size()),
+           file_bytes_, [this, alive = alive_, &io, done = std::move(done)](int result) mutable {
+             if (*alive) InFlightDone(io, 0, result, std::move(done));
+           });
+  io.Submit();
+}
+
+void RecoveryPointStore::InFlightDone(IoBackend& io, int step, int result,
+                                      absl::AnyInvocable<void(absl::Status)> done) {
+  if (result >= 0 && step == 0) {
+    io.Sync(fd_, [this, alive = alive_, &io, done = std::move(done)](int r) mutable {
+      if (*alive) InFlightDone(io, 1, r, std::move(done));
+    });
+    io.Submit();
+    return;
+  }
+  absl::flat_hash_map<std::string, Staged> records;
+  records.swap(in_flight_);
+  if (result < 0) {
+    // What the failed write left past file_bytes_ is unknown: the next commit rewrites. The
+    // records go back to the staged ones, behind any staged since for the same log.
+    must_rewrite_ = true;
+    for (auto& [name, st] : records) staged_.try_emplace(name, std::move(st));
+    done(ErrnoStatus(step == 0 ? "write" : "fdatasync", path_, -result));
+    return;
+  }
+  file_bytes_ += in_flight_frame_.size();
+  Apply(records, nullptr);
+  ++commits_;
+  NotifyOwners(records);
+  done(absl::OkStatus());
+}
+
+void RecoveryPointStore::Apply(
+    const absl::flat_hash_map<std::string, Staged>& records,
     std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo) {
-  for (const auto& [name, s] : staged_) {
+  for (const auto& [name, s] : records) {
     auto it = live_.find(name);
     if (undo != nullptr) {
       undo->emplace_back(

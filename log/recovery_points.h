@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -21,10 +22,12 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "fs/env.h"
 #include "log/checkpoint.h"
+#include "log/io_backend.h"
 
 namespace sluice::storage {
 
@@ -88,8 +91,16 @@ class RecoveryPointStore {
 
   // Makes the staged records durable: one appended frame and an fdatasync, or a rewrite of
   // the whole file when the appended frames outgrew the last snapshot, after a failed write,
-  // or when `rewrite` is set. On failure the records stay staged for the next call.
-  absl::Status Commit(bool rewrite = false);
+  // or when `rewrite` is set. On failure the records stay staged for the next call. Waits for
+  // a commit in flight (CommitThrough) first, polling `io` if one is.
+  absl::Status Commit(bool rewrite = false, IoBackend* io = nullptr);
+  // The same without waiting for the disk: the frame is written and fdatasync'ed through
+  // `io` (the shard's storage backend) and owners hear of it from io's Poll, where `done`
+  // then runs. A round that must rewrite the whole file does it here, synchronously (at most
+  // once per appended snapshot's size, or after a failure). One at a time: not called while
+  // commit_in_flight(); what is staged meanwhile goes with the next round.
+  void CommitThrough(IoBackend& io, absl::AnyInvocable<void(absl::Status)> done);
+  bool commit_in_flight() const { return !in_flight_.empty(); }
 
   const std::string& path() const { return path_; }
   size_t file_bytes() const { return file_bytes_; }
@@ -102,8 +113,14 @@ class RecoveryPointStore {
     std::optional<RecoveryPoint> point;  // nullopt: removal
     PartitionLog* owner = nullptr;
   };
-  // Applies the staged records to live_, recording in `undo` (if set) what each replaced.
-  void ApplyStaged(std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo);
+  // Applies `records` to live_, recording in `undo` (if set) what each replaced.
+  void Apply(const absl::flat_hash_map<std::string, Staged>& records,
+             std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo);
+  // Completion of CommitThrough's write (`step` 0) and sync (1).
+  void InFlightDone(IoBackend& io, int step, int result,
+                    absl::AnyInvocable<void(absl::Status)> done);
+  // Owners of `records` learn their points are durable.
+  static void NotifyOwners(const absl::flat_hash_map<std::string, Staged>& records);
   absl::Status Append(const std::vector<uint8_t>& frame);
   absl::Status Rewrite();
   void CloseFile();
@@ -114,6 +131,11 @@ class RecoveryPointStore {
   Env* const env_;
   absl::flat_hash_map<std::string, RecoveryPoint> live_;  // what the file says once committed
   absl::flat_hash_map<std::string, Staged> staged_;
+  // The records of the commit in flight (CommitThrough) and its frame, written from there.
+  absl::flat_hash_map<std::string, Staged> in_flight_;
+  std::vector<uint8_t> in_flight_frame_;
+  // Shared with the in-flight commit's callbacks, which may outlive the store.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   int fd_ = -1;                // open for appends once the file was (re)written by this store
   size_t file_bytes_ = 0;      // where the next frame goes
   size_t snapshot_bytes_ = 0;  // size of the last full rewrite

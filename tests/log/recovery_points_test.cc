@@ -39,6 +39,40 @@ RecoveryPointFiles ReadAll(const std::string& dir) {
   return files.ok() ? *files : RecoveryPointFiles{};
 }
 
+TEST(RecoveryPointsTest, ACommitThroughTheBackendIsDurableOnlyOnceItsSyncCompleted) {
+  TempDir tmp;
+  RecoveryPointStore store(tmp.path(), 0, 3, Env::Default());
+  store.Stage("a-0", Point(1), nullptr);
+  ASSERT_TRUE(store.Commit().ok());  // the first commit writes the file whole
+  auto io = IoBackend::Create(IoBackendKind::kIoUring);
+  store.Stage("a-0", Point(2), nullptr);
+  store.Stage("b-0", Point(3), nullptr);
+  int calls = 0;
+  absl::Status result = absl::UnknownError("not called");
+  store.CommitThrough(*io, [&](absl::Status s) {
+    ++calls;
+    result = s;
+  });
+  EXPECT_TRUE(store.commit_in_flight());
+  EXPECT_FALSE(store.has_staged());  // what is staged now goes with the next round
+  // Deleted while its first point is in flight: the point must not outlive the log.
+  store.Remove("b-0");
+  EXPECT_TRUE(store.has_staged());
+  for (int i = 0; i < 1000 && store.commit_in_flight(); ++i) io->Poll(absl::Milliseconds(10));
+  ASSERT_FALSE(store.commit_in_flight());
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(result.ok()) << result;
+  EXPECT_EQ(store.rewrites(), 1u);  // appended, not rewritten
+  auto files = ReadAll(tmp.path());
+  EXPECT_EQ(files.points["a-0"], Point(2));
+  EXPECT_TRUE(files.points.contains("b-0"));  // durable until the removal is
+  EXPECT_TRUE(store.removal_staged("b-0"));
+  ASSERT_TRUE(store.Commit(false, io.get()).ok());
+  files = ReadAll(tmp.path());
+  EXPECT_FALSE(files.points.contains("b-0"));
+  EXPECT_EQ(files.points["a-0"], Point(2));
+}
+
 TEST(RecoveryPointsTest, CommitsAppendAfterTheFirstRewriteAndReadBack) {
   TempDir tmp;
   RecoveryPointStore store(tmp.path(), 0, 7, Env::Default());
