@@ -123,6 +123,14 @@ class MappedIndexFile {
   absl::Status Materialize();
   // Stores into the mapping that no Sync() has made durable yet.
   bool unsynced() const { return dirty_; }
+  // For a sync made elsewhere (an fdatasync of the file through the storage backend, which
+  // covers pages dirtied through the mapping as msync does): the fd to sync when there are
+  // unsynced stores, which then count as synced, else -1. A failed sync calls MarkUnsynced.
+  int TakeUnsyncedFd() {
+    if (sealed_ || data_ == nullptr || !dirty_) return -1;
+    dirty_ = false;
+    return fd_;
+  }
   // The file holds stores made through an earlier mapping (since unmapped) that no sync covered:
   // the next Sync() syncs the whole mapping, which covers the file's pages whoever dirtied them.
   void MarkUnsynced() {

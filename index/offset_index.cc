@@ -113,6 +113,7 @@ bool OffsetIndex::deferred() const { return file_->deferred(); }
 absl::Status OffsetIndex::Materialize() { return file_->Materialize(); }
 bool OffsetIndex::unsynced() const { return file_->unsynced(); }
 void OffsetIndex::MarkUnsynced() { file_->MarkUnsynced(); }
+int OffsetIndex::TakeUnsyncedFd() { return file_->TakeUnsyncedFd(); }
 size_t OffsetIndex::entries() const { return file_->entries(); }
 int64_t OffsetIndex::base_offset() const { return file_->base_offset(); }
 const std::string& OffsetIndex::path() const { return file_->path(); }

@@ -71,6 +71,7 @@ class OffsetIndex {
   absl::Status Materialize();
   bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
   void MarkUnsynced();
+  int TakeUnsyncedFd();  // MappedIndexFile::TakeUnsyncedFd
   size_t entries() const;
   int64_t base_offset() const;
   std::optional<OffsetPosition> last() const;

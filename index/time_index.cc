@@ -100,6 +100,7 @@ bool TimeIndex::deferred() const { return file_->deferred(); }
 absl::Status TimeIndex::Materialize() { return file_->Materialize(); }
 bool TimeIndex::unsynced() const { return file_->unsynced(); }
 void TimeIndex::MarkUnsynced() { file_->MarkUnsynced(); }
+int TimeIndex::TakeUnsyncedFd() { return file_->TakeUnsyncedFd(); }
 size_t TimeIndex::entries() const { return file_->entries(); }
 int64_t TimeIndex::base_offset() const { return file_->base_offset(); }
 const std::string& TimeIndex::path() const { return file_->path(); }

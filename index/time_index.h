@@ -53,6 +53,7 @@ class TimeIndex {
   absl::Status Materialize();
   bool unsynced() const;  // MappedIndexFile::unsynced / MarkUnsynced
   void MarkUnsynced();
+  int TakeUnsyncedFd();  // MappedIndexFile::TakeUnsyncedFd
   size_t entries() const;
   int64_t base_offset() const;
   std::optional<TimestampOffset> last() const;

@@ -79,7 +79,7 @@ PartitionLog::PartitionLog(std::string dir, const LogConfig& config, IoBackend* 
 PartitionLog::~PartitionLog() {
   // The kernel may still be writing from our chunk buffers: wait for every write and sync.
   // (Dropping a log without Close() is otherwise like a crash: nothing more is made durable.)
-  while (writes_outstanding_ > 0 || sync_in_flight_) {
+  while (writes_outstanding_ > 0 || sync_in_flight_ || index_syncs_in_flight_ > 0) {
     if (io_->Poll(absl::Milliseconds(100)) == 0 && io_->pending() == 0) break;
   }
 }
@@ -1299,7 +1299,58 @@ RecoveryCheckpoint PartitionLog::CurrentCheckpoint() const {
   return cp;
 }
 
+absl::Status PartitionLog::StageCheckpointAfterIndexSyncs() {
+  if (index_syncs_in_flight_ > 0) return absl::OkStatus();  // a later checkpoint stages it
+  const RecoveryCheckpoint cp = CurrentCheckpoint();
+  std::vector<int> fds;
+  std::vector<int64_t> bases;  // segments whose indexes are being synced
+  for (auto& seg : segments_) {
+    if (seg->base_offset() < durable_end_.segment_base || seg->sealed()) continue;
+    const size_t before = fds.size();
+    if (absl::Status s = seg->TakeUnsyncedIndexFds(&fds); !s.ok()) return s;
+    if (fds.size() > before) bases.push_back(seg->base_offset());
+  }
+  if (fds.empty()) {
+    recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, false}, this);
+    return absl::OkStatus();
+  }
+  index_syncs_in_flight_ = static_cast<int>(fds.size());
+  auto failed = std::make_shared<int>(0);
+  for (int fd : fds) {
+    io_->Sync(fd, [this, cp, bases, failed](int result) {
+      if (result < 0 && *failed == 0) *failed = result;
+      if (--index_syncs_in_flight_ > 0) return;
+      if (*failed < 0) {
+        for (const auto& seg : segments_) {
+          if (std::find(bases.begin(), bases.end(), seg->base_offset()) != bases.end()) {
+            seg->MarkIndexesUnsynced();
+          }
+        }
+        if (!checkpoint_failing_) {
+          LogWarning(
+              "%s: syncing indexes for a recovery checkpoint: %s (retried every %d ms; "
+              "meanwhile a crash re-validates more of the log)",
+              dir_, strerror(-*failed), config_.recovery_checkpoint_ms);
+        }
+        checkpoint_failing_ = true;
+        JoinTickList();
+        return;
+      }
+      // Durable with the store's next commit (LogManager::Tick), which calls
+      // CheckpointCommitted: until then the log counts the previous checkpoint as its own.
+      if (!closed_ && failure_.ok()) {
+        recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, false}, this);
+      }
+    });
+  }
+  io_->Submit();
+  return absl::OkStatus();
+}
+
 absl::Status PartitionLog::WriteCheckpoint() {
+  if (recovery_points_ != nullptr && io_->kind() == IoBackendKind::kIoUring) {
+    return StageCheckpointAfterIndexSyncs();
+  }
   // Index pages below the recovery point must survive power loss too, or a restart would
   // walk whole segments to rebuild them.
   for (auto& seg : segments_) {
@@ -1521,7 +1572,9 @@ bool PartitionLog::DropUnwritten(const absl::Status& why) {
 }
 
 void PartitionLog::WaitForIo() {
-  while (writes_outstanding_ > 0 || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  while (writes_outstanding_ > 0 || sync_in_flight_ || index_syncs_in_flight_ > 0) {
+    io_->Poll(absl::Milliseconds(100));
+  }
 }
 
 absl::Status PartitionLog::Close(MarkerSync marker_sync) {
@@ -1595,7 +1648,9 @@ absl::Status PartitionLog::Close(MarkerSync marker_sync) {
 
 absl::Status PartitionLog::DeleteAll() {
   closed_ = true;
-  while (writes_outstanding_ > 0 || sync_in_flight_) io_->Poll(absl::Milliseconds(100));
+  while (writes_outstanding_ > 0 || sync_in_flight_ || index_syncs_in_flight_ > 0) {
+    io_->Poll(absl::Milliseconds(100));
+  }
   FailAllWaiters(absl::FailedPreconditionError(absl::StrCat(dir_, ": log deleted")));
   for (auto& c : in_flight_) c->lent.clear();
   segments_.clear();

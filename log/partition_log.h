@@ -397,6 +397,10 @@ class PartitionLog {
   void FireWaiters(std::deque<Waiter>& waiters, int64_t below);
   void ApplyRetention(int64_t now_ms);
   absl::Status WriteCheckpoint();
+  // WriteCheckpoint for a log in the shard's store over io_uring: the active indexes are
+  // synced through the backend (not msync on the loop thread), and the point is staged when
+  // those syncs completed.
+  absl::Status StageCheckpointAfterIndexSyncs();
   // What a checkpoint written now would say: the durable end and the log start.
   RecoveryCheckpoint CurrentCheckpoint() const;
   int64_t Now() const { return now_ms_(); }
@@ -446,6 +450,8 @@ class PartitionLog {
   // hold descriptors beyond the segment cache's budget while it waits for a flush.
   std::vector<int64_t> unsynced_segments_;
   bool sync_in_flight_ = false;
+  // Index fdatasyncs of a checkpoint in flight (StageCheckpointAfterIndexSyncs).
+  int index_syncs_in_flight_ = 0;
   // A new log whose directory names (segment files, its own entry in the data directory) no
   // sync has made durable yet: the first sync includes them (see Recover).
   bool names_pending_ = false;

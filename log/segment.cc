@@ -465,6 +465,24 @@ absl::Status Segment::SyncIndexes() {
   return s;
 }
 
+absl::Status Segment::TakeUnsyncedIndexFds(std::vector<int>* fds) {
+  if (file_ == nullptr && !sync_owed_) return absl::OkStatus();
+  if (absl::Status s = Acquire(); !s.ok()) return s;
+  for (int fd : {offset_index_->TakeUnsyncedFd(), time_index_->TakeUnsyncedFd()}) {
+    if (fd >= 0) fds->push_back(fd);
+  }
+  return absl::OkStatus();
+}
+
+void Segment::MarkIndexesUnsynced() {
+  if (file_ == nullptr) {
+    sync_owed_ = true;
+    return;
+  }
+  offset_index_->MarkUnsynced();
+  time_index_->MarkUnsynced();
+}
+
 absl::Status Segment::Delete() {
   const std::string log_path = PathWithSuffix(".log");
   const std::string doomed = log_path + ".deleted";

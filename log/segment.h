@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -115,6 +116,11 @@ class Segment {
   // fdatasync of the index files (the .log file is synced through the IoBackend). Nothing
   // to do for a segment whose files are closed, unless stores made before they were closed
   // still need it (then they are opened again).
+  // Instead of SyncIndexes, for a caller that syncs through the storage backend: appends the
+  // fds of index files with unsynced stores to `fds` (they count as synced from here on;
+  // MarkIndexesUnsynced after a failed sync).
+  absl::Status TakeUnsyncedIndexFds(std::vector<int>* fds);
+  void MarkIndexesUnsynced();
   absl::Status SyncIndexes();
 
   // Puts the segment under `cache` (files opened and closed by it from now on), as part of
