@@ -189,26 +189,10 @@ class UringBackend final : public IoBackend {
 
   void Write(int fd, const uint8_t* data, uint32_t len, uint64_t position,
              IoCallback done) override {
-    if (WriteInline(fd, position, len)) {
-      ++in_flight_;
-      inline_queued_.push_back(Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
-      return;
-    }
-    Op* op = new Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)};
-    op->routed = inline_writes_ && len < RingWriteMinBytes();
-    Queue(op);
+    Place(Op{OpKind::kWrite, fd, data, len, 0, position, std::move(done)});
   }
   void WriteV(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) override {
-    size_t total = 0;
-    for (const iovec& v : iov) total += v.iov_len;
-    if (WriteInline(fd, position, total)) {
-      ++in_flight_;
-      inline_queued_.push_back(MakeGatherOp(fd, iov, position, std::move(done)));
-      return;
-    }
-    Op* op = new Op(MakeGatherOp(fd, iov, position, std::move(done)));
-    op->routed = inline_writes_ && total < RingWriteMinBytes();
-    Queue(op);
+    Place(MakeGatherOp(fd, iov, position, std::move(done)));
   }
   void Sync(int fd, IoCallback done) override {
     if (inline_writes_) {
@@ -302,23 +286,42 @@ class UringBackend final : public IoBackend {
     // Small writes sent through the ring and not completed: one may wait for a page while
     // holding the inode's lock, which an inline write into any page would then wait for too.
     int ring_writes_in_flight = 0;
+    std::deque<Op> held;  // small writes placed meanwhile, in order
   };
 
   UringBackend() = default;
 
-  bool WriteInline(int fd, uint64_t position, size_t len) {
-    if (!inline_writes_) return false;
-    FdWrites& w = fd_writes_[fd];
-    w.queued_end = std::max<uint64_t>(w.queued_end, position + len);
-    if (len >= RingWriteMinBytes()) return false;
-    const bool into_synced_page =
-        w.syncs_in_flight > 0 && position < (w.sync_end + kPageBytes - 1) / kPageBytes * kPageBytes;
-    if (into_synced_page || w.ring_writes_in_flight > 0) {
+  // Where a write goes: through the ring (large ones; small ones into a page a sync covers),
+  // inline at the next Submit, or held behind a routed write of the same fd in flight. That
+  // one may be waiting for its page while holding the inode's lock, which an inline write
+  // would wait for too; a held write costs no acknowledgement time, as the log acknowledges in
+  // offset order and the routed write is earlier.
+  void Place(Op op) {
+    ++in_flight_;
+    if (!inline_writes_) {
+      Prep(new Op(std::move(op)));
+      return;
+    }
+    FdWrites& w = fd_writes_[op.fd];
+    w.queued_end = std::max<uint64_t>(w.queued_end, op.position + op.len);
+    if (op.len >= RingWriteMinBytes()) {
+      Prep(new Op(std::move(op)));
+      return;
+    }
+    if (w.ring_writes_in_flight > 0) {
+      w.held.push_back(std::move(op));
+      return;
+    }
+    if (w.syncs_in_flight > 0 &&
+        op.position < (w.sync_end + kPageBytes - 1) / kPageBytes * kPageBytes) {
       ++w.ring_writes_in_flight;
       ++writes_past_sync_;
-      return false;
+      Op* routed = new Op(std::move(op));
+      routed->routed = true;
+      Prep(routed);
+      return;
     }
-    return true;
+    inline_queued_.push_back(std::move(op));
   }
 
   void SyncDone(int fd) {
@@ -328,8 +331,15 @@ class UringBackend final : public IoBackend {
   }
   void RoutedWriteDone(int fd) {
     auto it = fd_writes_.find(fd);
-    if (it != fd_writes_.end() && it->second.ring_writes_in_flight > 0) {
-      --it->second.ring_writes_in_flight;
+    if (it == fd_writes_.end() || it->second.ring_writes_in_flight == 0) return;
+    if (--it->second.ring_writes_in_flight > 0) return;
+    // Placed again in order: inline now, or one more routed write that holds the rest.
+    std::deque<Op> held;
+    held.swap(it->second.held);
+    while (!held.empty()) {
+      --in_flight_;  // Place counts it again
+      Place(std::move(held.front()));
+      held.pop_front();
     }
   }
 
