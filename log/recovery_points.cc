@@ -282,16 +282,10 @@ absl::Status RecoveryPointStore::Commit(bool rewrite, IoBackend* io) {
   }
   if (commit_in_flight()) return absl::UnavailableError(path_ + ": a commit is still in flight");
   if (staged_.empty() && !rewrite) return absl::OkStatus();
-  const bool whole =
-      rewrite || must_rewrite_ ||
-      file_bytes_ - snapshot_bytes_ >= std::max(snapshot_bytes_, kMinAppendedBeforeRewrite);
   absl::Status status;
-  if (!whole) {
+  if (!rewrite && !RewriteDue()) {
     // The common round: its cost follows the staged records, not the points held.
-    std::vector<uint8_t> frame = StartFrame(generation_);
-    for (const auto& [name, s] : staged_) EncodeRecord(name, s.point, frame);
-    FinishFrame(frame, static_cast<uint32_t>(staged_.size()));
-    status = Append(frame);
+    status = Append(StagedFrame());
     if (status.ok()) Apply(staged_, nullptr);
   } else {
     // The rewrite encodes live_ with the staged records applied; undone if it fails.
@@ -317,6 +311,18 @@ absl::Status RecoveryPointStore::Commit(bool rewrite, IoBackend* io) {
   return absl::OkStatus();
 }
 
+bool RecoveryPointStore::RewriteDue() const {
+  return must_rewrite_ ||
+         file_bytes_ - snapshot_bytes_ >= std::max(snapshot_bytes_, kMinAppendedBeforeRewrite);
+}
+
+std::vector<uint8_t> RecoveryPointStore::StagedFrame() const {
+  std::vector<uint8_t> frame = StartFrame(generation_);
+  for (const auto& [name, st] : staged_) EncodeRecord(name, st.point, frame);
+  FinishFrame(frame, static_cast<uint32_t>(staged_.size()));
+  return frame;
+}
+
 void RecoveryPointStore::NotifyOwners(const absl::flat_hash_map<std::string, Staged>& records) {
   for (const auto& [name, s] : records) {
     if (s.owner != nullptr && s.point) s.owner->CheckpointCommitted(s.point->cp);
@@ -328,15 +334,11 @@ void RecoveryPointStore::CommitThrough(IoBackend& io, absl::AnyInvocable<void(ab
     done(absl::OkStatus());
     return;
   }
-  const bool whole = must_rewrite_ || file_bytes_ - snapshot_bytes_ >=
-                                          std::max(snapshot_bytes_, kMinAppendedBeforeRewrite);
-  if (whole || fd_ < 0) {
+  if (RewriteDue() || fd_ < 0) {
     done(Commit());
     return;
   }
-  in_flight_frame_ = StartFrame(generation_);
-  for (const auto& [name, st] : staged_) EncodeRecord(name, st.point, in_flight_frame_);
-  FinishFrame(in_flight_frame_, static_cast<uint32_t>(staged_.size()));
+  in_flight_frame_ = StagedFrame();
   in_flight_.swap(staged_);
   io.Write(fd_, in_flight_frame_.data(), static_cast<uint32_t>(in_flight_frame_.size()),
            file_bytes_, [this, alive = alive_, &io, done = std::move(done)](int result) mutable {

@@ -116,6 +116,10 @@ class RecoveryPointStore {
   // Applies `records` to live_, recording in `undo` (if set) what each replaced.
   void Apply(const absl::flat_hash_map<std::string, Staged>& records,
              std::vector<std::pair<std::string, std::optional<RecoveryPoint>>>* undo);
+  // The file is to be rewritten whole rather than appended to (see Commit).
+  bool RewriteDue() const;
+  // One frame of the staged records, to append.
+  std::vector<uint8_t> StagedFrame() const;
   // Completion of CommitThrough's write (`step` 0) and sync (1).
   void InFlightDone(IoBackend& io, int step, int result,
                     absl::AnyInvocable<void(absl::Status)> done);
