@@ -1036,6 +1036,12 @@ void PartitionLog::WriteQueuedCheckpoint() {
 
 void PartitionLog::CheckpointNow() {
   absl::Status s = WriteCheckpoint();
+  // Index syncs in flight report the outcome when they complete.
+  if (s.ok() && index_syncs_in_flight_ > 0) return;
+  CheckpointOutcome(s);
+}
+
+void PartitionLog::CheckpointOutcome(const absl::Status& s) {
   if (!s.ok()) {
     // Retried every recovery_checkpoint_ms; one line until it works again.
     if (!checkpoint_failing_) {
@@ -1326,20 +1332,14 @@ absl::Status PartitionLog::StageCheckpointAfterIndexSyncs() {
             seg->MarkIndexesUnsynced();
           }
         }
-        if (!checkpoint_failing_) {
-          LogWarning(
-              "%s: syncing indexes for a recovery checkpoint: %s (retried every %d ms; "
-              "meanwhile a crash re-validates more of the log)",
-              dir_, strerror(-*failed), config_.recovery_checkpoint_ms);
-        }
-        checkpoint_failing_ = true;
-        JoinTickList();
+        CheckpointOutcome(IoStatus("fdatasync of the indexes", dir_, *failed));
         return;
       }
       // Durable with the store's next commit (LogManager::Tick), which calls
       // CheckpointCommitted: until then the log counts the previous checkpoint as its own.
       if (!closed_ && failure_.ok()) {
         recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, false}, this);
+        CheckpointOutcome(absl::OkStatus());
       }
     });
   }

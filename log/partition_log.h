@@ -376,6 +376,8 @@ class PartitionLog {
   void FailAllWaiters(const absl::Status& status);
   // Where the batches before the first write that failed for lack of space end.
   int64_t EndBeforeFailedWrite() const;
+  // Logs a checkpoint's failure once (and has it retried from Tick) or its recovery.
+  void CheckpointOutcome(const absl::Status& s);
   void CheckpointNow();
   // A checkpoint is due: written now, or queued (set_checkpoint_queue).
   void ScheduleCheckpoint(int64_t now_ms);
