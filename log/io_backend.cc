@@ -297,18 +297,14 @@ class UringBackend final : public IoBackend {
   // would wait for too; a held write costs no acknowledgement time, as the log acknowledges in
   // offset order and the routed write is earlier.
   void Place(Op op) {
-    ++in_flight_;
-    if (!inline_writes_) {
-      Prep(new Op(std::move(op)));
+    if (!inline_writes_ || op.len >= RingWriteMinBytes()) {
+      if (inline_writes_) NoteQueuedEnd(op);
+      Queue(new Op(std::move(op)));
       return;
     }
-    FdWrites& w = fd_writes_[op.fd];
-    w.queued_end = std::max<uint64_t>(w.queued_end, op.position + op.len);
-    if (op.len >= RingWriteMinBytes()) {
-      Prep(new Op(std::move(op)));
-      return;
-    }
+    FdWrites& w = NoteQueuedEnd(op);
     if (w.ring_writes_in_flight > 0) {
+      ++in_flight_;
       w.held.push_back(std::move(op));
       return;
     }
@@ -318,10 +314,16 @@ class UringBackend final : public IoBackend {
       ++writes_past_sync_;
       Op* routed = new Op(std::move(op));
       routed->routed = true;
-      Prep(routed);
+      Queue(routed);
       return;
     }
+    ++in_flight_;
     inline_queued_.push_back(std::move(op));
+  }
+  FdWrites& NoteQueuedEnd(const Op& op) {
+    FdWrites& w = fd_writes_[op.fd];
+    w.queued_end = std::max<uint64_t>(w.queued_end, op.position + op.len);
+    return w;
   }
 
   void SyncDone(int fd) {
@@ -333,11 +335,12 @@ class UringBackend final : public IoBackend {
     auto it = fd_writes_.find(fd);
     if (it == fd_writes_.end() || it->second.ring_writes_in_flight == 0) return;
     if (--it->second.ring_writes_in_flight > 0) return;
-    // Placed again in order: inline now, or one more routed write that holds the rest.
+    // Placed again in order: inline now, or one more routed write that holds the rest. Each
+    // stays counted in in_flight_ throughout.
     std::deque<Op> held;
     held.swap(it->second.held);
+    in_flight_ -= held.size();
     while (!held.empty()) {
-      --in_flight_;  // Place counts it again
       Place(std::move(held.front()));
       held.pop_front();
     }
