@@ -546,6 +546,22 @@ void AmqpBroker::WriteCursorJournal() {
   dirty_cursors_.clear();
 }
 
+void AmqpBroker::CursorJournalSynced(const absl::Status& s,
+                                     const std::vector<std::pair<uint64_t, int64_t>>& advance) {
+  if (!s.ok()) {
+    // After a failed fdatasync the kernel may have dropped what it could not write, and a
+    // later sync would not tell: the journal is rewritten whole instead.
+    JournalFailed(s);
+    journal_rewrite_needed_ = true;
+    return;
+  }
+  for (const auto& [id, w] : advance) {
+    auto it = queues_by_id_.find(id);
+    if (it == queues_by_id_.end() || it->second->deleted) continue;
+    (void)it->second->log->AdvanceLogStart(w);
+  }
+}
+
 void AmqpBroker::JournalFailed(const absl::Status& s) {
   // On a full disk every iteration fails until there is room: one line until it works again.
   if (!journal_failing_) {
@@ -1443,22 +1459,9 @@ void AmqpBroker::OnTick() {
         if (w > q->log->log_start_offset()) advance.emplace_back(id, w);
       }
     }
-    cursor_journal_->SyncThrough(shard_->logs().io(),
-                                 [this, advance = std::move(advance)](absl::Status s) {
-                                   if (!s.ok()) {
-                                     // After a failed fdatasync the kernel may have dropped what it
-                                     // could not write, and a later sync would not tell: the
-                                     // journal is rewritten whole instead.
-                                     JournalFailed(s);
-                                     journal_rewrite_needed_ = true;
-                                     return;
-                                   }
-                                   for (const auto& [id, w] : advance) {
-                                     auto it = queues_by_id_.find(id);
-                                     if (it == queues_by_id_.end() || it->second->deleted) continue;
-                                     (void)it->second->log->AdvanceLogStart(w);
-                                   }
-                                 });
+    cursor_journal_->SyncThrough(
+        shard_->logs().io(),
+        [this, advance = std::move(advance)](absl::Status s) { CursorJournalSynced(s, advance); });
   }
   if (cursor_journal_) {
     if (journal_rewrite_needed_ ||

@@ -377,6 +377,10 @@ class AmqpBroker {
   // raises or clears the disk alarm.
   void CheckDisk();
   // Cursor journal writes failed / worked again (one log line per failing episode).
+  // A journal sync queued by OnTick completed: on success the durable queues' log starts move
+  // to the watermarks (queue id, offset) it covers.
+  void CursorJournalSynced(const absl::Status& s,
+                           const std::vector<std::pair<uint64_t, int64_t>>& advance);
   void JournalFailed(const absl::Status& s);
   void JournalWorked();
   uint64_t DiskFreeLimit();
