@@ -39,6 +39,8 @@ struct Op {
   // Gather write: the pieces not yet written (short writes consume them from the front).
   std::vector<iovec> iov;
   std::string dir;      // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it)
+  // kSyncDir (UringBackend): callers that joined this fsync before it was submitted.
+  std::vector<IoCallback> joined;
   bool routed = false;  // a small write sent through the ring because of a sync (UringBackend)
 };
 
@@ -204,6 +206,16 @@ class UringBackend final : public IoBackend {
     Queue(new Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
   }
   void SyncDir(const std::string& path, IoCallback done) override {
+    // An fsync of the same directory not yet handed to the kernel will start after this call,
+    // so it covers every name the caller made before: join it. A broker's new logs all sync
+    // the data directory with their first flush (10,000 new partitions: one fsync per
+    // submission instead of 10,000).
+    if (auto it = unsubmitted_dir_syncs_.find(path); it != unsubmitted_dir_syncs_.end()) {
+      ++in_flight_;
+      ++dir_syncs_joined_;
+      it->second->joined.push_back(std::move(done));
+      return;
+    }
     // Opening a directory does not wait for the disk; its fsync goes through the ring. (This
     // backend exists only over the default Env, whose SyncDir is exactly this.)
     const int fd = env()->Open(path, OpenMode::kRead);
@@ -215,6 +227,8 @@ class UringBackend final : public IoBackend {
     Op* op = new Op{OpKind::kSyncDir, fd, nullptr, 0, 0, 0, std::move(done)};
     op->dir = path;
     Queue(op);
+    // Queue may have submitted earlier work, never this op: it is prepared last.
+    unsubmitted_dir_syncs_.emplace(path, op);
   }
 
   void Submit() override {
@@ -231,7 +245,10 @@ class UringBackend final : public IoBackend {
     do {
       rc = io_uring_submit(&ring_);
     } while (rc == -EINTR);
-    if (rc >= 0) unsubmitted_ = 0;
+    if (rc >= 0) {
+      unsubmitted_ = 0;
+      unsubmitted_dir_syncs_.clear();  // started (or about to): too late to join
+    }
   }
 
   int Poll(absl::Duration timeout) override {
@@ -263,6 +280,7 @@ class UringBackend final : public IoBackend {
 
   size_t pending() const override { return in_flight_; }
   uint64_t writes_routed_past_sync() const override { return writes_past_sync_; }
+  uint64_t dir_syncs_joined() const override { return dir_syncs_joined_; }
   int notify_fd() const override { return event_fd_; }
 
  private:
@@ -403,14 +421,16 @@ class UringBackend final : public IoBackend {
         else
           res = static_cast<int>(op->done_bytes);
       }
-      --in_flight_;
+      in_flight_ -= 1 + op->joined.size();
       IoCallback done = std::move(op->done);
+      std::vector<IoCallback> joined = std::move(op->joined);
       if (op->kind == OpKind::kSync && inline_writes_) SyncDone(op->fd);
       if (op->routed) RoutedWriteDone(op->fd);
       if (op->kind == OpKind::kSyncDir) (void)env()->Close(op->fd);
       delete op;
       done(res);
-      ++n;
+      for (IoCallback& cb : joined) cb(res);
+      n += 1 + static_cast<int>(joined.size());
     }
     Submit();  // retries and work queued by callbacks
     return n;
@@ -423,6 +443,9 @@ class UringBackend final : public IoBackend {
   // few writes through the ring for nothing while it syncs). Bounded by the fd limit.
   absl::flat_hash_map<int, FdWrites> fd_writes_;
   uint64_t writes_past_sync_ = 0;
+  // Directory fsyncs prepared but not submitted, by path: later requests join them.
+  absl::flat_hash_map<std::string, Op*> unsubmitted_dir_syncs_;
+  uint64_t dir_syncs_joined_ = 0;
   std::deque<Op> inline_queued_;
   std::deque<std::pair<IoCallback, int>> inline_completed_;
   int event_fd_ = -1;

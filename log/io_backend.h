@@ -72,7 +72,8 @@ class IoBackend {
   // Queues an fdatasync(fd).
   virtual void Sync(int fd, IoCallback done) = 0;
   // Queues an fsync of the directory `path` (Env::SyncDir): the names created, renamed or
-  // removed in it become durable. Many queued together cost about one journal commit.
+  // removed in it become durable. Requests for one directory queued before the next Submit
+  // may share one fsync (io_uring).
   virtual void SyncDir(const std::string& path, IoCallback done) = 0;
   // Hands every queued operation to the kernel.
   virtual void Submit() = 0;
@@ -87,6 +88,9 @@ class IoBackend {
   // a page that an in-flight Sync() of the same fd may be writing back (io_uring with inline
   // writes only; see UringBackend).
   virtual uint64_t writes_routed_past_sync() const { return 0; }
+  // SyncDir requests answered by an fsync of the same directory that was queued and not yet
+  // submitted when they came (io_uring only; see UringBackend::SyncDir).
+  virtual uint64_t dir_syncs_joined() const { return 0; }
 
  protected:
   explicit IoBackend(Env* env = Env::Default()) : env_(env) {}

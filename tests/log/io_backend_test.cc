@@ -5,6 +5,7 @@
 #include "log/io_backend.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <deque>
@@ -100,6 +101,30 @@ TEST_F(IoBackendRoutingTest, OnlyTheSyncedFdIsAffected) {
   Drain();
   EXPECT_EQ(result, 100);
   ::close(other);
+}
+
+TEST_F(IoBackendRoutingTest, SyncsOfOneDirectoryQueuedTogetherShareOneFsync) {
+  std::vector<int> results;
+  auto record = [&results](int r) { results.push_back(r); };
+  const std::string other = dir_.path() + "/sub";
+  ASSERT_EQ(::mkdir(other.c_str(), 0755), 0);
+  io_->SyncDir(dir_.path(), record);
+  io_->SyncDir(other, record);  // another directory: its own fsync
+  io_->SyncDir(dir_.path(), record);
+  io_->SyncDir(dir_.path(), record);
+  EXPECT_EQ(io_->dir_syncs_joined(), 2u);
+  EXPECT_EQ(io_->pending(), 4u);
+  Drain();
+  EXPECT_EQ(results, std::vector<int>(4, 0));
+
+  // Once submitted, an fsync may have started before a later caller's names existed: a new
+  // request gets its own.
+  io_->SyncDir(dir_.path(), record);
+  io_->Submit();
+  io_->SyncDir(dir_.path(), record);
+  EXPECT_EQ(io_->dir_syncs_joined(), 2u);
+  Drain();
+  EXPECT_EQ(results.size(), 6u);
 }
 
 }  // namespace
