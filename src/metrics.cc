@@ -57,6 +57,9 @@ constexpr Family kFamilies[] = {
     {"sluice_amqp_queue_messages_ready", "gauge", "AMQP messages ready for delivery."},
     {"sluice_amqp_queue_messages_unacked", "gauge", "AMQP messages delivered, not yet acked."},
     {"sluice_amqp_queue_consumers", "gauge", "AMQP consumers of a queue."},
+    {"sluice_amqp_tick_queues", "gauge",
+     "AMQP queues the 200 ms housekeeping tick visits: a cursor moved and the queue's log start "
+     "has not caught up, or messages wait under a queue TTL. Idle queues are not counted."},
 };
 
 void EscapeLabelValue(const std::string& v, std::string* out) {
@@ -164,6 +167,7 @@ void CollectShardMetrics(Shard& shard, int shard_index, std::vector<MetricSample
 }
 
 void CollectAmqpMetrics(const AmqpBroker& amqp, std::vector<MetricSample>* out) {
+  out->push_back({"sluice_amqp_tick_queues", {}, static_cast<double>(amqp.tick_queue_count())});
   amqp.ForEachQueue([out](const AmqpQueue& q) {
     std::vector<std::pair<std::string, std::string>> labels = {{"vhost", "/"}, {"queue", q.name}};
     out->push_back({"sluice_amqp_queue_messages_ready", labels, static_cast<double>(q.ready())});

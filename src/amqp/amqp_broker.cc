@@ -418,6 +418,9 @@ absl::Status AmqpBroker::Load() {
       }
       if (q->max_length_bytes >= 0 && !q->stream) CountReadyBytes(*q);
       keep.insert(QueueLogName(q->id).topic);
+      if (!q->stream) tick_queues_.insert(q->id);  // its log start may lag its cursor
+      if (q->cursor.HasDelta()) dirty_cursors_.insert(q->id);  // SkipTo above moved it
+      NoteExpiry(*q);
       queues_by_id_[q->id] = q;
       queues_[q->name] = std::move(q);
     }
@@ -517,6 +520,15 @@ absl::Status AmqpBroker::SaveMetadata() {
 
 void AmqpBroker::MarkCursorDirty(AmqpQueue& queue) {
   if (queue.durable) dirty_cursors_.insert(queue.id);
+  if (!queue.stream) tick_queues_.insert(queue.id);
+}
+
+void AmqpBroker::NoteExpiry(const AmqpQueue& q) {
+  if (q.expires_ms > 0 && !q.stream && !q.deleted) {
+    expiring_queues_.insert(q.id);
+  } else {
+    expiring_queues_.erase(q.id);
+  }
 }
 
 void AmqpBroker::WriteCursorJournal() {
@@ -747,11 +759,11 @@ void AmqpBroker::Touch(AmqpQueue& queue) { queue.last_used_ms = absl::ToUnixMill
 
 void AmqpBroker::ExpireQueues(int64_t now_ms) {
   std::vector<QueuePtr> expired;
-  for (auto& [id, q] : queues_by_id_) {
-    if (q->expires_ms > 0 && !q->stream && q->consumers.empty() &&
-        now_ms - q->last_used_ms >= q->expires_ms) {
-      expired.push_back(q);
-    }
+  for (uint64_t id : expiring_queues_) {
+    auto it = queues_by_id_.find(id);
+    if (it == queues_by_id_.end()) continue;
+    const QueuePtr& q = it->second;
+    if (q->consumers.empty() && now_ms - q->last_used_ms >= q->expires_ms) expired.push_back(q);
   }
   for (const QueuePtr& q : expired) {
     storage::LogInfo("amqp: queue '%s' expired (x-expires %d ms unused)", q->name, q->expires_ms);
@@ -810,6 +822,7 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   }
   queues_[name] = q;
   queues_by_id_[q->id] = q;
+  NoteExpiry(*q);
   if (q->durable) {
     if (absl::Status s = SaveMetadata(); !s.ok()) {
       (void)DeleteQueue(q);
@@ -901,6 +914,8 @@ absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
   wake_.erase(queue->id);
   dirty_cursors_.erase(queue->id);
   full_cursors_.erase(queue->id);
+  tick_queues_.erase(queue->id);
+  expiring_queues_.erase(queue->id);
   if (queue->durable && cursor_journal_) {
     std::string record;
     amqp::CursorJournal::EncodeDeleted(queue->id, &record);
@@ -1011,6 +1026,7 @@ absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
     queue.cursor.NoteBytes(r->base_offset, message->body.size());
     queue.Remember(r->base_offset, message, options_.queue_cache_bytes);
     Wake(queue);
+    if (queue.message_ttl_ms >= 0) tick_queues_.insert(queue.id);  // its head expires
   }
   return absl::OkStatus();
 }
@@ -1441,22 +1457,21 @@ void AmqpBroker::ChannelClosedForUser(const std::string& user) {
 
 void AmqpBroker::OnTick() {
   if (closed_) return;
-  // MarkCursorDirty is how changes reach the journal within an iteration; this catches any
-  // path that changed a cursor without it.
-  for (auto& [id, q] : queues_by_id_) {
-    if (q->durable && q->cursor.HasDelta()) dirty_cursors_.insert(id);
-  }
   WriteCursorJournal();
   if (cursor_journal_ && !cursor_journal_->sync_in_flight()) {
     // A durable queue's log start may pass an offset only once the cursor that settled it is
     // durable: the watermarks are taken now, covered by this sync, and applied when it is
-    // done (a restart never finds offsets it still needs cut).
+    // done (a restart never finds offsets it still needs cut). A durable queue stays in
+    // tick_queues_ until its log start has caught up.
     std::vector<std::pair<uint64_t, int64_t>> advance;
     if (!journal_failing_ && dirty_cursors_.empty()) {
-      for (auto& [id, q] : queues_by_id_) {
-        if (q->stream || !q->durable) continue;
-        const int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
-        if (w > q->log->log_start_offset()) advance.emplace_back(id, w);
+      for (uint64_t id : tick_queues_) {
+        auto it = queues_by_id_.find(id);
+        if (it == queues_by_id_.end()) continue;
+        AmqpQueue& q = *it->second;
+        if (q.stream || !q.durable) continue;
+        const int64_t w = std::min(q.cursor.Watermark(), q.log->high_watermark());
+        if (w > q.log->log_start_offset()) advance.emplace_back(id, w);
       }
     }
     cursor_journal_->SyncThrough(
@@ -1471,18 +1486,30 @@ void AmqpBroker::OnTick() {
     }
   }
   ExpireQueues(absl::ToUnixMillis(absl::Now()));
-  // Disk follows the queue depth: segments wholly below the acked watermark go.
-  for (auto& [id, q] : queues_by_id_) {
-    if (q->stream) continue;  // the topic's retention applies
-    if (q->message_ttl_ms >= 0) ExpireHead(*q);
-    int64_t w = std::min(q->cursor.Watermark(), q->log->high_watermark());
-    if (w > q->log->log_start_offset()) {
-      // A durable queue's log start follows its journal sync (above).
-      if (!q->durable) (void)q->log->AdvanceLogStart(w);
-      q->ForgetBelow(w);
-    }
+  // A snapshot: expiry dead-letters into other queues, which may list them meanwhile. A queue
+  // leaves the list right after its own visit found nothing left, so a later listing stays.
+  const std::vector<uint64_t> listed(tick_queues_.begin(), tick_queues_.end());
+  for (uint64_t id : listed) {
+    auto it = queues_by_id_.find(id);
+    if (it == queues_by_id_.end() || !TickQueue(*it->second)) tick_queues_.erase(id);
   }
   tick_timer_ = shard_->reactor().RunAfter(absl::Milliseconds(200), [this] { OnTick(); });
+}
+
+bool AmqpBroker::TickQueue(AmqpQueue& q) {
+  if (q.stream || q.deleted) return false;  // a stream's retention is the topic's
+  if (q.message_ttl_ms >= 0) ExpireHead(q);
+  // Disk follows the queue depth: segments wholly below the acked watermark go.
+  const int64_t w = std::min(q.cursor.Watermark(), q.log->high_watermark());
+  if (w > q.log->log_start_offset()) {
+    // A durable queue's log start follows its journal sync (OnTick).
+    if (!q.durable) (void)q.log->AdvanceLogStart(w);
+    q.ForgetBelow(w);
+  }
+  // The watermark itself, not w: acked messages the high watermark has not reached yet
+  // still have their log start to catch up once it does.
+  const bool behind = q.cursor.Watermark() > q.log->log_start_offset();
+  return behind || (q.message_ttl_ms >= 0 && q.ready() > 0);
 }
 
 }  // namespace sluice::broker

@@ -296,6 +296,8 @@ class AmqpBroker {
   void RemoveConsumer(const QueuePtr& queue, AmqpConsumer* consumer);
   // Marks a queue for a delivery pass at the end of the iteration.
   void Wake(AmqpQueue& queue) { wake_.insert(queue.id); }
+  // Every change of a queue's cursor is reported here: a durable queue's goes into the
+  // journal, and the queue gets a tick visit (its log start and message cache follow).
   void MarkCursorDirty(AmqpQueue& queue);
   // Connections with output to flush at the end of the iteration.
   void MarkOutput(AmqpConnection* conn) { output_.insert(conn); }
@@ -346,6 +348,8 @@ class AmqpBroker {
   void DropHead(AmqpQueue& queue);
   void PumpStream(const QueuePtr& queue);
 
+  // Queues the next tick will visit (metrics: idle queues are not among them).
+  size_t tick_queue_count() const { return tick_queues_.size(); }
   // Calls `f` for every queue (metrics).
   template <typename F>
   void ForEachQueue(F&& f) const {
@@ -393,6 +397,11 @@ class AmqpBroker {
   absl::Status CheckQueueLimit(const std::string& name);
   // x-expires: deletes queues unused for longer than their expiry.
   void ExpireQueues(int64_t now_ms);
+  // The tick's work for one queue listed in tick_queues_ (TTL expiry at the head, the log start
+  // and the cache following the acked watermark); false once it has nothing left to do.
+  bool TickQueue(AmqpQueue& q);
+  // A queue starts (or stops) being one whose x-expires lease the tick checks.
+  void NoteExpiry(const AmqpQueue& q);
   void RemoveBindingsTo(const std::string& name, bool to_exchange);
   void MaybeAutoDeleteExchange(const std::string& name);
   std::string CursorPath(uint64_t id) const;  // cursor files before the journal (read once)
@@ -412,6 +421,11 @@ class AmqpBroker {
   int dead_letter_depth_ = 0;
   std::set<uint64_t> wake_;
   std::set<uint64_t> dirty_cursors_;  // durable queues whose cursor changed
+  // Queues with work for the tick: a cursor changed since their log start last caught up, or
+  // messages under a queue TTL. The tick visits these, not every queue (10,000 idle queues
+  // cost nothing).
+  absl::flat_hash_set<uint64_t> tick_queues_;
+  absl::flat_hash_set<uint64_t> expiring_queues_;  // x-expires set: the lease is checked
   std::set<uint64_t> full_cursors_;   // ... whose next journal record must be a full one
   std::unique_ptr<amqp::CursorJournal> cursor_journal_;
   uint64_t journal_compacted_bytes_ = 0;  // journal size after the last compaction
