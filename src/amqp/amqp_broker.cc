@@ -20,6 +20,7 @@
 #include "net/amqp/reply_codes.h"
 #include "net/amqp/wire.h"
 #include "src/amqp/amqp_connection.h"
+#include "src/amqp/metadata_image.h"
 
 namespace sluice::broker {
 
@@ -30,8 +31,6 @@ namespace {
 
 constexpr std::string_view kHeaderExchange = "amqp.exchange";
 constexpr std::string_view kHeaderProperties = "amqp.properties";
-constexpr std::string_view kMetaMagic = "SLAM";
-constexpr uint8_t kMetaVersion = 1;
 
 storage::TopicPartition QueueLogName(uint64_t id) {
   return storage::TopicPartition{absl::StrCat(std::string(kQueueLogPrefix), id), 0};
@@ -107,6 +106,9 @@ storage::LogConfig AmqpQueueLogConfig(const storage::LogConfig& defaults, uint64
 // The cursor journal is rewritten (one full record per queue) once it is this large and twice
 // its size after the last rewrite.
 constexpr uint64_t kCursorJournalCompactBytes = 8 << 20;
+// The metadata journal is folded into the snapshot once it is larger than the snapshot and
+// than this.
+constexpr uint64_t kMetaJournalCompactBytes = 64 << 10;
 
 bool IsAmqpQueueLog(const std::string& topic) { return topic.rfind(kQueueLogPrefix, 0) == 0; }
 
@@ -291,6 +293,9 @@ AmqpBroker::~AmqpBroker() {
 std::string AmqpBroker::MetaPath() const {
   return absl::StrCat(shard_->config().data_dir, "/amqp.meta");
 }
+std::string AmqpBroker::MetaJournalPath() const {
+  return absl::StrCat(shard_->config().data_dir, "/amqp.meta.journal");
+}
 std::string AmqpBroker::CursorJournalPath() const {
   return absl::StrCat(shard_->config().data_dir, "/amqp-cursors/journal");
 }
@@ -338,109 +343,105 @@ absl::Status AmqpBroker::Load() {
   cursor_journal_ = std::move(*opened);
   std::map<uint64_t, std::vector<const amqp::CursorJournal::Record*>> journal_of;
   for (const auto& rec : journal) journal_of[rec.queue_id].push_back(&rec);
+  // The snapshot, then the changes since (both durable: each change was synced before it
+  // was answered).
+  amqp::MetadataImage image;
   if (storage::FileExists(path)) {
     absl::StatusOr<std::string> data = ReadWholeFile(path);
     if (!data.ok()) return data.status();
-    std::string_view all = *data;
-    if (all.size() < 9 || all.substr(0, 4) != kMetaMagic) {
-      return absl::DataLossError(absl::StrCat(path, ": not an AMQP metadata file"));
+    absl::StatusOr<amqp::MetadataImage> parsed = amqp::MetadataImage::ParseSnapshot(*data);
+    if (!parsed.ok())
+      return absl::DataLossError(absl::StrCat(path, ": ", parsed.status().message()));
+    image = *std::move(parsed);
+    meta_snapshot_bytes_ = data->size();
+  }
+  std::vector<amqp::MetadataJournal::Record> changes;
+  auto meta_journal = amqp::MetadataJournal::Open(MetaJournalPath(), &changes);
+  if (!meta_journal.ok()) return meta_journal.status();
+  meta_journal_ = std::move(*meta_journal);
+  for (const amqp::MetadataJournal::Record& rec : changes) {
+    // A record that passed its checksum and does not parse is not a torn write: stop rather
+    // than guess what the durable topology is.
+    if (absl::Status s = image.Apply(rec.type, rec.body); !s.ok()) {
+      return absl::DataLossError(absl::StrCat(MetaJournalPath(), ": ", s.message()));
     }
-    std::string_view body = all.substr(0, all.size() - 4);
-    amqp::WireReader crc(all.substr(all.size() - 4));
-    if (crc.Long() != storage::Crc32c(0, body.data(), body.size())) {
-      return absl::DataLossError(absl::StrCat(path, ": checksum mismatch"));
-    }
-    amqp::WireReader r(body.substr(4));
-    if (r.Octet() != kMetaVersion) return absl::DataLossError(absl::StrCat(path, ": version"));
-    next_queue_id_ = r.LongLong();
-    uint32_t n = r.Long();
-    for (uint32_t i = 0; i < n && r.ok(); ++i) {
-      AmqpExchange e;
-      e.name = r.ShortStr();
-      e.type_name = r.ShortStr();
-      uint8_t flags = r.Octet();
-      e.arguments = r.Table();
-      e.durable = true;
-      e.auto_delete = flags & 1;
-      e.internal = flags & 2;
-      auto type = amqp::ParseExchangeType(e.type_name);
-      if (!type) return absl::DataLossError(absl::StrCat(path, ": exchange type ", e.type_name));
-      e.type = *type;
-      if (!exchanges_.contains(e.name)) exchanges_[e.name] = std::move(e);
-    }
-    n = r.Long();
-    for (uint32_t i = 0; i < n && r.ok(); ++i) {
-      auto q = std::make_shared<AmqpQueue>(cache_budget_);
-      q->id = r.LongLong();
-      q->name = r.ShortStr();
-      uint8_t flags = r.Octet();
-      q->arguments = r.Table();
-      q->durable = true;
-      q->auto_delete = flags & 1;
-      q->stream = flags & 2;
-      q->ApplyArguments();
-      // RabbitMQ restarts the x-expires lease of a durable queue when the broker boots.
-      q->last_used_ms = absl::ToUnixMillis(absl::Now());
-      if (!r.ok()) break;
-      absl::StatusOr<storage::PartitionLog*> log =
-          q->stream ? OpenStreamLog(q->name) : OpenQueueLog(q->id);
-      if (!log.ok()) return log.status();
-      q->log = *log;
-      if (storage::FileExists(CursorPath(q->id))) {
-        absl::StatusOr<std::string> cdata = ReadWholeFile(CursorPath(q->id));
-        if (!cdata.ok()) return cdata.status();
-        absl::StatusOr<amqp::QueueCursor> c = amqp::QueueCursor::Decode(*cdata);
-        if (!c.ok()) {
-          storage::LogError(
-              "amqp: queue '%s': cursor unreadable (%s); delivering from the log start", q->name,
-              c.status().message());
-        } else {
-          q->cursor = *std::move(c);
-        }
+  }
+  next_queue_id_ = image.next_queue_id;
+  for (auto& [name, stored] : image.exchanges) {
+    auto type = amqp::ParseExchangeType(stored.type_name);
+    if (!type) return absl::DataLossError(absl::StrCat(path, ": exchange type ", stored.type_name));
+    if (exchanges_.contains(name)) continue;  // built in
+    AmqpExchange& e = exchanges_[name];
+    e.name = name;
+    e.type = *type;
+    e.type_name = stored.type_name;
+    e.durable = true;
+    e.auto_delete = stored.auto_delete;
+    e.internal = stored.internal;
+    e.arguments = std::move(stored.arguments);
+  }
+  for (auto& [name, stored] : image.queues) {
+    auto q = std::make_shared<AmqpQueue>(cache_budget_);
+    q->id = stored.id;
+    q->name = name;
+    q->arguments = std::move(stored.arguments);
+    q->durable = true;
+    q->auto_delete = stored.auto_delete;
+    q->stream = stored.stream;
+    q->ApplyArguments();
+    // RabbitMQ restarts the x-expires lease of a durable queue when the broker boots.
+    q->last_used_ms = absl::ToUnixMillis(absl::Now());
+    absl::StatusOr<storage::PartitionLog*> log =
+        q->stream ? OpenStreamLog(q->name) : OpenQueueLog(q->id);
+    if (!log.ok()) return log.status();
+    q->log = *log;
+    if (storage::FileExists(CursorPath(q->id))) {
+      absl::StatusOr<std::string> cdata = ReadWholeFile(CursorPath(q->id));
+      if (!cdata.ok()) return cdata.status();
+      absl::StatusOr<amqp::QueueCursor> c = amqp::QueueCursor::Decode(*cdata);
+      if (!c.ok()) {
+        storage::LogError("amqp: queue '%s': cursor unreadable (%s); delivering from the log start",
+                          q->name, c.status().message());
+      } else {
+        q->cursor = *std::move(c);
       }
-      for (const amqp::CursorJournal::Record* rec : journal_of[q->id]) {
-        if (rec->type == amqp::CursorJournal::Type::kFull) {
-          q->cursor = rec->full;
-        } else if (rec->type == amqp::CursorJournal::Type::kDeleted) {
-          q->cursor = amqp::QueueCursor();  // not expected for a live queue: from the start
-        } else if (absl::Status d = q->cursor.ApplyDelta(rec->delta); !d.ok()) {
-          storage::LogError("amqp: queue '%s': cursor journal: %s; later records ignored", q->name,
-                            d.message());
-          break;
-        }
+    }
+    for (const amqp::CursorJournal::Record* rec : journal_of[q->id]) {
+      if (rec->type == amqp::CursorJournal::Type::kFull) {
+        q->cursor = rec->full;
+      } else if (rec->type == amqp::CursorJournal::Type::kDeleted) {
+        q->cursor = amqp::QueueCursor();  // not expected for a live queue: from the start
+      } else if (absl::Status d = q->cursor.ApplyDelta(rec->delta); !d.ok()) {
+        storage::LogError("amqp: queue '%s': cursor journal: %s; later records ignored", q->name,
+                          d.message());
+        break;
       }
+    }
+    q->cursor.EnableDeltas();
+    // Transient messages past the last flush may be gone after a crash.
+    q->cursor.SkipTo(q->log->log_start_offset());
+    if (q->cursor.next() > q->log->log_end_offset()) {
+      q->cursor = amqp::QueueCursor(q->log->log_end_offset());
       q->cursor.EnableDeltas();
-      // Transient messages past the last flush may be gone after a crash.
-      q->cursor.SkipTo(q->log->log_start_offset());
-      if (q->cursor.next() > q->log->log_end_offset()) {
-        q->cursor = amqp::QueueCursor(q->log->log_end_offset());
-        q->cursor.EnableDeltas();
-      }
-      if (q->max_length_bytes >= 0 && !q->stream) CountReadyBytes(*q);
-      keep.insert(QueueLogName(q->id).topic);
-      if (!q->stream) tick_queues_.insert(q->id);  // its log start may lag its cursor
-      if (q->cursor.HasDelta()) dirty_cursors_.insert(q->id);  // SkipTo above moved it
-      NoteExpiry(*q);
-      queues_by_id_[q->id] = q;
-      queues_[q->name] = std::move(q);
     }
-    n = r.Long();
-    for (uint32_t i = 0; i < n && r.ok(); ++i) {
-      std::string source = r.ShortStr();
-      AmqpBinding b;
-      b.to_exchange = r.Octet() != 0;
-      b.destination = r.ShortStr();
-      b.routing_key = r.ShortStr();
-      b.arguments = r.Table();
-      auto it = exchanges_.find(source);
-      if (it != exchanges_.end()) {
-        it->second.bindings.push_back(std::move(b));
-        it->second.had_binding = true;
-      }
-    }
-    if (absl::Status s = r.Finish("amqp.meta"); !s.ok() || r.remaining() != 0) {
-      return absl::DataLossError(absl::StrCat(path, ": malformed"));
-    }
+    if (q->max_length_bytes >= 0 && !q->stream) CountReadyBytes(*q);
+    keep.insert(QueueLogName(q->id).topic);
+    if (!q->stream) tick_queues_.insert(q->id);              // its log start may lag its cursor
+    if (q->cursor.HasDelta()) dirty_cursors_.insert(q->id);  // SkipTo above moved it
+    NoteExpiry(*q);
+    queues_by_id_[q->id] = q;
+    queues_[q->name] = std::move(q);
+  }
+  for (auto& [key, stored] : image.bindings) {
+    auto it = exchanges_.find(stored.source);
+    if (it == exchanges_.end()) continue;
+    AmqpBinding b;
+    b.to_exchange = stored.to_exchange;
+    b.destination = std::move(stored.destination);
+    b.routing_key = std::move(stored.routing_key);
+    b.arguments = std::move(stored.arguments);
+    it->second.bindings.push_back(std::move(b));
+    it->second.had_binding = true;
   }
   // Logs of queues that did not survive: non-durable queues of the previous run.
   for (const storage::TopicPartition& tp : shard_->logs().ListLogs()) {
@@ -462,60 +463,72 @@ absl::Status AmqpBroker::Load() {
   return absl::OkStatus();
 }
 
+amqp::StoredExchange AmqpBroker::Stored(const AmqpExchange& e) {
+  return amqp::StoredExchange{e.name, e.type_name, e.auto_delete, e.internal, e.arguments};
+}
+
+amqp::StoredQueue AmqpBroker::Stored(const AmqpQueue& q) {
+  return amqp::StoredQueue{q.id, q.name, q.auto_delete, q.stream, q.arguments};
+}
+
+amqp::StoredBinding AmqpBroker::Stored(const AmqpExchange& source, const AmqpBinding& b) {
+  return amqp::StoredBinding{source.name, b.to_exchange, b.destination, b.routing_key, b.arguments};
+}
+
+bool AmqpBroker::DurableDestination(const AmqpBinding& b) const {
+  if (b.to_exchange) {
+    auto it = exchanges_.find(b.destination);
+    return it != exchanges_.end() && it->second.durable;
+  }
+  auto it = queues_.find(b.destination);
+  return it != queues_.end() && it->second->durable;
+}
+
 absl::Status AmqpBroker::SaveMetadata() {
-  std::string out(kMetaMagic);
-  amqp::WireWriter w(&out);
-  w.Octet(kMetaVersion);
-  w.LongLong(next_queue_id_);
-  std::vector<const AmqpExchange*> ex;
+  amqp::MetadataImage image;
+  image.next_queue_id = next_queue_id_;
   for (auto& [name, e] : exchanges_) {
-    if (e.durable && !e.builtin) ex.push_back(&e);
+    if (e.durable && !e.builtin) image.exchanges[name] = Stored(e);
   }
-  w.Long(static_cast<uint32_t>(ex.size()));
-  for (const AmqpExchange* e : ex) {
-    w.ShortStr(e->name);
-    w.ShortStr(e->type_name);
-    w.Octet((e->auto_delete ? 1 : 0) | (e->internal ? 2 : 0));
-    if (absl::Status s = amqp::EncodeFieldTable(e->arguments, &out); !s.ok()) return s;
-  }
-  std::vector<const AmqpQueue*> qs;
   for (auto& [name, q] : queues_) {
-    if (q->durable) qs.push_back(q.get());
+    if (q->durable) image.queues[name] = Stored(*q);
   }
-  w.Long(static_cast<uint32_t>(qs.size()));
-  for (const AmqpQueue* q : qs) {
-    w.LongLong(q->id);
-    w.ShortStr(q->name);
-    w.Octet((q->auto_delete ? 1 : 0) | (q->stream ? 2 : 0));
-    if (absl::Status s = amqp::EncodeFieldTable(q->arguments, &out); !s.ok()) return s;
-  }
-  std::vector<std::pair<const AmqpExchange*, const AmqpBinding*>> bs;
   for (auto& [name, e] : exchanges_) {
     if (!e.durable) continue;
     for (const AmqpBinding& b : e.bindings) {
-      bool dest_durable = false;
-      if (b.to_exchange) {
-        auto it = exchanges_.find(b.destination);
-        dest_durable = it != exchanges_.end() && it->second.durable;
-      } else {
-        auto it = queues_.find(b.destination);
-        dest_durable = it != queues_.end() && it->second->durable;
-      }
-      if (dest_durable) bs.emplace_back(&e, &b);
+      if (DurableDestination(b)) image.AddBinding(Stored(e, b));
     }
   }
-  w.Long(static_cast<uint32_t>(bs.size()));
-  for (auto [e, b] : bs) {
-    w.ShortStr(e->name);
-    w.Octet(b->to_exchange ? 1 : 0);
-    w.ShortStr(b->destination);
-    w.ShortStr(b->routing_key);
-    if (absl::Status s = amqp::EncodeFieldTable(b->arguments, &out); !s.ok()) return s;
+  absl::StatusOr<std::string> out = image.EncodeSnapshot();
+  absl::Status s = out.ok() ? WriteString(MetaPath(), *out) : out.status();
+  if (!s.ok()) {
+    storage::LogError("amqp: cannot write %s: %s", MetaPath(), s.message());
+    return s;
   }
-  w.Long(storage::Crc32c(0, out.data(), out.size()));
-  absl::Status s = WriteString(MetaPath(), out);
-  if (!s.ok()) storage::LogError("amqp: cannot write %s: %s", MetaPath(), s.message());
-  return s;
+  meta_snapshot_bytes_ = out->size();
+  // The snapshot holds every change: the journal starts over. Should emptying it fail, its
+  // records replay onto this snapshot without changing it (metadata_image.h), and nothing is
+  // appended behind them until an empty journal is durable.
+  if (meta_journal_) {
+    if (absl::Status r = meta_journal_->Reset(); !r.ok()) {
+      storage::LogError("amqp: metadata journal: %s; the next change rewrites %s", r.message(),
+                        MetaPath());
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AmqpBroker::Persist(uint8_t type, const absl::StatusOr<std::string>& body) {
+  if (!body.ok()) return body.status();
+  // The journal is rewritten into the snapshot once it is larger than the snapshot (at least
+  // kMetaJournalCompactBytes): each change costs O(1) amortized, a restart replays little.
+  if (meta_journal_ && !meta_journal_->broken() &&
+      meta_journal_->size() < std::max(kMetaJournalCompactBytes, meta_snapshot_bytes_)) {
+    absl::Status s = meta_journal_->AppendDurably(type, *body);
+    if (s.ok()) return s;
+    storage::LogError("amqp: metadata journal: %s; rewriting %s instead", s.message(), MetaPath());
+  }
+  return SaveMetadata();
 }
 
 void AmqpBroker::MarkCursorDirty(AmqpQueue& queue) {
@@ -664,7 +677,9 @@ absl::StatusOr<AmqpExchange*> AmqpBroker::DeclareExchange(
   e.internal = internal;
   e.arguments = args;
   if (durable) {
-    if (absl::Status s = SaveMetadata(); !s.ok()) {
+    if (absl::Status s =
+            Persist(amqp::MetadataImage::kExchangeSet, amqp::MetadataImage::ExchangeSet(Stored(e)));
+        !s.ok()) {
       exchanges_.erase(name);
       return AmqpError(ReplyCode::kInternalError, std::string(s.message()));
     }
@@ -672,17 +687,36 @@ absl::StatusOr<AmqpExchange*> AmqpBroker::DeclareExchange(
   return &e;
 }
 
-void AmqpBroker::RemoveBindingsTo(const std::string& name, bool to_exchange) {
+std::vector<std::string> AmqpBroker::RemoveBindingsTo(const std::string& name, bool to_exchange,
+                                                      std::vector<amqp::StoredBinding>* stored) {
   std::vector<std::string> emptied;
-  for (auto& [ename, e] : exchanges_) {
+  for (auto& entry : exchanges_) {
+    AmqpExchange& e = entry.second;
     size_t before = e.bindings.size();
     std::erase_if(e.bindings, [&](const AmqpBinding& b) {
-      return b.to_exchange == to_exchange && b.destination == name;
+      if (b.to_exchange != to_exchange || b.destination != name) return false;
+      if (stored != nullptr && e.durable) stored->push_back(Stored(e, b));
+      return true;
     });
     if (before != e.bindings.size() && e.bindings.empty() && e.auto_delete)
-      emptied.push_back(ename);
+      emptied.push_back(e.name);
   }
-  for (const std::string& n : emptied) MaybeAutoDeleteExchange(n);
+  return emptied;
+}
+
+absl::Status AmqpBroker::PersistRemoval(uint8_t type, std::string body,
+                                        const std::vector<amqp::StoredBinding>& bindings) {
+  // One record, so that a crash keeps all of the removal or none of it: the stored bindings to
+  // the entity first (journal records never cascade), then the entity.
+  std::vector<std::pair<uint8_t, std::string>> records;
+  for (const amqp::StoredBinding& b : bindings) {
+    absl::StatusOr<std::string> r = amqp::MetadataImage::BindingRemove(b);
+    if (!r.ok()) return r.status();
+    records.emplace_back(amqp::MetadataImage::kBindingRemove, *std::move(r));
+  }
+  records.emplace_back(type, std::move(body));
+  if (records.size() == 1) return Persist(type, records[0].second);
+  return Persist(amqp::MetadataImage::kBatch, amqp::MetadataImage::Batch(records));
 }
 
 void AmqpBroker::MaybeAutoDeleteExchange(const std::string& name) {
@@ -695,10 +729,17 @@ absl::Status AmqpBroker::DeleteExchange(const std::string& name) {
   auto it = exchanges_.find(name);
   if (it == exchanges_.end()) return absl::OkStatus();
   bool durable = it->second.durable;
-  exchanges_.erase(it);
-  RemoveBindingsTo(name, /*to_exchange=*/true);
-  if (durable) return SaveMetadata();
-  return absl::OkStatus();
+  exchanges_.erase(it);  // its own bindings go with it (and with its removal record)
+  std::vector<amqp::StoredBinding> stored;
+  std::vector<std::string> emptied =
+      RemoveBindingsTo(name, /*to_exchange=*/true, durable ? &stored : nullptr);
+  absl::Status s;
+  if (durable) {
+    s = PersistRemoval(amqp::MetadataImage::kExchangeRemove,
+                       amqp::MetadataImage::ExchangeRemove(name), stored);
+  }
+  for (const std::string& n : emptied) MaybeAutoDeleteExchange(n);
+  return s;
 }
 
 namespace {
@@ -824,7 +865,9 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareQueue(const std::string& name, bool 
   queues_by_id_[q->id] = q;
   NoteExpiry(*q);
   if (q->durable) {
-    if (absl::Status s = SaveMetadata(); !s.ok()) {
+    if (absl::Status s = Persist(amqp::MetadataImage::kQueueSet,
+                                 amqp::MetadataImage::QueueSet(Stored(*q), next_queue_id_));
+        !s.ok()) {
       (void)DeleteQueue(q);
       return AmqpError(ReplyCode::kInternalError, std::string(s.message()));
     }
@@ -875,7 +918,9 @@ absl::StatusOr<QueuePtr> AmqpBroker::DeclareStream(const std::string& name,
   q->cursor = amqp::QueueCursor(q->log->log_end_offset());
   queues_[name] = q;
   queues_by_id_[q->id] = q;
-  if (absl::Status s = SaveMetadata(); !s.ok()) {
+  if (absl::Status s = Persist(amqp::MetadataImage::kQueueSet,
+                               amqp::MetadataImage::QueueSet(Stored(*q), next_queue_id_));
+      !s.ok()) {
     queues_.erase(name);
     queues_by_id_.erase(q->id);
     return AmqpError(ReplyCode::kInternalError, std::string(s.message()));
@@ -923,9 +968,15 @@ absl::Status AmqpBroker::DeleteQueue(const QueuePtr& queue) {
       storage::LogError("amqp: cursor journal: %s", s.message());
     }
   }
-  RemoveBindingsTo(queue->name, /*to_exchange=*/false);
+  std::vector<amqp::StoredBinding> stored;
+  std::vector<std::string> emptied =
+      RemoveBindingsTo(queue->name, /*to_exchange=*/false, queue->durable ? &stored : nullptr);
   absl::Status s;
-  if (queue->durable) s = SaveMetadata();
+  if (queue->durable) {
+    s = PersistRemoval(amqp::MetadataImage::kQueueRemove,
+                       amqp::MetadataImage::QueueRemove(queue->id, queue->name), stored);
+  }
+  for (const std::string& n : emptied) MaybeAutoDeleteExchange(n);
   queue->ForgetBelow(INT64_MAX);
   if (queue->stream) {
     // The stream is the Kafka topic: deleting the queue deletes the topic (RabbitMQ deletes
@@ -947,7 +998,11 @@ absl::Status AmqpBroker::Bind(AmqpExchange& source, AmqpBinding binding) {
   }
   source.bindings.push_back(std::move(binding));
   source.had_binding = true;
-  if (source.durable) return SaveMetadata();
+  const AmqpBinding& added = source.bindings.back();
+  if (source.durable && DurableDestination(added)) {
+    return Persist(amqp::MetadataImage::kBindingSet,
+                   amqp::MetadataImage::BindingSet(Stored(source, added)));
+  }
   return absl::OkStatus();
 }
 
@@ -956,7 +1011,10 @@ absl::Status AmqpBroker::Unbind(AmqpExchange& source, const AmqpBinding& binding
   std::erase(source.bindings, binding);
   if (before == source.bindings.size()) return absl::OkStatus();
   absl::Status s;
-  if (source.durable) s = SaveMetadata();
+  if (source.durable) {
+    s = Persist(amqp::MetadataImage::kBindingRemove,
+                amqp::MetadataImage::BindingRemove(Stored(source, binding)));
+  }
   MaybeAutoDeleteExchange(source.name);
   return s;
 }

@@ -28,6 +28,8 @@
 #include "net/reactor/listener.h"
 #include "src/amqp/cursor_journal.h"
 #include "src/amqp/message_cache.h"
+#include "src/amqp/metadata_image.h"
+#include "src/amqp/metadata_journal.h"
 #include "src/amqp/queue_cursor.h"
 #include "src/amqp/routing.h"
 #include "src/shard.h"
@@ -367,7 +369,21 @@ class AmqpBroker {
   AmqpBroker(Shard* shard, AmqpOptions options);
   void DeclareBuiltins();
   absl::Status Load();
+  // Writes the snapshot of every durable exchange, queue and binding (amqp.meta) and empties
+  // the metadata journal. O(entities): Persist calls it when the journal has grown.
   absl::Status SaveMetadata();
+  // Makes one change durable before it is answered: a journal record (body, or the error of
+  // encoding it), or a new snapshot when the journal is due for one or broken.
+  absl::Status Persist(uint8_t type, const absl::StatusOr<std::string>& body);
+  // Persists the removal of a queue or exchange (type, body) with the removal of the stored
+  // bindings to it, as one record.
+  absl::Status PersistRemoval(uint8_t type, std::string body,
+                              const std::vector<amqp::StoredBinding>& bindings);
+  static amqp::StoredExchange Stored(const AmqpExchange& e);
+  static amqp::StoredQueue Stored(const AmqpQueue& q);
+  static amqp::StoredBinding Stored(const AmqpExchange& source, const AmqpBinding& b);
+  // A binding is stored when both its ends are durable.
+  bool DurableDestination(const AmqpBinding& b) const;
   absl::StatusOr<storage::PartitionLog*> OpenQueueLog(uint64_t id);
   absl::StatusOr<storage::PartitionLog*> OpenStreamLog(const std::string& name);
   // Appends a journal record for every durable queue whose cursor changed (see
@@ -402,10 +418,15 @@ class AmqpBroker {
   bool TickQueue(AmqpQueue& q);
   // A queue starts (or stops) being one whose x-expires lease the tick checks.
   void NoteExpiry(const AmqpQueue& q);
-  void RemoveBindingsTo(const std::string& name, bool to_exchange);
+  // Removes every binding to the exchange or queue `name`, adding those the metadata holds
+  // (durable source) to `stored` unless it is null; returns the auto-delete exchanges it left
+  // without bindings (for MaybeAutoDeleteExchange, once the removal is persisted).
+  std::vector<std::string> RemoveBindingsTo(const std::string& name, bool to_exchange,
+                                            std::vector<amqp::StoredBinding>* stored);
   void MaybeAutoDeleteExchange(const std::string& name);
   std::string CursorPath(uint64_t id) const;  // cursor files before the journal (read once)
   std::string CursorJournalPath() const;
+  std::string MetaJournalPath() const;
   std::string MetaPath() const;
 
   Shard* const shard_;
@@ -426,7 +447,9 @@ class AmqpBroker {
   // cost nothing).
   absl::flat_hash_set<uint64_t> tick_queues_;
   absl::flat_hash_set<uint64_t> expiring_queues_;  // x-expires set: the lease is checked
-  std::set<uint64_t> full_cursors_;   // ... whose next journal record must be a full one
+  std::set<uint64_t> full_cursors_;  // ... whose next journal record must be a full one
+  std::unique_ptr<amqp::MetadataJournal> meta_journal_;
+  uint64_t meta_snapshot_bytes_ = 0;  // amqp.meta's size (when this process last wrote it)
   std::unique_ptr<amqp::CursorJournal> cursor_journal_;
   uint64_t journal_compacted_bytes_ = 0;  // journal size after the last compaction
   bool journal_failing_ = false;          // a write or sync failed (logged once)
