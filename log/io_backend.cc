@@ -38,7 +38,7 @@ struct Op {
   IoCallback done;
   // Gather write: the pieces not yet written (short writes consume them from the front).
   std::vector<iovec> iov;
-  std::string dir;      // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it)
+  std::string dir;  // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it)
   // kSyncDir (UringBackend): callers that joined this fsync before it was submitted.
   std::vector<IoCallback> joined;
   bool routed = false;  // a small write sent through the ring because of a sync (UringBackend)
