@@ -41,7 +41,6 @@ struct Op {
   std::string dir;  // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it)
   // kSyncDir (UringBackend): callers that joined this fsync before it was submitted.
   std::vector<IoCallback> joined;
-  bool routed = false;  // a small write sent through the ring because of a sync (UringBackend)
 };
 
 Op MakeGatherOp(int fd, std::span<const iovec> iov, uint64_t position, IoCallback done) {
@@ -197,12 +196,7 @@ class UringBackend final : public IoBackend {
     Place(MakeGatherOp(fd, iov, position, std::move(done)));
   }
   void Sync(int fd, IoCallback done) override {
-    if (inline_writes_) {
-      // Everything queued for this fd so far is written before the sync is submitted.
-      FdWrites& w = fd_writes_[fd];
-      ++w.syncs_in_flight;
-      w.sync_end = std::max(w.sync_end, w.queued_end);
-    }
+    // Inline writes queued before it are done at Submit before the ring is submitted.
     Queue(new Op{OpKind::kSync, fd, nullptr, 0, 0, 0, std::move(done)});
   }
   void SyncDir(const std::string& path, IoCallback done) override {
@@ -279,7 +273,6 @@ class UringBackend final : public IoBackend {
   }
 
   size_t pending() const override { return in_flight_; }
-  uint64_t writes_routed_past_sync() const override { return writes_past_sync_; }
   uint64_t dir_syncs_joined() const override { return dir_syncs_joined_; }
   int notify_fd() const override { return event_fd_; }
 
@@ -292,76 +285,21 @@ class UringBackend final : public IoBackend {
   // only pay the thread switch.
   static constexpr size_t RingWriteMinBytes() { return size_t{256} << 10; }
 
-  // A write into a page that a running fdatasync is writing back waits for that I/O (stable
-  // pages): measured on the shard thread at 1-120 ms per such append, 5,000 persistent msg/s.
-  // Writes that start below the end of what an in-flight sync covers go through the ring
-  // instead, where an io-wq thread waits for the page and the loop does not.
-  static constexpr uint64_t kPageBytes = 4096;
-  struct FdWrites {
-    uint64_t queued_end = 0;  // the highest end of a write queued for the fd (any file at it)
-    uint64_t sync_end = 0;    // queued_end when the oldest in-flight sync was queued, or later
-    int syncs_in_flight = 0;
-    // Small writes sent through the ring and not completed: one may wait for a page while
-    // holding the inode's lock, which an inline write into any page would then wait for too.
-    int ring_writes_in_flight = 0;
-    std::deque<Op> held;  // small writes placed meanwhile, in order
-  };
 
   UringBackend() = default;
 
-  // Where a write goes: through the ring (large ones; small ones into a page a sync covers),
-  // inline at the next Submit, or held behind a routed write of the same fd in flight. That
-  // one may be waiting for its page while holding the inode's lock, which an inline write
-  // would wait for too; a held write costs no acknowledgement time, as the log acknowledges in
-  // offset order and the routed write is earlier.
+  // Where a write goes: through the ring (large ones) or inline at the next Submit. A small
+  // inline write into a page that an in-flight fdatasync is writing back waits for that I/O
+  // (stable pages) on the loop thread; sending such writes through the ring instead was
+  // measured (2026-12-07/08, docs/ARCHITECTURE.md): 13-15 % more broker CPU per persistent
+  // AMQP message, a fifth less backlog throughput, and no change in confirm latency p99.9.
   void Place(Op op) {
     if (!inline_writes_ || op.len >= RingWriteMinBytes()) {
-      if (inline_writes_) NoteQueuedEnd(op);
       Queue(new Op(std::move(op)));
-      return;
-    }
-    FdWrites& w = NoteQueuedEnd(op);
-    if (w.ring_writes_in_flight > 0) {
-      ++in_flight_;
-      w.held.push_back(std::move(op));
-      return;
-    }
-    if (w.syncs_in_flight > 0 &&
-        op.position < (w.sync_end + kPageBytes - 1) / kPageBytes * kPageBytes) {
-      ++w.ring_writes_in_flight;
-      ++writes_past_sync_;
-      Op* routed = new Op(std::move(op));
-      routed->routed = true;
-      Queue(routed);
       return;
     }
     ++in_flight_;
     inline_queued_.push_back(std::move(op));
-  }
-  FdWrites& NoteQueuedEnd(const Op& op) {
-    FdWrites& w = fd_writes_[op.fd];
-    w.queued_end = std::max<uint64_t>(w.queued_end, op.position + op.len);
-    return w;
-  }
-
-  void SyncDone(int fd) {
-    auto it = fd_writes_.find(fd);
-    if (it == fd_writes_.end() || it->second.syncs_in_flight == 0) return;
-    if (--it->second.syncs_in_flight == 0) it->second.sync_end = 0;
-  }
-  void RoutedWriteDone(int fd) {
-    auto it = fd_writes_.find(fd);
-    if (it == fd_writes_.end() || it->second.ring_writes_in_flight == 0) return;
-    if (--it->second.ring_writes_in_flight > 0) return;
-    // Placed again in order: inline now, or one more routed write that holds the rest. Each
-    // stays counted in in_flight_ throughout.
-    std::deque<Op> held;
-    held.swap(it->second.held);
-    in_flight_ -= held.size();
-    while (!held.empty()) {
-      Place(std::move(held.front()));
-      held.pop_front();
-    }
   }
 
   void Queue(Op* op) {
@@ -424,8 +362,6 @@ class UringBackend final : public IoBackend {
       in_flight_ -= 1 + op->joined.size();
       IoCallback done = std::move(op->done);
       std::vector<IoCallback> joined = std::move(op->joined);
-      if (op->kind == OpKind::kSync && inline_writes_) SyncDone(op->fd);
-      if (op->routed) RoutedWriteDone(op->fd);
       if (op->kind == OpKind::kSyncDir) (void)env()->Close(op->fd);
       delete op;
       done(res);
@@ -439,10 +375,6 @@ class UringBackend final : public IoBackend {
   io_uring ring_;
   bool ring_ok_ = false;
   bool inline_writes_ = false;
-  // Keyed by fd number; an entry outlives its file (a later file at the same number may send a
-  // few writes through the ring for nothing while it syncs). Bounded by the fd limit.
-  absl::flat_hash_map<int, FdWrites> fd_writes_;
-  uint64_t writes_past_sync_ = 0;
   // Directory fsyncs prepared but not submitted, by path: later requests join them.
   absl::flat_hash_map<std::string, Op*> unsubmitted_dir_syncs_;
   uint64_t dir_syncs_joined_ = 0;

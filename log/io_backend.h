@@ -84,10 +84,6 @@ class IoBackend {
   virtual size_t pending() const = 0;
   // An fd that becomes readable when completions are waiting (for a reactor to watch), or -1.
   virtual int notify_fd() const { return -1; }
-  // Small writes handed to a kernel thread instead of being done inline, because they start in
-  // a page that an in-flight Sync() of the same fd may be writing back (io_uring with inline
-  // writes only; see UringBackend).
-  virtual uint64_t writes_routed_past_sync() const { return 0; }
   // SyncDir requests answered by an fsync of the same directory that was queued and not yet
   // submitted when they came (io_uring only; see UringBackend::SyncDir).
   virtual uint64_t dir_syncs_joined() const { return 0; }
