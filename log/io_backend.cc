@@ -285,14 +285,13 @@ class UringBackend final : public IoBackend {
   // only pay the thread switch.
   static constexpr size_t RingWriteMinBytes() { return size_t{256} << 10; }
 
-
   UringBackend() = default;
 
   // Where a write goes: through the ring (large ones) or inline at the next Submit. A small
   // inline write into a page that an in-flight fdatasync is writing back waits for that I/O
-  // (stable pages) on the loop thread; sending such writes through the ring instead was
-  // measured (2026-12-07/08, docs/ARCHITECTURE.md): 13-15 % more broker CPU per persistent
-  // AMQP message, a fifth less backlog throughput, and no change in confirm latency p99.9.
+  // (stable pages) on the loop thread. Sending such writes through the ring instead cost 13-15 %
+  // more broker CPU per persistent AMQP message and a fifth of the backlog publish rate, and
+  // did not change confirm latency p99.9 (docs/ARCHITECTURE.md, "Decision, measured").
   void Place(Op op) {
     if (!inline_writes_ || op.len >= RingWriteMinBytes()) {
       Queue(new Op(std::move(op)));
