@@ -1007,13 +1007,23 @@ void PartitionLog::OnSyncDone(int64_t target, FilePosition target_end, int resul
     FireWaiters(durable_waiters_, durable_offset_);
     // Checkpoint right after a flush (at most once per interval): the tail a crash leaves to
     // re-validate is then about one interval of appends.
-    if (!closed_ && now - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms &&
+    if (!closed_ && now - last_checkpoint_ms_ >= CheckpointIntervalMs() &&
         durable_offset_ != checkpointed_offset_) {
       ScheduleCheckpoint(now);
     }
   }
   MaybeStartSync();
   MaybeEndStall();
+}
+
+int64_t PartitionLog::CheckpointIntervalMs() const {
+  // The cleaner never compacts past the recovery checkpoint. A compacted log with a sealed
+  // segment waiting for it is checkpointed ten times as often, or a fast writer (a group
+  // committing offsets) would outrun the cleaner by a whole interval of appends.
+  const int64_t interval = config_.recovery_checkpoint_ms;
+  if (!config_.compact() || segments_.size() < 2) return interval;
+  const Segment& newest_sealed = *segments_[segments_.size() - 2];
+  return newest_sealed.next_offset() >= checkpointed_offset_ ? interval / 10 : interval;
 }
 
 void PartitionLog::ScheduleCheckpoint(int64_t now_ms) {
@@ -1277,12 +1287,13 @@ void PartitionLog::Tick(int64_t now_ms) {
       durable_offset_ < next_offset_) {
     flush_target_ = next_offset_;
   }
-  if (now_ms - last_flush_ms_ >= config_.recovery_checkpoint_ms / 2) {
+  const int64_t checkpoint_interval = CheckpointIntervalMs();
+  if (now_ms - last_flush_ms_ >= checkpoint_interval / 2) {
     flush_target_ = next_offset_;  // background flush; its completion writes the checkpoint
   }
   // A log that never held a batch needs no checkpoint (a start without one re-validates the
   // empty log): thousands of new partitions must not each write one.
-  if (now_ms - last_checkpoint_ms_ >= config_.recovery_checkpoint_ms && !NeverWritten() &&
+  if (now_ms - last_checkpoint_ms_ >= checkpoint_interval && !NeverWritten() &&
       (durable_offset_ != checkpointed_offset_ || log_start_offset_ != checkpointed_log_start_)) {
     ScheduleCheckpoint(now_ms);
   }

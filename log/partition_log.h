@@ -381,6 +381,9 @@ class PartitionLog {
   void CheckpointNow();
   // A checkpoint is due: written now, or queued (set_checkpoint_queue).
   void ScheduleCheckpoint(int64_t now_ms);
+  // recovery_checkpoint_ms, or a tenth of it while a compacted log's cleaner waits for the
+  // checkpoint.
+  int64_t CheckpointIntervalMs() const;
   // No batch was ever appended and no checkpoint written: nothing for a checkpoint to protect.
   bool NeverWritten() const {
     return checkpointed_offset_ < 0 && next_offset_ == 0 && segments_.size() == 1 &&

@@ -9,6 +9,7 @@
 #include "log/file_util.h"
 #include "log/logging.h"
 #include "net/amqp/wire.h"
+#include "src/amqp/journal_file.h"
 
 namespace sluice::amqp {
 
@@ -104,27 +105,12 @@ absl::StatusOr<std::unique_ptr<CursorJournal>> CursorJournal::Open(const std::st
                                                                    std::vector<Record>* records) {
   // A leftover of an interrupted Rewrite: the journal itself is still whole.
   (void)storage::RemoveFile(path + ".tmp");
-  uint64_t valid = 0;
-  if (storage::FileExists(path)) {
-    absl::StatusOr<std::vector<uint8_t>> data = storage::ReadWholeFile(path);
-    if (!data.ok()) return data.status();
-    std::string_view bytes(reinterpret_cast<const char*>(data->data()), data->size());
-    valid = DecodeRecords(bytes, records);
-    if (valid < bytes.size()) {
-      storage::LogWarning(
-          "amqp: cursor journal %s: %d bytes after the last valid record at %d cut (torn "
-          "write or damage); the acks they held will be redelivered",
-          path, bytes.size() - valid, valid);
-    }
-  }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return storage::ErrnoStatus("open", path, errno);
-  if (::ftruncate(fd, static_cast<off_t>(valid)) != 0) {
-    int err = errno;
-    ::close(fd);
-    return storage::ErrnoStatus("ftruncate", path, err);
-  }
-  return std::unique_ptr<CursorJournal>(new CursorJournal(path, fd, valid));
+  // A cut tail held acks; those messages will be redelivered.
+  absl::StatusOr<JournalFile> file =
+      OpenJournalFile(path, "cursor journal",
+                      [records](std::string_view bytes) { return DecodeRecords(bytes, records); });
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<CursorJournal>(new CursorJournal(path, file->fd, file->size));
 }
 
 CursorJournal::~CursorJournal() {
@@ -133,18 +119,9 @@ CursorJournal::~CursorJournal() {
 }
 
 absl::Status CursorJournal::Append(std::string_view records) {
-  size_t done = 0;
-  while (done < records.size()) {
-    ssize_t n = ::pwrite(fd_, records.data() + done, records.size() - done,
-                         static_cast<off_t>(size_ + done));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return storage::ErrnoStatus("pwrite", path_, errno);
-    }
-    done += static_cast<size_t>(n);
-  }
-  size_ += done;
-  if (done > 0) unsynced_ = true;
+  if (absl::Status s = WriteAllAt(fd_, records, size_, path_); !s.ok()) return s;
+  size_ += records.size();
+  if (!records.empty()) unsynced_ = true;
   return absl::OkStatus();
 }
 

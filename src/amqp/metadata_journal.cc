@@ -9,6 +9,7 @@
 #include "log/file_util.h"
 #include "log/logging.h"
 #include "net/amqp/wire.h"
+#include "src/amqp/journal_file.h"
 
 namespace sluice::amqp {
 
@@ -45,27 +46,12 @@ size_t MetadataJournal::Decode(std::string_view bytes, std::vector<Record>* out)
 
 absl::StatusOr<std::unique_ptr<MetadataJournal>> MetadataJournal::Open(
     const std::string& path, std::vector<Record>* records) {
-  uint64_t valid = 0;
-  if (storage::FileExists(path)) {
-    absl::StatusOr<std::vector<uint8_t>> data = storage::ReadWholeFile(path);
-    if (!data.ok()) return data.status();
-    std::string_view bytes(reinterpret_cast<const char*>(data->data()), data->size());
-    valid = Decode(bytes, records);
-    if (valid < bytes.size()) {
-      storage::LogWarning(
-          "amqp: metadata journal %s: %d bytes after the last valid record at %d cut (torn "
-          "write or damage; no change they held was answered)",
-          path, bytes.size() - valid, valid);
-    }
-  }
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return storage::ErrnoStatus("open", path, errno);
-  if (::ftruncate(fd, static_cast<off_t>(valid)) != 0) {
-    int err = errno;
-    ::close(fd);
-    return storage::ErrnoStatus("ftruncate", path, err);
-  }
-  return std::unique_ptr<MetadataJournal>(new MetadataJournal(path, fd, valid));
+  // A cut tail held only changes that were never answered.
+  absl::StatusOr<JournalFile> file =
+      OpenJournalFile(path, "metadata journal",
+                      [records](std::string_view bytes) { return Decode(bytes, records); });
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<MetadataJournal>(new MetadataJournal(path, file->fd, file->size));
 }
 
 MetadataJournal::~MetadataJournal() {
@@ -76,16 +62,9 @@ absl::Status MetadataJournal::AppendDurably(uint8_t type, std::string_view body)
   if (broken_) return absl::FailedPreconditionError(path_ + ": broken until rewritten");
   std::string rec;
   Encode(type, body, &rec);
-  size_t done = 0;
-  while (done < rec.size()) {
-    ssize_t n =
-        ::pwrite(fd_, rec.data() + done, rec.size() - done, static_cast<off_t>(size_ + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      broken_ = true;
-      return storage::ErrnoStatus("pwrite", path_, n < 0 ? errno : EIO);
-    }
-    done += static_cast<size_t>(n);
+  if (absl::Status s = WriteAllAt(fd_, rec, size_, path_); !s.ok()) {
+    broken_ = true;
+    return s;
   }
   // fsyncgate: after a failed fdatasync the written pages may be dropped or marked clean, so
   // nothing may be appended after them either.

@@ -3,8 +3,6 @@
 // started from, or onto any later snapshot (a crash between writing a snapshot and emptying
 // the journal), gives the live topology under random declares, deletes, binds and unbinds;
 // the journal keeps every whole record and cuts a torn or damaged tail.
-#include <unistd.h>
-
 #include <map>
 #include <random>
 #include <set>
@@ -16,22 +14,12 @@
 #include "log/file_util.h"
 #include "src/amqp/metadata_image.h"
 #include "src/amqp/metadata_journal.h"
+#include "tests/log/log_test_util.h"
 
 namespace sluice::amqp {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/amqp-metadata-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { (void)storage::RemoveTree(path_); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using storage::testing::TempDir;
 
 // The topology as comparable values.
 using BindingTuple = std::tuple<std::string, bool, std::string, std::string, std::string>;
