@@ -7,7 +7,6 @@
 
 #include "log/crc32c.h"
 #include "log/file_util.h"
-#include "log/logging.h"
 #include "net/amqp/wire.h"
 #include "src/amqp/journal_file.h"
 

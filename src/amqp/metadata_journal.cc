@@ -1,13 +1,11 @@
 #include "src/amqp/metadata_journal.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
 
 #include "log/crc32c.h"
 #include "log/file_util.h"
-#include "log/logging.h"
 #include "net/amqp/wire.h"
 #include "src/amqp/journal_file.h"
 
