@@ -12,13 +12,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
-#include "log/crc32c.h"
 #include "log/file_util.h"
 #include "log/log_manager.h"
 #include "log/logging.h"
 #include "log/record_batch.h"
 #include "net/amqp/reply_codes.h"
-#include "net/amqp/wire.h"
 #include "src/amqp/amqp_connection.h"
 #include "src/amqp/metadata_image.h"
 
