@@ -221,6 +221,27 @@ absl::Status PartitionLog::Recover() {
     return absl::OkStatus();
   }
 
+  // Segments wholly below the checkpointed log start were deleted (acks, retention or
+  // DeleteRecords had moved past them) even when a crash undid their unlink. What came back of
+  // them (a file emptied or cut short, never synced) is no part of the log: kept, a hole in
+  // them would make recovery cut off the synced segments above it.
+  bool removed = false;  // files removed or cut: made durable before any append
+  if (have_cp) {
+    size_t below = 0;
+    while (below + 1 < bases.size() && bases[below + 1] <= cp.log_start_offset) ++below;
+    for (size_t i = 0; i < below; ++i) {
+      auto doomed = Segment::Open(dir_, bases[i], config_, env_);
+      if (!doomed.ok()) return doomed.status();
+      if (absl::Status s = (*doomed)->Delete(); !s.ok()) return s;
+      LogWarning("%s: removed segment %s below the checkpointed log start %d", dir_,
+                 Segment::FileStem(bases[i]), cp.log_start_offset);
+    }
+    if (below > 0) {
+      bases.erase(bases.begin(), bases.begin() + static_cast<std::ptrdiff_t>(below));
+      removed = true;
+    }
+  }
+
   // Where re-validation starts: the checkpointed segment and position. Without a checkpoint,
   // or after a clean shutdown (everything flushed), trust accordingly.
   int64_t rp_base = bases.front();
@@ -247,7 +268,6 @@ absl::Status PartitionLog::Recover() {
   }
 
   bool cut = false;
-  bool removed = false;  // files removed or cut: made durable before any append
   for (int64_t base : bases) {
     // An empty segment that is not the active one holds nothing: a roll that failed or was
     // cut short left it, and appends went on in the previous segment. Kept, it would hide the

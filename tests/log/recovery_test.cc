@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "log/checkpoint.h"
 #include "log/file_util.h"
 #include "log/io_backend.h"
 #include "log/partition_log.h"
@@ -118,6 +119,54 @@ TEST_F(RecoveryTest, AnEmptyLastSegmentNamedBelowTheLogEndIsRemovedAndNoOffsetIs
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->base_offset, 10);
   EXPECT_EQ(ReadAllBatches(*log).size(), 11u);
+}
+
+// Segments below the log start are deleted by a rename and an unlink that only a later
+// directory sync makes durable; the checkpointed start is durable at once. A power cut can
+// then bring deleted segments back, one of them empty (it was deleted before it was ever
+// synced). Recovery took that hole for a torn roll and cut off the synced segment above it,
+// acknowledged batches included (found by log_ops_fuzz; its input is in the corpus as
+// synced_segment_above_a_deleted_unsynced_one).
+TEST_F(RecoveryTest, DeletedSegmentsThatCameBackDoNotCutOffTheSegmentsAboveTheLogStart) {
+  LogConfig config = RollByTime();
+  config.recovery_checkpoint_ms = 1000;
+  auto io = IoBackend::CreatePwrite();
+  std::vector<uint8_t> first_segment;
+  std::vector<std::vector<uint8_t>> acked;
+  {
+    auto log = Open(io.get(), config);
+    AppendDurable(*log, *io, 3);
+    now_ms_ += 1000;
+    AppendDurable(*log, *io, 3);  // segment 3
+    now_ms_ += 1000;
+    AppendDurable(*log, *io, 2);  // segment 6
+    ASSERT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, 3, 6}));
+    auto bytes = ReadWholeFile(SegmentPath(0));
+    ASSERT_TRUE(bytes.ok());
+    first_segment = *bytes;
+    ASSERT_TRUE(log->AdvanceLogStart(6).ok());
+    ASSERT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{6}));
+    now_ms_ += 1000;
+    log->Tick(now_ms_);
+    io->Submit();
+    io->Poll(absl::ZeroDuration());
+    auto cp = ReadRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile));
+    ASSERT_TRUE(cp.ok()) << cp.status();
+    ASSERT_EQ(cp->log_start_offset, 6);
+    acked = ReadAllBatches(*log);
+    ASSERT_EQ(acked.size(), 2u);
+  }  // a crash: no clean shutdown
+  // The deletions undone: segment 0 as it was synced, segment 3 never synced.
+  testing::AppendToFile(SegmentPath(0), first_segment);
+  testing::AppendToFile(SegmentPath(3), {});
+  auto log = Open(io.get(), config);
+  ASSERT_NE(log, nullptr);
+  EXPECT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{6}));
+  EXPECT_FALSE(FileExists(SegmentPath(0)));
+  EXPECT_FALSE(FileExists(SegmentPath(3)));
+  EXPECT_EQ(log->log_start_offset(), 6);
+  EXPECT_EQ(log->high_watermark(), 8);
+  EXPECT_EQ(ReadAllBatches(*log), acked);
 }
 
 // A new segment makes only its .log (its index files come with its first index entry): a
