@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -102,6 +103,11 @@ FaultEnv::~FaultEnv() = default;
 // ---- bookkeeping ----
 
 std::string FaultEnv::Normalize(const std::string& path) const {
+  // Fast path for a path that is already normal (nearly all of them).
+  const std::string_view v(path);
+  if (v.find("//") == v.npos && (v.size() <= 1 || v.back() != '/') && v.find("/./") == v.npos &&
+      !(v.size() > 2 && v.ends_with("/.")))
+    return path;
   std::string out;
   out.reserve(path.size());
   for (size_t i = 0; i < path.size(); ++i) {

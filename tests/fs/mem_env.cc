@@ -5,10 +5,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 namespace sluice::storage::testing {
 
 std::string MemEnv::Normalize(const std::string& path) {
+  // Nearly every path the log asks for is already normal: return it without a rebuild (the
+  // rebuild below was a fifth of the storage fuzzers' time).
+  const std::string_view v(path);
+  if (!v.empty() && v[0] == '/' && v.find("//") == v.npos && (v.size() == 1 || v.back() != '/'))
+    return path;
   std::string out;
   out.reserve(path.size() + 1);
   if (path.empty() || path[0] != '/') out.push_back('/');  // relative: taken from the root
