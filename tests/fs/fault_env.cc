@@ -233,7 +233,7 @@ void FaultEnv::RecordNameChange(NameChange change) {
   pending_.push_back(std::move(change));
 }
 
-void FaultEnv::ApplyNameChange(const NameChange& c, std::map<std::string, Node>* names) {
+void FaultEnv::ApplyNameChange(const NameChange& c, PathMap<Node>* names) {
   switch (c.kind) {
     case NameChange::kCreate:
       (*names)[c.path] = Node{false, c.inode};
@@ -264,7 +264,7 @@ void FaultEnv::ApplyNameChange(const NameChange& c, std::map<std::string, Node>*
   }
 }
 
-void FaultEnv::Unlinked(const std::map<std::string, Node>::iterator& it) {
+void FaultEnv::Unlinked(const PathMap<Node>::iterator& it) {
   if (it->second.is_dir) return;
   if (auto ino = inodes_.find(it->second.inode); ino != inodes_.end()) --ino->second.links;
 }
@@ -444,13 +444,13 @@ std::vector<uint8_t> FaultEnv::SurvivingContents(InodeId id, const CrashModel& m
 absl::Status FaultEnv::RestoreAfterPowerCut(const CrashModel& model) {
   absl::MutexLock lock(&mu_);
   std::mt19937_64 rng(model.seed);
-  std::map<std::string, Node> names = durable_;
+  PathMap<Node> names = durable_;
   if (model.keep_name_change_prefix) {
     const size_t keep = rng() % (pending_.size() + 1);
     for (size_t i = 0; i < keep; ++i) ApplyNameChange(pending_[i], &names);
   }
   // Only what hangs off the root through surviving directories exists.
-  std::map<std::string, Node> tree;
+  PathMap<Node> tree;
   for (const auto& [path, node] : names) {
     const std::string parent = Parent(path);
     if (parent == root_ || (tree.count(parent) > 0 && tree[parent].is_dir)) tree[path] = node;

@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "fs/env.h"
+#include "tests/fs/path_map.h"
 
 namespace sluice::storage::testing {
 
@@ -175,7 +176,7 @@ class FaultEnv final : public Env {
     std::string path;  // the created/removed name, or the rename's source
     std::string to;    // the rename's target
     InodeId inode = -1;
-    std::set<std::string> dirs_to_sync;  // parent dirs whose SyncDir makes it durable
+    PathSet dirs_to_sync;  // parent dirs whose SyncDir makes it durable
   };
   struct OpenFile {
     std::string path;
@@ -208,8 +209,8 @@ class FaultEnv final : public Env {
   // Reads the current bytes of a modelled file (through an open fd or a current name).
   std::vector<uint8_t> CurrentContents(InodeId id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RecordNameChange(NameChange change) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  static void ApplyNameChange(const NameChange& c, std::map<std::string, Node>* names);
-  void Unlinked(const std::map<std::string, Node>::iterator& it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void ApplyNameChange(const NameChange& c, PathMap<Node>* names);
+  void Unlinked(const PathMap<Node>::iterator& it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // How many bytes of a growth by `want` bytes fit under the space limit.
   uint64_t SpaceFor(uint64_t want) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SnapshotLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -222,8 +223,8 @@ class FaultEnv final : public Env {
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   std::map<InodeId, Inode> inodes_ ABSL_GUARDED_BY(mu_);
   InodeId next_inode_ ABSL_GUARDED_BY(mu_) = 1;
-  std::map<std::string, Node> current_ ABSL_GUARDED_BY(mu_);  // path -> node, under root
-  std::map<std::string, Node> durable_ ABSL_GUARDED_BY(mu_);
+  PathMap<Node> current_ ABSL_GUARDED_BY(mu_);  // path -> node, under root
+  PathMap<Node> durable_ ABSL_GUARDED_BY(mu_);
   std::vector<NameChange> pending_ ABSL_GUARDED_BY(mu_);  // not yet durable, in order
   std::map<int, OpenFile> fds_ ABSL_GUARDED_BY(mu_);
   std::map<uint8_t*, Mapping> maps_ ABSL_GUARDED_BY(mu_);

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "fs/env.h"
+#include "tests/fs/path_map.h"
 
 namespace sluice::storage::testing {
 
@@ -89,7 +90,7 @@ class MemEnv final : public Env {
   static void Resize(File& f, uint64_t size);
 
   mutable std::mutex mu_;
-  std::map<std::string, Node> nodes_;  // normalized absolute path -> node, "/" excluded
+  PathMap<Node> nodes_;  // normalized absolute path -> node, "/" excluded
   std::map<int, OpenFile> fds_;
   std::multimap<uint8_t*, Mapping> maps_;  // every mapping of a file has its buffer's address
   int next_fd_ = 1 << 20;
