@@ -712,7 +712,7 @@ absl::Status LogCleaner::SwapGroup() {
   auto& segs = log_->segments_;
   const size_t at = log_->SegmentIndexFor(base);
   for (size_t i = 0; i < last - first; ++i) {
-    if (absl::Status s = segs[at + i]->Delete(); !s.ok()) return fail(s);
+    if (absl::Status s = segs[at + i]->Delete(log_->io_); !s.ok()) return fail(s);
     if (i == 0 && CrashHere(SwapStep::kFirstSourceDeleted)) return absl::OkStatus();
   }
   // The deletions must be durable before the output takes its final name: without the .swap

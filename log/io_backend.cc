@@ -26,7 +26,7 @@ std::string_view IoBackendName(IoBackendKind kind) {
 
 namespace {
 
-enum class OpKind : uint8_t { kWrite, kSync, kSyncDir };
+enum class OpKind : uint8_t { kWrite, kSync, kSyncDir, kUnlink };
 
 struct Op {
   OpKind kind;
@@ -38,7 +38,8 @@ struct Op {
   IoCallback done;
   // Gather write: the pieces not yet written (short writes consume them from the front).
   std::vector<iovec> iov;
-  std::string dir;  // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it)
+  // kSyncDir: the directory (the io_uring backend owns `fd`, opened on it); kUnlink: the path.
+  std::string dir;
   // kSyncDir (UringBackend): callers that joined this fsync before it was submitted.
   std::vector<IoCallback> joined;
 };
@@ -120,13 +121,19 @@ class PwriteBackend final : public IoBackend {
     op.dir = path;
     queued_.push_back(std::move(op));
   }
+  void Unlink(const std::string& path, IoCallback done) override {
+    Op op{OpKind::kUnlink, -1, nullptr, 0, 0, 0, std::move(done)};
+    op.dir = path;
+    queued_.push_back(std::move(op));
+  }
   void Submit() override {
     while (!queued_.empty()) {
       Op op = std::move(queued_.front());
       queued_.pop_front();
-      int result = op.kind == OpKind::kWrite  ? PwriteAll(env(), op)
-                   : op.kind == OpKind::kSync ? env()->Fdatasync(op.fd)
-                                              : env()->SyncDir(op.dir);
+      int result = op.kind == OpKind::kWrite    ? PwriteAll(env(), op)
+                   : op.kind == OpKind::kSync   ? env()->Fdatasync(op.fd)
+                   : op.kind == OpKind::kUnlink ? env()->Unlink(op.dir)
+                                                : env()->SyncDir(op.dir);
       completed_.emplace_back(std::move(op.done), result);
     }
   }
@@ -223,6 +230,14 @@ class UringBackend final : public IoBackend {
     Queue(op);
     // Queue may have submitted earlier work, never this op: it is prepared last.
     unsubmitted_dir_syncs_.emplace(path, op);
+  }
+
+  void Unlink(const std::string& path, IoCallback done) override {
+    // IORING_OP_UNLINKAT runs in an io-wq worker: the time the file system takes to free
+    // (and, mounted with `discard`, trim) the file's blocks is not the loop's.
+    Op* op = new Op{OpKind::kUnlink, -1, nullptr, 0, 0, 0, std::move(done)};
+    op->dir = path;
+    Queue(op);
   }
 
   void Submit() override {
@@ -328,6 +343,8 @@ class UringBackend final : public IoBackend {
                           op->position + op->done_bytes);
     } else if (op->kind == OpKind::kSync) {
       io_uring_prep_fsync(sqe, op->fd, IORING_FSYNC_DATASYNC);
+    } else if (op->kind == OpKind::kUnlink) {
+      io_uring_prep_unlinkat(sqe, AT_FDCWD, op->dir.c_str(), 0);
     } else {
       io_uring_prep_fsync(sqe, op->fd, 0);  // a directory: its entries are metadata
     }

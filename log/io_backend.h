@@ -75,6 +75,9 @@ class IoBackend {
   // removed in it become durable. Requests for one directory queued before the next Submit
   // may share one fsync (io_uring).
   virtual void SyncDir(const std::string& path, IoCallback done) = 0;
+  // Queues an unlink of `path`; the result is -ENOENT when there was no such file. Not
+  // ordered with the other operations (a SyncDir queued with it may not cover it).
+  virtual void Unlink(const std::string& path, IoCallback done) = 0;
   // Hands every queued operation to the kernel.
   virtual void Submit() = 0;
   // Runs the callbacks of completed operations. When nothing has completed yet and operations

@@ -1436,7 +1436,7 @@ void PartitionLog::ApplyRetention(int64_t now_ms) {
                          now_ms - first.max_timestamp() > config_.retention_ms;
     if (!below_start && !by_bytes && !by_time) break;
     total -= first.size();
-    absl::Status s = first.Delete();
+    absl::Status s = first.Delete(io_);
     if (!s.ok()) {
       LogError("%s: deleting segment: %s", dir_, s.message());
       break;

@@ -1,6 +1,7 @@
 #include "log/segment.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cinttypes>
 #include <cstring>
 #include <vector>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "log/file_util.h"
+#include "log/io_backend.h"
 #include "log/logging.h"
 
 namespace sluice::storage {
@@ -483,16 +485,28 @@ void Segment::MarkIndexesUnsynced() {
   time_index_->MarkUnsynced();
 }
 
-absl::Status Segment::Delete() {
+absl::Status Segment::Delete(IoBackend* io) {
   const std::string log_path = PathWithSuffix(".log");
   const std::string doomed = log_path + ".deleted";
   // The rename is the commit point: after it, start-up treats the segment as gone.
   absl::Status s = RenameFile(log_path, doomed, env_);
   if (!s.ok()) return s;
   ReleaseFiles();  // closes the indexes too; holders of file() keep reading the renamed file
-  (void)RemoveFile(PathWithSuffix(".index"), env_);
-  (void)RemoveFile(PathWithSuffix(".timeindex"), env_);
-  return RemoveFile(doomed, env_);
+  if (io == nullptr) {
+    (void)RemoveFile(PathWithSuffix(".index"), env_);
+    (void)RemoveFile(PathWithSuffix(".timeindex"), env_);
+    return RemoveFile(doomed, env_);
+  }
+  for (std::string path : {PathWithSuffix(".index"), PathWithSuffix(".timeindex"), doomed}) {
+    io->Unlink(path, [path](int result) {
+      // A .deleted file left behind is removed by the next start; index files without
+      // their .log too.
+      if (result < 0 && result != -ENOENT) {
+        LogWarning("removing %s: %s (the next start removes it)", path, strerror(-result));
+      }
+    });
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<uint64_t> Segment::FindPosition(int64_t offset, uint64_t limit) const {

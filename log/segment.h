@@ -29,6 +29,8 @@
 
 namespace sluice::storage {
 
+class IoBackend;
+
 // An open .log file: a real fd (sendfile/splice read it directly) opened through `env`, which
 // closes it when the last holder lets go.
 class SegmentFile {
@@ -111,8 +113,12 @@ class Segment {
   absl::Status TruncateTo(uint64_t position, int64_t next_offset);
   // Called when the segment stops being active: final time index entry, indexes sealed.
   absl::Status Seal();
-  // Renames the files to *.deleted and unlinks them. Open SegmentFile handles stay readable.
-  absl::Status Delete();
+  // Renames the .log to *.deleted (the commit point: start-up removes what is left of a
+  // deleted segment) and unlinks the files. Open SegmentFile handles stay readable. With
+  // `io`, the unlinks are queued on it instead of made here: on a file system mounted with
+  // `discard`, unlinking a full segment takes tens of milliseconds, which a shard's loop must
+  // not spend.
+  absl::Status Delete(IoBackend* io = nullptr);
   // fdatasync of the index files (the .log file is synced through the IoBackend). Nothing
   // to do for a segment whose files are closed, unless stores made before they were closed
   // still need it (then they are opened again).

@@ -250,6 +250,9 @@ class NullBackend final : public IoBackend {
   void SyncDir(const std::string&, IoCallback done) override {
     done_.emplace_back(std::move(done), 0);
   }
+  void Unlink(const std::string&, IoCallback done) override {
+    done_.emplace_back(std::move(done), 0);
+  }
   void Submit() override {}
   int Poll(absl::Duration) override {
     auto done = std::move(done_);

@@ -131,6 +131,9 @@ class CleanerTest : public ::testing::TestWithParam<IoBackendKind> {
     for (int i = 0; i < 1000 && log.CleanStep(now_, 1 << 30, /*force=*/true); ++i) {
     }
     ASSERT_FALSE(log.cleaner()->in_progress());
+    // The replaced segments' files are unlinked through the backend, as a shard's loop would.
+    io_->Submit();
+    for (int i = 0; i < 1000 && io_->pending() > 0; ++i) io_->Poll(absl::Milliseconds(10));
   }
   // Everything readable agrees with the model: per key the latest value; records in order,
   // no duplicate offsets, each one the model's record at that offset.

@@ -57,6 +57,9 @@ class FaultyBackend : public IoBackend {
   void SyncDir(const std::string& path, IoCallback done) override {
     inner_->SyncDir(path, std::move(done));
   }
+  void Unlink(const std::string& path, IoCallback done) override {
+    inner_->Unlink(path, std::move(done));
+  }
   void Sync(int fd, IoCallback done) override {
     if (sync_errno != 0) {
       Fail(sync_errno, std::move(done));

@@ -41,6 +41,9 @@ class CountingBackend : public IoBackend {
     ++dir_syncs;
     inner_->SyncDir(path, std::move(cb));
   }
+  void Unlink(const std::string& path, IoCallback cb) override {
+    inner_->Unlink(path, std::move(cb));
+  }
   void Submit() override {
     ++submits;
     inner_->Submit();

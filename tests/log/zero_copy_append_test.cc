@@ -56,6 +56,9 @@ class RecordingBackend : public IoBackend {
   void SyncDir(const std::string& path, IoCallback cb) override {
     inner_->SyncDir(path, std::move(cb));
   }
+  void Unlink(const std::string& path, IoCallback cb) override {
+    inner_->Unlink(path, std::move(cb));
+  }
   void Submit() override { inner_->Submit(); }
   int Poll(absl::Duration t) override { return inner_->Poll(t); }
   size_t pending() const override { return inner_->pending(); }
