@@ -404,6 +404,7 @@ absl::Status AmqpChannel::Get(const amqp::BasicGet& m) {
     uint64_t tag = next_delivery_tag_++;
     if (m.no_ack) {
       q.Forget(t->offset);
+      q.Consumed(t->offset);
     } else {
       unacked_[tag] = Delivery{*qp, t->offset, ""};
     }
@@ -467,6 +468,7 @@ void AmqpChannel::Release(std::map<uint64_t, Delivery>::iterator it, bool requeu
       }
       q.cursor.Settle(d.offset);
       q.Forget(d.offset);
+      q.Consumed(d.offset);
     }
     conn_->broker().MarkCursorDirty(q);
     conn_->broker().Wake(q);

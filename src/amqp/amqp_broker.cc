@@ -145,6 +145,37 @@ void AmqpQueue::Remember(int64_t offset, MessagePtr m, size_t limit) {
   cache_.Insert(offset, std::move(m), bytes, limit);
 }
 
+namespace {
+// Fires the confirm in `slot` once, whoever calls.
+void FireOnce(const AmqpQueue::ConfirmSlot& slot, absl::Status s, const storage::AppendResult& r) {
+  if (!*slot) return;
+  storage::AppendCallback confirm = std::move(*slot);
+  *slot = nullptr;
+  confirm(std::move(s), r);
+}
+}  // namespace
+
+storage::AppendCallback AmqpQueue::SyncCallback(ConfirmSlot slot) {
+  return [slot = std::move(slot), awaiting = std::weak_ptr<AwaitingSync>(awaiting_sync_)](
+             absl::Status s, const storage::AppendResult& r) {
+    if (auto map = awaiting.lock()) map->erase(r.base_offset);
+    FireOnce(slot, std::move(s), r);
+  };
+}
+
+void AmqpQueue::AwaitSync(int64_t offset, const ConfirmSlot& slot) {
+  if (*slot) (*awaiting_sync_)[offset] = slot;
+}
+
+void AmqpQueue::Consumed(int64_t offset) {
+  if (awaiting_sync_->empty()) return;
+  auto it = awaiting_sync_->find(offset);
+  if (it == awaiting_sync_->end()) return;
+  ConfirmSlot slot = it->second.lock();
+  awaiting_sync_->erase(it);
+  if (slot) FireOnce(slot, absl::OkStatus(), storage::AppendResult{offset, offset});
+}
+
 absl::StatusOr<std::vector<std::pair<int64_t, MessagePtr>>> AmqpQueue::ReadFrom(
     int64_t offset, uint32_t max_bytes) {
   std::vector<std::pair<int64_t, MessagePtr>> out;
@@ -1076,8 +1107,14 @@ absl::Status AmqpBroker::Append(AmqpQueue& queue, const MessagePtr& message,
   storage::AckLevel level = message->persistent && queue.durable && !queue.stream
                                 ? storage::AckLevel::kDurable
                                 : storage::AckLevel::kWritten;
+  AmqpQueue::ConfirmSlot confirm;
+  if (level == storage::AckLevel::kDurable && done) {
+    confirm = std::make_shared<storage::AppendCallback>(std::move(done));
+    done = queue.SyncCallback(confirm);
+  }
   absl::StatusOr<storage::AppendResult> r = queue.log->Append(batch, level, std::move(done));
   if (!r.ok()) return r.status();
+  if (confirm) queue.AwaitSync(r->base_offset, confirm);
   if (!queue.stream) {
     queue.cursor.NoteBytes(r->base_offset, message->body.size());
     queue.Remember(r->base_offset, message, options_.queue_cache_bytes);
@@ -1147,7 +1184,10 @@ void AmqpBroker::Pump(const QueuePtr& qp) {
       if (!chosen->no_ack) q.cursor.Settle(t->offset);
       continue;
     }
-    if (chosen->no_ack) q.Forget(t->offset);
+    if (chosen->no_ack) {
+      q.Forget(t->offset);
+      q.Consumed(t->offset);
+    }
     chosen->channel->Deliver(*chosen, qp, t->offset, t->redelivered, *m);
   }
   if (progressed) MarkCursorDirty(q);

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -215,8 +216,25 @@ class AmqpQueue {
   void ForgetBelow(int64_t offset) { cache_.EraseBelow(offset); }
   size_t cached_bytes() const { return cache_.bytes(); }
 
+  // Publisher confirms of persistent messages stored here and waiting for their fdatasync.
+  // RabbitMQ confirms a persistent message once it is "persisted to disk or consumed on every
+  // queue": one consumed here first (acked, rejected without requeue, or delivered to a
+  // no-ack consumer) is confirmed for this queue then (MAPPING.md, "Confirms and durability").
+  // The slot holds the confirm; whichever comes first, the sync or the consumption, fires it.
+  using ConfirmSlot = std::shared_ptr<storage::AppendCallback>;
+  // The callback to hand to the log for `slot`'s append.
+  storage::AppendCallback SyncCallback(ConfirmSlot slot);
+  // Once the append returned its offset (the slot may have fired already).
+  void AwaitSync(int64_t offset, const ConfirmSlot& slot);
+  // The message at `offset` left the queue for good: its confirm, if still waiting, fires.
+  void Consumed(int64_t offset);
+  size_t confirms_awaiting_sync() const { return awaiting_sync_->size(); }
+
  private:
+  using AwaitingSync = absl::flat_hash_map<int64_t, std::weak_ptr<storage::AppendCallback>>;
   MessageCache cache_;
+  // offset -> slot. Shared with the log's callbacks, which may outlive the queue.
+  std::shared_ptr<AwaitingSync> awaiting_sync_ = std::make_shared<AwaitingSync>();
 };
 using QueuePtr = std::shared_ptr<AmqpQueue>;
 
