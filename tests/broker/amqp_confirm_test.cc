@@ -6,12 +6,12 @@
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
-#include "log/file_util.h"
 #include "log/io_backend.h"
 #include "log/partition_log.h"
 #include "log/record_batch.h"
 #include "src/amqp/amqp_broker.h"
 #include "src/amqp/message_cache.h"
+#include "tests/log/log_test_util.h"
 
 namespace sluice::broker {
 namespace {
@@ -19,19 +19,14 @@ namespace {
 class AmqpConfirmTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/sluice-confirm-test-XXXXXX";
-    dir_ = mkdtemp(tmpl);
     storage::LogConfig config;
     config.flush_messages = 1;  // as durable queues' logs run
-    auto log = storage::PartitionLog::Open(dir_ + "/q", config, io_.get());
+    auto log = storage::PartitionLog::Open(dir_.Sub("q"), config, io_.get());
     ASSERT_TRUE(log.ok()) << log.status();
     log_ = std::move(*log);
     queue_.log = log_.get();
   }
-  void TearDown() override {
-    log_.reset();
-    (void)storage::RemoveTree(dir_);
-  }
+  void TearDown() override { log_.reset(); }
 
   // Appends one persistent message whose confirm counts into `fired`; returns its offset.
   int64_t AppendDurable(int* fired, absl::Status* status = nullptr) {
@@ -65,7 +60,7 @@ class AmqpConfirmTest : public ::testing::Test {
     ASSERT_EQ(log_->durable_offset(), log_->high_watermark());
   }
 
-  std::string dir_;
+  storage::testing::TempDir dir_;
   std::unique_ptr<storage::IoBackend> io_ = storage::IoBackend::CreatePwrite();
   std::unique_ptr<storage::PartitionLog> log_;
   AmqpQueue queue_{std::make_shared<MessageCacheBudget>(1 << 20)};
