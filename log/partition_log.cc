@@ -934,11 +934,18 @@ void PartitionLog::MaybeStartSync() {
   // Only completed writes can be covered; the rest waits for the next round.
   if (written_offset_ <= durable_offset_ || unsynced_segments_.empty()) return;
   // The files to sync, opened again if the segment cache closed them (fdatasync through any
-  // descriptor of a file covers its pages). Segments deleted since hold nothing to keep.
+  // descriptor of a file covers its pages). Segments deleted since hold nothing to keep, but
+  // their deletion must be durable before the offsets above them are: undone by a power cut,
+  // a deleted segment whose writes were never synced comes back with a hole, and recovery
+  // cuts the log at the first hole, synced segments above it included.
   std::vector<std::shared_ptr<SegmentFile>> files;
+  bool deleted_unsynced = false;
   for (int64_t base : unsynced_segments_) {
     const size_t i = SegmentIndexFor(base);
-    if (i >= segments_.size() || segments_[i]->base_offset() != base) continue;
+    if (i >= segments_.size() || segments_[i]->base_offset() != base) {
+      deleted_unsynced = true;
+      continue;
+    }
     if (absl::Status s = segments_[i]->Acquire(); !s.ok()) {
       // Out of descriptors, say: nothing is lost, the sync is tried again by the next tick.
       LogError("%s: cannot open segment %s to sync it: %s", dir_, Segment::FileStem(base),
@@ -960,8 +967,10 @@ void PartitionLog::MaybeStartSync() {
   std::vector<std::string> dirs;
   if (names_pending_) {
     dirs = {dir_, DirName(dir_)};
-  } else if (index_names_pending_) {
-    dirs = {dir_};  // index files made by an append: durable before a checkpoint trusts them
+  } else if (index_names_pending_ || deleted_unsynced) {
+    // Index files made by an append (durable before a checkpoint trusts them), or the
+    // renames that deleted segments (above).
+    dirs = {dir_};
   }
   index_names_pending_ = false;  // set again if the directory sync fails
   auto remaining = std::make_shared<size_t>(files.size() + dirs.size());
@@ -981,10 +990,6 @@ void PartitionLog::MaybeStartSync() {
         OnSyncDone(target, target_end, *first_error, *error_path);
       }
     });
-  }
-  if (files.empty() && dirs.empty()) {  // everything written since was deleted
-    OnSyncDone(target, target_end, 0, "");
-    return;
   }
   for (auto& file : files) {
     io_->Sync(file->fd(), [this, file, remaining, first_error, error_path, target, target_end,

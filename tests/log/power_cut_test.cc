@@ -557,6 +557,68 @@ TEST(PowerCutRegressionTest, ALostTailBelowTheCheckpointedStartLeavesTheLogAtTha
   EXPECT_EQ(ReadAllBatches(*log), acked);
 }
 
+// Segments below the log start are deleted by renames that only a directory sync makes
+// durable. One of them was deleted before its writes were ever synced; the sync that then made
+// the offsets above it durable did not sync the directory, and no checkpoint held the new start
+// yet. A power cut brought the deleted segments back, the unsynced one empty: recovery read a
+// hole after the first segment and cut off the synced segments above it, so the log ended
+// below its durable offset and would have handed those offsets out again (log_ops_fuzz input
+// power_cut_empties_a_rolled_segment_counted_durable).
+TEST(PowerCutRegressionTest, ASyncAfterDeletingUnsyncedSegmentsMakesTheirDeletionDurable) {
+  TempDir tmp;
+  const std::string dir = tmp.Sub("log");
+  FaultEnv env(tmp.path());
+  auto io = IoBackend::CreatePwrite(&env);
+  LogConfig config;
+  config.segment_bytes = 1000;  // a large batch fills a segment; small ones fit beside it
+  int64_t now = 1'000'000;
+  auto open = [&]() -> std::unique_ptr<PartitionLog> {
+    auto opened = PartitionLog::Open(dir, config, io.get());
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    if (!opened.ok()) return nullptr;
+    (*opened)->TEST_SetClock([&now] { return now; });
+    return std::move(*opened);
+  };
+  std::unique_ptr<PartitionLog> log = open();
+  ASSERT_NE(log, nullptr);
+  // A first durable batch makes the new log's names durable (its first sync syncs the
+  // directory too).
+  ASSERT_TRUE(AppendSync(*log, *io, MakeBatch(1, 10, 1000), AckLevel::kDurable).ok());
+  // Three segments written; the sync that starts when the first write completes covers
+  // segment 0 alone, as the others complete while it is in flight.
+  auto append = [&](std::vector<uint8_t> batch) {
+    ASSERT_TRUE(
+        log->Append(batch, AckLevel::kWritten, [](absl::Status, const AppendResult&) {}).ok());
+    log->SubmitBuffered();
+    io->Submit();
+  };
+  append(MakeBatch(3, 250, 1001));  // 1..3
+  append(MakeBatch(3, 250, 1002));  // 4..6, in segment 4 (a roll)
+  append(MakeBatch(3, 50, 1003));   // 7..9, in segment 7
+  io->Poll(absl::ZeroDuration());
+  ASSERT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{0, 4, 7}));
+  ASSERT_EQ(log->high_watermark(), 10);
+  ASSERT_TRUE(log->AdvanceLogStart(7).ok());
+  ASSERT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{7}));
+  // Segment 4 was deleted before any sync covered it. Into segment 7, durably (no roll, whose
+  // directory sync would make the deletions durable):
+  ASSERT_TRUE(AppendSync(*log, *io, MakeBatch(3, 50, 1004), AckLevel::kDurable).ok());
+  ASSERT_EQ(log->segment_base_offsets(), (std::vector<int64_t>{7}));
+  const int64_t durable = log->durable_offset();
+  ASSERT_EQ(durable, 13);
+  const std::vector<std::vector<uint8_t>> acked = ReadAllBatches(*log);
+  ASSERT_EQ(acked.size(), 2u);
+
+  env.CutPowerNow();
+  log.reset();
+  ASSERT_TRUE(env.RestoreAfterPowerCut(CrashModel{}).ok());
+  log = open();
+  ASSERT_NE(log, nullptr);
+  EXPECT_GE(log->high_watermark(), durable);
+  EXPECT_EQ(log->log_start_offset(), 7);
+  EXPECT_EQ(ReadAllBatches(*log), acked);
+}
+
 // WriteFileAtomically (recovery checkpoints, the clean-shutdown marker, and the broker's topic
 // registry, AMQP metadata and cursor journal) under a power cut at each of its calls: the file
 // then holds the old bytes or the new ones, never a mix, never nothing; and the new ones once
