@@ -117,8 +117,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (int steps = 0; !p.done() && steps < 200; ++steps) {
     const int op = p.Next() % 8;
     if (trace) {
-      fprintf(stderr, "step %d op %d: start %ld hw %ld end %ld\n", steps, op,
-              log->log_start_offset(), log->high_watermark(), log->log_end_offset());
+      std::string segments;
+      for (int64_t base : log->segment_base_offsets()) segments += " " + std::to_string(base);
+      fprintf(stderr, "step %d op %d: start %ld hw %ld end %ld durable %ld segments%s\n", steps, op,
+              log->log_start_offset(), log->high_watermark(), log->log_end_offset(),
+              log->durable_offset(), segments.c_str());
     }
     switch (op) {
       case 0: {  // append (copied, or lent when the top bit says so)
@@ -180,6 +183,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             want = std::max(base, log->log_start_offset());
             break;
           }
+        }
+        if (trace) {
+          fprintf(stderr, "  OffsetForTime(%ld): %s, want %ld\n", t,
+                  off.ok() ? std::to_string(*off).c_str() : off.status().ToString().c_str(), want);
         }
         if (want < 0)
           Check(absl::IsNotFound(off.status()));
