@@ -64,6 +64,15 @@ std::string Usage() {
          "  --http-port N             HTTP metrics/admin port, 0 disables (default 8080)\n"
          "  --listen-host ADDR        address the listeners bind (default 0.0.0.0)\n"
          "  --shards N                reactor threads, 0 = one per CPU (default 0)\n"
+         "  --zookeeper HOSTS         cluster mode: ZooKeeper HOST:PORT[,HOST:PORT...][/chroot]\n"
+         "                            (default: none, a single node)\n"
+         "  --broker-id N             this broker's id in the cluster, 0 to 2147483647 (default "
+         "0)\n"
+         "  --advertised-host HOST    the host clients are told to reach this broker by\n"
+         "                            (default: --listen-host, or the host name if 0.0.0.0)\n"
+         "  --zookeeper-session-timeout-ms N  after N ms without this broker, ZooKeeper ends\n"
+         "                            its session: registration and roles go (default 6000)\n"
+         "  --default-replication-factor N  replicas of new topics in a cluster (default 1)\n"
          "  --io-backend B            io_uring (default) or pwrite\n"
          "  --num-partitions N        partitions of auto-created topics (default 1)\n"
          "  --auto-create-topics B    true/false (default true)\n"
@@ -213,6 +222,20 @@ absl::StatusOr<BrokerConfig> ParseFlags(const std::vector<std::string>& args) {
       s = ParsePort(name, value, &c.http_port);
     } else if (name == "listen-host") {
       c.listen_host = value;
+    } else if (name == "zookeeper") {
+      if (value.empty()) return absl::InvalidArgumentError("--zookeeper must not be empty");
+      c.zookeeper = value;
+    } else if (name == "broker-id") {
+      s = ParseInt<int32_t>(name, value, 0, &c.broker_id);
+    } else if (name == "advertised-host") {
+      if (value.empty()) return absl::InvalidArgumentError("--advertised-host must not be empty");
+      c.advertised_host = value;
+    } else if (name == "zookeeper-session-timeout-ms") {
+      s = ParseInt<int64_t>(name, value, 1, &c.zookeeper_session_timeout_ms);
+      if (s.ok() && c.zookeeper_session_timeout_ms > INT32_MAX)
+        s = absl::InvalidArgumentError("--zookeeper-session-timeout-ms: at most 2147483647");
+    } else if (name == "default-replication-factor") {
+      s = ParseInt<int32_t>(name, value, 1, &c.default_replication_factor);
     } else if (name == "shards") {
       s = ParseInt<int>(name, value, 0, &c.shards);
     } else if (name == "io-backend") {

@@ -21,6 +21,12 @@ struct BrokerConfig {
   int amqp_port = 5672;
   int http_port = 8080;
   int shards = 0;  // 0 = one per CPU
+  // Cluster mode (src/cluster/): on when `zookeeper` is set. Single-node mode otherwise.
+  int32_t broker_id = 0;
+  std::string zookeeper;        // HOST:PORT[,HOST:PORT...][/chroot]
+  std::string advertised_host;  // empty: the listen host, or the host name if that is 0.0.0.0
+  int64_t zookeeper_session_timeout_ms = 6000;
+  int32_t default_replication_factor = 1;
   storage::IoBackendKind io_backend = storage::IoBackendKind::kIoUring;
   storage::LogConfig default_log;  // topic defaults (Kafka's log.* settings)
   int32_t default_partitions = 1;

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <climits>
 #include <cstdio>
 #include <limits>
 #include <memory>
@@ -22,6 +23,7 @@
 #include "log/logging.h"
 #include "src/amqp/amqp_broker.h"
 #include "src/broker_config.h"
+#include "src/cluster/cluster_member.h"
 #include "src/http_admin.h"
 #include "src/kafka/kafka_broker.h"
 #include "src/metrics.h"
@@ -127,6 +129,16 @@ sluice::net::ListenerLimits ConnectionLimits(sluice::broker::BrokerConfig& confi
   return limits;
 }
 
+// The host a cluster member is reached by when --advertised-host is not given: the listen
+// address, unless that is the wildcard (then the machine's name, as Kafka does).
+std::string AdvertisedHost(const sluice::broker::BrokerConfig& config) {
+  if (!config.advertised_host.empty()) return config.advertised_host;
+  if (config.listen_host != "0.0.0.0" && config.listen_host != "::") return config.listen_host;
+  char name[HOST_NAME_MAX + 1] = {};
+  if (gethostname(name, sizeof(name) - 1) == 0 && name[0] != '\0') return name;
+  return "localhost";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,6 +172,15 @@ int main(int argc, char** argv) {
   ko.max_queued_bytes = static_cast<uint64_t>(config->connection_max_queued_bytes);
   ko.max_queued_file_ranges = static_cast<size_t>(config->connection_max_queued_file_ranges);
   ko.max_decompressed_batch_bytes = config->max_decompressed_batch_bytes;
+  ko.node_id = config->broker_id;
+  ko.advertised_host = config->advertised_host;
+  const bool cluster_mode = !config->zookeeper.empty();
+  std::shared_ptr<cluster::ClusterViewSource> cluster_view;
+  if (cluster_mode) {
+    ko.advertised_host = AdvertisedHost(*config);
+    cluster_view = std::make_shared<cluster::ClusterViewSource>();
+    ko.cluster = cluster_view;
+  }
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
                    kafka ? broker::ShardSet::ShardCount(*config) : 1);
@@ -170,6 +191,20 @@ int main(int argc, char** argv) {
     return 1;
   }
   broker::Shard& shard0 = (*shards)->shard0();
+  std::unique_ptr<cluster::ClusterMember> member;
+  if (cluster_mode) {
+    cluster::ClusterMemberOptions mo;
+    mo.broker_id = config->broker_id;
+    mo.zookeeper = config->zookeeper;
+    mo.session_timeout = absl::Milliseconds(config->zookeeper_session_timeout_ms);
+    mo.advertised_host = ko.advertised_host;
+    mo.kafka_port = config->kafka_port;
+    member = std::make_unique<cluster::ClusterMember>(&shard0.reactor(), mo, cluster_view);
+    if (absl::Status s = member->Start(); !s.ok()) {
+      storage::LogError("sluice: --zookeeper %s: %s", config->zookeeper, s.message());
+      return 2;
+    }
+  }
   std::unique_ptr<broker::AmqpBroker> amqp;
   if (config->amqp_port != 0) {
     broker::AmqpOptions ao;
@@ -238,6 +273,9 @@ int main(int argc, char** argv) {
 
   absl::Status run = (*shards)->Run(g_stop);
   if (!run.ok()) storage::LogError("sluice: reactor failed: %s", run.message());
+  // Leave the cluster first: the registration (and any role) goes at once, not a session
+  // timeout later.
+  member.reset();
   storage::LogInfo("sluice stopping: closing logs");
   if (amqp) amqp->StopListening();
   http.reset();

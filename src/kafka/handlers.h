@@ -23,6 +23,19 @@ struct RequestContext {
   Responder responder;
 };
 
+// This broker and its cluster as clients are told them (Metadata, FindCoordinator,
+// DescribeCluster): a single node is node 0, its own controller, reached at the address the
+// client connected to; in cluster mode, the registered brokers by their advertised addresses.
+struct ClusterFacts {
+  int32_t self_id = 0;
+  std::string self_host;
+  int32_t self_port = 0;
+  std::string cluster_id;
+  int32_t controller_id = -1;
+  std::vector<cluster::BrokerEndpoint> brokers;  // this one included
+};
+ClusterFacts CurrentCluster(const RequestContext& ctx);
+
 struct KafkaApiHandler {
   int16_t api_key;
   int16_t min_version;

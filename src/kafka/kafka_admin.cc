@@ -1,6 +1,7 @@
 // Handlers of the cluster and topic administration APIs: ApiVersions, Metadata, CreateTopics,
 // DeleteTopics, CreatePartitions, DescribeConfigs, IncrementalAlterConfigs, DescribeCluster,
-// InitProducerId. This broker is the whole cluster: node 0, controller of itself.
+// InitProducerId. A single node is the whole cluster (node 0, controller of itself); in
+// cluster mode the brokers and controller come from ZooKeeper (src/cluster/).
 #include <algorithm>
 #include <cstring>
 #include <set>
@@ -17,8 +18,8 @@ namespace sluice::broker {
 
 namespace {
 
-constexpr int32_t kNodeId = 0;
-constexpr char kClusterId[] = "sluice-cluster-0000000";
+// A single node's cluster id (a cluster's is made by its first broker, in ZooKeeper).
+constexpr char kSingleNodeClusterId[] = "sluice-cluster-0000000";
 constexpr int8_t kResourceTopic = 2;
 constexpr int8_t kResourceBroker = 4;
 // DescribeConfigs config sources.
@@ -55,6 +56,32 @@ void RefuseInternal(RequestContext& ctx, const char* api, const std::string& top
 
 }  // namespace
 
+ClusterFacts CurrentCluster(const RequestContext& ctx) {
+  const KafkaOptions& o = ctx.broker.options();
+  ClusterFacts f;
+  f.self_id = o.node_id;
+  f.self_host = o.advertised_host.empty() ? ctx.local_host : o.advertised_host;
+  f.self_port = o.cluster != nullptr ? o.port : ctx.local_port;
+  if (o.cluster == nullptr) {
+    f.cluster_id = kSingleNodeClusterId;
+    f.controller_id = f.self_id;
+    f.brokers.push_back(cluster::BrokerEndpoint{f.self_id, f.self_host, f.self_port});
+    return f;
+  }
+  std::shared_ptr<const cluster::ClusterView> view = o.cluster->Get();
+  f.cluster_id = view->cluster_id;
+  f.controller_id = view->controller_id;
+  bool self_listed = false;
+  for (const auto& [id, b] : view->brokers) {
+    f.brokers.push_back(b);
+    self_listed |= id == f.self_id;
+  }
+  // Clients reach this broker, registered or not (its session may be re-established).
+  if (!self_listed)
+    f.brokers.push_back(cluster::BrokerEndpoint{f.self_id, f.self_host, f.self_port});
+  return f;
+}
+
 void HandleApiVersions(RequestContext& ctx, kafka::ApiVersionsRequest&) {
   kafka::ApiVersionsResponse resp;
   for (const KafkaApiHandler& h : KafkaApiHandlers()) {
@@ -69,13 +96,19 @@ void HandleApiVersions(RequestContext& ctx, kafka::ApiVersionsRequest&) {
 
 void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
   kafka::MetadataResponse resp;
-  kafka::MetadataResponse::MetadataResponseBroker b;
-  b.node_id = kNodeId;
-  b.host = ctx.local_host;
-  b.port = ctx.local_port;
-  resp.brokers.push_back(b);
-  resp.cluster_id = kClusterId;
-  resp.controller_id = kNodeId;
+  const ClusterFacts facts = CurrentCluster(ctx);
+  for (const cluster::BrokerEndpoint& e : facts.brokers) {
+    kafka::MetadataResponse::MetadataResponseBroker b;
+    b.node_id = e.id;
+    b.host = e.host;
+    b.port = e.port;
+    resp.brokers.push_back(std::move(b));
+  }
+  if (!facts.cluster_id.empty()) resp.cluster_id = facts.cluster_id;
+  resp.controller_id = facts.controller_id;
+  // Topics are still this broker's own (replication is being built, docs/ARCHITECTURE.md):
+  // it leads every partition it holds.
+  const int32_t self = facts.self_id;
 
   auto describe = [&](const std::string& name, const TopicInfo* t, int16_t error) {
     kafka::MetadataResponse::MetadataResponseTopic rt;
@@ -87,10 +120,10 @@ void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
       for (int32_t p = 0; p < t->partitions; ++p) {
         kafka::MetadataResponse::MetadataResponsePartition rp;
         rp.partition_index = p;
-        rp.leader_id = kNodeId;
+        rp.leader_id = self;
         rp.leader_epoch = 0;
-        rp.replica_nodes = {kNodeId};
-        rp.isr_nodes = {kNodeId};
+        rp.replica_nodes = {self};
+        rp.isr_nodes = {self};
         rt.partitions.push_back(std::move(rp));
       }
     }
@@ -413,13 +446,16 @@ void HandleIncrementalAlterConfigs(RequestContext& ctx,
 
 void HandleDescribeCluster(RequestContext& ctx, kafka::DescribeClusterRequest&) {
   kafka::DescribeClusterResponse resp;
-  resp.cluster_id = kClusterId;
-  resp.controller_id = kNodeId;
-  kafka::DescribeClusterResponse::DescribeClusterBroker b;
-  b.broker_id = kNodeId;
-  b.host = ctx.local_host;
-  b.port = ctx.local_port;
-  resp.brokers.push_back(b);
+  const ClusterFacts facts = CurrentCluster(ctx);
+  resp.cluster_id = facts.cluster_id;
+  resp.controller_id = facts.controller_id;
+  for (const cluster::BrokerEndpoint& e : facts.brokers) {
+    kafka::DescribeClusterResponse::DescribeClusterBroker b;
+    b.broker_id = e.id;
+    b.host = e.host;
+    b.port = e.port;
+    resp.brokers.push_back(std::move(b));
+  }
   ctx.responder.Send(resp);
 }
 

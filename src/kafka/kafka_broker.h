@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "log/record_batch.h"
 #include "net/reactor/listener.h"
+#include "src/cluster/cluster_view.h"
 #include "src/kafka/group_coordinator.h"
 #include "src/kafka/producer_state.h"
 #include "src/shard.h"
@@ -55,6 +56,11 @@ struct KafkaOptions {
   // --max-decompressed-batch-bytes: largest decompressed records section of a produced
   // compressed batch (INVALID_RECORD beyond); at most storage::kDefaultMaxDecompressedRecordsBytes.
   size_t max_decompressed_batch_bytes = storage::kDefaultMaxDecompressedRecordsBytes;
+  // This broker's id (--broker-id; 0 for a single node) and, in cluster mode, the host clients
+  // reach it by and the cluster as ZooKeeper shows it (null: a single node, the whole cluster).
+  int32_t node_id = 0;
+  std::string advertised_host;
+  std::shared_ptr<const cluster::ClusterViewSource> cluster;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until

@@ -10,7 +10,6 @@ namespace sluice::broker {
 
 namespace {
 
-constexpr int32_t kNodeId = 0;
 constexpr int8_t kKeyTypeGroup = 0;
 
 // Kafka names a member's host "/<address>".
@@ -32,22 +31,25 @@ void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& r
   const int16_t error =
       key_type == kKeyTypeGroup ? kafka::errors::kNone : kafka::errors::kCoordinatorNotAvailable;
   kafka::FindCoordinatorResponse resp;
+  // Groups are coordinated by the broker asked (they follow __consumer_offsets' leaders once
+  // it is replicated).
+  const ClusterFacts facts = CurrentCluster(ctx);
   if (version >= 4) {
     for (const std::string& key : req.coordinator_keys) {
       auto& c = resp.coordinators.emplace_back();
       c.key = key;
       c.error_code = error;
       c.error_message.reset();
-      c.node_id = error == 0 ? kNodeId : -1;
-      c.host = error == 0 ? ctx.local_host : "";
-      c.port = error == 0 ? ctx.local_port : -1;
+      c.node_id = error == 0 ? facts.self_id : -1;
+      c.host = error == 0 ? facts.self_host : "";
+      c.port = error == 0 ? facts.self_port : -1;
     }
   } else {
     resp.error_code = error;
     resp.error_message.reset();
-    resp.node_id = error == 0 ? kNodeId : -1;
-    resp.host = error == 0 ? ctx.local_host : "";
-    resp.port = error == 0 ? ctx.local_port : -1;
+    resp.node_id = error == 0 ? facts.self_id : -1;
+    resp.host = error == 0 ? facts.self_host : "";
+    resp.port = error == 0 ? facts.self_port : -1;
   }
   ctx.responder.Send(resp);
 }

@@ -6,6 +6,8 @@ SLUICE_BUILD_PKGS=(
   cmake ninja-build clang libclang-rt-14-dev pkg-config
   liburing-dev libxxhash-dev libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
+  # Cluster mode: the ZooKeeper C client, and JSON for the znodes it reads and writes.
+  libzookeeper-mt-dev nlohmann-json3-dev
 )
 # Real clients and reference tools used by the test suite and benchmarks.
 SLUICE_TEST_PKGS=(
@@ -18,7 +20,11 @@ SLUICE_TEST_PKGS=(
   amqp-specs
   # npm installs the Node.js clients (kafkajs, amqplib) into the build tree on first use.
   nodejs npm
+  # tools/cluster: a ZooKeeper-coordinated cluster of brokers for the cluster tests.
+  python3-kazoo zookeeper
 )
+# tools/cluster: ZooKeeper (its server and Java libraries) and the Python client it reads it with.
+SLUICE_CLUSTER_PKGS=(zookeeper python3-kazoo)
 
 sluice_missing_pkgs() {
   local p missing=()

@@ -1,0 +1,463 @@
+#include "src/cluster/cluster_member.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "log/logging.h"
+#include "net/reactor/reactor.h"
+#include "nlohmann/json.hpp"
+#include "src/cluster/zk_coordinator.h"
+
+namespace sluice::cluster {
+
+namespace {
+
+using storage::LogError;
+using storage::LogInfo;
+using storage::LogWarning;
+
+constexpr char kBrokerIds[] = "/brokers/ids";
+constexpr char kController[] = "/controller";
+constexpr char kControllerEpoch[] = "/controller_epoch";
+constexpr char kClusterIdPath[] = "/cluster/id";
+// Persistent paths every broker makes sure of before anything else (in this order).
+constexpr const char* kPersistentPaths[] = {"/brokers", "/brokers/ids", "/brokers/topics",
+                                            "/cluster"};
+constexpr absl::Duration kRetryDelay = absl::Seconds(1);
+
+std::string NowMillis() { return absl::StrCat(absl::ToUnixMillis(absl::Now())); }
+
+// Kafka's broker registration (version 5), so that Kafka's own tools can read it.
+std::string RegistrationJson(const ClusterMemberOptions& o) {
+  nlohmann::json j;
+  j["version"] = 5;
+  j["host"] = o.advertised_host;
+  j["port"] = o.kafka_port;
+  j["endpoints"] = {absl::StrCat("PLAINTEXT://", o.advertised_host, ":", o.kafka_port)};
+  j["listener_security_protocol_map"] = {{"PLAINTEXT", "PLAINTEXT"}};
+  j["jmx_port"] = -1;
+  j["features"] = nlohmann::json::object();
+  j["timestamp"] = NowMillis();
+  return j.dump();
+}
+
+// The host and port of a registration: "host"/"port", or the first PLAINTEXT endpoint.
+bool ParseRegistration(int32_t id, const std::string& data, BrokerEndpoint* out) {
+  nlohmann::json j = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return false;
+  out->id = id;
+  if (j.contains("host") && j["host"].is_string() && j.contains("port") &&
+      j["port"].is_number_integer()) {
+    out->host = j["host"].get<std::string>();
+    out->port = j["port"].get<int32_t>();
+    if (!out->host.empty()) return true;
+  }
+  if (j.contains("endpoints") && j["endpoints"].is_array()) {
+    for (const auto& e : j["endpoints"]) {
+      if (!e.is_string()) continue;
+      const std::string ep = e.get<std::string>();
+      const std::string prefix = "PLAINTEXT://";
+      if (ep.rfind(prefix, 0) != 0) continue;
+      const std::string hp = ep.substr(prefix.size());
+      const size_t colon = hp.rfind(':');
+      int32_t port;
+      if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), &port)) continue;
+      out->host = hp.substr(0, colon);
+      out->port = port;
+      return true;
+    }
+  }
+  return false;
+}
+
+// Kafka's controller znode (version 1).
+std::string ControllerJson(int32_t id) {
+  nlohmann::json j;
+  j["version"] = 1;
+  j["brokerid"] = id;
+  j["timestamp"] = NowMillis();
+  return j.dump();
+}
+
+int32_t ParseControllerId(const std::string& data) {
+  nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
+  if (j.is_object() && j.contains("brokerid") && j["brokerid"].is_number_integer()) {
+    return j["brokerid"].get<int32_t>();
+  }
+  return -1;
+}
+
+// A new cluster's id: 16 random bytes in URL-safe base64 without padding (22 characters), the
+// form of Kafka's cluster ids.
+std::string NewClusterId() {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::random_device rd;
+  std::string bits;
+  for (int i = 0; i < 16; ++i) bits.push_back(static_cast<char>(rd() & 0xff));
+  std::string out;
+  uint32_t acc = 0;
+  int nbits = 0;
+  for (unsigned char c : bits) {
+    acc = (acc << 8) | c;
+    nbits += 8;
+    while (nbits >= 6) {
+      out.push_back(kAlphabet[(acc >> (nbits - 6)) & 63]);
+      nbits -= 6;
+    }
+  }
+  if (nbits > 0) out.push_back(kAlphabet[(acc << (6 - nbits)) & 63]);
+  return out;
+}
+
+}  // namespace
+
+ClusterMember::ClusterMember(net::Reactor* loop, ClusterMemberOptions options,
+                             std::shared_ptr<ClusterViewSource> view)
+    : loop_(loop), options_(std::move(options)), view_(std::move(view)) {}
+
+ClusterMember::~ClusterMember() {
+  *alive_ = false;
+  if (zk_ != nullptr) {
+    LogInfo("cluster: broker %d leaves (closing its ZooKeeper session)", options_.broker_id);
+    zk_.reset();
+  }
+}
+
+absl::Status ClusterMember::Start() {
+  LogInfo("cluster: broker %d joins through ZooKeeper %s (session timeout %s), advertised as %s:%d",
+          options_.broker_id, options_.zookeeper, absl::FormatDuration(options_.session_timeout),
+          options_.advertised_host, options_.kafka_port);
+  Publish();
+  auto zk = ZkCoordinator::Connect(
+      options_.zookeeper, options_.session_timeout,
+      [loop = loop_](absl::AnyInvocable<void()> task) { loop->Post(std::move(task)); },
+      [this](SessionState s) { OnSession(s); });
+  if (!zk.ok()) return zk.status();
+  zk_ = std::move(*zk);
+  ++session_;
+  return absl::OkStatus();
+}
+
+void ClusterMember::Connect() {
+  zk_.reset();  // the expired session's handle
+  auto zk = ZkCoordinator::Connect(
+      options_.zookeeper, options_.session_timeout,
+      [loop = loop_](absl::AnyInvocable<void()> task) { loop->Post(std::move(task)); },
+      [this](SessionState s) { OnSession(s); });
+  ++session_;
+  if (!zk.ok()) {  // the connect string was accepted once: not expected
+    LogError("cluster: cannot open a ZooKeeper session: %s", zk.status().message());
+    After(kRetryDelay, [this] { Connect(); });
+    return;
+  }
+  zk_ = std::move(*zk);
+}
+
+void ClusterMember::After(absl::Duration delay, absl::AnyInvocable<void()> fn) {
+  loop_->RunAfter(delay, [alive = std::weak_ptr<bool>(alive_), session = session_, this,
+                          fn = std::move(fn)]() mutable {
+    if (alive.expired() || session != session_) return;
+    fn();
+  });
+}
+
+void ClusterMember::RetryAfterError(const absl::Status& s, const char* step,
+                                    void (ClusterMember::*again)()) {
+  // A lost session is handled by OnSession (a new one starts everything again).
+  if (absl::IsAborted(s)) return;
+  if (!absl::IsUnavailable(s)) LogWarning("cluster: %s: %s; retrying", step, s.message());
+  After(kRetryDelay, [this, again] { (this->*again)(); });
+}
+
+void ClusterMember::OnSession(SessionState state) {
+  switch (state) {
+    case SessionState::kConnected:
+      if (connected_) return;
+      connected_ = true;
+      LogInfo("cluster: ZooKeeper session 0x%x established", zk_->session_id());
+      if (!bootstrapped_) {
+        Bootstrap(0);
+      }
+      Publish();
+      return;
+    case SessionState::kDisconnected:
+      if (!connected_) return;
+      connected_ = false;
+      LogWarning(
+          "cluster: lost the connection to ZooKeeper; reconnecting within the session "
+          "(timeout %s)",
+          absl::FormatDuration(options_.session_timeout));
+      Publish();
+      return;
+    case SessionState::kExpired:
+      LogWarning(
+          "cluster: ZooKeeper session expired: broker %d is no longer registered%s; starting "
+          "a new session",
+          options_.broker_id, is_controller_ ? " nor controller" : "");
+      connected_ = false;
+      bootstrapped_ = false;
+      registered_ = false;
+      is_controller_ = false;
+      controller_id_ = -1;
+      brokers_.clear();
+      Publish();
+      // Not from inside the expired handle's own callback chain.
+      loop_->Post([this, alive = std::weak_ptr<bool>(alive_)] {
+        if (!alive.expired()) Connect();
+      });
+      return;
+  }
+}
+
+void ClusterMember::Bootstrap(size_t step) {
+  if (step == std::size(kPersistentPaths)) {
+    bootstrapped_ = true;
+    ReadClusterId();
+    Register();
+    WatchBrokers();
+    WatchController();
+    return;
+  }
+  const std::string path = kPersistentPaths[step];
+  zk_->Create(path, "", CreateMode::kPersistent, [this, step, path](absl::Status s) {
+    if (s.ok() || absl::IsAlreadyExists(s)) {
+      Bootstrap(step + 1);
+      return;
+    }
+    if (absl::IsAborted(s)) return;
+    if (absl::IsNotFound(s)) {
+      LogError("cluster: cannot create %s: its parent is missing (create the chroot of %s first)",
+               path, options_.zookeeper);
+    } else if (!absl::IsUnavailable(s)) {
+      LogWarning("cluster: creating %s: %s; retrying", path, s.message());
+    }
+    After(kRetryDelay, [this, step] { Bootstrap(step); });
+  });
+}
+
+void ClusterMember::ReadClusterId() {
+  zk_->Get(kClusterIdPath, nullptr, [this](absl::Status s, std::string data, ZnodeStat) {
+    if (s.ok()) {
+      nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
+      if (j.is_object() && j.contains("id") && j["id"].is_string()) {
+        if (cluster_id_.empty()) LogInfo("cluster: cluster id %s", j["id"].get<std::string>());
+        cluster_id_ = j["id"].get<std::string>();
+        Publish();
+      } else {
+        LogError("cluster: %s holds no cluster id: %s", kClusterIdPath, data);
+      }
+      return;
+    }
+    if (absl::IsNotFound(s)) {
+      // The first broker of a new cluster names it; a concurrent one may win: read again.
+      nlohmann::json j;
+      j["version"] = "1";
+      j["id"] = NewClusterId();
+      zk_->Create(kClusterIdPath, j.dump(), CreateMode::kPersistent, [this](absl::Status c) {
+        if (c.ok() || absl::IsAlreadyExists(c)) {
+          ReadClusterId();
+        } else {
+          RetryAfterError(c, "creating the cluster id", &ClusterMember::ReadClusterId);
+        }
+      });
+      return;
+    }
+    RetryAfterError(s, "reading the cluster id", &ClusterMember::ReadClusterId);
+  });
+}
+
+void ClusterMember::Register() {
+  const std::string path = absl::StrCat(kBrokerIds, "/", options_.broker_id);
+  zk_->Create(
+      path, RegistrationJson(options_), CreateMode::kEphemeral, [this, path](absl::Status s) {
+        if (s.ok()) {
+          registered_ = true;
+          waiting_for_old_registration_ = false;
+          LogInfo("cluster: broker %d registered at %s", options_.broker_id, path);
+          Publish();
+          return;
+        }
+        if (!absl::IsAlreadyExists(s)) {
+          RetryAfterError(s, "registering", &ClusterMember::Register);
+          return;
+        }
+        // Ours (a create retried after a lost connection had in fact succeeded), or another
+        // session's: this broker's previous life, killed less than a session timeout ago, or
+        // another broker started with the same id. Wait for it to go.
+        zk_->Get(path, nullptr, [this, path](absl::Status g, std::string, ZnodeStat stat) {
+          if (g.ok() && stat.ephemeral_owner == zk_->session_id()) {
+            registered_ = true;
+            waiting_for_old_registration_ = false;
+            LogInfo("cluster: broker %d registered at %s", options_.broker_id, path);
+            Publish();
+            return;
+          }
+          if (g.ok() && !waiting_for_old_registration_) {
+            waiting_for_old_registration_ = true;
+            LogWarning(
+                "cluster: %s is held by another session (0x%x): an earlier run of broker %d that "
+                "has not expired yet, or another broker with the same id. Waiting for it to go.",
+                path, stat.ephemeral_owner, options_.broker_id);
+          }
+          if (g.ok() || absl::IsNotFound(g)) {
+            After(absl::IsNotFound(g) ? absl::ZeroDuration() : kRetryDelay, [this] { Register(); });
+            return;
+          }
+          RetryAfterError(g, "registering", &ClusterMember::Register);
+        });
+      });
+}
+
+void ClusterMember::WatchBrokers() {
+  zk_->GetChildren(
+      kBrokerIds, [this] { WatchBrokers(); },
+      [this](absl::Status s, std::vector<std::string> names) {
+        if (!s.ok()) {
+          RetryAfterError(s, "listing brokers", &ClusterMember::WatchBrokers);
+          return;
+        }
+        // Each round reads every registration; only the latest round publishes.
+        const uint64_t round = ++brokers_round_;
+        struct Round {
+          std::map<int32_t, BrokerEndpoint> brokers;
+          size_t pending = 0;
+        };
+        auto r = std::make_shared<Round>();
+        std::vector<int32_t> ids;
+        for (const std::string& n : names) {
+          int32_t id;
+          if (absl::SimpleAtoi(n, &id)) ids.push_back(id);
+        }
+        r->pending = ids.size();
+        auto finish = [this, round, r] {
+          if (round != brokers_round_) return;
+          if (r->brokers != brokers_) {
+            std::string list;
+            for (const auto& [id, b] : r->brokers) {
+              absl::StrAppend(&list, list.empty() ? "" : ", ", id, "@", b.host, ":", b.port);
+            }
+            LogInfo("cluster: live brokers: %s", list.empty() ? "none" : list);
+          }
+          brokers_ = std::move(r->brokers);
+          Publish();
+        };
+        if (ids.empty()) {
+          finish();
+          return;
+        }
+        for (int32_t id : ids) {
+          zk_->Get(absl::StrCat(kBrokerIds, "/", id), nullptr,
+                   [id, r, finish](absl::Status g, std::string data, ZnodeStat) mutable {
+                     BrokerEndpoint b;
+                     if (g.ok() && ParseRegistration(id, data, &b)) {
+                       r->brokers[id] = b;
+                     } else if (g.ok()) {
+                       LogWarning("cluster: registration of broker %d unreadable: %s", id, data);
+                     }
+                     // Gone since the listing (NotFound): not live.
+                     if (--r->pending == 0) finish();
+                   });
+        }
+      });
+}
+
+void ClusterMember::WatchController() {
+  zk_->Get(
+      kController, [this] { WatchController(); },
+      [this](absl::Status s, std::string data, ZnodeStat stat) {
+        if (absl::IsNotFound(s)) {
+          if (controller_id_ != -1 || is_controller_) {
+            LogInfo("cluster: no controller (broker %d left); electing", controller_id_);
+          }
+          controller_id_ = -1;
+          is_controller_ = false;
+          Publish();
+          Elect();
+          return;
+        }
+        if (!s.ok()) {
+          RetryAfterError(s, "reading the controller", &ClusterMember::WatchController);
+          return;
+        }
+        const int32_t id = ParseControllerId(data);
+        const bool mine = stat.ephemeral_owner == zk_->session_id();
+        if (id != controller_id_) LogInfo("cluster: controller is broker %d", id);
+        controller_id_ = id;
+        if (is_controller_ && !mine) {
+          LogWarning("cluster: broker %d is no longer the controller", options_.broker_id);
+        }
+        is_controller_ = mine;
+        Publish();
+      });
+}
+
+void ClusterMember::Elect() {
+  // One multi creates /controller and bumps /controller_epoch from the version read: of
+  // concurrent candidates one wins, and the epoch's zkVersion fences the writes of any
+  // controller elected before (KAFKA-6082).
+  zk_->Get(kControllerEpoch, nullptr, [this](absl::Status s, std::string data, ZnodeStat stat) {
+    if (absl::IsNotFound(s)) {
+      zk_->Create(kControllerEpoch, "0", CreateMode::kPersistent, [this](absl::Status c) {
+        if (c.ok() || absl::IsAlreadyExists(c)) {
+          Elect();
+        } else {
+          RetryAfterError(c, "creating the controller epoch", &ClusterMember::Elect);
+        }
+      });
+      return;
+    }
+    if (!s.ok()) {
+      RetryAfterError(s, "reading the controller epoch", &ClusterMember::Elect);
+      return;
+    }
+    int32_t epoch = 0;
+    if (!absl::SimpleAtoi(data, &epoch)) {
+      LogError("cluster: %s holds '%s', not an epoch; taking 0", kControllerEpoch, data);
+      epoch = 0;
+    }
+    const int32_t version = stat.version;
+    std::vector<ZkOp> ops = {
+        ZkOp::Create(kController, ControllerJson(options_.broker_id), CreateMode::kEphemeral),
+        ZkOp::Set(kControllerEpoch, absl::StrCat(epoch + 1), version)};
+    zk_->Multi(std::move(ops), [this, epoch, version](absl::Status m) {
+      if (m.ok()) {
+        is_controller_ = true;
+        controller_id_ = options_.broker_id;
+        controller_epoch_ = epoch + 1;
+        controller_epoch_version_ = version + 1;
+        LogInfo("cluster: broker %d is the controller (epoch %d)", options_.broker_id,
+                controller_epoch_);
+        Publish();
+        WatchController();  // to know if it is ever taken away
+        return;
+      }
+      if (absl::IsAlreadyExists(m)) {  // another broker won
+        WatchController();
+      } else if (absl::IsFailedPrecondition(m)) {  // the epoch moved meanwhile
+        Elect();
+      } else if (absl::IsUnavailable(m)) {
+        // Unknown outcome: whoever holds /controller now (maybe this broker) says.
+        After(kRetryDelay, [this] { WatchController(); });
+      } else {
+        RetryAfterError(m, "electing a controller", &ClusterMember::WatchController);
+      }
+    });
+  });
+}
+
+void ClusterMember::Publish() {
+  auto v = std::make_shared<ClusterView>();
+  v->my_id = options_.broker_id;
+  v->cluster_id = cluster_id_;
+  v->brokers = brokers_;
+  v->controller_id = controller_id_;
+  v->controller_epoch = controller_epoch_;
+  v->session_live = connected_ && registered_;
+  view_->Publish(std::move(v));
+}
+
+}  // namespace sluice::cluster

@@ -1,0 +1,87 @@
+// This broker's membership in a cluster coordinated by ZooKeeper (ZNODES.md): it registers
+// itself (ephemeral /brokers/ids/<id>), follows which brokers are registered, takes part in
+// the controller election (ephemeral /controller, fenced by /controller_epoch), and
+// publishes what it learns as a ClusterView for the request handlers. Runs on shard 0's loop:
+// ZooKeeper's answers arrive there (ZkCoordinator), and every step is asynchronous.
+//
+// A session that expires (the broker was stopped or cut off for longer than the session
+// timeout) ends everything it held: the member then opens a new session and starts again
+// (registration, election), as a Kafka broker does.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "src/cluster/cluster_view.h"
+#include "src/cluster/coordinator.h"
+
+namespace sluice::net {
+class Reactor;
+}
+
+namespace sluice::cluster {
+
+struct ClusterMemberOptions {
+  int32_t broker_id = 0;
+  std::string zookeeper;  // HOST:PORT[,HOST:PORT...][/chroot]
+  absl::Duration session_timeout = absl::Milliseconds(6000);
+  std::string advertised_host;  // what Metadata names this broker by
+  int32_t kafka_port = 9092;
+};
+
+class ClusterMember {
+ public:
+  ClusterMember(net::Reactor* loop, ClusterMemberOptions options,
+                std::shared_ptr<ClusterViewSource> view);
+  // Closes the session: the registration (and the controller role) go at once.
+  ~ClusterMember();
+
+  // Opens the first session; the rest follows on the loop. Fails only on a malformed
+  // connect string. Loop thread.
+  absl::Status Start();
+
+  bool registered() const { return registered_; }
+  bool is_controller() const { return is_controller_; }
+  int32_t controller_epoch() const { return controller_epoch_; }
+
+ private:
+  void Connect();
+  void OnSession(SessionState state);
+  void Bootstrap(size_t step);
+  void ReadClusterId();
+  void Register();
+  void WatchBrokers();
+  void WatchController();
+  void Elect();
+  void Publish();
+  // Runs `fn` after `delay` unless the session changed (or the member went) meanwhile.
+  void After(absl::Duration delay, absl::AnyInvocable<void()> fn);
+  // An error that is neither expected nor a lost session: say so and try the step again.
+  void RetryAfterError(const absl::Status& s, const char* step, void (ClusterMember::*again)());
+
+  net::Reactor* const loop_;
+  const ClusterMemberOptions options_;
+  const std::shared_ptr<ClusterViewSource> view_;
+  std::unique_ptr<Coordinator> zk_;
+  uint64_t session_ = 0;  // bumped per session: callbacks of older ones are dropped
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+
+  bool connected_ = false;
+  bool bootstrapped_ = false;
+  bool registered_ = false;
+  bool waiting_for_old_registration_ = false;
+  std::string cluster_id_;
+  std::map<int32_t, BrokerEndpoint> brokers_;
+  uint64_t brokers_round_ = 0;
+  int32_t controller_id_ = -1;
+  bool is_controller_ = false;
+  int32_t controller_epoch_ = 0;
+  int32_t controller_epoch_version_ = -1;  // the zkVersion every controller write checks
+};
+
+}  // namespace sluice::cluster
