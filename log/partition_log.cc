@@ -346,6 +346,11 @@ absl::Status PartitionLog::Recover() {
       }
       absl::Status s = seg->OpenIndexes(from);
       const bool rebuilt = !s.ok();
+      // What an earlier run wrote here after its last checkpoint (entries, or the zeroes of
+      // a truncation) may still be only in the page cache: a crash of the process keeps it,
+      // a power cut does not. Synced before a checkpoint trusts it, or a later power cut
+      // brings back entries that describe batches rewritten since.
+      if (!rebuilt) seg->MarkIndexesUnsynced();
       if (!s.ok()) {
         ++report_.indexes_rebuilt;
         auto r = seg->RebuildIndexes(from, /*verify_crc=*/true);
