@@ -1,15 +1,14 @@
 #include "src/cluster/cluster_member.h"
 
 #include <algorithm>
-#include <random>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "log/logging.h"
 #include "net/reactor/reactor.h"
-#include "nlohmann/json.hpp"
 #include "src/cluster/zk_coordinator.h"
+#include "src/cluster/znode_json.h"
 
 namespace sluice::cluster {
 
@@ -28,90 +27,7 @@ constexpr const char* kPersistentPaths[] = {"/brokers", "/brokers/ids", "/broker
                                             "/cluster"};
 constexpr absl::Duration kRetryDelay = absl::Seconds(1);
 
-std::string NowMillis() { return absl::StrCat(absl::ToUnixMillis(absl::Now())); }
-
-// Kafka's broker registration (version 5), so that Kafka's own tools can read it.
-std::string RegistrationJson(const ClusterMemberOptions& o) {
-  nlohmann::json j;
-  j["version"] = 5;
-  j["host"] = o.advertised_host;
-  j["port"] = o.kafka_port;
-  j["endpoints"] = {absl::StrCat("PLAINTEXT://", o.advertised_host, ":", o.kafka_port)};
-  j["listener_security_protocol_map"] = {{"PLAINTEXT", "PLAINTEXT"}};
-  j["jmx_port"] = -1;
-  j["features"] = nlohmann::json::object();
-  j["timestamp"] = NowMillis();
-  return j.dump();
-}
-
-// The host and port of a registration: "host"/"port", or the first PLAINTEXT endpoint.
-bool ParseRegistration(int32_t id, const std::string& data, BrokerEndpoint* out) {
-  nlohmann::json j = nlohmann::json::parse(data, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return false;
-  out->id = id;
-  if (j.contains("host") && j["host"].is_string() && j.contains("port") &&
-      j["port"].is_number_integer()) {
-    out->host = j["host"].get<std::string>();
-    out->port = j["port"].get<int32_t>();
-    if (!out->host.empty()) return true;
-  }
-  if (j.contains("endpoints") && j["endpoints"].is_array()) {
-    for (const auto& e : j["endpoints"]) {
-      if (!e.is_string()) continue;
-      const std::string ep = e.get<std::string>();
-      const std::string prefix = "PLAINTEXT://";
-      if (ep.rfind(prefix, 0) != 0) continue;
-      const std::string hp = ep.substr(prefix.size());
-      const size_t colon = hp.rfind(':');
-      int32_t port;
-      if (colon == std::string::npos || !absl::SimpleAtoi(hp.substr(colon + 1), &port)) continue;
-      out->host = hp.substr(0, colon);
-      out->port = port;
-      return true;
-    }
-  }
-  return false;
-}
-
-// Kafka's controller znode (version 1).
-std::string ControllerJson(int32_t id) {
-  nlohmann::json j;
-  j["version"] = 1;
-  j["brokerid"] = id;
-  j["timestamp"] = NowMillis();
-  return j.dump();
-}
-
-int32_t ParseControllerId(const std::string& data) {
-  nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
-  if (j.is_object() && j.contains("brokerid") && j["brokerid"].is_number_integer()) {
-    return j["brokerid"].get<int32_t>();
-  }
-  return -1;
-}
-
-// A new cluster's id: 16 random bytes in URL-safe base64 without padding (22 characters), the
-// form of Kafka's cluster ids.
-std::string NewClusterId() {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::random_device rd;
-  std::string bits;
-  for (int i = 0; i < 16; ++i) bits.push_back(static_cast<char>(rd() & 0xff));
-  std::string out;
-  uint32_t acc = 0;
-  int nbits = 0;
-  for (unsigned char c : bits) {
-    acc = (acc << 8) | c;
-    nbits += 8;
-    while (nbits >= 6) {
-      out.push_back(kAlphabet[(acc >> (nbits - 6)) & 63]);
-      nbits -= 6;
-    }
-  }
-  if (nbits > 0) out.push_back(kAlphabet[(acc << (6 - nbits)) & 63]);
-  return out;
-}
+int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
 
 }  // namespace
 
@@ -242,10 +158,9 @@ void ClusterMember::Bootstrap(size_t step) {
 void ClusterMember::ReadClusterId() {
   zk_->Get(kClusterIdPath, nullptr, [this](absl::Status s, std::string data, ZnodeStat) {
     if (s.ok()) {
-      nlohmann::json j = nlohmann::json::parse(data, nullptr, false);
-      if (j.is_object() && j.contains("id") && j["id"].is_string()) {
-        if (cluster_id_.empty()) LogInfo("cluster: cluster id %s", j["id"].get<std::string>());
-        cluster_id_ = j["id"].get<std::string>();
+      if (auto id = DecodeClusterId(data)) {
+        if (cluster_id_.empty()) LogInfo("cluster: cluster id %s", *id);
+        cluster_id_ = *id;
         Publish();
       } else {
         LogError("cluster: %s holds no cluster id: %s", kClusterIdPath, data);
@@ -254,16 +169,14 @@ void ClusterMember::ReadClusterId() {
     }
     if (absl::IsNotFound(s)) {
       // The first broker of a new cluster names it; a concurrent one may win: read again.
-      nlohmann::json j;
-      j["version"] = "1";
-      j["id"] = NewClusterId();
-      zk_->Create(kClusterIdPath, j.dump(), CreateMode::kPersistent, [this](absl::Status c) {
-        if (c.ok() || absl::IsAlreadyExists(c)) {
-          ReadClusterId();
-        } else {
-          RetryAfterError(c, "creating the cluster id", &ClusterMember::ReadClusterId);
-        }
-      });
+      zk_->Create(kClusterIdPath, EncodeClusterId(NewClusterId()), CreateMode::kPersistent,
+                  [this](absl::Status c) {
+                    if (c.ok() || absl::IsAlreadyExists(c)) {
+                      ReadClusterId();
+                    } else {
+                      RetryAfterError(c, "creating the cluster id", &ClusterMember::ReadClusterId);
+                    }
+                  });
       return;
     }
     RetryAfterError(s, "reading the cluster id", &ClusterMember::ReadClusterId);
@@ -273,7 +186,8 @@ void ClusterMember::ReadClusterId() {
 void ClusterMember::Register() {
   const std::string path = absl::StrCat(kBrokerIds, "/", options_.broker_id);
   zk_->Create(
-      path, RegistrationJson(options_), CreateMode::kEphemeral, [this, path](absl::Status s) {
+      path, EncodeRegistration(options_.advertised_host, options_.kafka_port, NowMillis()),
+      CreateMode::kEphemeral, [this, path](absl::Status s) {
         if (s.ok()) {
           registered_ = true;
           waiting_for_old_registration_ = false;
@@ -352,13 +266,13 @@ void ClusterMember::WatchBrokers() {
         for (int32_t id : ids) {
           zk_->Get(absl::StrCat(kBrokerIds, "/", id), nullptr,
                    [id, r, finish](absl::Status g, std::string data, ZnodeStat) mutable {
-                     BrokerEndpoint b;
-                     if (g.ok() && ParseRegistration(id, data, &b)) {
-                       r->brokers[id] = b;
-                     } else if (g.ok()) {
+                     if (!g.ok()) {
+                       // Gone since the listing (NotFound): not live.
+                     } else if (auto b = DecodeRegistration(id, data)) {
+                       r->brokers[id] = *b;
+                     } else {
                        LogWarning("cluster: registration of broker %d unreadable: %s", id, data);
                      }
-                     // Gone since the listing (NotFound): not live.
                      if (--r->pending == 0) finish();
                    });
         }
@@ -383,7 +297,7 @@ void ClusterMember::WatchController() {
           RetryAfterError(s, "reading the controller", &ClusterMember::WatchController);
           return;
         }
-        const int32_t id = ParseControllerId(data);
+        const int32_t id = DecodeController(data).value_or(-1);
         const bool mine = stat.ephemeral_owner == zk_->session_id();
         if (id != controller_id_) LogInfo("cluster: controller is broker %d", id);
         controller_id_ = id;
@@ -414,14 +328,13 @@ void ClusterMember::Elect() {
       RetryAfterError(s, "reading the controller epoch", &ClusterMember::Elect);
       return;
     }
-    int32_t epoch = 0;
-    if (!absl::SimpleAtoi(data, &epoch)) {
-      LogError("cluster: %s holds '%s', not an epoch; taking 0", kControllerEpoch, data);
-      epoch = 0;
-    }
+    const std::optional<int32_t> read = DecodeControllerEpoch(data);
+    if (!read) LogError("cluster: %s holds '%s', not an epoch; taking 0", kControllerEpoch, data);
+    const int32_t epoch = read.value_or(0);
     const int32_t version = stat.version;
     std::vector<ZkOp> ops = {
-        ZkOp::Create(kController, ControllerJson(options_.broker_id), CreateMode::kEphemeral),
+        ZkOp::Create(kController, EncodeController(options_.broker_id, NowMillis()),
+                     CreateMode::kEphemeral),
         ZkOp::Set(kControllerEpoch, absl::StrCat(epoch + 1), version)};
     zk_->Multi(std::move(ops), [this, epoch, version](absl::Status m) {
       if (m.ok()) {

@@ -1,0 +1,149 @@
+#include "src/cluster/znode_json.h"
+
+#include <random>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace sluice::cluster {
+
+namespace {
+
+using Json = nlohmann::json;
+
+Json Parse(std::string_view data) {
+  return Json::parse(data.begin(), data.end(), nullptr, /*allow_exceptions=*/false);
+}
+
+// An integer member within [lo, hi], if present as a JSON integer.
+std::optional<int64_t> IntMember(const Json& j, const char* name, int64_t lo, int64_t hi) {
+  auto it = j.find(name);
+  if (it == j.end()) return std::nullopt;
+  int64_t v;
+  if (it->is_number_unsigned()) {
+    const uint64_t u = it->get<uint64_t>();
+    if (u > static_cast<uint64_t>(hi)) return std::nullopt;
+    v = static_cast<int64_t>(u);
+  } else if (it->is_number_integer()) {
+    v = it->get<int64_t>();
+  } else {
+    return std::nullopt;
+  }
+  if (v < lo || v > hi) return std::nullopt;
+  return v;
+}
+
+std::optional<std::string> StringMember(const Json& j, const char* name) {
+  auto it = j.find(name);
+  if (it == j.end() || !it->is_string()) return std::nullopt;
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string EncodeRegistration(const std::string& host, int32_t port, int64_t timestamp_ms) {
+  Json j;
+  j["version"] = 5;
+  j["host"] = host;
+  j["port"] = port;
+  j["endpoints"] = {absl::StrCat("PLAINTEXT://", host, ":", port)};
+  j["listener_security_protocol_map"] = {{"PLAINTEXT", "PLAINTEXT"}};
+  j["jmx_port"] = -1;
+  j["features"] = Json::object();
+  j["timestamp"] = absl::StrCat(timestamp_ms);
+  return j.dump();
+}
+
+std::optional<BrokerEndpoint> DecodeRegistration(int32_t id, std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  BrokerEndpoint out;
+  out.id = id;
+  auto host = StringMember(j, "host");
+  auto port = IntMember(j, "port", 1, 65535);
+  if (host && !host->empty() && port) {
+    out.host = *host;
+    out.port = static_cast<int32_t>(*port);
+    return out;
+  }
+  auto eps = j.find("endpoints");
+  if (eps == j.end() || !eps->is_array()) return std::nullopt;
+  constexpr std::string_view kPrefix = "PLAINTEXT://";
+  for (const Json& e : *eps) {
+    if (!e.is_string()) continue;
+    const std::string ep = e.get<std::string>();
+    if (ep.rfind(kPrefix, 0) != 0) continue;
+    const std::string hp = ep.substr(kPrefix.size());
+    const size_t colon = hp.rfind(':');
+    int32_t p;
+    if (colon == std::string::npos || colon == 0 || !absl::SimpleAtoi(hp.substr(colon + 1), &p) ||
+        p < 1 || p > 65535) {
+      continue;
+    }
+    out.host = hp.substr(0, colon);
+    out.port = p;
+    return out;
+  }
+  return std::nullopt;
+}
+
+std::string EncodeController(int32_t broker_id, int64_t timestamp_ms) {
+  Json j;
+  j["version"] = 1;
+  j["brokerid"] = broker_id;
+  j["timestamp"] = absl::StrCat(timestamp_ms);
+  return j.dump();
+}
+
+std::optional<int32_t> DecodeController(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  auto id = IntMember(j, "brokerid", 0, INT32_MAX);
+  if (!id) return std::nullopt;
+  return static_cast<int32_t>(*id);
+}
+
+std::string EncodeClusterId(const std::string& id) {
+  Json j;
+  j["version"] = "1";
+  j["id"] = id;
+  return j.dump();
+}
+
+std::optional<std::string> DecodeClusterId(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  auto id = StringMember(j, "id");
+  if (!id || id->empty()) return std::nullopt;
+  return id;
+}
+
+std::string NewClusterId() {
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::random_device rd;
+  std::string out;
+  uint32_t acc = 0;
+  int nbits = 0;
+  for (int i = 0; i < 16; ++i) {
+    acc = (acc << 8) | (rd() & 0xff);
+    nbits += 8;
+    while (nbits >= 6) {
+      out.push_back(kAlphabet[(acc >> (nbits - 6)) & 63]);
+      nbits -= 6;
+    }
+  }
+  if (nbits > 0) out.push_back(kAlphabet[(acc << (6 - nbits)) & 63]);
+  return out;
+}
+
+std::optional<int32_t> DecodeControllerEpoch(std::string_view data) {
+  int32_t epoch;
+  // The next controller writes epoch + 1: the largest int32 is no epoch anyone can follow.
+  if (!absl::SimpleAtoi(std::string(data), &epoch) || epoch < 0 || epoch == INT32_MAX)
+    return std::nullopt;
+  return epoch;
+}
+
+}  // namespace sluice::cluster

@@ -1,0 +1,36 @@
+// The JSON of the znodes Sluice reads and writes (ZNODES.md), in Kafka's layout. The parsers
+// take bytes from ZooKeeper, which any client of the ensemble may have written: they accept
+// only well-formed values in range and say no otherwise, never throw.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "src/cluster/cluster_view.h"
+
+namespace sluice::cluster {
+
+// /brokers/ids/<id> (version 5). `timestamp_ms` is the registration time.
+std::string EncodeRegistration(const std::string& host, int32_t port, int64_t timestamp_ms);
+// Host and Kafka port of a registration: "host" and "port", or else the first PLAINTEXT
+// endpoint. A port outside 1..65535 or an empty host is no registration.
+std::optional<BrokerEndpoint> DecodeRegistration(int32_t id, std::string_view data);
+
+// /controller (version 1).
+std::string EncodeController(int32_t broker_id, int64_t timestamp_ms);
+// The controller's broker id, if the data names one (0..2^31-1).
+std::optional<int32_t> DecodeController(std::string_view data);
+
+// /cluster/id (version "1").
+std::string EncodeClusterId(const std::string& id);
+std::optional<std::string> DecodeClusterId(std::string_view data);
+// A new cluster's id: 16 random bytes in URL-safe base64 without padding (22 characters), the
+// form of Kafka's cluster ids.
+std::string NewClusterId();
+
+// /controller_epoch: a decimal integer 0..2^31-2 (a new controller writes it plus one).
+std::optional<int32_t> DecodeControllerEpoch(std::string_view data);
+
+}  // namespace sluice::cluster
