@@ -176,10 +176,20 @@ int main(int argc, char** argv) {
   ko.advertised_host = config->advertised_host;
   const bool cluster_mode = !config->zookeeper.empty();
   std::shared_ptr<cluster::ClusterViewSource> cluster_view;
+  std::unique_ptr<cluster::ClusterMember> member;  // on shard 0, made once it exists
   if (cluster_mode) {
     ko.advertised_host = AdvertisedHost(*config);
     cluster_view = std::make_shared<cluster::ClusterViewSource>();
     ko.cluster = cluster_view;
+    // Shard 0 runs InitProducerId and the member: no request comes before the member exists
+    // (the listeners start serving with Run) nor after it is gone.
+    ko.next_producer_id = [&member](absl::AnyInvocable<void(absl::StatusOr<int64_t>)> done) {
+      if (member == nullptr) {
+        done(absl::UnavailableError("not in the cluster yet"));
+        return;
+      }
+      member->NextProducerId(std::move(done));
+    };
   }
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
@@ -191,7 +201,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   broker::Shard& shard0 = (*shards)->shard0();
-  std::unique_ptr<cluster::ClusterMember> member;
   if (cluster_mode) {
     cluster::ClusterMemberOptions mo;
     mo.broker_id = config->broker_id;

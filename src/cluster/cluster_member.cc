@@ -22,6 +22,8 @@ constexpr char kBrokerIds[] = "/brokers/ids";
 constexpr char kController[] = "/controller";
 constexpr char kControllerEpoch[] = "/controller_epoch";
 constexpr char kClusterIdPath[] = "/cluster/id";
+constexpr char kProducerIdBlockPath[] = "/latest_producer_id_block";
+constexpr int kMaxClaimAttempts = 20;  // lost races in a row before the client is told to retry
 // Persistent paths every broker makes sure of before anything else (in this order).
 constexpr const char* kPersistentPaths[] = {"/brokers", "/brokers/ids", "/brokers/topics",
                                             "/cluster"};
@@ -37,6 +39,7 @@ ClusterMember::ClusterMember(net::Reactor* loop, ClusterMemberOptions options,
 
 ClusterMember::~ClusterMember() {
   *alive_ = false;
+  AnswerProducerIdWaiters(absl::UnavailableError("broker stopping"));
   if (zk_ != nullptr) {
     LogInfo("cluster: broker %d leaves (closing its ZooKeeper session)", options_.broker_id);
     zk_.reset();
@@ -360,6 +363,96 @@ void ClusterMember::Elect() {
       }
     });
   });
+}
+
+void ClusterMember::NextProducerId(absl::AnyInvocable<void(absl::StatusOr<int64_t>)> done) {
+  if (next_producer_id_ < producer_id_block_end_) {
+    done(next_producer_id_++);
+    return;
+  }
+  producer_id_waiters_.push_back(std::move(done));
+  if (!claiming_producer_ids_) {
+    claiming_producer_ids_ = true;
+    ClaimProducerIdBlock(0);
+  }
+}
+
+void ClusterMember::AnswerProducerIdWaiters(const absl::Status& failure) {
+  auto waiters = std::move(producer_id_waiters_);
+  producer_id_waiters_.clear();
+  claiming_producer_ids_ = false;
+  for (auto& w : waiters) {
+    if (!failure.ok()) {
+      w(failure);
+    } else if (next_producer_id_ < producer_id_block_end_) {
+      w(next_producer_id_++);
+    } else {
+      // More waiters than one block holds: the rest wait for the next one.
+      producer_id_waiters_.push_back(std::move(w));
+    }
+  }
+  if (!producer_id_waiters_.empty()) {
+    claiming_producer_ids_ = true;
+    ClaimProducerIdBlock(0);
+  }
+}
+
+void ClusterMember::ClaimProducerIdBlock(int attempt) {
+  if (zk_ == nullptr || !connected_) {
+    AnswerProducerIdWaiters(absl::UnavailableError("not connected to ZooKeeper"));
+    return;
+  }
+  if (attempt >= kMaxClaimAttempts) {
+    AnswerProducerIdWaiters(absl::UnavailableError("producer id blocks contended; retry"));
+    return;
+  }
+  auto claimed = [this](const ProducerIdBlock& b) {
+    next_producer_id_ = b.start;
+    producer_id_block_end_ = b.end + 1;
+    LogInfo("cluster: broker %d claimed producer ids %d..%d", options_.broker_id, b.start, b.end);
+    AnswerProducerIdWaiters(absl::OkStatus());
+  };
+  zk_->Get(
+      kProducerIdBlockPath, nullptr,
+      [this, attempt, claimed](absl::Status s, std::string data, ZnodeStat stat) {
+        if (absl::IsNotFound(s)) {
+          const ProducerIdBlock first{options_.broker_id, 0, kProducerIdBlockSize - 1};
+          zk_->Create(kProducerIdBlockPath, EncodeProducerIdBlock(first), CreateMode::kPersistent,
+                      [this, attempt, first, claimed](absl::Status c) {
+                        if (c.ok()) {
+                          claimed(first);
+                        } else if (absl::IsAlreadyExists(c)) {
+                          ClaimProducerIdBlock(attempt + 1);
+                        } else {
+                          AnswerProducerIdWaiters(c);
+                        }
+                      });
+          return;
+        }
+        if (!s.ok()) {
+          AnswerProducerIdWaiters(s);
+          return;
+        }
+        const std::optional<ProducerIdBlock> last = DecodeProducerIdBlock(data);
+        if (!last) {
+          // Never guess past a block someone else may hold.
+          LogError("cluster: %s holds no producer id block: %s", kProducerIdBlockPath, data);
+          AnswerProducerIdWaiters(absl::InternalError("unreadable producer id block in ZooKeeper"));
+          return;
+        }
+        const ProducerIdBlock next{options_.broker_id, last->end + 1,
+                                   last->end + kProducerIdBlockSize};
+        zk_->Set(kProducerIdBlockPath, EncodeProducerIdBlock(next), stat.version,
+                 [this, attempt, next, claimed](absl::Status w, ZnodeStat) {
+                   if (w.ok()) {
+                     claimed(next);
+                   } else if (absl::IsFailedPrecondition(w)) {  // another broker claimed first
+                     ClaimProducerIdBlock(attempt + 1);
+                   } else {
+                     AnswerProducerIdWaiters(w);
+                   }
+                 });
+      });
 }
 
 void ClusterMember::Publish() {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "src/cluster/cluster_view.h"
 #include "src/cluster/coordinator.h"
@@ -45,6 +46,13 @@ class ClusterMember {
   // connect string. Loop thread.
   absl::Status Start();
 
+  // A producer id nobody else in the cluster hands out: from this broker's block, claiming
+  // the next block of kProducerIdBlockSize from /latest_producer_id_block (a conditional
+  // write on the version read) when it runs out. `done` runs on the loop, with Unavailable
+  // when ZooKeeper cannot be reached (the client retries). Loop thread.
+  static constexpr int64_t kProducerIdBlockSize = 1000;
+  void NextProducerId(absl::AnyInvocable<void(absl::StatusOr<int64_t>)> done);
+
   bool registered() const { return registered_; }
   bool is_controller() const { return is_controller_; }
   int32_t controller_epoch() const { return controller_epoch_; }
@@ -59,6 +67,8 @@ class ClusterMember {
   void WatchController();
   void Elect();
   void Publish();
+  void ClaimProducerIdBlock(int attempt);
+  void AnswerProducerIdWaiters(const absl::Status& failure);
   // Runs `fn` after `delay` unless the session changed (or the member went) meanwhile.
   void After(absl::Duration delay, absl::AnyInvocable<void()> fn);
   // An error that is neither expected nor a lost session: say so and try the step again.
@@ -82,6 +92,11 @@ class ClusterMember {
   bool is_controller_ = false;
   int32_t controller_epoch_ = 0;
   int32_t controller_epoch_version_ = -1;  // the zkVersion every controller write checks
+
+  int64_t next_producer_id_ = 0;
+  int64_t producer_id_block_end_ = 0;  // exclusive: [next, end) is this broker's to hand out
+  bool claiming_producer_ids_ = false;
+  std::vector<absl::AnyInvocable<void(absl::StatusOr<int64_t>)>> producer_id_waiters_;
 };
 
 }  // namespace sluice::cluster

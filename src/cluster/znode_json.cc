@@ -146,4 +146,29 @@ std::optional<int32_t> DecodeControllerEpoch(std::string_view data) {
   return epoch;
 }
 
+std::string EncodeProducerIdBlock(const ProducerIdBlock& block) {
+  Json j;
+  j["version"] = 1;
+  j["broker"] = block.broker;
+  j["block_start"] = absl::StrCat(block.start);
+  j["block_end"] = absl::StrCat(block.end);
+  return j.dump();
+}
+
+std::optional<ProducerIdBlock> DecodeProducerIdBlock(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  constexpr int64_t kMaxId = int64_t{1} << 62;
+  ProducerIdBlock b;
+  auto broker = IntMember(j, "broker", -1, INT32_MAX);
+  auto start = StringMember(j, "block_start");
+  auto end = StringMember(j, "block_end");
+  if (!start || !end || !absl::SimpleAtoi(*start, &b.start) || !absl::SimpleAtoi(*end, &b.end) ||
+      b.start < 0 || b.end < b.start || b.end > kMaxId) {
+    return std::nullopt;
+  }
+  b.broker = broker ? static_cast<int32_t>(*broker) : -1;
+  return b;
+}
+
 }  // namespace sluice::cluster

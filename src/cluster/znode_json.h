@@ -33,4 +33,15 @@ std::string NewClusterId();
 // /controller_epoch: a decimal integer 0..2^31-2 (a new controller writes it plus one).
 std::optional<int32_t> DecodeControllerEpoch(std::string_view data);
 
+// /latest_producer_id_block (version 1): the last block of producer ids a broker claimed,
+// both ends inclusive and written as decimal strings, as Kafka writes them.
+struct ProducerIdBlock {
+  int32_t broker = -1;
+  int64_t start = 0;
+  int64_t end = -1;  // inclusive
+};
+std::string EncodeProducerIdBlock(const ProducerIdBlock& block);
+// A block with 0 <= start <= end <= 2^62 (ids stay far from overflow), if the data holds one.
+std::optional<ProducerIdBlock> DecodeProducerIdBlock(std::string_view data);
+
 }  // namespace sluice::cluster

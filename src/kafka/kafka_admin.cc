@@ -469,6 +469,24 @@ void HandleInitProducerId(RequestContext& ctx, kafka::InitProducerIdRequest& req
     resp.producer_id = req.producer_id;
     resp.producer_epoch = static_cast<int16_t>(req.producer_epoch + 1);
     if (resp.producer_epoch < 0) resp.error_code = kafka::errors::kInvalidProducerEpoch;
+  } else if (const auto& next = ctx.broker.options().next_producer_id) {
+    // From this broker's block of the cluster's ids (src/cluster/ZNODES.md); a block claim
+    // may wait for ZooKeeper.
+    next([responder = std::move(ctx.responder)](absl::StatusOr<int64_t> id) mutable {
+      kafka::InitProducerIdResponse r;
+      if (id.ok()) {
+        r.producer_id = *id;
+        r.producer_epoch = 0;
+      } else {
+        r.error_code = absl::IsUnavailable(id.status()) ? kafka::errors::kCoordinatorNotAvailable
+                                                        : kafka::errors::kUnknownServerError;
+        r.producer_id = -1;
+        r.producer_epoch = -1;
+        storage::LogWarning("kafka: InitProducerId: %s", id.status().message());
+      }
+      responder.Send(r);
+    });
+    return;
   } else {
     auto id = ctx.broker.NextProducerId();
     if (!id.ok()) {

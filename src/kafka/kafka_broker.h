@@ -61,6 +61,9 @@ struct KafkaOptions {
   int32_t node_id = 0;
   std::string advertised_host;
   std::shared_ptr<const cluster::ClusterViewSource> cluster;
+  // Cluster mode: where InitProducerId takes producer ids (shard 0; the callback runs there),
+  // so that no two brokers hand out the same. Unset: the topic registry's own counter.
+  std::function<void(absl::AnyInvocable<void(absl::StatusOr<int64_t>)>)> next_producer_id;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until

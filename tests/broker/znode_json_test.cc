@@ -73,5 +73,22 @@ TEST(ZnodeJsonTest, ControllerEpochsAreDecimalAndLeaveRoomForTheNext) {
   }
 }
 
+TEST(ZnodeJsonTest, ProducerIdBlocksUseKafkasStringsAndRefuseBadRanges) {
+  const std::string data = EncodeProducerIdBlock({2, 1000, 1999});
+  EXPECT_NE(data.find("\"block_start\":\"1000\""), std::string::npos);
+  EXPECT_NE(data.find("\"block_end\":\"1999\""), std::string::npos);
+  auto b = DecodeProducerIdBlock(data);
+  ASSERT_TRUE(b.has_value());
+  EXPECT_EQ(b->broker, 2);
+  EXPECT_EQ(b->start, 1000);
+  EXPECT_EQ(b->end, 1999);
+  for (const char* bad :
+       {"", R"({"block_start":"5","block_end":"4"})", R"({"block_start":"-1","block_end":"4"})",
+        R"({"block_start":5,"block_end":9})", R"({"block_start":"0"})",
+        R"({"block_start":"0","block_end":"9223372036854775807"})"}) {
+    EXPECT_FALSE(DecodeProducerIdBlock(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::cluster

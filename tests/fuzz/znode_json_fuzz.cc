@@ -30,5 +30,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   if (auto id = DecodeClusterId(bytes)) Check(DecodeClusterId(EncodeClusterId(*id)) == id);
   if (auto epoch = DecodeControllerEpoch(bytes)) Check(*epoch >= 0 && *epoch < INT32_MAX);
+  if (auto b = DecodeProducerIdBlock(bytes)) {
+    Check(b->start >= 0 && b->end >= b->start);
+    auto again = DecodeProducerIdBlock(EncodeProducerIdBlock(*b));
+    Check(again.has_value() && again->start == b->start && again->end == b->end &&
+          again->broker == b->broker);
+  }
   return 0;
 }

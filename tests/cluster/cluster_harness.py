@@ -1,0 +1,97 @@
+"""Shared by the cluster tests: a cluster started and faulted with tools/cluster, Metadata as
+one broker answers it, bounded waits, and the test runner (exit 77: cannot run here)."""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from confluent_kafka.admin import AdminClient
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+class Cluster:
+    def __init__(self, tool, sluice, root):
+        self.tool, self.dir = tool, os.path.join(root, "cluster")
+        self.env = dict(os.environ, SLUICE_BIN=sluice)
+
+    def run(self, *args, timeout=90):
+        r = subprocess.run([self.tool, args[0], "--dir", self.dir, *args[1:]], env=self.env, timeout=timeout,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise AssertionError(f"tools/cluster {' '.join(args)}: exit {r.returncode}\n"
+                                 f"{r.stdout}{r.stderr}")
+        return r.stdout
+
+    def up(self, n, *broker_flags):
+        """Starts ZooKeeper and n brokers; returns their Kafka addresses, broker 1 first."""
+        out = self.run("up", str(n), "--", *broker_flags)
+        line = [l for l in out.splitlines() if l.startswith("BOOTSTRAP=")]
+        check(len(line) == 1, f"one BOOTSTRAP line: {out!r}")
+        addrs = line[0][len("BOOTSTRAP="):].split(",")
+        check(len(addrs) == n, f"{n} brokers: {addrs}")
+        return addrs
+
+    def down(self):
+        subprocess.run([self.tool, "down", "--dir", self.dir], env=self.env, timeout=60)
+
+    def tail(self, broker_id, lines=30):
+        path = os.path.join(self.dir, f"b{broker_id}.log")
+        try:
+            with open(path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def metadata(addr):
+    """(brokers {id: "host:port"}, controller id, cluster id) as one broker answers."""
+    admin = AdminClient({"bootstrap.servers": addr, "broker.address.family": "v4",
+                         "socket.timeout.ms": 2000})
+    md = admin.list_topics(timeout=3)
+    brokers = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
+    return brokers, md.controller_id, md.cluster_id
+
+
+def wait_for(what, timeout, cond, interval=0.1):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception as e:  # a broker being killed or started: try again
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last})")
+
+
+
+def run(test):
+    """Parses --sluice and --cluster-tool, runs test(args, root) in a scratch directory."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--sluice", required=True)
+    p.add_argument("--cluster-tool", required=True)
+    args = p.parse_args()
+    if not os.path.exists("/usr/share/java/zookeeper.jar"):
+        print("SKIP: ZooKeeper is not installed (tools/lib/deps.sh installs it)")
+        sys.exit(77)
+    root = tempfile.mkdtemp(prefix="sluice-cluster-")
+    started = time.time()
+    try:
+        test(args, root)
+    except Exception:
+        import traceback
+        traceback.print_exc()
+        print(f"FAILED after {time.time() - started:.1f}s")
+        sys.exit(1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"PASSED in {time.time() - started:.1f}s")
