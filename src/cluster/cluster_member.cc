@@ -47,6 +47,7 @@ ClusterMember::~ClusterMember() {
 }
 
 absl::Status ClusterMember::Start() {
+  loop_->AssertInLoopThread();
   LogInfo("cluster: broker %d joins through ZooKeeper %s (session timeout %s), advertised as %s:%d",
           options_.broker_id, options_.zookeeper, absl::FormatDuration(options_.session_timeout),
           options_.advertised_host, options_.kafka_port);
@@ -93,6 +94,7 @@ void ClusterMember::RetryAfterError(const absl::Status& s, const char* step,
 }
 
 void ClusterMember::OnSession(SessionState state) {
+  loop_->AssertInLoopThread();
   switch (state) {
     case SessionState::kConnected:
       if (connected_) return;
@@ -366,6 +368,7 @@ void ClusterMember::Elect() {
 }
 
 void ClusterMember::NextProducerId(absl::AnyInvocable<void(absl::StatusOr<int64_t>)> done) {
+  loop_->AssertInLoopThread();
   if (next_producer_id_ < producer_id_block_end_) {
     done(next_producer_id_++);
     return;

@@ -2,15 +2,19 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <zookeeper/zookeeper.h>
 
 #include <atomic>
 #include <mutex>
+#include <string_view>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "log/logging.h"
 
 namespace sluice::cluster {
@@ -90,6 +94,59 @@ ZnodeStat ToStat(const struct Stat* st) {
     out.ephemeral_owner = st->ephemeralOwner;
   }
   return out;
+}
+
+// The client's own log lines, into the broker's log. They come with the client's timestamp,
+// thread and source position ("2026-12-07 19:40:14,957:3466(0x7f..):ZOO_ERROR@check_events@2985:
+// Socket ..."): only the level and the message are kept. While ZooKeeper is unreachable the
+// client says the same few things several times a second: a line logged in the last 10 s is
+// dropped.
+void OnClientLog(const char* message) {
+  std::string_view m(message);
+  while (!m.empty() && (m.back() == '\n' || m.back() == '\r')) m.remove_suffix(1);
+  if (size_t at = m.find("ZOO_"); at != std::string_view::npos) m.remove_prefix(at);
+  if (size_t colon = m.find(": "); colon != std::string_view::npos) {
+    std::string_view where = m.substr(0, colon);  // ZOO_ERROR@check_events@2985
+    std::string_view level = where.substr(0, where.find('@'));
+    std::string_view text = m.substr(colon + 2);
+    static std::mutex mu;
+    static absl::flat_hash_map<std::string, absl::Time> recent;  // line -> when last logged
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      const absl::Time now = absl::Now();
+      auto [it, fresh] = recent.try_emplace(std::string(text), now);
+      if (!fresh && now - it->second < absl::Seconds(10)) return;
+      it->second = now;
+      if (recent.size() > 256) recent.clear();  // varied lines (addresses, session ids)
+    }
+    if (level == "ZOO_ERROR") {
+      storage::LogError("zookeeper client: %s", std::string(text));
+    } else {
+      storage::LogWarning("zookeeper client: %s", std::string(text));
+    }
+    return;
+  }
+  storage::LogWarning("zookeeper client: %s", std::string(m));
+}
+
+// The client writes its log lines to a FILE (zoo_set_log_stream): this one hands every line
+// to OnClientLog. The client's threads write to it concurrently.
+ssize_t WriteClientLog(void*, const char* buf, size_t size) {
+  static std::mutex mu;
+  static std::string pending;
+  std::vector<std::string> lines;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    pending.append(buf, size);
+    size_t start = 0;
+    for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
+      lines.push_back(pending.substr(start, nl - start));
+    }
+    pending.erase(0, start);
+    if (pending.size() > 4096) pending.clear();  // a line without an end: not ours to keep
+  }
+  for (const std::string& line : lines) OnClientLog(line.c_str());
+  return static_cast<ssize_t>(size);
 }
 
 int ZkMode(CreateMode mode) { return mode == CreateMode::kEphemeral ? ZOO_EPHEMERAL : 0; }
@@ -226,7 +283,14 @@ absl::StatusOr<std::unique_ptr<ZkCoordinator>> ZkCoordinator::Connect(
     const std::string& connect, absl::Duration session_timeout, Post post,
     absl::AnyInvocable<void(SessionState)> on_session) {
   static std::once_flag log_level_once;
-  std::call_once(log_level_once, [] { zoo_set_debug_level(ZOO_LOG_LEVEL_WARN); });
+  std::call_once(log_level_once, [] {
+    zoo_set_debug_level(ZOO_LOG_LEVEL_WARN);
+    cookie_io_functions_t io = {nullptr, WriteClientLog, nullptr, nullptr};
+    if (FILE* f = fopencookie(nullptr, "w", io)) {
+      setvbuf(f, nullptr, _IOLBF, 0);
+      zoo_set_log_stream(f);  // for the life of the process
+    }
+  });
   std::unique_ptr<ZkCoordinator> c(new ZkCoordinator());
   c->shared_ = std::make_shared<Shared>();
   c->shared_->self = c->shared_;
