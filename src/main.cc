@@ -12,6 +12,7 @@
 #include <climits>
 #include <cstdio>
 #include <limits>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -190,6 +191,16 @@ int main(int argc, char** argv) {
       }
       member->NextProducerId(std::move(done));
     };
+    ko.create_topic = [&member](const std::string& name, int32_t partitions, int32_t rf,
+                                const std::map<std::string, std::string>& configs,
+                                absl::AnyInvocable<void(absl::Status)> done) {
+      if (member == nullptr) {
+        done(absl::UnavailableError("not in the cluster yet"));
+        return;
+      }
+      member->CreateTopic(name, partitions, rf, configs, std::move(done));
+    };
+    ko.default_replication_factor = config->default_replication_factor;
   }
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
@@ -209,6 +220,31 @@ int main(int argc, char** argv) {
     mo.advertised_host = ko.advertised_host;
     mo.kafka_port = config->kafka_port;
     member = std::make_unique<cluster::ClusterMember>(&shard0.reactor(), mo, cluster_view);
+    // Every topic of the cluster gets its logs here (all its partitions, also those another
+    // broker leads: until partitions are replicated those stay empty).
+    member->set_on_change([set = shards->get(), cluster_view] {
+      broker::KafkaBroker& kafka0 = set->kafka0();
+      std::shared_ptr<const cluster::ClusterView> view = cluster_view->Get();
+      std::vector<broker::TopicRegistry::NewTopic> missing;
+      for (const auto& [name, t] : view->topics) {
+        const broker::TopicInfo* local = kafka0.topics().Find(name);
+        if (local == nullptr) {
+          missing.push_back({name, static_cast<int32_t>(t.replicas.size()), t.configs});
+        } else if (local->partitions != static_cast<int32_t>(t.replicas.size())) {
+          storage::LogWarning(
+              "cluster: topic %s has %d partitions here but %d in the cluster; serving the "
+              "cluster's",
+              name, local->partitions, t.replicas.size());
+        }
+      }
+      for (broker::TopicRegistry::NewTopic& t : missing) {
+        const std::string name = t.name;
+        if (auto created = kafka0.CreateTopics({std::move(t)}); !created.ok()) {
+          storage::LogError("cluster: making the logs of topic %s: %s", name,
+                            created.status().message());
+        }
+      }
+    });
     if (absl::Status s = member->Start(); !s.ok()) {
       storage::LogError("sluice: --zookeeper %s: %s", config->zookeeper, s.message());
       return 2;

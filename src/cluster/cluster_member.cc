@@ -26,7 +26,9 @@ constexpr char kProducerIdBlockPath[] = "/latest_producer_id_block";
 constexpr int kMaxClaimAttempts = 20;  // lost races in a row before the client is told to retry
 // Persistent paths every broker makes sure of before anything else (in this order).
 constexpr const char* kPersistentPaths[] = {"/brokers", "/brokers/ids", "/brokers/topics",
-                                            "/cluster"};
+                                            "/cluster", "/config",      "/config/topics"};
+constexpr char kTopics[] = "/brokers/topics";
+constexpr char kTopicConfigs[] = "/config/topics";
 constexpr absl::Duration kRetryDelay = absl::Seconds(1);
 
 int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }
@@ -141,6 +143,7 @@ void ClusterMember::Bootstrap(size_t step) {
     Register();
     WatchBrokers();
     WatchController();
+    WatchTopics();
     return;
   }
   const std::string path = kPersistentPaths[step];
@@ -458,6 +461,100 @@ void ClusterMember::ClaimProducerIdBlock(int attempt) {
       });
 }
 
+void ClusterMember::WatchTopics() {
+  zk_->GetChildren(
+      kTopics, [this] { WatchTopics(); },
+      [this](absl::Status s, std::vector<std::string> names) {
+        if (!s.ok()) {
+          RetryAfterError(s, "listing topics", &ClusterMember::WatchTopics);
+          return;
+        }
+        // Topics are only ever added (deletion is not offered in cluster mode yet): read the
+        // new ones, configs first, as their creator wrote them.
+        struct Round {
+          std::map<std::string, TopicView> added;
+          size_t pending = 0;
+        };
+        auto r = std::make_shared<Round>();
+        std::vector<std::string> fresh;
+        for (std::string& n : names) {
+          if (topics_.count(n) == 0) fresh.push_back(std::move(n));
+        }
+        if (fresh.empty()) return;
+        r->pending = fresh.size();
+        // Rounds may overlap (a watch fired while one reads): adding twice is harmless.
+        auto finish = [this, r] {
+          for (auto& [name, t] : r->added) {
+            LogInfo("cluster: topic %s (%d partitions)", name, t.replicas.size());
+            topics_[name] = std::move(t);
+          }
+          Publish();
+        };
+        for (const std::string& name : fresh) {
+          zk_->Get(absl::StrCat(kTopicConfigs, "/", name), nullptr,
+                   [this, name, r, finish](absl::Status c, std::string cdata, ZnodeStat) mutable {
+                     std::map<std::string, std::string> configs;
+                     if (c.ok()) {
+                       auto decoded = DecodeTopicConfig(cdata);
+                       if (decoded) configs = std::move(*decoded);
+                       if (!decoded) LogError("cluster: configs of topic %s unreadable", name);
+                     }
+                     zk_->Get(absl::StrCat(kTopics, "/", name), nullptr,
+                              [name, r, finish, configs = std::move(configs)](
+                                  absl::Status g, std::string data, ZnodeStat) mutable {
+                                if (g.ok()) {
+                                  if (auto a = DecodeTopicAssignment(data)) {
+                                    r->added[name] = TopicView{std::move(*a), std::move(configs)};
+                                  } else {
+                                    LogError("cluster: assignment of topic %s unreadable: %s", name,
+                                             data);
+                                  }
+                                }
+                                if (--r->pending == 0) finish();
+                              });
+                   });
+        }
+      });
+}
+
+void ClusterMember::CreateTopic(const std::string& name, int32_t partitions,
+                                int32_t replication_factor,
+                                const std::map<std::string, std::string>& configs,
+                                absl::AnyInvocable<void(absl::Status)> done) {
+  loop_->AssertInLoopThread();
+  if (zk_ == nullptr || !connected_) {
+    done(absl::UnavailableError("not connected to ZooKeeper"));
+    return;
+  }
+  std::vector<int32_t> live;
+  for (const auto& [id, b] : brokers_) live.push_back(id);
+  if (replication_factor < 1 || static_cast<size_t>(replication_factor) > live.size()) {
+    done(absl::InvalidArgumentError(absl::StrCat("replication factor ", replication_factor,
+                                                 " with ", live.size(), " live brokers")));
+    return;
+  }
+  if (replication_factor != 1) {
+    done(absl::InvalidArgumentError(
+        "partitions are not replicated yet in cluster mode: replication factor must be 1"));
+    return;
+  }
+  // Round robin from a place that depends on the name, so that topics do not all start on
+  // the same broker.
+  std::vector<std::vector<int32_t>> replicas(static_cast<size_t>(partitions));
+  const size_t start = std::hash<std::string>()(name) % live.size();
+  for (size_t p = 0; p < replicas.size(); ++p) replicas[p] = {live[(start + p) % live.size()]};
+  const std::string assignment = EncodeTopicAssignment(replicas);
+  std::vector<ZkOp> ops;
+  // Configs with the assignment, atomically: a member that sees the topic reads them with it.
+  if (!configs.empty()) {
+    ops.push_back(ZkOp::Create(absl::StrCat(kTopicConfigs, "/", name), EncodeTopicConfig(configs),
+                               CreateMode::kPersistent));
+  }
+  ops.push_back(ZkOp::Create(absl::StrCat(kTopics, "/", name), EncodeTopicAssignment(replicas),
+                             CreateMode::kPersistent));
+  zk_->Multi(std::move(ops), std::move(done));
+}
+
 void ClusterMember::Publish() {
   auto v = std::make_shared<ClusterView>();
   v->my_id = options_.broker_id;
@@ -466,7 +563,9 @@ void ClusterMember::Publish() {
   v->controller_id = controller_id_;
   v->controller_epoch = controller_epoch_;
   v->session_live = connected_ && registered_;
+  v->topics = topics_;
   view_->Publish(std::move(v));
+  if (on_change_) on_change_();
 }
 
 }  // namespace sluice::cluster

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -53,6 +54,16 @@ class ClusterMember {
   static constexpr int64_t kProducerIdBlockSize = 1000;
   void NextProducerId(absl::AnyInvocable<void(absl::StatusOr<int64_t>)> done);
 
+  // Writes a new topic to ZooKeeper (its configs, then its assignment over the live brokers,
+  // one replica per partition). Every member then learns it (and makes its logs) from its
+  // watch. AlreadyExists: the topic exists; InvalidArgument: a replication factor this
+  // cluster cannot give; Unavailable: ZooKeeper cannot be reached. Loop thread.
+  void CreateTopic(const std::string& name, int32_t partitions, int32_t replication_factor,
+                   const std::map<std::string, std::string>& configs,
+                   absl::AnyInvocable<void(absl::Status)> done);
+  // Called on the loop after every change of the published view (topics to materialize).
+  void set_on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
+
   bool registered() const { return registered_; }
   bool is_controller() const { return is_controller_; }
   int32_t controller_epoch() const { return controller_epoch_; }
@@ -65,6 +76,7 @@ class ClusterMember {
   void Register();
   void WatchBrokers();
   void WatchController();
+  void WatchTopics();
   void Elect();
   void Publish();
   void ClaimProducerIdBlock(int attempt);
@@ -92,6 +104,9 @@ class ClusterMember {
   bool is_controller_ = false;
   int32_t controller_epoch_ = 0;
   int32_t controller_epoch_version_ = -1;  // the zkVersion every controller write checks
+
+  std::map<std::string, TopicView> topics_;
+  std::function<void()> on_change_;
 
   int64_t next_producer_id_ = 0;
   int64_t producer_id_block_end_ = 0;  // exclusive: [next, end) is this broker's to hand out

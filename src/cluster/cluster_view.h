@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 namespace sluice::cluster {
 
@@ -20,13 +21,35 @@ struct BrokerEndpoint {
   bool operator==(const BrokerEndpoint&) const = default;
 };
 
+// A topic as ZooKeeper holds it (/brokers/topics/<topic>, /config/topics/<topic>).
+struct TopicView {
+  std::vector<std::vector<int32_t>> replicas;  // per partition, in assignment order
+  std::map<std::string, std::string> configs;  // the topic's overrides
+
+  bool operator==(const TopicView&) const = default;
+};
+
 struct ClusterView {
   int32_t my_id = 0;
   std::string cluster_id;
   std::map<int32_t, BrokerEndpoint> brokers;  // registered (live) brokers, by id
   int32_t controller_id = -1;                 // -1: none known
   int32_t controller_epoch = 0;
-  bool session_live = false;  // this broker's ZooKeeper session is connected
+  bool session_live = false;                // this broker's ZooKeeper session is connected
+  std::map<std::string, TopicView> topics;  // every topic of the cluster
+
+  // The partition's leader, -1 if it has none (unknown partition, or its broker is not
+  // registered). Until partitions are replicated (ZNODES.md) a partition has one replica,
+  // which leads it while it is live.
+  int32_t LeaderOf(const std::string& topic, int32_t partition) const {
+    auto it = topics.find(topic);
+    if (it == topics.end() || partition < 0 ||
+        static_cast<size_t>(partition) >= it->second.replicas.size()) {
+      return -1;
+    }
+    const std::vector<int32_t>& r = it->second.replicas[static_cast<size_t>(partition)];
+    return !r.empty() && brokers.count(r[0]) > 0 ? r[0] : -1;
+  }
 };
 
 class ClusterViewSource {

@@ -1,5 +1,6 @@
 #include "src/cluster/znode_json.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/numbers.h"
@@ -169,6 +170,67 @@ std::optional<ProducerIdBlock> DecodeProducerIdBlock(std::string_view data) {
   }
   b.broker = broker ? static_cast<int32_t>(*broker) : -1;
   return b;
+}
+
+std::string EncodeTopicAssignment(const std::vector<std::vector<int32_t>>& replicas) {
+  Json j;
+  j["version"] = 2;
+  Json partitions = Json::object();
+  for (size_t p = 0; p < replicas.size(); ++p) partitions[absl::StrCat(p)] = replicas[p];
+  j["partitions"] = std::move(partitions);
+  j["adding_replicas"] = Json::object();
+  j["removing_replicas"] = Json::object();
+  return j.dump();
+}
+
+std::optional<std::vector<std::vector<int32_t>>> DecodeTopicAssignment(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  auto parts = j.find("partitions");
+  if (parts == j.end() || !parts->is_object() || parts->empty() ||
+      parts->size() > kMaxTopicPartitions) {
+    return std::nullopt;
+  }
+  std::vector<std::vector<int32_t>> out(parts->size());
+  std::vector<bool> seen(parts->size(), false);
+  for (auto it = parts->begin(); it != parts->end(); ++it) {
+    size_t p;
+    if (!absl::SimpleAtoi(it.key(), &p) || p >= out.size() || seen[p] ||
+        absl::StrCat(p) != it.key() || !it->is_array() || it->empty()) {
+      return std::nullopt;
+    }
+    seen[p] = true;
+    for (const Json& id : *it) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
+        return std::nullopt;
+      }
+      const int32_t b = static_cast<int32_t>(id.get<int64_t>());
+      if (std::find(out[p].begin(), out[p].end(), b) != out[p].end()) return std::nullopt;
+      out[p].push_back(b);
+    }
+  }
+  return out;
+}
+
+std::string EncodeTopicConfig(const std::map<std::string, std::string>& configs) {
+  Json j;
+  j["version"] = 1;
+  j["config"] = Json::object();
+  for (const auto& [k, v] : configs) j["config"][k] = v;
+  return j.dump();
+}
+
+std::optional<std::map<std::string, std::string>> DecodeTopicConfig(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  auto c = j.find("config");
+  if (c == j.end() || !c->is_object()) return std::nullopt;
+  std::map<std::string, std::string> out;
+  for (auto it = c->begin(); it != c->end(); ++it) {
+    if (!it->is_string()) return std::nullopt;
+    out[it.key()] = it->get<std::string>();
+  }
+  return out;
 }
 
 }  // namespace sluice::cluster

@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "src/cluster/cluster_view.h"
 
@@ -43,5 +45,16 @@ struct ProducerIdBlock {
 std::string EncodeProducerIdBlock(const ProducerIdBlock& block);
 // A block with 0 <= start <= end <= 2^62 (ids stay far from overflow), if the data holds one.
 std::optional<ProducerIdBlock> DecodeProducerIdBlock(std::string_view data);
+
+// /brokers/topics/<topic> (version 2): the replicas of each partition, in assignment order.
+std::string EncodeTopicAssignment(const std::vector<std::vector<int32_t>>& replicas);
+// Partitions "0".."n-1" each once (n at most kMaxTopicPartitions), each with one or more
+// distinct broker ids >= 0; anything else is no assignment.
+inline constexpr size_t kMaxTopicPartitions = 1 << 20;
+std::optional<std::vector<std::vector<int32_t>>> DecodeTopicAssignment(std::string_view data);
+
+// /config/topics/<topic> (version 1): the topic's config overrides, string to string.
+std::string EncodeTopicConfig(const std::map<std::string, std::string>& configs);
+std::optional<std::map<std::string, std::string>> DecodeTopicConfig(std::string_view data);
 
 }  // namespace sluice::cluster

@@ -56,6 +56,83 @@ void RefuseInternal(RequestContext& ctx, const char* api, const std::string& top
 
 }  // namespace
 
+namespace {
+
+// Metadata's topics in cluster mode: every topic of the cluster as ZooKeeper has it (the same
+// answer from every broker), each partition with its leader (-1 and LEADER_NOT_AVAILABLE
+// while its broker is gone). A missing topic asked for by name is created in ZooKeeper when
+// auto-creation allows, and reported LEADER_NOT_AVAILABLE until the cluster has it (clients
+// ask again). Topic ids are not kept in ZooKeeper yet: none is given (all zeros).
+void DescribeClusterTopics(RequestContext& ctx, const kafka::MetadataRequest& req,
+                           kafka::MetadataResponse& resp) {
+  const KafkaOptions& o = ctx.broker.options();
+  std::shared_ptr<const cluster::ClusterView> view = o.cluster->Get();
+  auto describe = [&](const std::string& name, const cluster::TopicView* t, int16_t error) {
+    kafka::MetadataResponse::MetadataResponseTopic rt;
+    rt.name = name;
+    rt.error_code = error;
+    rt.is_internal = false;
+    if (t != nullptr) {
+      for (size_t p = 0; p < t->replicas.size(); ++p) {
+        kafka::MetadataResponse::MetadataResponsePartition rp;
+        rp.partition_index = static_cast<int32_t>(p);
+        rp.leader_id = view->LeaderOf(name, static_cast<int32_t>(p));
+        rp.leader_epoch = 0;
+        rp.replica_nodes = t->replicas[p];
+        for (int32_t r : t->replicas[p]) {
+          if (view->brokers.count(r) > 0) {
+            rp.isr_nodes.push_back(r);
+          } else {
+            rp.offline_replicas.push_back(r);
+          }
+        }
+        if (rp.leader_id < 0) rp.error_code = kafka::errors::kLeaderNotAvailable;
+        rt.partitions.push_back(std::move(rp));
+      }
+    }
+    resp.topics.push_back(std::move(rt));
+  };
+  const bool all = !req.topics.has_value() || (ctx.header.api_version == 0 && req.topics->empty());
+  if (all) {
+    for (const auto& [name, t] : view->topics) describe(name, &t, 0);
+    return;
+  }
+  const bool may_create = ctx.broker.shard().config().auto_create_topics &&
+                          (ctx.header.api_version < 4 || req.allow_auto_topic_creation);
+  for (const auto& rt : *req.topics) {
+    if (!rt.name.has_value()) {
+      describe("", nullptr, kafka::errors::kUnknownTopicId);
+      continue;
+    }
+    const std::string& name = *rt.name;
+    if (auto it = view->topics.find(name); it != view->topics.end()) {
+      describe(name, &it->second, 0);
+    } else if (!IsValidTopicName(name)) {
+      describe(name, nullptr, kafka::errors::kInvalidTopicException);
+    } else if (may_create && !ctx.broker.IsInternalTopic(name) && o.create_topic) {
+      o.create_topic(name, ctx.broker.shard().config().default_partitions,
+                     o.default_replication_factor, {}, [name](absl::Status s) {
+                       if (!s.ok() && !absl::IsAlreadyExists(s)) {
+                         storage::LogWarning("kafka: auto-creating topic %s: %s", name,
+                                             s.message());
+                       }
+                     });
+      describe(name, nullptr, kafka::errors::kLeaderNotAvailable);
+    } else {
+      describe(name, nullptr, kafka::errors::kUnknownTopicOrPartition);
+    }
+  }
+}
+
+// What cluster mode does not offer yet (every broker would have to apply it): the message
+// the client gets with the error.
+constexpr char kNotInClusterMode[] =
+    "not available in cluster mode yet (topics are kept in ZooKeeper; see docs/ARCHITECTURE.md)";
+
+bool InClusterMode(const RequestContext& ctx) { return ctx.broker.options().cluster != nullptr; }
+
+}  // namespace
+
 ClusterFacts CurrentCluster(const RequestContext& ctx) {
   const KafkaOptions& o = ctx.broker.options();
   ClusterFacts f;
@@ -106,8 +183,11 @@ void HandleMetadata(RequestContext& ctx, kafka::MetadataRequest& req) {
   }
   if (!facts.cluster_id.empty()) resp.cluster_id = facts.cluster_id;
   resp.controller_id = facts.controller_id;
-  // Topics are still this broker's own (replication is being built, docs/ARCHITECTURE.md):
-  // it leads every partition it holds.
+  if (ctx.broker.options().cluster != nullptr) {
+    DescribeClusterTopics(ctx, req, resp);
+    ctx.responder.Send(resp);
+    return;
+  }
   const int32_t self = facts.self_id;
 
   auto describe = [&](const std::string& name, const TopicInfo* t, int16_t error) {
@@ -191,9 +271,17 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
   absl::flat_hash_map<size_t, std::pair<storage::LogConfig, std::map<std::string, std::string>>>
       with_overrides;
   const storage::LogConfig& defaults = ctx.broker.topics().defaults();
+  const KafkaOptions& options = ctx.broker.options();
+  const bool cluster_mode = options.cluster != nullptr;
+  std::shared_ptr<const cluster::ClusterView> view =
+      cluster_mode ? options.cluster->Get() : nullptr;
+  std::vector<int32_t> replication_factors;  // of to_create
   for (auto& t : req.topics) {
     kafka::CreateTopicsResponse::CreatableTopicResult r;
     r.name = t.name;
+    const int32_t replication_factor = t.replication_factor == -1
+                                           ? (cluster_mode ? options.default_replication_factor : 1)
+                                           : t.replication_factor;
     int32_t partitions = t.num_partitions;
     if (partitions == -1) partitions = ctx.broker.shard().config().default_partitions;
     if (!t.assignments.empty()) partitions = static_cast<int32_t>(t.assignments.size());
@@ -213,13 +301,17 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
     } else if (!s.ok()) {
       r.error_code = kafka::errors::kInvalidConfig;
       r.error_message = std::string(s.message());
-    } else if (t.replication_factor != -1 && t.replication_factor != 1) {
+    } else if (!cluster_mode && t.replication_factor != -1 && t.replication_factor != 1) {
       r.error_code = kafka::errors::kInvalidReplicationFactor;
       r.error_message = "this cluster has one broker: replication factor must be 1";
+    } else if (cluster_mode && replication_factor < 1) {
+      r.error_code = kafka::errors::kInvalidReplicationFactor;
+      r.error_message = "replication factor must be at least 1";
     } else if (!IsValidTopicName(t.name)) {
       r.error_code = kafka::errors::kInvalidTopicException;
       r.error_message = "invalid topic name";
-    } else if (ctx.broker.topics().Find(t.name) != nullptr) {
+    } else if (cluster_mode ? view->topics.count(t.name) > 0
+                            : ctx.broker.topics().Find(t.name) != nullptr) {
       r.error_code = kafka::errors::kTopicAlreadyExists;
       r.error_message = absl::StrCat("topic '", t.name, "' already exists");
     } else if (partitions < 1 || partitions > ctx.broker.options().max_partitions) {
@@ -229,16 +321,65 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
     } else if (!req.validate_only) {
       creating.push_back(resp.topics.size());
       to_create.push_back(TopicRegistry::NewTopic{t.name, partitions, overrides});
+      replication_factors.push_back(replication_factor);
     }
     if (r.error_code == 0) {
       r.num_partitions = partitions;
-      r.replication_factor = 1;
+      r.replication_factor = static_cast<int16_t>(replication_factor);
       if (config.has_value()) {
         with_overrides.emplace(resp.topics.size(),
                                std::make_pair(std::move(*config), std::move(overrides)));
       }
     }
     resp.topics.push_back(std::move(r));
+  }
+  // v5+: each created topic's configs.
+  auto add_configs = [version = ctx.header.api_version, defaults,
+                      with_overrides](kafka::CreateTopicsResponse& resp) {
+    if (version < 5) return;
+    std::optional<std::vector<kafka::CreateTopicsResponse::CreatableTopicConfigs>> default_configs;
+    for (size_t i = 0; i < resp.topics.size(); ++i) {
+      kafka::CreateTopicsResponse::CreatableTopicResult& r = resp.topics[i];
+      if (r.error_code != 0) continue;
+      if (auto it = with_overrides.find(i); it != with_overrides.end()) {
+        r.configs = CreatedTopicConfigs(it->second.first, it->second.second);
+        continue;
+      }
+      if (!default_configs.has_value()) default_configs = CreatedTopicConfigs(defaults, {});
+      r.configs = *default_configs;
+    }
+  };
+  if (cluster_mode && !to_create.empty()) {
+    // Written to ZooKeeper, each on its own; every broker then makes the logs it is given.
+    struct Pending {
+      kafka::CreateTopicsResponse resp;
+      size_t left = 0;
+      Responder responder;
+      std::function<void(kafka::CreateTopicsResponse&)> add_configs;
+    };
+    auto pending = std::make_shared<Pending>(
+        Pending{std::move(resp), creating.size(), std::move(ctx.responder), add_configs});
+    for (size_t i = 0; i < creating.size(); ++i) {
+      const size_t index = creating[i];
+      options.create_topic(
+          to_create[i].name, to_create[i].partitions, replication_factors[i],
+          to_create[i].overrides, [pending, index](absl::Status s) {
+            kafka::CreateTopicsResponse::CreatableTopicResult& r = pending->resp.topics[index];
+            if (!s.ok()) {
+              r.error_code = absl::IsAlreadyExists(s)     ? kafka::errors::kTopicAlreadyExists
+                             : absl::IsInvalidArgument(s) ? kafka::errors::kInvalidReplicationFactor
+                             : absl::IsUnavailable(s)     ? kafka::errors::kRequestTimedOut
+                                                          : kafka::errors::kUnknownServerError;
+              r.error_message = std::string(s.message());
+              r.num_partitions = -1;
+              r.replication_factor = -1;
+            }
+            if (--pending->left > 0) return;
+            pending->add_configs(pending->resp);
+            pending->responder.Send(pending->resp);
+          });
+    }
+    return;
   }
   if (!to_create.empty()) {
     auto created = ctx.broker.CreateTopics(std::move(to_create));
@@ -254,19 +395,7 @@ void HandleCreateTopics(RequestContext& ctx, kafka::CreateTopicsRequest& req) {
       }
     }
   }
-  if (ctx.header.api_version >= 5) {
-    std::optional<std::vector<kafka::CreateTopicsResponse::CreatableTopicConfigs>> default_configs;
-    for (size_t i = 0; i < resp.topics.size(); ++i) {
-      kafka::CreateTopicsResponse::CreatableTopicResult& r = resp.topics[i];
-      if (r.error_code != 0) continue;
-      if (auto it = with_overrides.find(i); it != with_overrides.end()) {
-        r.configs = CreatedTopicConfigs(it->second.first, it->second.second);
-        continue;
-      }
-      if (!default_configs.has_value()) default_configs = CreatedTopicConfigs(defaults, {});
-      r.configs = *default_configs;
-    }
-  }
+  add_configs(resp);
   ctx.responder.Send(resp);
 }
 
@@ -297,7 +426,10 @@ void HandleDeleteTopics(RequestContext& ctx, kafka::DeleteTopicsRequest& req) {
     }
     r.name = *name;
     const TopicInfo* t = ctx.broker.topics().Find(*name);
-    if (t == nullptr || !deleting.insert(*name).second) {
+    if (InClusterMode(ctx)) {
+      r.error_code = kafka::errors::kTopicDeletionDisabled;
+      r.error_message = kNotInClusterMode;
+    } else if (t == nullptr || !deleting.insert(*name).second) {
       r.error_code = kafka::errors::kUnknownTopicOrPartition;  // a repeat: gone by then
     } else if (ctx.broker.IsInternalTopic(*name)) {
       // Every group's offsets live there. Kafka's word for operations it refuses on internal
@@ -329,7 +461,10 @@ void HandleCreatePartitions(RequestContext& ctx, kafka::CreatePartitionsRequest&
     kafka::CreatePartitionsResponse::CreatePartitionsTopicResult r;
     r.name = t.name;
     const TopicInfo* info = ctx.broker.topics().Find(t.name);
-    if (info == nullptr) {
+    if (InClusterMode(ctx)) {
+      r.error_code = kafka::errors::kInvalidRequest;
+      r.error_message = kNotInClusterMode;
+    } else if (info == nullptr) {
       r.error_code = kafka::errors::kUnknownTopicOrPartition;
     } else if (ctx.broker.IsInternalTopic(t.name)) {
       // Groups are placed by the partition count of the offsets topic.
@@ -400,6 +535,12 @@ void HandleIncrementalAlterConfigs(RequestContext& ctx,
     r.resource_name = res.resource_name;
     const TopicInfo* t =
         res.resource_type == kResourceTopic ? ctx.broker.topics().Find(res.resource_name) : nullptr;
+    if (InClusterMode(ctx)) {
+      r.error_code = kafka::errors::kInvalidRequest;
+      r.error_message = kNotInClusterMode;
+      resp.responses.push_back(std::move(r));
+      continue;
+    }
     if (t == nullptr) {
       r.error_code = res.resource_type == kResourceTopic ? kafka::errors::kUnknownTopicOrPartition
                                                          : kafka::errors::kInvalidRequest;

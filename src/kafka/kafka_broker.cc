@@ -7,6 +7,7 @@
 #include "absl/time/clock.h"
 #include "log/logging.h"
 #include "log/record_batch.h"
+#include "net/kafka/error_codes.h"
 #include "src/kafka/kafka_connection.h"
 #include "src/shard_map.h"
 
@@ -331,6 +332,14 @@ absl::StatusOr<std::vector<const TopicInfo*>> KafkaBroker::CreateTopics(
     storage::LogInfo("kafka: created topic %s with %d partitions", t->name, t->partitions);
   }
   return created;
+}
+
+int16_t KafkaBroker::LeadershipError(const std::string& topic, int32_t partition) const {
+  if (options_.cluster == nullptr || IsInternalTopic(topic)) return 0;
+  std::shared_ptr<const cluster::ClusterView> view = options_.cluster->Get();
+  if (view->topics.count(topic) == 0) return kafka::errors::kUnknownTopicOrPartition;
+  return view->LeaderOf(topic, partition) == options_.node_id ? 0
+                                                              : kafka::errors::kNotLeaderOrFollower;
 }
 
 absl::Status KafkaBroker::DeleteTopics(const std::vector<std::string>& names) {

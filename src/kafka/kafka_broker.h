@@ -64,6 +64,14 @@ struct KafkaOptions {
   // Cluster mode: where InitProducerId takes producer ids (shard 0; the callback runs there),
   // so that no two brokers hand out the same. Unset: the topic registry's own counter.
   std::function<void(absl::AnyInvocable<void(absl::StatusOr<int64_t>)>)> next_producer_id;
+  // Cluster mode: where CreateTopics and auto-creation write new topics (ZooKeeper, through
+  // shard 0's cluster member; the callback runs there), and the replication factor of topics
+  // created without one.
+  std::function<void(const std::string& name, int32_t partitions, int32_t replication_factor,
+                     const std::map<std::string, std::string>& configs,
+                     absl::AnyInvocable<void(absl::Status)> done)>
+      create_topic;
+  int32_t default_replication_factor = 1;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until
@@ -149,6 +157,10 @@ class KafkaBroker {
   PartitionProducerState* ProducerState(const std::string& topic, int32_t partition,
                                         storage::PartitionLog* log);
   absl::StatusOr<int64_t> NextProducerId() { return topics().NextProducerId(); }
+  // Cluster mode: NOT_LEADER_OR_FOLLOWER unless this broker leads the partition (0 then,
+  // and always for a single node or an internal topic), UNKNOWN_TOPIC_OR_PARTITION for a
+  // topic the cluster does not have. Any shard.
+  int16_t LeadershipError(const std::string& topic, int32_t partition) const;
 
   void AddPendingFetch(std::shared_ptr<PendingFetch> fetch) {
     pending_fetches_.push_back(std::move(fetch));

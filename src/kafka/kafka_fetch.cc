@@ -65,6 +65,10 @@ std::vector<ReadResult> ReadPartitions(KafkaBroker& broker, const std::vector<Re
   for (size_t i = 0; i < reqs.size(); ++i) {
     const ReadRequest& r = reqs[i];
     ReadResult& res = out[i];
+    if (int16_t e = broker.LeadershipError(r.topic, r.partition); e != 0) {
+      res.error_code = e;
+      continue;
+    }
     storage::PartitionLog* log = broker.GetLog(r.topic, r.partition);
     if (log == nullptr) {
       res.unknown = true;
@@ -115,6 +119,10 @@ void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t
   constexpr int64_t kEarliest = -2;
   constexpr int64_t kMaxTimestamp = -3;  // KIP-734 (ListOffsets v7)
   rp->partition_index = partition;
+  if (int16_t e = broker.LeadershipError(topic, partition); e != 0) {
+    rp->error_code = e;
+    return;
+  }
   storage::PartitionLog* log = broker.GetLog(topic, partition);
   if (log == nullptr) {
     rp->error_code = kafka::errors::kUnknownTopicOrPartition;

@@ -1,7 +1,10 @@
 // Handlers of the consumer-group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 // LeaveGroup, OffsetCommit, OffsetFetch, OffsetDelete, ListGroups, DescribeGroups,
 // DeleteGroups. The state lives in the broker's GroupCoordinator; these only move requests and
-// answers between it and the wire. This broker (node 0) coordinates every group.
+// answers between it and the wire. A single node coordinates every group; in cluster mode the
+// controller does (FindCoordinator).
+#include <algorithm>
+
 #include "net/kafka/error_codes.h"
 #include "src/kafka/group_coordinator.h"
 #include "src/kafka/handlers.h"
@@ -28,28 +31,44 @@ void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& r
   const int16_t version = ctx.header.api_version;
   const int8_t key_type = version >= 1 ? req.key_type : kKeyTypeGroup;
   // Transactions are not served: there is no transaction coordinator to name.
-  const int16_t error =
+  const int16_t key_error =
       key_type == kKeyTypeGroup ? kafka::errors::kNone : kafka::errors::kCoordinatorNotAvailable;
   kafka::FindCoordinatorResponse resp;
-  // Groups are coordinated by the broker asked (they follow __consumer_offsets' leaders once
-  // it is replicated).
+  // A single node coordinates its groups. In cluster mode the controller coordinates every
+  // group (with its own __consumer_offsets) until that topic is replicated and groups follow
+  // its partitions' leaders: every broker names the same one.
   const ClusterFacts facts = CurrentCluster(ctx);
+  int32_t node = facts.self_id;
+  std::string host = facts.self_host;
+  int32_t port = facts.self_port;
+  int16_t error = key_error;
+  if (error == 0 && ctx.broker.options().cluster != nullptr) {
+    node = facts.controller_id;
+    auto it = std::find_if(facts.brokers.begin(), facts.brokers.end(),
+                           [node](const cluster::BrokerEndpoint& b) { return b.id == node; });
+    if (it == facts.brokers.end()) {
+      error = kafka::errors::kCoordinatorNotAvailable;
+    } else {
+      host = it->host;
+      port = it->port;
+    }
+  }
   if (version >= 4) {
     for (const std::string& key : req.coordinator_keys) {
       auto& c = resp.coordinators.emplace_back();
       c.key = key;
       c.error_code = error;
       c.error_message.reset();
-      c.node_id = error == 0 ? facts.self_id : -1;
-      c.host = error == 0 ? facts.self_host : "";
-      c.port = error == 0 ? facts.self_port : -1;
+      c.node_id = error == 0 ? node : -1;
+      c.host = error == 0 ? host : "";
+      c.port = error == 0 ? port : -1;
     }
   } else {
     resp.error_code = error;
     resp.error_message.reset();
-    resp.node_id = error == 0 ? facts.self_id : -1;
-    resp.host = error == 0 ? facts.self_host : "";
-    resp.port = error == 0 ? facts.self_port : -1;
+    resp.node_id = error == 0 ? node : -1;
+    resp.host = error == 0 ? host : "";
+    resp.port = error == 0 ? port : -1;
   }
   ctx.responder.Send(resp);
 }

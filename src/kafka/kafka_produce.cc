@@ -111,6 +111,10 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
                       const std::string& topic, int32_t partition, std::span<const uint8_t> records,
                       int16_t acks, int16_t api_version) {
   auto resp = [state, index]() -> PartitionResponse& { return state->results[index]; };
+  if (int16_t e = broker.LeadershipError(topic, partition); e != 0) {
+    resp().error_code = e;
+    return;
+  }
   storage::PartitionLog* log = broker.GetLog(topic, partition);
   if (log == nullptr) {
     resp().error_code = kafka::errors::kUnknownTopicOrPartition;

@@ -36,5 +36,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(again.has_value() && again->start == b->start && again->end == b->end &&
           again->broker == b->broker);
   }
+  if (auto a = DecodeTopicAssignment(bytes)) {
+    Check(!a->empty() && a->size() <= kMaxTopicPartitions);
+    for (const auto& r : *a) Check(!r.empty());
+    Check(DecodeTopicAssignment(EncodeTopicAssignment(*a)) == a);
+  }
+  if (auto c = DecodeTopicConfig(bytes)) Check(DecodeTopicConfig(EncodeTopicConfig(*c)) == c);
   return 0;
 }
