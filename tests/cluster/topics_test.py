@@ -167,6 +167,26 @@ def test(args, root):
         check(r.returncode == 0, f"kcat to a new topic: {r.stderr[-300:]!r}")
         check(layout(addrs[2], "auto1") is not None, "auto1 known to every broker")
 
+        # kafka-python through the cluster: its admin client, producer and group consumer.
+        from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+        from kafka.admin import NewTopic as KpNewTopic
+        kp_admin = KafkaAdminClient(bootstrap_servers=addrs)
+        kp_admin.create_topics([KpNewTopic("kp", 4, 1)])
+        kp_admin.close()
+        wait_for("kp on every broker", 10, lambda: all(layout(a, "kp") for a in addrs))
+        kp = KafkaProducer(bootstrap_servers=addrs, acks="all")
+        sent = [kp.send("kp", f"k{i}".encode(), key=str(i).encode()) for i in range(100)]
+        kp.flush()
+        kp_acked = {(m.partition, m.offset) for m in (f.get(timeout=10) for f in sent)}
+        kp.close()
+        kc = KafkaConsumer("kp", bootstrap_servers=addrs, group_id="kpg",
+                           auto_offset_reset="earliest", consumer_timeout_ms=8000)
+        kp_got = {(m.partition, m.offset) for m in kc}
+        kc.close()
+        check(kp_acked <= kp_got, f"kafka-python: {len(kp_acked - kp_got)} acknowledged unread")
+        print(f"  kafka-python: {len(kp_acked)} acknowledged on "
+              f"{len({p for p, _ in kp_acked})} partitions, all read back")
+
         # Not offered in cluster mode yet: clear errors.
         fs = admin.delete_topics(["orders"])
         try:
