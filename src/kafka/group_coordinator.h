@@ -94,6 +94,7 @@ class GroupCoordinator {
   GroupCoordinator& operator=(const GroupCoordinator&) = delete;
 
   const GroupOptions& options() const { return options_; }
+  int32_t offsets_partitions() const { return options_.offsets_partitions; }
   int32_t PartitionFor(std::string_view group) const {
     return OffsetsPartitionFor(group, options_.offsets_partitions);
   }

@@ -71,7 +71,7 @@ void DescribeClusterTopics(RequestContext& ctx, const kafka::MetadataRequest& re
     kafka::MetadataResponse::MetadataResponseTopic rt;
     rt.name = name;
     rt.error_code = error;
-    rt.is_internal = false;
+    rt.is_internal = ctx.broker.IsInternalTopic(name);
     if (t != nullptr) {
       for (size_t p = 0; p < t->replicas.size(); ++p) {
         kafka::MetadataResponse::MetadataResponsePartition rp;
