@@ -221,6 +221,12 @@ absl::Status PartitionLog::Recover() {
     return absl::OkStatus();
   }
 
+  // An earlier run that never synced this log (no checkpoint, no clean stop) may not have
+  // made its names durable either (a new log's names go with its first sync): the first sync
+  // of this run does, or a power cut after it could take the whole log with data it counted
+  // as durable.
+  if (!have_cp && !clean) names_pending_ = true;
+
   // Segments wholly below the checkpointed log start were deleted (acks, retention or
   // DeleteRecords had moved past them) even when a crash undid their unlink. What came back of
   // them (a file emptied or cut short, never synced) is no part of the log: kept, a hole in

@@ -496,6 +496,42 @@ TEST(PowerCutRegressionTest, RecoveryMakesItsCutsAndRebuiltIndexesDurable) {
   }
 }
 
+// One log in a FaultEnv with a fake clock, for the regression tests below: opened, and
+// opened again after a power cut that loses everything not fdatasync'ed.
+class CutLog {
+ public:
+  explicit CutLog(LogConfig config) : env_(tmp_.path()), config(config) {
+    io = IoBackend::CreatePwrite(&env_);
+  }
+  // Opens (or reopens) the log; null, with a test failure, if that fails.
+  PartitionLog* Open() {
+    log.reset();
+    auto opened = PartitionLog::Open(dir(), config, io.get());
+    EXPECT_TRUE(opened.ok()) << opened.status();
+    if (!opened.ok()) return nullptr;
+    (*opened)->TEST_SetClock([this] { return now; });
+    log = std::move(*opened);
+    return log.get();
+  }
+  PartitionLog* CutPowerAndReopen() {
+    env_.CutPowerNow();
+    log.reset();
+    EXPECT_TRUE(env_.RestoreAfterPowerCut(CrashModel{}).ok());
+    return Open();
+  }
+  std::string dir() const { return tmp_.Sub("log"); }
+
+ private:
+  TempDir tmp_;
+  FaultEnv env_;
+
+ public:
+  const LogConfig config;
+  std::unique_ptr<IoBackend> io;
+  int64_t now = 1'000'000;
+  std::unique_ptr<PartitionLog> log;
+};
+
 // A power cut takes an unsynced tail that lay wholly below a checkpointed log start (AMQP acks
 // or DeleteRecords had moved the start past it). The log must continue at that start. It came
 // back with its start lowered to the recovered end instead: appends reused the offsets below
@@ -503,27 +539,15 @@ TEST(PowerCutRegressionTest, RecoveryMakesItsCutsAndRebuiltIndexesDurable) {
 // although they were acknowledged as durable (log_ops_fuzz input
 // crash_restart_after_power_cut_raises_log_start).
 TEST(PowerCutRegressionTest, ALostTailBelowTheCheckpointedStartLeavesTheLogAtThatStart) {
-  TempDir tmp;
-  const std::string dir = tmp.Sub("log");
-  FaultEnv env(tmp.path());
-  auto io = IoBackend::CreatePwrite(&env);
-  const LogConfig config;
-  int64_t now = 1'000'000;
-  auto open = [&]() -> std::unique_ptr<PartitionLog> {
-    auto opened = PartitionLog::Open(dir, config, io.get());
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (!opened.ok()) return nullptr;
-    (*opened)->TEST_SetClock([&now] { return now; });
-    return std::move(*opened);
-  };
-  std::unique_ptr<PartitionLog> log = open();
-  // Everything not fdatasync'ed is lost; the log is opened again.
-  auto cut_power_and_reopen = [&] {
-    env.CutPowerNow();
-    log.reset();
-    EXPECT_TRUE(env.RestoreAfterPowerCut(CrashModel{}).ok());
-    log = open();
-  };
+  CutLog c{LogConfig{}};
+  const std::string dir = c.dir();
+  const LogConfig& config = c.config;
+  IoBackend* io = c.io.get();
+  int64_t& now = c.now;
+  std::unique_ptr<PartitionLog>& log = c.log;
+  auto open = [&] { return c.Open(); };
+  auto cut_power_and_reopen = [&] { c.CutPowerAndReopen(); };
+  open();
   ASSERT_NE(log, nullptr);
   ASSERT_TRUE(AppendSync(*log, *io, MakeBatch(12, 10, 1000), AckLevel::kDurable).ok());
   ASSERT_TRUE(AppendSync(*log, *io, MakeBatch(2, 10, 1001)).ok());  // 12..13, not synced
@@ -544,8 +568,7 @@ TEST(PowerCutRegressionTest, ALostTailBelowTheCheckpointedStartLeavesTheLogAtTha
   ASSERT_EQ(acked.size(), 1u);
 
   // A crash (no power cut): everything acknowledged is still there, under the same start.
-  log.reset();
-  log = open();
+  open();
   ASSERT_NE(log, nullptr);
   EXPECT_EQ(log->log_start_offset(), 14);
   EXPECT_EQ(log->high_watermark(), 17);
@@ -565,22 +588,12 @@ TEST(PowerCutRegressionTest, ALostTailBelowTheCheckpointedStartLeavesTheLogAtTha
 // below its durable offset and would have handed those offsets out again (log_ops_fuzz input
 // power_cut_empties_a_rolled_segment_counted_durable).
 TEST(PowerCutRegressionTest, ASyncAfterDeletingUnsyncedSegmentsMakesTheirDeletionDurable) {
-  TempDir tmp;
-  const std::string dir = tmp.Sub("log");
-  FaultEnv env(tmp.path());
-  auto io = IoBackend::CreatePwrite(&env);
   LogConfig config;
   config.segment_bytes = 1000;  // a large batch fills a segment; small ones fit beside it
-  int64_t now = 1'000'000;
-  auto open = [&]() -> std::unique_ptr<PartitionLog> {
-    auto opened = PartitionLog::Open(dir, config, io.get());
-    EXPECT_TRUE(opened.ok()) << opened.status();
-    if (!opened.ok()) return nullptr;
-    (*opened)->TEST_SetClock([&now] { return now; });
-    return std::move(*opened);
-  };
-  std::unique_ptr<PartitionLog> log = open();
-  ASSERT_NE(log, nullptr);
+  CutLog c(config);
+  IoBackend* io = c.io.get();
+  std::unique_ptr<PartitionLog>& log = c.log;
+  ASSERT_NE(c.Open(), nullptr);
   // A first durable batch makes the new log's names durable (its first sync syncs the
   // directory too).
   ASSERT_TRUE(AppendSync(*log, *io, MakeBatch(1, 10, 1000), AckLevel::kDurable).ok());
@@ -609,14 +622,28 @@ TEST(PowerCutRegressionTest, ASyncAfterDeletingUnsyncedSegmentsMakesTheirDeletio
   const std::vector<std::vector<uint8_t>> acked = ReadAllBatches(*log);
   ASSERT_EQ(acked.size(), 2u);
 
-  env.CutPowerNow();
-  log.reset();
-  ASSERT_TRUE(env.RestoreAfterPowerCut(CrashModel{}).ok());
-  log = open();
-  ASSERT_NE(log, nullptr);
+  ASSERT_NE(c.CutPowerAndReopen(), nullptr);
   EXPECT_GE(log->high_watermark(), durable);
   EXPECT_EQ(log->log_start_offset(), 7);
   EXPECT_EQ(ReadAllBatches(*log), acked);
+}
+
+// A new log's names (its directory entry and its first segment's) become durable with its
+// first sync. A crash before that sync left them unsynced, and the restarted log, which found
+// its segment, never synced them: its later fdatasyncs covered data in a file whose name a
+// power cut could still take (log_ops_fuzz input crash_restart_before_the_first_sync).
+TEST(PowerCutRegressionTest, ALogRestartedBeforeItsFirstSyncSyncsItsNames) {
+  CutLog c{LogConfig{}};
+  ASSERT_NE(c.Open(), nullptr);
+  ASSERT_TRUE(AppendSync(*c.log, *c.io, MakeBatch(2, 10, 1000)).ok());  // written, not synced
+  ASSERT_NE(c.Open(), nullptr);                                         // a crash restart
+  ASSERT_TRUE(AppendSync(*c.log, *c.io, MakeBatch(2, 10, 1001), AckLevel::kDurable).ok());
+  const int64_t durable = c.log->durable_offset();
+  ASSERT_EQ(durable, 4);
+  const std::vector<std::vector<uint8_t>> acked = ReadAllBatches(*c.log);
+  ASSERT_NE(c.CutPowerAndReopen(), nullptr);
+  EXPECT_GE(c.log->high_watermark(), durable);
+  EXPECT_EQ(ReadAllBatches(*c.log), acked);
 }
 
 // WriteFileAtomically (recovery checkpoints, the clean-shutdown marker, and the broker's topic
