@@ -56,6 +56,26 @@ int16_t CoordinatorError(RequestContext& ctx, std::string_view group) {
   return CoordinatorError(ctx, group, &unused);
 }
 
+// One answer per group asked, in the order asked: those this broker coordinates from its
+// own answers (`local`, in order), the others with their error. `id` gives a group's name.
+template <typename Entry, typename Asked, typename Id>
+std::vector<Entry> MergeByGroup(const std::vector<Asked>& asked, const std::vector<int16_t>& errors,
+                                std::vector<Entry> local, Id id) {
+  std::vector<Entry> out;
+  out.reserve(asked.size());
+  size_t next_local = 0;
+  for (size_t i = 0; i < asked.size(); ++i) {
+    if (errors[i] == 0 && next_local < local.size()) {
+      out.push_back(std::move(local[next_local++]));
+    } else {
+      Entry& e = out.emplace_back();
+      e.group_id = id(asked[i]);
+      e.error_code = errors[i];
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& req) {
@@ -221,16 +241,8 @@ void HandleOffsetFetch(RequestContext& ctx, kafka::OffsetFetchRequest& req) {
   if (!mine.groups.empty()) local = ctx.broker.groups().FetchOffsets(mine, version);
   kafka::OffsetFetchResponse resp;
   resp.throttle_time_ms = local.throttle_time_ms;
-  size_t next_local = 0;
-  for (size_t i = 0; i < req.groups.size(); ++i) {
-    if (errors[i] == 0 && next_local < local.groups.size()) {
-      resp.groups.push_back(std::move(local.groups[next_local++]));
-    } else {
-      auto& g = resp.groups.emplace_back();
-      g.group_id = req.groups[i].group_id;
-      g.error_code = errors[i];
-    }
-  }
+  resp.groups = MergeByGroup(req.groups, errors, std::move(local.groups),
+                             [](const auto& g) { return g.group_id; });
   ctx.responder.Send(resp);
 }
 
@@ -264,16 +276,8 @@ void HandleDescribeGroups(RequestContext& ctx, kafka::DescribeGroupsRequest& req
     local = ctx.broker.groups().DescribeGroups(mine, ctx.header.api_version);
   kafka::DescribeGroupsResponse resp;
   resp.throttle_time_ms = local.throttle_time_ms;
-  size_t next_local = 0;
-  for (size_t i = 0; i < req.groups.size(); ++i) {
-    if (errors[i] == 0 && next_local < local.groups.size()) {
-      resp.groups.push_back(std::move(local.groups[next_local++]));
-    } else {
-      auto& g = resp.groups.emplace_back();
-      g.group_id = req.groups[i];
-      g.error_code = errors[i];
-    }
-  }
+  resp.groups = MergeByGroup(req.groups, errors, std::move(local.groups),
+                             [](const std::string& g) { return g; });
   ctx.responder.Send(resp);
 }
 

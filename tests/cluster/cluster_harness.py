@@ -1,6 +1,7 @@
 """Shared by the cluster tests: a cluster started and faulted with tools/cluster, Metadata as
 one broker answers it, bounded waits, and the test runner (exit 77: cannot run here)."""
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import tempfile
 import time
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 
@@ -41,6 +43,19 @@ class Cluster:
     def down(self):
         subprocess.run([self.tool, "down", "--dir", self.dir], env=self.env, timeout=60)
 
+    @contextlib.contextmanager
+    def running(self, broker_ids=(1, 2, 3)):
+        """Around a test's body: on failure the brokers' log tails are printed; the cluster
+        goes down in any case."""
+        try:
+            yield
+        except Exception:
+            for i in broker_ids:
+                print(f"--- broker {i} log tail ---\n{self.tail(i)}")
+            raise
+        finally:
+            self.down()
+
     def tail(self, broker_id, lines=30):
         path = os.path.join(self.dir, f"b{broker_id}.log")
         try:
@@ -57,6 +72,39 @@ def metadata(addr):
     md = admin.list_topics(timeout=3)
     brokers = {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
     return brokers, md.controller_id, md.cluster_id
+
+
+def layout(addr, topic):
+    """{partition: (leader, replicas, error code)} of `topic` as the broker at addr answers
+    Metadata, or None if it does not know the topic."""
+    md = AdminClient({"bootstrap.servers": addr, "broker.address.family": "v4"}).list_topics(
+        timeout=5)
+    t = md.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return {p: (pm.leader, list(pm.replicas), pm.error.code() if pm.error else 0)
+            for p, pm in t.partitions.items()}
+
+
+def produce(bootstrap, topic, n, tag, partitions=None):
+    """Acknowledged (partition, offset) -> value of n idempotent acks=all records (values
+    "<tag>-<i>"), spread over `partitions` in turn, or by key when None."""
+    acked, errors = {}, []
+    p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "enable.idempotence": True, "acks": "all", "message.timeout.ms": 20000})
+
+    def done(err, msg):
+        if err is None:
+            acked[(msg.partition(), msg.offset())] = msg.value()
+        else:
+            errors.append(str(err))
+    for i in range(n):
+        kw = {} if partitions is None else {"partition": partitions[i % len(partitions)]}
+        p.produce(topic, value=f"{tag}-{i}".encode(), key=str(i).encode(), on_delivery=done, **kw)
+        p.poll(0)
+    check(p.flush(30) == 0, "every record answered")
+    check(not errors, f"delivery errors: {errors[:3]}")
+    return acked
 
 
 def wait_for(what, timeout, cond, interval=0.1):

@@ -5,40 +5,18 @@ with that broker: when the coordinator is killed the group waits (COORDINATOR_NO
 and once it is back the group resumes from its commits: nothing read twice, nothing skipped."""
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaAdminClient
 
-from cluster_harness import Cluster, check, run, wait_for
+from cluster_harness import Cluster, check, layout, produce, run, wait_for
 
 PARTITIONS = 6
 
 
 def leaders(addr, topic):
-    md = AdminClient({"bootstrap.servers": addr, "broker.address.family": "v4"}).list_topics(
-        timeout=5)
-    t = md.topics.get(topic)
-    if t is None or t.error is not None:
-        return None
-    return {p: pm.leader for p, pm in t.partitions.items()}
-
-
-def produce(bootstrap, n, tag, partitions):
-    acked, errors = {}, []
-    p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "enable.idempotence": True, "acks": "all", "message.timeout.ms": 20000})
-
-    def done(err, msg):
-        if err is None:
-            acked[(msg.partition(), msg.offset())] = msg.value()
-        else:
-            errors.append(str(err))
-    for i in range(n):
-        p.produce("ev", value=f"{tag}-{i}".encode(), partition=partitions[i % len(partitions)],
-                  on_delivery=done)
-        p.poll(0)
-    check(p.flush(30) == 0 and not errors, f"produced: {errors[:3]}")
-    return acked
+    lo = layout(addr, topic)
+    return None if lo is None else {p: leader for p, (leader, _, _) in lo.items()}
 
 
 def consume_group(bootstrap, want, timeout=40):
@@ -81,12 +59,12 @@ def test(args, root):
     addrs = c.up(3, "--zookeeper-session-timeout-ms", "2000")
     bootstrap = ",".join(addrs)
     by_id = {i + 1: a for i, a in enumerate(addrs)}
-    try:
+    with c.running():
         admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
         admin.create_topics([NewTopic("ev", num_partitions=PARTITIONS, replication_factor=1,
                                       config={"flush.messages": "1"})])["ev"].result(15)
         wait_for("ev on every broker", 10, lambda: all(leaders(a, "ev") for a in addrs))
-        first = produce(bootstrap, 300, "a", list(range(PARTITIONS)))
+        first = produce(bootstrap, "ev", 300, "a", list(range(PARTITIONS)))
         got = consume_group(bootstrap, len(first))
         check(got == first, f"first read: {len(got)} of {len(first)}")
 
@@ -107,7 +85,7 @@ def test(args, root):
         wait_for("the coordinator's partitions offline", 10,
                  lambda: all(l != coordinator for l in
                              leaders(survivors.split(",")[0], "ev").values()))
-        second = produce(survivors, 100, "b", live)
+        second = produce(survivors, "ev", 100, "b", live)
         c.run("start", str(coordinator))
         wait_for(f"broker {coordinator} back", 20,
                  lambda: coordinator_of(addrs, "gx") == coordinator and
@@ -119,12 +97,6 @@ def test(args, root):
                              f"{len(set(second) - set(got))} new ones missing")
         print(f"  coordinator killed and back: the group read exactly the {len(second)} new "
               f"records")
-    except Exception:
-        for i in (1, 2, 3):
-            print(f"--- broker {i} log tail ---\n{c.tail(i)}")
-        raise
-    finally:
-        c.down()
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test(args, root):
     c = Cluster(args.cluster_tool, args.sluice, root)
     addrs = c.up(3, "--zookeeper-session-timeout-ms", "2000")
     by_id = {i + 1: a for i, a in enumerate(addrs)}
-    try:
+    with c.running():
         seen = {}
         for broker, addr in by_id.items():
             ids = init_producer_ids(addr, 5)
@@ -53,12 +53,6 @@ def test(args, root):
         check(again[0] > max(seen), f"a new block above every earlier one: {again}")
         print(f"  {len(seen) + len(again)} producer ids from 3 brokers, all distinct; "
               f"blocks start at {sorted({p - p % BLOCK for p in list(seen) + again})}")
-    except Exception:
-        for i in (1, 2, 3):
-            print(f"--- broker {i} log tail ---\n{c.tail(i)}")
-        raise
-    finally:
-        c.down()
 
 
 if __name__ == "__main__":

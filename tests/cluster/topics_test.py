@@ -8,48 +8,18 @@ deletion and config changes (not offered in cluster mode yet)."""
 import subprocess
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import Consumer, KafkaError
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from cluster_harness import Cluster, check, run, wait_for  # noqa: E402
+from cluster_harness import Cluster, check, layout, produce, run, wait_for  # noqa: E402
 from kafka_raw import Conn, batch, parse_produce_v3, produce_v3  # noqa: E402
 
 PARTITIONS = 6
-
-
-def layout(addr, topic):
-    md = AdminClient({"bootstrap.servers": addr, "broker.address.family": "v4"}).list_topics(
-        timeout=5)
-    t = md.topics.get(topic)
-    if t is None or t.error is not None:
-        return None
-    return {p: (pm.leader, list(pm.replicas), pm.error.code() if pm.error else 0)
-            for p, pm in t.partitions.items()}
-
-
-def produce(bootstrap, topic, n, tag, partitions=None):
-    """Acknowledged (partition, offset) -> value of n idempotent acks=all records."""
-    acked, errors = {}, []
-    p = Producer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "enable.idempotence": True, "acks": "all", "message.timeout.ms": 20000})
-
-    def done(err, msg):
-        if err is None:
-            acked[(msg.partition(), msg.offset())] = msg.value()
-        else:
-            errors.append(str(err))
-    for i in range(n):
-        kw = {} if partitions is None else {"partition": partitions[i % len(partitions)]}
-        p.produce(topic, value=f"{tag}-{i}".encode(), key=str(i).encode(), on_delivery=done, **kw)
-        p.poll(0)
-    check(p.flush(30) == 0, "every record answered")
-    check(not errors, f"delivery errors: {errors[:3]}")
-    return acked
 
 
 def consume_all(bootstrap, topic, group, timeout=30):
@@ -83,7 +53,7 @@ def test(args, root):
     addrs = c.up(3, "--zookeeper-session-timeout-ms", "2000")
     bootstrap = ",".join(addrs)
     by_id = {i + 1: a for i, a in enumerate(addrs)}
-    try:
+    with c.running():
         admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
         fs = admin.create_topics([NewTopic("orders", num_partitions=PARTITIONS,
                                            replication_factor=1,
@@ -195,12 +165,6 @@ def test(args, root):
         except Exception as e:
             check("TOPIC_DELETION_DISABLED" in str(e), f"TOPIC_DELETION_DISABLED: {e}")
         check(layout(addrs[1], "orders") is not None, "orders still there")
-    except Exception:
-        for i in (1, 2, 3):
-            print(f"--- broker {i} log tail ---\n{c.tail(i)}")
-        raise
-    finally:
-        c.down()
 
 
 if __name__ == "__main__":
