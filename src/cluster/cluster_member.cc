@@ -4,6 +4,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "log/logging.h"
 #include "net/reactor/reactor.h"
@@ -127,6 +128,8 @@ void ClusterMember::OnSession(SessionState state) {
       is_controller_ = false;
       controller_id_ = -1;
       brokers_.clear();
+      missing_states_.clear();
+      writing_states_.clear();
       Publish();
       // Not from inside the expired handle's own callback chain.
       loop_->Post([this, alive = std::weak_ptr<bool>(alive_)] {
@@ -144,6 +147,10 @@ void ClusterMember::Bootstrap(size_t step) {
     WatchBrokers();
     WatchController();
     WatchTopics();
+    // Watches die with a session: the known topics' states are followed again.
+    for (const auto& [name, t] : topics_) {
+      for (size_t p = 0; p < t.replicas.size(); ++p) WatchState(name, static_cast<int32_t>(p));
+    }
     return;
   }
   const std::string path = kPersistentPaths[step];
@@ -266,6 +273,7 @@ void ClusterMember::WatchBrokers() {
           }
           brokers_ = std::move(r->brokers);
           Publish();
+          Reconcile();
         };
         if (ids.empty()) {
           finish();
@@ -354,6 +362,7 @@ void ClusterMember::Elect() {
                 controller_epoch_);
         Publish();
         WatchController();  // to know if it is ever taken away
+        Reconcile();
         return;
       }
       if (absl::IsAlreadyExists(m)) {  // another broker won
@@ -485,10 +494,15 @@ void ClusterMember::WatchTopics() {
         // Rounds may overlap (a watch fired while one reads): adding twice is harmless.
         auto finish = [this, r] {
           for (auto& [name, t] : r->added) {
+            if (topics_.count(name) > 0) continue;
             LogInfo("cluster: topic %s (%d partitions)", name, t.replicas.size());
+            const auto partitions = static_cast<int32_t>(t.replicas.size());
+            t.states.assign(t.replicas.size(), PartitionState{});
             topics_[name] = std::move(t);
+            for (int32_t p = 0; p < partitions; ++p) WatchState(name, p);
           }
           Publish();
+          Reconcile();
         };
         for (const std::string& name : fresh) {
           zk_->Get(absl::StrCat(kTopicConfigs, "/", name), nullptr,
@@ -515,6 +529,158 @@ void ClusterMember::WatchTopics() {
                    });
         }
       });
+}
+
+namespace {
+std::string StatePath(const std::string& topic, int32_t partition) {
+  return absl::StrCat("/brokers/topics/", topic, "/partitions/", partition, "/state");
+}
+}  // namespace
+
+void ClusterMember::WatchState(const std::string& topic, int32_t partition) {
+  const std::string path = StatePath(topic, partition);
+  zk_->Get(
+      path, [this, topic, partition] { WatchState(topic, partition); },
+      [this, topic, partition, path](absl::Status s, std::string data, ZnodeStat stat) {
+        auto it = topics_.find(topic);
+        if (it == topics_.end() || static_cast<size_t>(partition) >= it->second.states.size()) {
+          return;
+        }
+        if (absl::IsNotFound(s)) {
+          // Not written yet: watch for its creation (the controller writes it).
+          missing_states_.insert({topic, partition});
+          zk_->Exists(
+              path, [this, topic, partition] { WatchState(topic, partition); },
+              [this, topic, partition](absl::Status e, ZnodeStat) {
+                if (e.ok()) WatchState(topic, partition);  // created meanwhile
+              });
+          Reconcile();
+          return;
+        }
+        if (!s.ok()) {
+          if (absl::IsAborted(s)) return;
+          After(kRetryDelay, [this, topic, partition] { WatchState(topic, partition); });
+          return;
+        }
+        missing_states_.erase({topic, partition});
+        std::optional<PartitionState> state = DecodePartitionState(data);
+        if (!state) {
+          LogError("cluster: state of %s-%d unreadable: %s", topic, partition, data);
+          return;
+        }
+        state->version = stat.version;
+        PartitionState& known = it->second.states[static_cast<size_t>(partition)];
+        if (known.leader != state->leader && known.version >= 0) {
+          LogInfo("cluster: %s-%d leader %d -> %d (leader epoch %d)", topic, partition,
+                  known.leader, state->leader, state->leader_epoch);
+        }
+        known = *state;
+        PublishSoon();
+        Reconcile();
+      });
+}
+
+void ClusterMember::Reconcile() {
+  if (!is_controller_ || zk_ == nullptr || !connected_) return;
+  for (const auto& [name, t] : topics_) {
+    for (size_t p = 0; p < t.replicas.size(); ++p) {
+      const auto partition = static_cast<int32_t>(p);
+      const std::pair<std::string, int32_t> key{name, partition};
+      if (writing_states_.count(key) > 0) continue;
+      const std::vector<int32_t>& replicas = t.replicas[p];
+      auto live = [this](int32_t b) { return brokers_.count(b) > 0; };
+      if (missing_states_.count(key) > 0) {
+        // A new partition: its first live replica leads; the live replicas are in sync.
+        PartitionState next;
+        next.controller_epoch = controller_epoch_;
+        for (int32_t r : replicas) {
+          if (!live(r)) continue;
+          if (next.leader < 0) next.leader = r;
+          next.isr.push_back(r);
+        }
+        if (next.isr.empty()) next.isr = replicas;  // none live: they all wait
+        WriteState(name, partition, next, /*create=*/true);
+        continue;
+      }
+      const PartitionState& cur = t.states[p];
+      if (cur.version < 0) continue;  // not read yet
+      if (cur.leader >= 0 && live(cur.leader)) continue;
+      // No leader, or a dead one: the first replica in assignment order that is live and in
+      // the ISR leads (never one out of sync: no unclean election). The ISR loses dead
+      // members but never its last one, which the partition then waits for.
+      PartitionState next = cur;
+      next.leader = -1;
+      for (int32_t r : replicas) {
+        if (live(r) && std::find(cur.isr.begin(), cur.isr.end(), r) != cur.isr.end()) {
+          next.leader = r;
+          break;
+        }
+      }
+      std::vector<int32_t> isr;
+      for (int32_t r : cur.isr) {
+        if (live(r)) isr.push_back(r);
+      }
+      if (!isr.empty()) next.isr = isr;
+      if (next.leader == cur.leader && next.isr == cur.isr) continue;
+      next.leader_epoch = cur.leader_epoch + 1;
+      next.controller_epoch = controller_epoch_;
+      WriteState(name, partition, next, /*create=*/false);
+    }
+  }
+}
+
+void ClusterMember::WriteState(const std::string& topic, int32_t partition,
+                               const PartitionState& next, bool create) {
+  const std::pair<std::string, int32_t> key{topic, partition};
+  writing_states_.insert(key);
+  const int32_t expected =
+      create ? -1 : topics_[topic].states[static_cast<size_t>(partition)].version;
+  auto write = [this, topic, partition, next, create, expected, key]() {
+    // Every controller write is checked against the epoch's version it was elected with: a
+    // controller deposed without noticing cannot write (KAFKA-6082).
+    std::vector<ZkOp> ops = {ZkOp::Check(kControllerEpoch, controller_epoch_version_)};
+    if (create) {
+      ops.push_back(ZkOp::Create(StatePath(topic, partition), EncodePartitionState(next),
+                                 CreateMode::kPersistent));
+    } else {
+      ops.push_back(ZkOp::Set(StatePath(topic, partition), EncodePartitionState(next), expected));
+    }
+    zk_->Multi(std::move(ops), [this, topic, partition, next, key](absl::Status s) {
+      writing_states_.erase(key);
+      if (s.ok()) {
+        LogInfo("cluster: controller: %s-%d leader %d, isr [%s], leader epoch %d", topic, partition,
+                next.leader, absl::StrJoin(next.isr, ","), next.leader_epoch);
+        return;  // the state watch brings it back
+      }
+      if (absl::IsAborted(s)) return;
+      // Lost the role, or the state moved: the watches say what to do next.
+      LogWarning("cluster: controller: writing the state of %s-%d: %s", topic, partition,
+                 s.message());
+      After(kRetryDelay, [this] { Reconcile(); });
+    });
+  };
+  if (!create) {
+    write();
+    return;
+  }
+  // The state's parents first (already there is fine).
+  const std::string partitions = absl::StrCat("/brokers/topics/", topic, "/partitions");
+  const std::string one = absl::StrCat(partitions, "/", partition);
+  zk_->Create(partitions, "", CreateMode::kPersistent, [this, one, write, key](absl::Status a) {
+    if (!a.ok() && !absl::IsAlreadyExists(a)) {
+      writing_states_.erase(key);
+      After(kRetryDelay, [this] { Reconcile(); });
+      return;
+    }
+    zk_->Create(one, "", CreateMode::kPersistent, [this, write, key](absl::Status b) {
+      if (!b.ok() && !absl::IsAlreadyExists(b)) {
+        writing_states_.erase(key);
+        After(kRetryDelay, [this] { Reconcile(); });
+        return;
+      }
+      write();
+    });
+  });
 }
 
 void ClusterMember::CreateTopic(const std::string& name, int32_t partitions,
@@ -553,6 +719,16 @@ void ClusterMember::CreateTopic(const std::string& name, int32_t partitions,
   ops.push_back(ZkOp::Create(absl::StrCat(kTopics, "/", name), EncodeTopicAssignment(replicas),
                              CreateMode::kPersistent));
   zk_->Multi(std::move(ops), std::move(done));
+}
+
+void ClusterMember::PublishSoon() {
+  if (publish_pending_) return;
+  publish_pending_ = true;
+  loop_->Post([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    publish_pending_ = false;
+    Publish();
+  });
 }
 
 void ClusterMember::Publish() {

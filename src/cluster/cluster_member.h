@@ -13,7 +13,9 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -77,8 +79,16 @@ class ClusterMember {
   void WatchBrokers();
   void WatchController();
   void WatchTopics();
+  // Follows one partition's state znode (every member).
+  void WatchState(const std::string& topic, int32_t partition);
+  // Controller: makes every partition's state agree with the live brokers (creates missing
+  // states, elects leaders for partitions whose leader is gone or that have none).
+  void Reconcile();
+  void WriteState(const std::string& topic, int32_t partition, const PartitionState& next,
+                  bool create);
   void Elect();
   void Publish();
+  void PublishSoon();  // once per loop turn, however many partitions changed
   void ClaimProducerIdBlock(int attempt);
   void AnswerProducerIdWaiters(const absl::Status& failure);
   // Runs `fn` after `delay` unless the session changed (or the member went) meanwhile.
@@ -106,6 +116,9 @@ class ClusterMember {
   int32_t controller_epoch_version_ = -1;  // the zkVersion every controller write checks
 
   std::map<std::string, TopicView> topics_;
+  std::set<std::pair<std::string, int32_t>> missing_states_;  // read: no state znode yet
+  std::set<std::pair<std::string, int32_t>> writing_states_;  // controller writes in flight
+  bool publish_pending_ = false;
   std::function<void()> on_change_;
 
   int64_t next_producer_id_ = 0;

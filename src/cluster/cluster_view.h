@@ -21,10 +21,23 @@ struct BrokerEndpoint {
   bool operator==(const BrokerEndpoint&) const = default;
 };
 
+// A partition's leadership as the controller wrote it
+// (/brokers/topics/<topic>/partitions/<p>/state).
+struct PartitionState {
+  int32_t leader = -1;  // -1: none
+  int32_t leader_epoch = 0;
+  int32_t controller_epoch = 0;
+  std::vector<int32_t> isr;
+  int32_t version = -1;  // the znode's data version (the partition epoch): -1 while unknown
+
+  bool operator==(const PartitionState&) const = default;
+};
+
 // A topic as ZooKeeper holds it (/brokers/topics/<topic>, /config/topics/<topic>).
 struct TopicView {
   std::vector<std::vector<int32_t>> replicas;  // per partition, in assignment order
   std::map<std::string, std::string> configs;  // the topic's overrides
+  std::vector<PartitionState> states;          // per partition; version -1 until read
 
   bool operator==(const TopicView&) const = default;
 };
@@ -38,17 +51,22 @@ struct ClusterView {
   bool session_live = false;                // this broker's ZooKeeper session is connected
   std::map<std::string, TopicView> topics;  // every topic of the cluster
 
-  // The partition's leader, -1 if it has none (unknown partition, or its broker is not
-  // registered). Until partitions are replicated (ZNODES.md) a partition has one replica,
-  // which leads it while it is live.
-  int32_t LeaderOf(const std::string& topic, int32_t partition) const {
+  // The partition's state as the controller last wrote it, or null (unknown partition, or
+  // no state read yet).
+  const PartitionState* StateOf(const std::string& topic, int32_t partition) const {
     auto it = topics.find(topic);
     if (it == topics.end() || partition < 0 ||
-        static_cast<size_t>(partition) >= it->second.replicas.size()) {
-      return -1;
+        static_cast<size_t>(partition) >= it->second.states.size()) {
+      return nullptr;
     }
-    const std::vector<int32_t>& r = it->second.replicas[static_cast<size_t>(partition)];
-    return !r.empty() && brokers.count(r[0]) > 0 ? r[0] : -1;
+    const PartitionState& s = it->second.states[static_cast<size_t>(partition)];
+    return s.version >= 0 ? &s : nullptr;
+  }
+  // The partition's leader, -1 if it has none: the controller elected none (its replicas are
+  // down), or has not written its state yet.
+  int32_t LeaderOf(const std::string& topic, int32_t partition) const {
+    const PartitionState* s = StateOf(topic, partition);
+    return s != nullptr ? s->leader : -1;
   }
 };
 

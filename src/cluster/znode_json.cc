@@ -233,4 +233,39 @@ std::optional<std::map<std::string, std::string>> DecodeTopicConfig(std::string_
   return out;
 }
 
+std::string EncodePartitionState(const PartitionState& state) {
+  Json j;
+  j["version"] = 1;
+  j["leader"] = state.leader;
+  j["leader_epoch"] = state.leader_epoch;
+  j["controller_epoch"] = state.controller_epoch;
+  j["isr"] = state.isr;
+  return j.dump();
+}
+
+std::optional<PartitionState> DecodePartitionState(std::string_view data) {
+  const Json j = Parse(data);
+  if (!j.is_object()) return std::nullopt;
+  auto leader = IntMember(j, "leader", -1, INT32_MAX);
+  auto leader_epoch = IntMember(j, "leader_epoch", 0, INT32_MAX);
+  auto controller_epoch = IntMember(j, "controller_epoch", 0, INT32_MAX);
+  auto isr = j.find("isr");
+  if (!leader || !leader_epoch || !controller_epoch || isr == j.end() || !isr->is_array()) {
+    return std::nullopt;
+  }
+  PartitionState s;
+  s.leader = static_cast<int32_t>(*leader);
+  s.leader_epoch = static_cast<int32_t>(*leader_epoch);
+  s.controller_epoch = static_cast<int32_t>(*controller_epoch);
+  for (const Json& id : *isr) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
+      return std::nullopt;
+    }
+    const auto b = static_cast<int32_t>(id.get<int64_t>());
+    if (std::find(s.isr.begin(), s.isr.end(), b) != s.isr.end()) return std::nullopt;
+    s.isr.push_back(b);
+  }
+  return s;
+}
+
 }  // namespace sluice::cluster

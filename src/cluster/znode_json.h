@@ -57,4 +57,10 @@ std::optional<std::vector<std::vector<int32_t>>> DecodeTopicAssignment(std::stri
 std::string EncodeTopicConfig(const std::map<std::string, std::string>& configs);
 std::optional<std::map<std::string, std::string>> DecodeTopicConfig(std::string_view data);
 
+// /brokers/topics/<topic>/partitions/<p>/state (version 1). The znode's version is not in
+// the data (DecodePartitionState leaves `version` at -1).
+std::string EncodePartitionState(const PartitionState& state);
+// leader >= -1, epochs >= 0, ISR ids >= 0 and distinct.
+std::optional<PartitionState> DecodePartitionState(std::string_view data);
+
 }  // namespace sluice::cluster

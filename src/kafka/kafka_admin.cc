@@ -76,15 +76,15 @@ void DescribeClusterTopics(RequestContext& ctx, const kafka::MetadataRequest& re
       for (size_t p = 0; p < t->replicas.size(); ++p) {
         kafka::MetadataResponse::MetadataResponsePartition rp;
         rp.partition_index = static_cast<int32_t>(p);
-        rp.leader_id = view->LeaderOf(name, static_cast<int32_t>(p));
-        rp.leader_epoch = 0;
+        const cluster::PartitionState* state = view->StateOf(name, static_cast<int32_t>(p));
+        rp.leader_id = state != nullptr ? state->leader : -1;
+        // A broker without a live session names no leader rather than perhaps itself.
+        if (!view->session_live) rp.leader_id = -1;
+        rp.leader_epoch = state != nullptr ? state->leader_epoch : 0;
         rp.replica_nodes = t->replicas[p];
+        if (state != nullptr) rp.isr_nodes = state->isr;
         for (int32_t r : t->replicas[p]) {
-          if (view->brokers.count(r) > 0) {
-            rp.isr_nodes.push_back(r);
-          } else {
-            rp.offline_replicas.push_back(r);
-          }
+          if (view->brokers.count(r) == 0) rp.offline_replicas.push_back(r);
         }
         if (rp.leader_id < 0) rp.error_code = kafka::errors::kLeaderNotAvailable;
         rt.partitions.push_back(std::move(rp));

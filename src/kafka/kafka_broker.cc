@@ -338,8 +338,11 @@ int16_t KafkaBroker::LeadershipError(const std::string& topic, int32_t partition
   if (options_.cluster == nullptr || IsInternalTopic(topic)) return 0;
   std::shared_ptr<const cluster::ClusterView> view = options_.cluster->Get();
   if (view->topics.count(topic) == 0) return kafka::errors::kUnknownTopicOrPartition;
-  return view->LeaderOf(topic, partition) == options_.node_id ? 0
-                                                              : kafka::errors::kNotLeaderOrFollower;
+  // Without a live session this broker may have been replaced: it leads nothing (no zombie
+  // leader accepting writes the cluster has given to another).
+  return view->session_live && view->LeaderOf(topic, partition) == options_.node_id
+             ? 0
+             : kafka::errors::kNotLeaderOrFollower;
 }
 
 absl::Status KafkaBroker::DeleteTopics(const std::vector<std::string>& names) {

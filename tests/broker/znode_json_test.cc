@@ -90,5 +90,26 @@ TEST(ZnodeJsonTest, ProducerIdBlocksUseKafkasStringsAndRefuseBadRanges) {
   }
 }
 
+TEST(ZnodeJsonTest, PartitionStatesReadKafkasLayoutAndRefuseBadOnes) {
+  auto s = DecodePartitionState(
+      R"({"controller_epoch":12,"leader":2,"version":1,"leader_epoch":7,"isr":[2,3]})");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->leader, 2);
+  EXPECT_EQ(s->leader_epoch, 7);
+  EXPECT_EQ(s->controller_epoch, 12);
+  EXPECT_EQ(s->isr, (std::vector<int32_t>{2, 3}));
+  EXPECT_EQ(s->version, -1);  // the znode's version is not in its data
+  PartitionState none;
+  none.isr = {4};
+  EXPECT_EQ(DecodePartitionState(EncodePartitionState(none)), none);
+  for (const char* bad : {"", R"({"leader":-2,"leader_epoch":0,"controller_epoch":0,"isr":[]})",
+                          R"({"leader":1,"leader_epoch":-1,"controller_epoch":0,"isr":[1]})",
+                          R"({"leader":1,"leader_epoch":0,"controller_epoch":0,"isr":[1,1]})",
+                          R"({"leader":1,"leader_epoch":0,"controller_epoch":0})",
+                          R"({"leader":1,"leader_epoch":0,"controller_epoch":0,"isr":["1"]})"}) {
+    EXPECT_FALSE(DecodePartitionState(bad).has_value()) << bad;
+  }
+}
+
 }  // namespace
 }  // namespace sluice::cluster

@@ -63,7 +63,9 @@ def test(args, root):
         admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
         admin.create_topics([NewTopic("ev", num_partitions=PARTITIONS, replication_factor=1,
                                       config={"flush.messages": "1"})])["ev"].result(15)
-        wait_for("ev on every broker", 10, lambda: all(leaders(a, "ev") for a in addrs))
+        wait_for("ev led on every broker", 10,
+                 lambda: all(leaders(a, "ev") and min(leaders(a, "ev").values()) >= 0
+                             for a in addrs))
         first = produce(bootstrap, "ev", 300, "a", list(range(PARTITIONS)))
         got = consume_group(bootstrap, len(first))
         check(got == first, f"first read: {len(got)} of {len(first)}")

@@ -73,9 +73,12 @@ def test(args, root):
             check("INVALID_REPLICATION_FACTOR" in str(e), f"INVALID_REPLICATION_FACTOR: {e}")
 
         # The same layout from every broker, spread over all three.
-        first = wait_for("orders on every broker", 10,
-                         lambda: all(layout(a, "orders") for a in addrs) and layout(addrs[0],
-                                                                                   "orders"))
+        def led_everywhere(topic):
+            views = [layout(a, topic) for a in addrs]
+            if not all(views) or any(l < 0 for v in views for l, _, _ in v.values()):
+                return None
+            return views[0]
+        first = wait_for("orders led on every broker", 10, lambda: led_everywhere("orders"))
         for a in addrs:
             check(layout(a, "orders") == first, f"{a} agrees: {layout(a, 'orders')} vs {first}")
         leaders = {p: l for p, (l, _, _) in first.items()}
@@ -124,6 +127,11 @@ def test(args, root):
         c.run("start", str(victim))
         wait_for(f"broker {victim} leads its partitions again", 20,
                  lambda: all(layout(survivor, "orders")[p][0] == victim for p in gone))
+        # The controller wrote each change: offline (epoch 1), led again (epoch 2).
+        status = c.run("status")
+        for p in gone:
+            check(f"topic orders partition={p} leader={victim} leader_epoch=2 isr={victim}" in status,
+                  f"partition {p}'s state after two changes:\n{status}")
         acked.update(more)
         got = consume_all(bootstrap, "orders", "g2")
         missing = [k for k, v in acked.items() if got.get(k) != v]
@@ -135,7 +143,7 @@ def test(args, root):
         r = subprocess.run(["kcat", "-b", bootstrap, "-P", "-t", "auto1"], input=b"hello\n",
                            capture_output=True, timeout=30)
         check(r.returncode == 0, f"kcat to a new topic: {r.stderr[-300:]!r}")
-        check(layout(addrs[2], "auto1") is not None, "auto1 known to every broker")
+        wait_for("auto1 known to every broker", 10, lambda: layout(addrs[2], "auto1"))
 
         # kafka-python through the cluster: its admin client, producer and group consumer.
         from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -143,7 +151,7 @@ def test(args, root):
         kp_admin = KafkaAdminClient(bootstrap_servers=addrs)
         kp_admin.create_topics([KpNewTopic("kp", 4, 1)])
         kp_admin.close()
-        wait_for("kp on every broker", 10, lambda: all(layout(a, "kp") for a in addrs))
+        wait_for("kp led on every broker", 10, lambda: led_everywhere("kp"))
         kp = KafkaProducer(bootstrap_servers=addrs, acks="all")
         sent = [kp.send("kp", f"k{i}".encode(), key=str(i).encode()) for i in range(100)]
         kp.flush()

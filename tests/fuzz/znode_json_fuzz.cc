@@ -42,5 +42,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Check(DecodeTopicAssignment(EncodeTopicAssignment(*a)) == a);
   }
   if (auto c = DecodeTopicConfig(bytes)) Check(DecodeTopicConfig(EncodeTopicConfig(*c)) == c);
+  if (auto s = DecodePartitionState(bytes)) {
+    Check(s->leader >= -1 && s->leader_epoch >= 0 && s->version == -1);
+    Check(DecodePartitionState(EncodePartitionState(*s)) == s);
+  }
   return 0;
 }
