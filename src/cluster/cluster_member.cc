@@ -273,7 +273,7 @@ void ClusterMember::WatchBrokers() {
           }
           brokers_ = std::move(r->brokers);
           Publish();
-          Reconcile();
+          ReconcileSoon();
         };
         if (ids.empty()) {
           finish();
@@ -362,7 +362,7 @@ void ClusterMember::Elect() {
                 controller_epoch_);
         Publish();
         WatchController();  // to know if it is ever taken away
-        Reconcile();
+        ReconcileSoon();
         return;
       }
       if (absl::IsAlreadyExists(m)) {  // another broker won
@@ -502,7 +502,7 @@ void ClusterMember::WatchTopics() {
             for (int32_t p = 0; p < partitions; ++p) WatchState(name, p);
           }
           Publish();
-          Reconcile();
+          ReconcileSoon();
         };
         for (const std::string& name : fresh) {
           zk_->Get(absl::StrCat(kTopicConfigs, "/", name), nullptr,
@@ -554,7 +554,7 @@ void ClusterMember::WatchState(const std::string& topic, int32_t partition) {
               [this, topic, partition](absl::Status e, ZnodeStat) {
                 if (e.ok()) WatchState(topic, partition);  // created meanwhile
               });
-          Reconcile();
+          ReconcileSoon();
           return;
         }
         if (!s.ok()) {
@@ -576,12 +576,23 @@ void ClusterMember::WatchState(const std::string& topic, int32_t partition) {
         }
         known = *state;
         PublishSoon();
-        Reconcile();
+        ReconcileSoon();
       });
+}
+
+void ClusterMember::ReconcileSoon() {
+  if (reconcile_pending_) return;
+  reconcile_pending_ = true;
+  loop_->Post([this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    reconcile_pending_ = false;
+    Reconcile();
+  });
 }
 
 void ClusterMember::Reconcile() {
   if (!is_controller_ || zk_ == nullptr || !connected_) return;
+  size_t created = 0;
   for (const auto& [name, t] : topics_) {
     for (size_t p = 0; p < t.replicas.size(); ++p) {
       const auto partition = static_cast<int32_t>(p);
@@ -600,6 +611,7 @@ void ClusterMember::Reconcile() {
         }
         if (next.isr.empty()) next.isr = replicas;  // none live: they all wait
         WriteState(name, partition, next, /*create=*/true);
+        ++created;
         continue;
       }
       const PartitionState& cur = t.states[p];
@@ -627,6 +639,9 @@ void ClusterMember::Reconcile() {
       WriteState(name, partition, next, /*create=*/false);
     }
   }
+  if (created > 0) {
+    LogInfo("cluster: controller: writing the first state (leader, ISR) of %d partitions", created);
+  }
 }
 
 void ClusterMember::WriteState(const std::string& topic, int32_t partition,
@@ -645,18 +660,25 @@ void ClusterMember::WriteState(const std::string& topic, int32_t partition,
     } else {
       ops.push_back(ZkOp::Set(StatePath(topic, partition), EncodePartitionState(next), expected));
     }
-    zk_->Multi(std::move(ops), [this, topic, partition, next, key](absl::Status s) {
+    zk_->Multi(std::move(ops), [this, topic, partition, next, key, create](absl::Status s) {
       writing_states_.erase(key);
+      // Created (or found created by an earlier pass): its watch is reading it back; until
+      // then it must not count as missing.
+      if (create && (s.ok() || absl::IsAlreadyExists(s))) missing_states_.erase(key);
+      if (create && absl::IsAlreadyExists(s)) return;
       if (s.ok()) {
-        LogInfo("cluster: controller: %s-%d leader %d, isr [%s], leader epoch %d", topic, partition,
-                next.leader, absl::StrJoin(next.isr, ","), next.leader_epoch);
+        // New partitions are counted by Reconcile (one line for thousands); changes are told.
+        if (!create) {
+          LogInfo("cluster: controller: %s-%d leader %d, isr [%s], leader epoch %d", topic,
+                  partition, next.leader, absl::StrJoin(next.isr, ","), next.leader_epoch);
+        }
         return;  // the state watch brings it back
       }
       if (absl::IsAborted(s)) return;
       // Lost the role, or the state moved: the watches say what to do next.
       LogWarning("cluster: controller: writing the state of %s-%d: %s", topic, partition,
                  s.message());
-      After(kRetryDelay, [this] { Reconcile(); });
+      After(kRetryDelay, [this] { ReconcileSoon(); });
     });
   };
   if (!create) {
@@ -669,13 +691,13 @@ void ClusterMember::WriteState(const std::string& topic, int32_t partition,
   zk_->Create(partitions, "", CreateMode::kPersistent, [this, one, write, key](absl::Status a) {
     if (!a.ok() && !absl::IsAlreadyExists(a)) {
       writing_states_.erase(key);
-      After(kRetryDelay, [this] { Reconcile(); });
+      After(kRetryDelay, [this] { ReconcileSoon(); });
       return;
     }
     zk_->Create(one, "", CreateMode::kPersistent, [this, write, key](absl::Status b) {
       if (!b.ok() && !absl::IsAlreadyExists(b)) {
         writing_states_.erase(key);
-        After(kRetryDelay, [this] { Reconcile(); });
+        After(kRetryDelay, [this] { ReconcileSoon(); });
         return;
       }
       write();

@@ -84,6 +84,9 @@ class ClusterMember {
   // Controller: makes every partition's state agree with the live brokers (creates missing
   // states, elects leaders for partitions whose leader is gone or that have none).
   void Reconcile();
+  // Once per loop turn, however many states, brokers or topics changed in it: a pass visits
+  // every partition.
+  void ReconcileSoon();
   void WriteState(const std::string& topic, int32_t partition, const PartitionState& next,
                   bool create);
   void Elect();
@@ -119,6 +122,7 @@ class ClusterMember {
   std::set<std::pair<std::string, int32_t>> missing_states_;  // read: no state znode yet
   std::set<std::pair<std::string, int32_t>> writing_states_;  // controller writes in flight
   bool publish_pending_ = false;
+  bool reconcile_pending_ = false;
   std::function<void()> on_change_;
 
   int64_t next_producer_id_ = 0;
