@@ -20,6 +20,12 @@ struct LogConfig {
   uint32_t segment_bytes = 1u << 30;
   // segment.ms: roll when the active segment's first batch is older than this.
   int64_t segment_ms = 7LL * 24 * 3600 * 1000;
+  // Replication settings a topic carries with its config (cluster mode; the log itself does
+  // not read them: src/kafka/replica_manager.h does). min.insync.replicas: acks=all needs
+  // this many in-sync replicas; replica.lag.time.max.ms: a follower not caught up for this
+  // long leaves the ISR.
+  int32_t min_insync_replicas = 1;
+  int64_t replica_lag_time_max_ms = 30000;
   // index.interval.bytes: one offset/time index entry per this many log bytes.
   uint32_t index_interval_bytes = 4096;
   // segment.index.bytes: preallocated size of each index file.

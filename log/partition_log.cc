@@ -498,6 +498,21 @@ absl::StatusOr<AppendResult> PartitionLog::Append(std::span<const uint8_t> batch
   return AppendImpl(batch, keep_alive != nullptr ? &keep_alive : nullptr, ack, std::move(done));
 }
 
+absl::StatusOr<AppendResult> PartitionLog::AppendReplicated(std::span<const uint8_t> batch,
+                                                            AckLevel ack, AppendCallback done) {
+  if (batch.size() >= kBatchHeaderSize) {
+    const int64_t base = RecordBatchView(batch).base_offset();
+    if (base != next_offset_) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "replicated batch at offset %d, but the log ends at %d", base, next_offset_));
+    }
+  }
+  replica_append_ = true;
+  auto result = AppendImpl(batch, nullptr, ack, std::move(done));
+  replica_append_ = false;
+  return result;
+}
+
 absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> batch,
                                                       std::shared_ptr<const void>* keep_alive,
                                                       AckLevel ack, AppendCallback done) {
@@ -516,8 +531,9 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   // Zero-copy ("lent" batch): the batch stays where the caller has it and its CRC is checked
   // in place; only its header is copied (to carry the new base offset), the rest is written
   // from the caller's memory. LogAppendTime rewrites the timestamp and CRC: copied.
-  const bool lend = keep_alive != nullptr && batch.size() >= zero_copy_min_bytes_ &&
-                    config_.timestamp_type != TimestampType::kLogAppendTime;
+  const bool stamp_time =
+      config_.timestamp_type == TimestampType::kLogAppendTime && !replica_append_;
+  const bool lend = keep_alive != nullptr && batch.size() >= zero_copy_min_bytes_ && !stamp_time;
   if (lend) {
     if (absl::Status valid = ValidateBatch(batch, config_.max_batch_bytes); !valid.ok()) {
       return valid;
@@ -565,7 +581,8 @@ absl::StatusOr<AppendResult> PartitionLog::AppendImpl(std::span<const uint8_t> b
   result.base_offset = next_offset_;
   SetBaseOffset(copy, next_offset_);
   header.base_offset = next_offset_;
-  if (config_.timestamp_type == TimestampType::kLogAppendTime) {
+  if (leader_epoch_ >= 0 && !replica_append_) SetPartitionLeaderEpoch(copy, leader_epoch_);
+  if (stamp_time) {
     SetLogAppendTime(copy, now);
     header.max_timestamp = now;
     result.log_append_time_ms = now;
@@ -1487,18 +1504,25 @@ uint64_t PartitionLog::ReadableLimit(const Segment& segment) const {
   return 0;
 }
 
-absl::StatusOr<FileSlice> PartitionLog::Read(int64_t offset, uint32_t max_bytes) const {
+absl::StatusOr<FileSlice> PartitionLog::ReadBelow(int64_t offset, uint32_t max_bytes,
+                                                  int64_t end) const {
   if (offset < log_start_offset_ || offset > written_offset_) {
     return absl::OutOfRangeError(
         absl::StrFormat("offset %d outside [%d, %d]", offset, log_start_offset_, written_offset_));
   }
   FileSlice slice;
   slice.first_offset = offset;
-  if (offset == written_offset_) return slice;
+  if (offset >= end) return slice;
   for (size_t i = SegmentIndexFor(offset); i < segments_.size(); ++i) {
     const Segment& seg = *segments_[i];
-    const uint64_t limit = ReadableLimit(seg);
-    if (limit == 0) break;
+    uint64_t limit = ReadableLimit(seg);
+    if (limit == 0 || seg.base_offset() >= end) break;
+    if (end < written_offset_ && end < seg.next_offset()) {
+      // `end` (the replicated offset) is a batch boundary: stop at that batch.
+      auto end_pos = seg.FindPosition(end, limit);
+      if (end_pos.ok()) limit = std::min(limit, *end_pos);
+      if (limit == 0) break;
+    }
     auto pos = seg.FindPosition(std::max(offset, seg.base_offset()), limit);
     if (absl::IsNotFound(pos.status())) continue;  // offset in a gap: next segment
     if (!pos.ok()) return pos.status();
@@ -1531,7 +1555,8 @@ absl::StatusOr<int64_t> PartitionLog::OffsetForTime(int64_t timestamp_ms) const 
     if (absl::IsNotFound(off.status())) continue;
     if (!off.ok()) return off.status();
     const int64_t result = std::max(*off, log_start_offset_);
-    if (result >= written_offset_) break;  // only records below the log start matched
+    if (result >= high_watermark())
+      break;  // only records below the log start (or unreplicated ones) matched
     return result;
   }
   return absl::NotFoundError(absl::StrFormat("no record with timestamp >= %d", timestamp_ms));

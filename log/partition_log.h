@@ -45,6 +45,7 @@
 // invalid batch (torn write, zero fill, bad CRC), with later segments removed.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -170,6 +171,19 @@ class PartitionLog {
   absl::StatusOr<AppendResult> Append(std::span<const uint8_t> batch,
                                       std::shared_ptr<const void> keep_alive, AckLevel ack,
                                       AppendCallback done);
+  // A follower's append of a batch its leader stored: the batch keeps the offsets, leader
+  // epoch and timestamps the leader gave it (no LogAppendTime stamp, no epoch stamp), and its
+  // base offset must be log_end_offset() (InvalidArgument otherwise: the follower fetched
+  // from where its log ends). Otherwise as Append (validation, ack levels, callbacks).
+  absl::StatusOr<AppendResult> AppendReplicated(std::span<const uint8_t> batch, AckLevel ack,
+                                                AppendCallback done);
+  // Replication (src/replication/): the leader epoch Append stamps into every batch's
+  // partitionLeaderEpoch field (-1, the default of a single node: leave what the producer
+  // sent), and the offset below which batches count as replicated. Readers (Read,
+  // high_watermark) see nothing at or past it; the default (no replication) is unbounded.
+  void set_leader_epoch(int32_t epoch) { leader_epoch_ = epoch; }
+  int32_t leader_epoch() const { return leader_epoch_; }
+  void set_replicated_offset(int64_t offset) { replicated_offset_ = offset; }
   // Batches at least this large are written from the caller's memory when it lends it (the
   // Append overload above). Why 256 KiB: a batch this large no longer stays in L2 (512 KiB
   // per core here) between the copy into the write buffer and the kernel's copy into the page
@@ -230,9 +244,16 @@ class PartitionLog {
   void set_segment_cache(SegmentCache* cache);
 
   // Whole batches starting with the one that holds `offset`, at most `max_bytes` unless the
-  // first batch alone is larger (then exactly that batch, as Kafka does). An empty slice when
-  // offset == high_watermark(); OutOfRangeError below log start or above the high watermark.
-  absl::StatusOr<FileSlice> Read(int64_t offset, uint32_t max_bytes) const;
+  // first batch alone is larger (then exactly that batch, as Kafka does), none at or past
+  // high_watermark(). An empty slice when offset is at or past the high watermark (up to the
+  // written end); OutOfRangeError below log start or past the written end.
+  absl::StatusOr<FileSlice> Read(int64_t offset, uint32_t max_bytes) const {
+    return ReadBelow(offset, max_bytes, high_watermark());
+  }
+  // The same up to the written end, past the replicated offset: what a follower fetches.
+  absl::StatusOr<FileSlice> ReadForReplica(int64_t offset, uint32_t max_bytes) const {
+    return ReadBelow(offset, max_bytes, written_offset_);
+  }
   // Earliest offset whose record timestamp >= `timestamp_ms`; NotFoundError if none.
   absl::StatusOr<int64_t> OffsetForTime(int64_t timestamp_ms) const;
   // The largest batch max-timestamp among readable batches (from the segments' headers,
@@ -266,7 +287,11 @@ class PartitionLog {
 
   int64_t log_start_offset() const { return log_start_offset_; }
   int64_t durable_offset() const { return durable_offset_; }
-  int64_t high_watermark() const { return written_offset_; }
+  // What readers may see: written, and replicated where replication applies.
+  int64_t high_watermark() const { return std::min(written_offset_, replicated_offset_); }
+  // Every batch below it is written to the file (page cache): a follower's log end as its
+  // leader counts it (what it has fetched and stored).
+  int64_t written_offset() const { return written_offset_; }
   int64_t log_end_offset() const { return next_offset_; }
   uint64_t size_bytes() const;
   size_t segment_count() const { return segments_.size(); }
@@ -354,6 +379,7 @@ class PartitionLog {
   friend class LogCleaner;  // swaps cleaned segments into segments_ (log/cleaner.cc)
   PartitionLog(std::string dir, const LogConfig& config, IoBackend* io);
   absl::Status Recover();
+  absl::StatusOr<FileSlice> ReadBelow(int64_t offset, uint32_t max_bytes, int64_t end) const;
   absl::StatusOr<AppendResult> AppendImpl(std::span<const uint8_t> batch,
                                           std::shared_ptr<const void>* keep_alive, AckLevel ack,
                                           AppendCallback done);
@@ -444,6 +470,9 @@ class PartitionLog {
   int64_t log_start_offset_ = 0;
   int64_t next_offset_ = 0;
   int64_t written_offset_ = 0;
+  int64_t replicated_offset_ = INT64_MAX;  // set_replicated_offset
+  int32_t leader_epoch_ = -1;              // set_leader_epoch
+  bool replica_append_ = false;            // inside AppendReplicated
   FilePosition written_end_;
   int64_t durable_offset_ = 0;
   FilePosition durable_end_;
