@@ -10,6 +10,40 @@
 
 namespace sluice::storage {
 
+std::optional<std::vector<std::pair<int32_t, int64_t>>> LeaderEpochCache::Parse(
+    std::string_view text, int64_t log_end) {
+  std::vector<absl::string_view> lines =
+      absl::StrSplit(absl::string_view(text.data(), text.size()), '\n', absl::SkipEmpty());
+  int64_t count = -1;
+  if (lines.size() < 2 || lines[0] != "0" || !absl::SimpleAtoi(std::string(lines[1]), &count) ||
+      count != static_cast<int64_t>(lines.size()) - 2) {
+    return std::nullopt;
+  }
+  std::vector<std::pair<int32_t, int64_t>> entries;
+  int32_t last_epoch = -1;
+  int64_t last_start = -1;
+  for (size_t i = 2; i < lines.size(); ++i) {
+    std::vector<absl::string_view> f = absl::StrSplit(lines[i], ' ');
+    int32_t epoch = 0;
+    int64_t start = 0;
+    if (f.size() != 2 || !absl::SimpleAtoi(std::string(f[0]), &epoch) ||
+        !absl::SimpleAtoi(std::string(f[1]), &start) || epoch < 0 || start < 0 ||
+        epoch <= last_epoch || start < last_start) {
+      return std::nullopt;
+    }
+    last_epoch = epoch;
+    last_start = start;
+    if (start < log_end) entries.emplace_back(epoch, start);
+  }
+  return entries;
+}
+
+std::string LeaderEpochCache::Format(const std::vector<std::pair<int32_t, int64_t>>& entries) {
+  std::string text = absl::StrCat("0\n", entries.size(), "\n");
+  for (const auto& [epoch, start] : entries) absl::StrAppend(&text, epoch, " ", start, "\n");
+  return text;
+}
+
 LeaderEpochCache LeaderEpochCache::Load(const std::string& dir, int64_t log_end, Env* env) {
   LeaderEpochCache cache;
   cache.path_ = absl::StrCat(dir, "/", kFileName);
@@ -20,25 +54,13 @@ LeaderEpochCache LeaderEpochCache::Load(const std::string& dir, int64_t log_end,
     LogWarning("%s: %s (starting without leader epochs)", cache.path_, bytes.status().message());
     return cache;
   }
-  const std::string text(bytes->begin(), bytes->end());
-  std::vector<std::string> lines = absl::StrSplit(text, '\n', absl::SkipEmpty());
-  int64_t count = -1;
-  bool bad = lines.size() < 2 || lines[0] != "0" || !absl::SimpleAtoi(lines[1], &count) ||
-             count != static_cast<int64_t>(lines.size()) - 2;
-  for (size_t i = 2; !bad && i < lines.size(); ++i) {
-    std::vector<std::string> f = absl::StrSplit(lines[i], ' ');
-    int32_t epoch = 0;
-    int64_t start = 0;
-    bad = f.size() != 2 || !absl::SimpleAtoi(f[0], &epoch) || !absl::SimpleAtoi(f[1], &start) ||
-          epoch < 0 || start < 0 ||
-          (!cache.entries_.empty() &&
-           (epoch <= cache.entries_.back().first || start < cache.entries_.back().second));
-    if (!bad && start < log_end) cache.entries_.emplace_back(epoch, start);
-  }
-  if (bad) {
+  auto entries =
+      Parse(std::string_view(reinterpret_cast<const char*>(bytes->data()), bytes->size()), log_end);
+  if (!entries) {
     LogWarning("%s: not a leader epoch checkpoint (starting without leader epochs)", cache.path_);
-    cache.entries_.clear();
+    return cache;
   }
+  cache.entries_ = std::move(*entries);
   return cache;
 }
 
@@ -68,8 +90,7 @@ std::pair<int32_t, int64_t> LeaderEpochCache::EndOffsetFor(int32_t epoch, int64_
 
 absl::Status LeaderEpochCache::Save() const {
   if (path_.empty()) return absl::OkStatus();  // not backed by a file (tests)
-  std::string text = absl::StrCat("0\n", entries_.size(), "\n");
-  for (const auto& [epoch, start] : entries_) absl::StrAppend(&text, epoch, " ", start, "\n");
+  const std::string text = Format(entries_);
   return WriteFileAtomically(
       path_, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()),
       env_);

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,6 +35,12 @@ class LeaderEpochCache {
   // Reads the file of `dir` (none, or a damaged one: empty, with a warning). Entries that
   // start at or past `log_end` (the log lost its tail) are dropped.
   static LeaderEpochCache Load(const std::string& dir, int64_t log_end, Env* env = Env::Default());
+  // The entries of a file's text, those starting at or past `log_end` dropped; nullopt when
+  // it is not a valid checkpoint (bad version, count, numbers, or entries not increasing).
+  static std::optional<std::vector<std::pair<int32_t, int64_t>>> Parse(std::string_view text,
+                                                                       int64_t log_end);
+  // The file's text for `entries`.
+  static std::string Format(const std::vector<std::pair<int32_t, int64_t>>& entries);
 
   // `epoch` begins at `start_offset`: a new last entry when epoch is newer than the last
   // (an entry starting at or after `start_offset` with an older epoch is dropped first).
