@@ -319,23 +319,28 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
     return absl::DataLossError(absl::StrFormat("%s: entry position %d past log end %d",
                                                offset_index_->path(), last->position, size_));
   }
-  // Recover next offset and max timestamp from the last index entry below the limit: a walk
-  // of about one index interval, so opening a segment costs the same whatever its size.
+  if (absl::Status s = RecoverBookkeeping(trusted_limit); !s.ok()) return s;
+  if (!time_index_->sealed()) time_index_->TruncateTo(next_offset_);
+  return absl::OkStatus();
+}
+
+// Next offset and max timestamp from the last index entry below the limit: a walk of about one
+// index interval, so opening (or cutting) a segment costs the same whatever its size.
+absl::Status Segment::RecoverBookkeeping(uint64_t limit) {
   ResetIndexBookkeeping();
   uint64_t from = 0;
   {
     size_t lo = 0, hi = offset_index_->entries();
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
-      if (offset_index_->entry(mid).position <= trusted_limit)
+      if (offset_index_->entry(mid).position <= limit)
         lo = mid + 1;
       else
         hi = mid;
     }
     if (lo > 0) from = offset_index_->entry(lo - 1).position;
   }
-  ScanResult r =
-      ScanBatches(fd(), from, trusted_limit, /*verify_crc=*/false, base_offset_, nullptr, env_);
+  ScanResult r = ScanBatches(fd(), from, limit, /*verify_crc=*/false, base_offset_, nullptr, env_);
   if (!r.stop_reason.ok()) {
     return absl::DataLossError(absl::StrFormat("%s: log does not match its index: %s",
                                                file_->path(), r.stop_reason.message()));
@@ -345,7 +350,8 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
   } else if (from > 0) {
     return absl::DataLossError(file_->path() + ": index entry at the trusted end");
   }
-  if (!time_index_->sealed()) time_index_->TruncateTo(next_offset_);
+  // A time entry below the end carries the max timestamp of the batches up to the one it
+  // names, even when it was written past the end (the max was reached below it).
   for (size_t i = time_index_->entries(); i > 0; --i) {
     TimestampOffset e = time_index_->entry(i - 1);
     if (e.offset < next_offset_ && e.timestamp >= 0) {
@@ -358,8 +364,8 @@ absl::Status Segment::OpenIndexes(uint64_t trusted_limit) {
     max_timestamp_ = r.max_timestamp;
     offset_of_max_timestamp_ = r.offset_of_max_timestamp;
   }
-  bytes_since_index_entry_ = trusted_limit - from;
-  size_ = trusted_limit;
+  bytes_since_index_entry_ = limit - from;
+  size_ = limit;
   return absl::OkStatus();
 }
 
@@ -443,8 +449,16 @@ absl::Status Segment::TruncateTo(uint64_t position, int64_t next_offset) {
   }
   offset_index_->TruncateToPosition(static_cast<uint32_t>(position));
   time_index_->TruncateTo(next_offset);
-  size_ = position;
-  next_offset_ = next_offset;
+  // The max timestamp (and where it is) may have been in the bytes cut off: recomputed, or
+  // OffsetForTime, MaxTimestamp, retention.ms and the time entry written at seal would still
+  // see the removed batches.
+  if (absl::Status s = RecoverBookkeeping(position); !s.ok()) return s;
+  if (next_offset_ != next_offset) {
+    return absl::DataLossError(
+        absl::StrFormat("%s: the batches before position %d end at offset %d, not %d",
+                        file_->path(), position, next_offset_, next_offset));
+  }
+  if (size_ == 0) first_append_ms_ = -1;
   return absl::OkStatus();
 }
 

@@ -109,7 +109,11 @@ class Segment {
   // updates sizes, max timestamp and, every index.interval.bytes, the indexes.
   void OnAppend(const BatchHeader& header, uint64_t position, uint32_t size);
 
-  // Cuts the segment at `position` (a batch boundary): file, indexes and bookkeeping.
+  // Cuts the segment at `position` (a batch boundary, where the batches before it end at
+  // `next_offset`): file, indexes and bookkeeping (the max timestamp recomputed from what
+  // stays). Makes nothing durable: the caller fdatasyncs the file and syncs the indexes (a
+  // sealed index is rewritten and synced in place, best effort: one left stale names a
+  // position past the file's end, which the next open reports and rebuilds).
   absl::Status TruncateTo(uint64_t position, int64_t next_offset);
   // Called when the segment stops being active: final time index entry, indexes sealed.
   absl::Status Seal();
@@ -185,6 +189,10 @@ class Segment {
                                                                    Env* env);
   std::string PathWithSuffix(const char* suffix) const;
   void ResetIndexBookkeeping();
+  // Sets size, next offset, max timestamp and the bytes since the last index entry for the
+  // batches in [0, limit) (a batch boundary), from the indexes and a walk of the headers
+  // after the last offset index entry at or below `limit`.
+  absl::Status RecoverBookkeeping(uint64_t limit);
 
   friend class SegmentCache;  // reads owner_, referenced_, cache_slot_
 
