@@ -775,6 +775,24 @@ void LogCleaner::Abort(absl::string_view why) {
   pass_.reset();
 }
 
+void LogCleaner::LogTruncated(int64_t offset) {
+  Abort("log truncated");
+  if (first_dirty_ <= offset) return;
+  first_dirty_ = offset;
+  if (absl::Status s = WriteCleanerCheckpoint(absl::StrCat(log_->dir_, "/", kCleanerCheckpointFile),
+                                              first_dirty_, log_->env_);
+      !s.ok()) {
+    LogError("%s: lowering the cleaner checkpoint to %d: %s", log_->dir_, offset, s.message());
+  }
+}
+
+absl::Status LowerCleanerCheckpoint(const std::string& dir, int64_t offset, Env* env) {
+  const std::string path = absl::StrCat(dir, "/", kCleanerCheckpointFile);
+  auto cp = ReadCleanerCheckpoint(path, env);
+  if (!cp.ok() || *cp <= offset) return absl::OkStatus();
+  return WriteCleanerCheckpoint(path, offset, env);
+}
+
 bool LogCleaner::Step(int64_t now_ms, uint64_t budget_bytes, bool force) {
   if (crashed_) return false;
   if (log_->closed_ || !log_->failure_.ok() || !log_->config_.compact()) {

@@ -110,6 +110,12 @@ size_t MapBatch(std::span<const uint8_t> batch, OffsetMap* map);
 // removed. Run by PartitionLog::Recover before it lists the segments.
 absl::Status RecoverInterruptedSwaps(const std::string& dir, Env* env);
 
+// Lowers the cleaner checkpoint of the log in `dir` to `offset` when it is above it (a missing
+// or damaged one is left alone: it means "all dirty" already). A checkpoint left above a
+// truncated log's end would count the offsets appended there again as cleaned, so a pass would
+// not map their keys: older records of those keys would be kept longer, never a record lost.
+absl::Status LowerCleanerCheckpoint(const std::string& dir, int64_t offset, Env* env);
+
 // Points of the swap at which a test can "crash" (stop, leaving the files as they are).
 enum class SwapStep {
   kOutputWritten = 0,  // .cleaned files written and synced
@@ -132,6 +138,10 @@ class LogCleaner {
   bool Step(int64_t now_ms, uint64_t budget_bytes, bool force);
   // Abandons a pass in progress and removes its uncommitted output.
   void Abort(absl::string_view why);
+  // The log was cut back to `offset` (PartitionLog::TruncateTo): a pass in progress is
+  // abandoned (its sources change) and the dirty part starts at `offset` at the latest, in
+  // the cleaner checkpoint too (LowerCleanerCheckpoint).
+  void LogTruncated(int64_t offset);
 
   bool in_progress() const { return pass_ != nullptr; }
   int64_t first_dirty_offset() const { return first_dirty_; }

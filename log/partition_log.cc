@@ -1491,6 +1491,262 @@ absl::Status PartitionLog::AdvanceLogStart(int64_t offset) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The header of the batch at `position` of `segment` (whose files are open), which holds
+// `limit` bytes.
+absl::StatusOr<BatchHeader> ReadBatchHeader(const Segment& segment, uint64_t position,
+                                            uint64_t limit, Env* env) {
+  uint8_t head[kBatchHeaderSize];
+  auto got = PreadFully(segment.fd(), head, sizeof(head), position, env);
+  if (!got.ok()) return got.status();
+  auto header =
+      ParseBatchHeader(std::span<const uint8_t>(head, *got),
+                       static_cast<uint32_t>(std::min<uint64_t>(limit - position, UINT32_MAX)));
+  if (!header.ok()) {
+    return absl::DataLossError(absl::StrFormat("%s: bad batch at %d: %s", segment.file()->path(),
+                                               position, header.status().message()));
+  }
+  return header;
+}
+
+}  // namespace
+
+absl::StatusOr<uint64_t> PartitionLog::CutPosition(const Segment& segment, int64_t offset) const {
+  const auto not_a_boundary = [&] {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: offset %d is not a batch boundary (inside a batch, or after a gap left by "
+        "compaction)",
+        dir_, offset));
+  };
+  if (absl::Status s = segment.Acquire(); !s.ok()) return s;
+  const uint64_t limit = segment.size();  // everything is written (TruncateTo waited)
+  // The batch holding offset - 1 must end there: the segment then ends at `offset` once cut.
+  auto before = segment.FindPosition(offset - 1, limit);
+  if (absl::IsNotFound(before.status())) return not_a_boundary();
+  if (!before.ok()) return before.status();
+  auto prev = ReadBatchHeader(segment, *before, limit, env_);
+  if (!prev.ok()) return prev.status();
+  if (prev->last_offset() != offset - 1) return not_a_boundary();
+  const uint64_t position = *before + prev->size_bytes();
+  if (position >= limit) return not_a_boundary();
+  auto next = ReadBatchHeader(segment, position, limit, env_);
+  if (!next.ok()) return next.status();
+  if (next->base_offset != offset) return not_a_boundary();
+  return position;
+}
+
+absl::Status PartitionLog::LowerCheckpoint(const RecoveryCheckpoint& cp) {
+  // The index of the checkpointed segment is trusted below the checkpoint from now on (as
+  // WriteCheckpoint syncs it); the segments before it are sealed, hence synced.
+  for (auto& seg : segments_) {
+    if (seg->base_offset() == cp.segment_base && !seg->sealed()) {
+      if (absl::Status s = seg->SyncIndexes(); !s.ok()) return s;
+    }
+  }
+  if (recovery_points_ != nullptr) {
+    // Staged, it replaces any higher point staged for this log. A higher point on disk, or
+    // one a commit in flight may be writing, must be replaced durably before the cut: the
+    // commit waits for the one in flight, then writes this one after it.
+    recovery_points_->Stage(recovery_name_, RecoveryPoint{cp, false}, this);
+    if (checkpointed_offset_ > cp.recovery_offset || recovery_points_->commit_in_flight()) {
+      return recovery_points_->Commit(/*rewrite=*/false, io_);
+    }
+    return absl::OkStatus();
+  }
+  absl::Status s =
+      WriteRecoveryCheckpoint(absl::StrCat(dir_, "/", kRecoveryCheckpointFile), cp, env_);
+  if (!s.ok()) return s;
+  checkpointed_offset_ = cp.recovery_offset;
+  checkpointed_log_start_ = cp.log_start_offset;
+  checkpointed_end_ = FilePosition{cp.segment_base, cp.position};
+  return absl::OkStatus();
+}
+
+absl::Status PartitionLog::TruncateTo(int64_t offset) {
+  if (!failure_.ok()) return failure_;
+  if (closed_) return absl::FailedPreconditionError("log is closed");
+  if (!stall_.ok()) return stall_;
+  if (offset < log_start_offset_ || offset > next_offset_) {
+    return absl::InvalidArgumentError(absl::StrFormat("%s: truncation offset %d outside [%d, %d]",
+                                                      dir_, offset, log_start_offset_,
+                                                      next_offset_));
+  }
+  if (offset == next_offset_) return absl::OkStatus();
+  // Nothing at or above the cut is acknowledged from here on, although it is written first:
+  // its waiters wait aside, answered Aborted once the cut is made (or put back if it is not).
+  std::deque<Waiter> written = TakeWaiters(written_waiters_, offset);
+  std::deque<Waiter> durable = TakeWaiters(durable_waiters_, offset);
+  if (absl::Status s = CutTail(offset); !s.ok()) {
+    RestoreWaiters(written, durable);
+    return s;
+  }
+  FireWaiters(durable_waiters_, durable_offset_);
+  const absl::Status truncated =
+      absl::AbortedError(absl::StrFormat("%s: truncated to offset %d", dir_, offset));
+  for (auto* waiters : {&written, &durable}) {
+    for (Waiter& w : *waiters) w.done(truncated, w.result);
+  }
+  // Any a callback run meanwhile added (WaitFor) for an offset that is now gone too.
+  FailWaiters(written_waiters_, truncated, offset);
+  FailWaiters(durable_waiters_, truncated, offset);
+  JoinTickList();
+  MaybeStartSync();  // for durable waiters below the cut
+  return absl::OkStatus();
+}
+
+std::deque<PartitionLog::Waiter> PartitionLog::TakeWaiters(std::deque<Waiter>& waiters,
+                                                           int64_t from_offset) {
+  std::deque<Waiter> taken;
+  while (!waiters.empty() && waiters.back().last_offset >= from_offset) {
+    taken.push_front(std::move(waiters.back()));
+    waiters.pop_back();
+  }
+  return taken;
+}
+
+// As if they had never been taken: answered as the completions since would have answered them.
+void PartitionLog::RestoreWaiters(std::deque<Waiter>& written, std::deque<Waiter>& durable) {
+  for (Waiter& w : written) written_waiters_.push_back(std::move(w));
+  for (Waiter& w : durable) durable_waiters_.push_back(std::move(w));
+  if (!failure_.ok()) {
+    FailAllWaiters(failure_);
+    return;
+  }
+  FireWaiters(written_waiters_, written_offset_);
+  FireWaiters(durable_waiters_, durable_offset_);
+  if (failed_chunks_ > 0) {  // as OnWriteDone answers them
+    const int64_t from = EndBeforeFailedWrite();
+    FailWaiters(written_waiters_, stall_, from);
+    FailWaiters(durable_waiters_, stall_, from);
+  }
+  if (resync_ != Resync::kNone) FailWaiters(durable_waiters_, stall_, durable_offset_);
+  MaybeStartSync();
+}
+
+absl::Status PartitionLog::CutTail(int64_t offset) {
+  // What stays below the cut is written first, and no write or sync of this log may land
+  // after the cut.
+  SubmitBuffered();
+  io_->Submit();
+  WaitForIo();
+  if (!failure_.ok()) return failure_;
+  if (!stall_.ok()) return stall_;  // a write failed for lack of space: nothing is cut
+  if (open_chunk_ != nullptr || !in_flight_.empty() || written_offset_ != next_offset_) {
+    return absl::InternalError(absl::StrCat(dir_, ": appends still unwritten; not truncated"));
+  }
+
+  const size_t at = SegmentIndexFor(offset);
+  Segment& holder = *segments_[at];
+  uint64_t position = 0;  // of `offset` in `holder`
+  if (holder.base_offset() != offset) {
+    auto cut = CutPosition(holder, offset);
+    if (!cut.ok()) return cut.status();
+    position = *cut;
+  }
+  // Segments from `first_doomed` on are deleted. A fresh active segment follows when none
+  // that can take appends is left (its indexes sealed, or none at all).
+  const size_t first_doomed = position > 0 ? at + 1 : at;
+  const bool fresh = position == 0 || holder.sealed();
+  if (fresh && FreeBytes(dir_) < kMinFreeBytesForNewSegment) {
+    return absl::UnavailableError(
+        absl::StrCat(dir_, ": no room for the segment a truncation would start; not truncated"));
+  }
+  // Where the log ends once cut, in the segment that keeps the batch before the cut (or at
+  // the fresh segment's start when nothing stays).
+  FilePosition cut_end{offset, 0};
+  if (position > 0) {
+    cut_end = FilePosition{holder.base_offset(), position};
+  } else if (at > 0) {
+    cut_end = FilePosition{segments_[at - 1]->base_offset(), segments_[at - 1]->size()};
+  }
+
+  // The cleaner would rewrite segments that change under it.
+  if (cleaner_ != nullptr) {
+    cleaner_->LogTruncated(offset);
+  } else if (absl::Status s = LowerCleanerCheckpoint(dir_, offset, env_); !s.ok()) {
+    LogError("%s: lowering the cleaner checkpoint to %d: %s", dir_, offset, s.message());
+  }
+  // No checkpoint may trust bytes past the cut once the files change: the one on disk (or
+  // being written, or staged) is lowered durably first. A crash from here on recovers every
+  // batch below the cut that is durable; what was past it may come back until the cut and
+  // the deletions are durable.
+  const bool lower_durable = durable_offset_ > offset;
+  if (checkpointed_offset_ > offset || (recovery_points_ != nullptr && lower_durable)) {
+    RecoveryCheckpoint cp = CurrentCheckpoint();
+    if (lower_durable) {
+      cp.recovery_offset = offset;
+      cp.segment_base = cut_end.segment_base;
+      cp.position = cut_end.position;
+    }
+    if (absl::Status s = LowerCheckpoint(cp); !s.ok()) return s;
+    last_checkpoint_ms_ = Now();
+  }
+  if (lower_durable) {
+    durable_offset_ = offset;
+    durable_end_ = cut_end;
+  }
+
+  // From here on the files change: an error fences the log, and the next open recovers it.
+  const auto fence = [this](const absl::Status& s) {
+    Fail(absl::Status(s.code(), absl::StrCat("truncation: ", s.message())));
+    return failure_;
+  };
+  const size_t segments_before = segments_.size();
+  if (position > 0) {
+    if (absl::Status s = holder.TruncateTo(position, offset); !s.ok()) return fence(s);
+    // Durable before any later segment goes: a power cut may then bring back a deleted
+    // segment, but after a hole, which recovery removes.
+    if (int rc = env_->Fdatasync(holder.fd()); rc < 0) {
+      return fence(IoStatus("fdatasync", holder.file()->path(), rc));
+    }
+    // The zeroed entries too: else a power cut could bring back entries that describe the
+    // removed batches, below a later checkpoint that trusts them.
+    if (absl::Status s = holder.SyncIndexes(); !s.ok()) return fence(s);
+    if (preallocated_segment_ == holder.base_offset()) {
+      preallocated_end_ = std::min<uint64_t>(preallocated_end_, position);
+    }
+  }
+  // Newest first: a power cut that keeps only some of the deletions leaves a log that ends
+  // earlier, never one without its first segments (recovery cannot tell a missing first
+  // segment from one that retention deleted). Unlinked here, not through the backend: a fresh
+  // segment may take the last one's names at once.
+  while (segments_.size() > first_doomed) {
+    Segment* doomed = segments_.back().get();
+    std::erase(pending_seal_, doomed);
+    if (absl::Status s = doomed->Delete(); !s.ok()) return fence(s);
+    segments_.pop_back();
+  }
+  if (preallocated_segment_ >= offset) preallocated_segment_ = -1;
+  if (fresh) {
+    // As a roll makes it (and Recover, after a crash between a roll's steps).
+    auto seg = CreateSegment(offset);
+    if (!seg.ok()) return fence(seg.status());
+    Track(**seg);
+    segments_.push_back(std::move(*seg));
+  }
+  if (fresh || segments_before > first_doomed) {
+    if (absl::Status s = SyncDir(dir_, env_); !s.ok()) return fence(s);
+  }
+
+  LogInfo("%s: truncated from %d to %d (%d segments removed%s)", dir_, next_offset_, offset,
+          segments_before - first_doomed, fresh ? ", a fresh one started" : "");
+  next_offset_ = written_offset_ = offset;
+  written_end_ = FilePosition{segments_.back()->base_offset(), segments_.back()->size()};
+  flush_target_ = std::min(flush_target_, offset);
+  // Deleted segments (and the fresh one) hold nothing to sync; the holder's cut was synced,
+  // but what it kept of its earlier writes may not be: it stays listed.
+  std::erase_if(unsynced_segments_, [offset](int64_t base) { return base >= offset; });
+  if (unsynced_segments_.empty() && durable_offset_ < offset) {
+    // No segment left was written since its last sync: what was not durable was in the
+    // deleted ones (or below the log start, after a crash), and no sync would move the
+    // durable offset up to the end again.
+    durable_offset_ = offset;
+    durable_end_ = cut_end;
+  }
+  return absl::OkStatus();
+}
+
 size_t PartitionLog::SegmentIndexFor(int64_t offset) const {
   auto it = std::upper_bound(
       segments_.begin(), segments_.end(), offset,

@@ -10,6 +10,9 @@
 //   high_watermark()    every batch below it is written to the file (page cache) and readable
 //   log_end_offset()    the next offset to assign; batches between high_watermark and this are
 //                       buffered or in flight and invisible to readers
+// Offsets are assigned once, except that TruncateTo (a follower cutting its divergent tail)
+// lowers the log end, the high watermark and the durable offset to its cut: the offsets above
+// it are assigned again.
 //
 // Durability contract of Append(): the batch is copied into the active segment's write buffer
 // (or, when large and lent with a keep-alive, written from the caller's memory) and given its
@@ -22,7 +25,7 @@
 //  - Out of space (ENOSPC/EDQUOT on a write, an fdatasync or a segment roll) is retriable: the
 //    log stops accepting appends (UnavailableError) and keeps what it had accepted; the failed
 //    writes are issued again from Tick() (backing off to once every kSpaceRetryMaxMs) until
-//    space returns, then appends resume. Offsets stay gap-free and are never reused. Callbacks
+//    space returns, then appends resume. Offsets stay gap-free and none is given twice. Callbacks
 //    of the batches caught by the failure run at once with the retriable error (a Kafka
 //    connection answers in order: one held answer would hold all later ones); those batches
 //    are still written when there is room, as a batch answered with a retriable error may be
@@ -42,7 +45,11 @@
 // below the recovery-point checkpoint is trusted (its index is rebuilt, with CRC checks, only
 // when missing or damaged; a bad batch there fails Open with DataLossError and truncates
 // nothing); data past it is re-validated batch by batch and the log is cut at the first
-// invalid batch (torn write, zero fill, bad CRC), with later segments removed.
+// invalid batch (torn write, zero fill, bad CRC), with later segments removed. The checkpoint
+// never points past the log's end: TruncateTo lowers it durably to at most its cut before it
+// cuts anything, and makes the cut and the removal of later segments durable before it returns,
+// so no crash or power cut afterwards brings a removed batch back; one in the middle of it
+// keeps every durable batch below the cut (some of what it was removing may come back).
 #pragma once
 
 #include <algorithm>
@@ -275,6 +282,32 @@ class PartitionLog {
   absl::Status AdvanceLogStart(int64_t offset);
   // Deletes every file of the log and the directory. The object must not be used afterwards.
   absl::Status DeleteAll();
+  // Cuts the log's tail so that `offset` becomes its log end offset: a replica that becomes a
+  // follower removes its divergent tail before fetching from the new leader (Kafka's KIP-101).
+  // Appends then go on at `offset` (the offsets above it are given again), readers see exactly
+  // [log start, offset), and OffsetForTime, MaxTimestamp, retention and compaction no longer
+  // see the removed batches. Meant for role changes: it waits for the log's own I/O and does
+  // a few synchronous file operations on the calling (shard) thread.
+  //  - `offset` must be in [log_start_offset(), log_end_offset()] and a batch boundary: the
+  //    base offset of a segment, or of a batch that directly follows the batch before it (not
+  //    after a gap that compaction left: the log could not end there), or the log end (a
+  //    no-op). Otherwise InvalidArgumentError and nothing changes. A fenced or closed log
+  //    returns its error; one out of disk space returns UnavailableError and changes nothing.
+  //  - Waiters (append callbacks, WaitFor) for offsets at or above `offset` fail with
+  //    AbortedError (none of them is acknowledged once TruncateTo is called; they are put back
+  //    when it fails before the cut); those below stay. Buffered appends are written and the
+  //    log's writes and syncs waited for before the cut.
+  //  - Crash safety: the recovery checkpoint is lowered durably to at most `offset` before
+  //    any file changes; the segment holding the cut is cut at the batch boundary and
+  //    fdatasync'ed (indexes cut and synced), later segments are deleted, a fresh active
+  //    segment is made at `offset` when the cut is at a segment's base or the segment left
+  //    last is sealed, and the directory is fsync'ed, all before it returns. After it returned
+  //    OK, no crash or power cut brings back a removed batch; one during it keeps every batch
+  //    below `offset` that was durable, and the checkpoint never points past the end. The
+  //    cleaner's pass in progress is abandoned and its checkpoint lowered to `offset`.
+  //  - An error once files began to change fences the log (the next open recovers it as
+  //    above).
+  absl::Status TruncateTo(int64_t offset);
   void UpdateConfig(const LogConfig& config) {
     config_ = config;
     JoinTickList();  // compaction, flush.ms or retention may now apply
@@ -425,6 +458,17 @@ class PartitionLog {
   void OnSyncDone(int64_t target, FilePosition target_end, int result,
                   const std::string& error_path);
   void Fail(absl::Status status);
+  // TruncateTo's work once its waiters above the cut are taken aside (see TruncateTo).
+  absl::Status CutTail(int64_t offset);
+  // Takes the waiters whose batch ends at or after `from_offset` out of `waiters`, in order.
+  static std::deque<Waiter> TakeWaiters(std::deque<Waiter>& waiters, int64_t from_offset);
+  // Puts taken waiters back (TruncateTo failed) and answers those that are due.
+  void RestoreWaiters(std::deque<Waiter>& written, std::deque<Waiter>& durable);
+  // TruncateTo: where the batch starting at `offset` (> the segment's base) is in `segment`,
+  // when the batch before it ends there; else InvalidArgumentError.
+  absl::StatusOr<uint64_t> CutPosition(const Segment& segment, int64_t offset) const;
+  // TruncateTo: makes `cp` (at or below the cut) the recovery checkpoint before the cut.
+  absl::Status LowerCheckpoint(const RecoveryCheckpoint& cp);
   void FireWaiters(std::deque<Waiter>& waiters, int64_t below);
   void ApplyRetention(int64_t now_ms);
   absl::Status WriteCheckpoint();

@@ -541,5 +541,52 @@ TEST_P(OutOfSpaceTest, ARetriedBatchIsAcknowledgedOnlyOnceItsOriginalIsStored) {
   EXPECT_TRUE(status.ok()) << status;
 }
 
+// TruncateTo on a log out of space changes nothing (UnavailableError), also when the disk
+// turns out full while it writes the buffered appends: the waiters it had taken aside (those
+// above the cut) get the retriable error as the others do. Once space returns the cut works. A
+// fenced log refuses it with its error.
+TEST_P(OutOfSpaceTest, TruncateToChangesNothingWhileOutOfSpaceAndIsRefusedWhenFenced) {
+  auto log = OpenLog(NoRetention());
+  auto want = AppendGood(*log, *io_, 10, 0);
+  const int64_t cut = RecordBatchView(want[6]).base_offset();
+
+  // The buffered appends' write fails for lack of space during the truncation.
+  io_->write_errno = ENOSPC;
+  auto below = std::make_shared<Pending>();
+  auto above = std::make_shared<Pending>();
+  ASSERT_TRUE(AppendAsync(*log, MakeBatch(1, 50, 2000, 1), below).ok());
+  auto held = AppendAsync(*log, MakeBatch(1, 50, 2001, 2), above);
+  ASSERT_TRUE(held.ok());
+  const int64_t end = log->log_end_offset();
+  absl::Status s = log->TruncateTo(held->base_offset);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_TRUE(log->out_of_space());
+  EXPECT_EQ(log->log_end_offset(), end);
+  ASSERT_TRUE(below->called && above->called);
+  EXPECT_TRUE(absl::IsUnavailable(below->status)) << below->status;
+  EXPECT_TRUE(absl::IsUnavailable(above->status)) << above->status;
+  ExpectExactly(*log, want);
+  // Refused at once while the disk stays full.
+  s = log->TruncateTo(cut);
+  EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+  EXPECT_EQ(log->log_end_offset(), end);
+
+  io_->write_errno = 0;
+  Advance(*log, PartitionLog::kSpaceRetryMaxMs);
+  ASSERT_FALSE(log->out_of_space());
+  ASSERT_TRUE(log->TruncateTo(cut).ok());
+  want.resize(6);
+  ExpectExactly(*log, want);
+  EXPECT_EQ(log->log_end_offset(), cut);
+
+  auto more = AppendGood(*log, *io_, 1, 50);
+  want.insert(want.end(), more.begin(), more.end());
+  io_->sync_errno = EIO;
+  ASSERT_FALSE(log->Flush().ok());
+  ASSERT_TRUE(log->fenced());
+  EXPECT_EQ(log->TruncateTo(RecordBatchView(want[2]).base_offset()), log->health());
+  ExpectExactly(*log, want);
+}
+
 }  // namespace
 }  // namespace sluice::storage

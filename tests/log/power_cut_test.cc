@@ -74,7 +74,7 @@ int64_t EnvInt(const char* name, int64_t fallback) {
   return v != nullptr && *v != '\0' ? strtoll(v, nullptr, 10) : fallback;
 }
 
-enum class Scenario { kDurableEveryAppend, kMixedAcks, kRetention, kCompaction };
+enum class Scenario { kDurableEveryAppend, kMixedAcks, kRetention, kCompaction, kTruncation };
 
 const char* ScenarioName(Scenario s) {
   switch (s) {
@@ -86,6 +86,8 @@ const char* ScenarioName(Scenario s) {
       return "Retention";
     case Scenario::kCompaction:
       return "Compaction";
+    case Scenario::kTruncation:
+      return "Truncation";
   }
   return "?";
 }
@@ -112,6 +114,9 @@ LogConfig ConfigFor(Scenario s) {
       c.min_cleanable_dirty_ratio = 0.01;
       c.cleaner_bytes_per_tick = 8 * 1024;
       c.max_index_bytes = 1024;
+      break;
+    case Scenario::kTruncation:  // mixed acks, retention by size, and cuts of the tail
+      c.retention_bytes = 24 * 1024;
       break;
   }
   return c;
@@ -163,7 +168,7 @@ class PowerCutRun {
   int cut_in_recovery() const { return cut_in_recovery_; }
 
  private:
-  enum class StepKind { kAppend, kIo, kTick, kFlush, kAdvanceStart, kReopen, kRead };
+  enum class StepKind { kAppend, kIo, kTick, kFlush, kAdvanceStart, kReopen, kRead, kTruncate };
 
   std::string Where(int life) const {
     return absl::StrFormat(
@@ -234,14 +239,44 @@ class PowerCutRun {
     model_.appended[b.base] = std::move(b);
   }
 
+  // A follower's cut of its tail: at one of the last few batches (or the log start).
+  void Truncate(int life) {
+    const int64_t start = log_->log_start_offset();
+    const int64_t end = log_->log_end_offset();
+    std::vector<int64_t> points;
+    for (auto it = model_.appended.lower_bound(start);
+         it != model_.appended.end() && it->first <= end; ++it) {
+      points.push_back(it->first);
+    }
+    if (points.empty()) return;
+    const size_t back = std::min<size_t>(points.size(), 1 + rng_() % 6);
+    const int64_t cut = points[points.size() - back];
+    const bool powered = !env_->power_cut();
+    absl::Status s = log_->TruncateTo(cut);
+    if (s.ok()) {
+      // Nothing from the cut on may come back: the model forgets it.
+      model_.appended.erase(model_.appended.lower_bound(cut), model_.appended.end());
+      model_.must_survive.erase(model_.must_survive.lower_bound(cut), model_.must_survive.end());
+    } else if (powered && env_->power_cut()) {
+      // Cut short by the power: what was durable below the cut must survive; above it, the
+      // removed batches may be back or not.
+      model_.must_survive.erase(model_.must_survive.lower_bound(cut), model_.must_survive.end());
+    } else if (powered && !absl::IsUnavailable(s)) {
+      ADD_FAILURE() << Where(life) << ": TruncateTo(" << cut << "): " << s;
+    }
+  }
+
   StepKind PickStep() {
     const int r = static_cast<int>(rng_() % 100);
     if (r < 50) return StepKind::kAppend;
     if (r < 70) return StepKind::kIo;
     if (r < 86) return StepKind::kTick;
     if (r < 90) return StepKind::kFlush;
-    if (r < 94)
-      return scenario_ == Scenario::kCompaction ? StepKind::kTick : StepKind::kAdvanceStart;
+    if (r < 94) {
+      if (scenario_ == Scenario::kCompaction) return StepKind::kTick;
+      if (scenario_ == Scenario::kTruncation && r < 93) return StepKind::kTruncate;
+      return StepKind::kAdvanceStart;
+    }
     if (r < 97) return StepKind::kReopen;
     return StepKind::kRead;
   }
@@ -273,6 +308,9 @@ class PowerCutRun {
         }
         break;
       }
+      case StepKind::kTruncate:
+        Truncate(life);
+        break;
       case StepKind::kReopen:
         (void)log_->Close();
         log_.reset();
@@ -476,7 +514,8 @@ TEST_P(PowerCutWorkloadTest, EveryDurableBatchSurvivesAndNothingElseAppears) {
 
 INSTANTIATE_TEST_SUITE_P(Scenarios, PowerCutWorkloadTest,
                          ::testing::Values(Scenario::kDurableEveryAppend, Scenario::kMixedAcks,
-                                           Scenario::kRetention, Scenario::kCompaction),
+                                           Scenario::kRetention, Scenario::kCompaction,
+                                           Scenario::kTruncation),
                          [](const ::testing::TestParamInfo<Scenario>& info) {
                            return std::string(ScenarioName(info.param));
                          });
@@ -513,13 +552,14 @@ class CutLog {
     log = std::move(*opened);
     return log.get();
   }
-  PartitionLog* CutPowerAndReopen() {
+  PartitionLog* CutPowerAndReopen(const CrashModel& model = {}) {
     env_.CutPowerNow();
     log.reset();
-    EXPECT_TRUE(env_.RestoreAfterPowerCut(CrashModel{}).ok());
+    EXPECT_TRUE(env_.RestoreAfterPowerCut(model).ok());
     return Open();
   }
   std::string dir() const { return tmp_.Sub("log"); }
+  FaultEnv& env() { return env_; }
 
  private:
   TempDir tmp_;
@@ -970,6 +1010,291 @@ TEST(PowerCutLogManagerTest, AnAppendedRecoveryPointSurvivesAPowerCut) {
   EXPECT_FALSE(r.clean_shutdown);
   EXPECT_EQ(r.recovery_offset, 3);
   EXPECT_EQ((*mgr)->GetLog(TopicPartition{"t", 0})->log_end_offset(), 3);
+}
+
+// ---- PartitionLog::TruncateTo under power cuts ----
+
+// Where a truncation cuts a log of several segments.
+enum class CutAt { kInsideTheActiveSegment, kAtASegmentBase, kInsideASealedSegment, kLogStart };
+constexpr CutAt kEveryCut[] = {CutAt::kInsideTheActiveSegment, CutAt::kAtASegmentBase,
+                               CutAt::kInsideASealedSegment, CutAt::kLogStart};
+
+const char* CutAtName(CutAt at) {
+  switch (at) {
+    case CutAt::kInsideTheActiveSegment:
+      return "inside the active segment";
+    case CutAt::kAtASegmentBase:
+      return "at a segment base";
+    case CutAt::kInsideASealedSegment:
+      return "inside a sealed segment";
+    case CutAt::kLogStart:
+      return "at the log start";
+  }
+  return "?";
+}
+
+LogConfig TruncationConfig() {
+  LogConfig c;
+  c.segment_bytes = 4096;
+  c.index_interval_bytes = 256;
+  c.max_index_bytes = 1024;
+  c.retention_ms = -1;
+  c.recovery_checkpoint_ms = 10;
+  return c;
+}
+
+using StoredBatches = std::map<int64_t, std::vector<uint8_t>>;  // base offset -> bytes
+
+// Appends `batch` and waits until it is written (durable with kDurable); records it in `out`.
+void AppendTo(PartitionLog& log, IoBackend& io, std::vector<uint8_t> batch, AckLevel ack,
+              StoredBatches* out) {
+  auto r = AppendSync(log, io, batch, ack);
+  ASSERT_TRUE(r.ok()) << r.status();
+  StoreBigEndian64(batch.data(), r->base_offset);
+  (*out)[r->base_offset] = std::move(batch);
+}
+
+// Fills `log` with durable batches over four segments, checkpoints them (a checkpoint past
+// any cut), then appends two batches that are written but not durable. Returns them all.
+StoredBatches FillForTruncation(PartitionLog& log, IoBackend& io, int64_t* now) {
+  StoredBatches batches;
+  for (uint64_t i = 0; log.segment_count() < 4; ++i) {
+    AppendTo(log, io,
+             MakeBatch(1 + static_cast<int>(i % 3), 250, 1000 + static_cast<int64_t>(i), i),
+             AckLevel::kWritten, &batches);
+  }
+  EXPECT_TRUE(log.Flush().ok());
+  *now += 1000;
+  log.Tick(*now);
+  io.Submit();
+  for (int i = 0;
+       i < 100 && log.checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset !=
+                      log.log_end_offset();
+       ++i) {
+    io.Poll(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(log.checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset,
+            log.log_end_offset());
+  for (uint64_t i = 100; i < 102; ++i) {
+    AppendTo(log, io, MakeBatch(2, 100, 2000 + static_cast<int64_t>(i), i), AckLevel::kWritten,
+             &batches);
+  }
+  return batches;
+}
+
+int64_t CutOffset(const PartitionLog& log, const StoredBatches& batches, CutAt at) {
+  const std::vector<int64_t> bases = log.segment_base_offsets();
+  switch (at) {
+    case CutAt::kInsideTheActiveSegment:
+      return std::prev(batches.end(), 2)->first;  // the first of the two written ones
+    case CutAt::kAtASegmentBase:
+      return bases[2];
+    case CutAt::kInsideASealedSegment:
+      return batches.upper_bound(bases[1])->first;
+    case CutAt::kLogStart:
+      return log.log_start_offset();
+  }
+  return -1;
+}
+
+// What a log recovered after a truncation to `cut` (which returned `finished`) may hold: a
+// gap-free run of the batches it held before, with every one below the cut that was durable
+// (below `durable_end`); none from the cut on once it had returned OK.
+::testing::AssertionResult HoldsWhatMaySurviveTheCut(const PartitionLog& log,
+                                                     const StoredBatches& before, int64_t cut,
+                                                     int64_t durable_end, bool finished) {
+  std::vector<std::vector<uint8_t>> read = ReadAllBatches(log);
+  size_t i = 0;
+  for (const auto& [base, bytes] : before) {
+    const bool durable_below_cut = base < cut && base < durable_end;
+    if (i == read.size()) {
+      if (durable_below_cut) return ::testing::AssertionFailure() << "lost durable batch " << base;
+      break;
+    }
+    if (read[i] != bytes) {
+      return ::testing::AssertionFailure() << "batch " << i << " is not the one at " << base;
+    }
+    if (finished && base >= cut) {
+      return ::testing::AssertionFailure() << "batch " << base << " came back after the cut";
+    }
+    ++i;
+  }
+  if (i != read.size()) return ::testing::AssertionFailure() << "batches that were never there";
+  return ::testing::AssertionSuccess();
+}
+
+// After TruncateTo returned, a power cut brings back nothing it removed and keeps everything
+// durable below the cut; appends then reuse the offsets, durably. The checkpoint on disk was
+// past the cut (and two batches past it were never synced).
+TEST(PowerCutTruncateTest, NothingCutComesBackAndEveryDurableBatchBelowTheCutStays) {
+  for (CutAt at : kEveryCut) {
+    for (int m = 0; m < 8; ++m) {
+      const CrashModel model = ModelForLife(m, static_cast<uint64_t>(m) + 1);
+      SCOPED_TRACE(absl::StrCat(CutAtName(at), ", ", ModelName(model)));
+      CutLog c(TruncationConfig());
+      ASSERT_NE(c.Open(), nullptr);
+      StoredBatches batches = FillForTruncation(*c.log, *c.io, &c.now);
+      const int64_t cut = CutOffset(*c.log, batches, at);
+      ASSERT_TRUE(c.log->TruncateTo(cut).ok());
+      batches.erase(batches.lower_bound(cut), batches.end());
+      ASSERT_NE(c.CutPowerAndReopen(model), nullptr);
+      EXPECT_EQ(c.log->log_end_offset(), cut);
+      EXPECT_TRUE(HoldsWhatMaySurviveTheCut(*c.log, batches, cut, cut, true));
+      // Appends from the cut on, durable, then another cut of the power.
+      for (uint64_t i = 0; i < 12; ++i) {
+        AppendTo(*c.log, *c.io, MakeBatch(2, 300, 5000 + static_cast<int64_t>(i), 50 + i),
+                 AckLevel::kDurable, &batches);
+      }
+      EXPECT_EQ(batches.lower_bound(cut)->first, cut);
+      ASSERT_NE(c.CutPowerAndReopen(model), nullptr);
+      std::vector<std::vector<uint8_t>> want;
+      for (const auto& [base, bytes] : batches) want.push_back(bytes);
+      EXPECT_EQ(ReadAllBatches(*c.log), want);
+    }
+  }
+}
+
+// The power goes at every call of TruncateTo in turn (the checkpoint lowered, the cut, each
+// deletion, the fresh segment, the directory sync): the log opens, holds a gap-free run of
+// what it held with every durable batch below the cut, nothing from the cut on if the call
+// had returned OK, and takes appends and a clean restart.
+TEST(PowerCutTruncateTest, ACutOfThePowerAtAnyCallOfTheTruncationRecovers) {
+  int runs = 0;
+  for (CutAt at : kEveryCut) {
+    for (int64_t k = 0;; ++k) {
+      const CrashModel model = ModelForLife(static_cast<int>(k), static_cast<uint64_t>(k) * 7 + 3);
+      SCOPED_TRACE(
+          absl::StrCat(CutAtName(at), ", power cut after ", k, " calls, ", ModelName(model)));
+      CutLog c(TruncationConfig());
+      ASSERT_NE(c.Open(), nullptr);
+      const StoredBatches batches = FillForTruncation(*c.log, *c.io, &c.now);
+      const int64_t cut = CutOffset(*c.log, batches, at);
+      c.env().CutPowerAfter(k);
+      const absl::Status s = c.log->TruncateTo(cut);
+      const bool finished = !c.env().power_cut();
+      EXPECT_EQ(s.ok(), finished) << s;
+      ASSERT_NE(c.CutPowerAndReopen(model), nullptr);
+      EXPECT_TRUE(HoldsWhatMaySurviveTheCut(*c.log, batches, cut,
+                                            std::prev(batches.end(), 2)->first, finished));
+      ASSERT_TRUE(AppendSync(*c.log, *c.io, MakeBatch(1, 10, 9000), AckLevel::kDurable).ok());
+      ASSERT_TRUE(c.log->Close().ok());
+      ASSERT_NE(c.Open(), nullptr);
+      ++runs;
+      if (finished) break;
+      ASSERT_LT(k, 500);
+    }
+  }
+  EXPECT_GT(runs, 4 * 10);
+}
+
+// The same for a LogManager's log, whose checkpoint is in the shard's recovery-points file.
+TEST(PowerCutTruncateTest, ALogManagersLogToo) {
+  const LogConfig config = TruncationConfig();
+  for (CutAt at : {CutAt::kInsideASealedSegment, CutAt::kAtASegmentBase}) {
+    for (int64_t k = 0;; k += 2) {
+      const CrashModel model = ModelForLife(static_cast<int>(k / 2), static_cast<uint64_t>(k) + 1);
+      SCOPED_TRACE(
+          absl::StrCat(CutAtName(at), ", power cut after ", k, " calls, ", ModelName(model)));
+      TempDir tmp;
+      const std::string data = tmp.Sub("data");
+      ASSERT_TRUE(CreateDirIfMissing(data).ok());
+      FaultEnv env(data);
+      StoredBatches batches;
+      int64_t cut = -1;
+      bool finished = false;
+      {
+        auto mgr = OpenManager(data, &env, config);
+        ASSERT_TRUE(mgr.ok()) << mgr.status();
+        auto log = (*mgr)->CreateLog(TopicPartition{"t", 0}, config);
+        ASSERT_TRUE(log.ok()) << log.status();
+        for (uint64_t i = 0; (*log)->segment_count() < 4; ++i) {
+          AppendTo(**log, (*mgr)->io(), MakeBatch(2, 250, 1000 + static_cast<int64_t>(i), i),
+                   AckLevel::kWritten, &batches);
+        }
+        ASSERT_TRUE((*log)->Flush().ok());
+        int64_t now = absl::ToUnixMillis(absl::Now());
+        for (int i = 0;
+             i < 100 &&
+             (*log)->checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset !=
+                 (*log)->log_end_offset();
+             ++i) {
+          (*mgr)->Tick(now += 1000);
+          (*mgr)->Poll(absl::Milliseconds(1));
+        }
+        ASSERT_EQ((*log)->checkpoint_on_disk()->recovery_offset, (*log)->log_end_offset());
+        for (uint64_t i = 100; i < 102; ++i) {
+          AppendTo(**log, (*mgr)->io(), MakeBatch(2, 100, 2000 + static_cast<int64_t>(i), i),
+                   AckLevel::kWritten, &batches);
+        }
+        cut = CutOffset(**log, batches, at);
+        env.CutPowerAfter(k);
+        const absl::Status s = (*log)->TruncateTo(cut);
+        finished = !env.power_cut();
+        EXPECT_EQ(s.ok(), finished) << s;
+        env.CutPowerNow();
+      }
+      ASSERT_TRUE(env.RestoreAfterPowerCut(model).ok());
+      auto mgr = OpenManager(data, Env::Default(), config);
+      ASSERT_TRUE(mgr.ok()) << mgr.status();
+      PartitionLog* log = (*mgr)->GetLog(TopicPartition{"t", 0});
+      ASSERT_NE(log, nullptr);
+      EXPECT_TRUE(HoldsWhatMaySurviveTheCut(*log, batches, cut, std::prev(batches.end(), 2)->first,
+                                            finished));
+      ASSERT_TRUE(AppendSync(*log, (*mgr)->io(), MakeBatch(1, 10, 9000), AckLevel::kDurable).ok());
+      if (finished) break;
+      ASSERT_LT(k, 500);
+    }
+  }
+}
+
+// A LogManager's log, cut below a point committed in the shard's file, then appended to
+// durably: a power cut keeps exactly the batches below the cut and the new ones.
+TEST(PowerCutTruncateTest, ALogManagersLogKeepsWhatWasAppendedAfterTheCut) {
+  const LogConfig config = TruncationConfig();
+  for (CutAt at : kEveryCut) {
+    SCOPED_TRACE(CutAtName(at));
+    TempDir tmp;
+    const std::string data = tmp.Sub("data");
+    ASSERT_TRUE(CreateDirIfMissing(data).ok());
+    FaultEnv env(data);
+    StoredBatches batches;
+    {
+      auto mgr = OpenManager(data, &env, config);
+      ASSERT_TRUE(mgr.ok()) << mgr.status();
+      auto log = (*mgr)->CreateLog(TopicPartition{"t", 0}, config);
+      ASSERT_TRUE(log.ok()) << log.status();
+      for (uint64_t i = 0; (*log)->segment_count() < 4; ++i) {
+        AppendTo(**log, (*mgr)->io(), MakeBatch(2, 250, 1000 + static_cast<int64_t>(i), i),
+                 AckLevel::kWritten, &batches);
+      }
+      ASSERT_TRUE((*log)->Flush().ok());
+      int64_t now = absl::ToUnixMillis(absl::Now());
+      for (int i = 0;
+           i < 100 && (*log)->checkpoint_on_disk().value_or(RecoveryCheckpoint{}).recovery_offset !=
+                          (*log)->log_end_offset();
+           ++i) {
+        (*mgr)->Tick(now += 1000);
+        (*mgr)->Poll(absl::Milliseconds(1));
+      }
+      ASSERT_EQ((*log)->checkpoint_on_disk()->recovery_offset, (*log)->log_end_offset());
+      const int64_t cut = CutOffset(**log, batches, at);
+      ASSERT_TRUE((*log)->TruncateTo(cut).ok());
+      batches.erase(batches.lower_bound(cut), batches.end());
+      for (uint64_t i = 0; i < 12; ++i) {
+        AppendTo(**log, (*mgr)->io(), MakeBatch(2, 300, 5000 + static_cast<int64_t>(i), 50 + i),
+                 AckLevel::kDurable, &batches);
+      }
+      env.CutPowerNow();
+    }
+    ASSERT_TRUE(env.RestoreAfterPowerCut(ModelForLife(5, 11)).ok());
+    auto mgr = OpenManager(data, Env::Default(), config);
+    ASSERT_TRUE(mgr.ok()) << mgr.status();
+    PartitionLog* log = (*mgr)->GetLog(TopicPartition{"t", 0});
+    ASSERT_NE(log, nullptr);
+    std::vector<std::vector<uint8_t>> want;
+    for (const auto& [base, bytes] : batches) want.push_back(bytes);
+    EXPECT_EQ(ReadAllBatches(*log), want);
+  }
 }
 
 }  // namespace
