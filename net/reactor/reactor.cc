@@ -84,6 +84,7 @@ struct Reactor::Watch final : internal::IoOp {
   Reactor* reactor;
   uint64_t id;
   int fd;
+  unsigned events = POLLIN;
   Task callback;
   bool active = true;     // false after Unwatch
   bool inflight = false;  // a poll is submitted
@@ -472,11 +473,20 @@ void Reactor::RunDueTimers() {
 }
 
 WatchId Reactor::WatchReadable(int fd, Task callback) {
+  return WatchFd(fd, POLLIN, std::move(callback));
+}
+
+WatchId Reactor::WatchWritable(int fd, Task callback) {
+  return WatchFd(fd, POLLOUT, std::move(callback));
+}
+
+WatchId Reactor::WatchFd(int fd, unsigned events, Task callback) {
   AssertInLoopThread();
   auto w = std::make_unique<Watch>();
   w->reactor = this;
   w->id = next_watch_id_++;
   w->fd = fd;
+  w->events = events;
   w->callback = std::move(callback);
   Watch* raw = w.get();
   watches_.emplace(raw->id, std::move(w));
@@ -486,7 +496,7 @@ WatchId Reactor::WatchReadable(int fd, Task callback) {
 
 void Reactor::ArmWatch(Watch* w) {
   io_uring_sqe* sqe = GetSqe(w);
-  io_uring_prep_poll_add(sqe, w->fd, POLLIN);
+  io_uring_prep_poll_add(sqe, w->fd, w->events);
   w->inflight = true;
 }
 

@@ -120,6 +120,9 @@ class Reactor {
   // open until Unwatch; after Unwatch returns the callback is never called again (it may be
   // called from within the callback itself). Loop thread.
   WatchId WatchReadable(int fd, Task callback);
+  // The same for writability (POLLOUT): how a non-blocking connect learns it completed
+  // (net/reactor/connect.h).
+  WatchId WatchWritable(int fd, Task callback);
   void Unwatch(WatchId id);
 
   // Wraps an already connected socket (made non-blocking here; ownership of `fd` passes in,
@@ -165,6 +168,7 @@ class Reactor {
 
   // An SQE whose completion goes to `op` (counted in flight until its last CQE). Submits to
   // make room if the SQ is full.
+  WatchId WatchFd(int fd, unsigned events, Task callback);
   io_uring_sqe* GetSqe(internal::IoOp* op);
   // An SQE nobody waits for (user_data 0), e.g. a cancel.
   io_uring_sqe* GetSqeNoCompletion();
