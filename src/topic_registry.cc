@@ -163,6 +163,17 @@ absl::Status ApplyTopicConfig(const std::string& name, const std::string& value,
     return s;
   }
   if (name == "segment.ms") return ParseNumber<int64_t>(name, value, 1, &c->segment_ms);
+  if (name == "min.insync.replicas") {
+    return ParseNumber<int32_t>(name, value, 1, &c->min_insync_replicas);
+  }
+  if (name == "replica.lag.time.max.ms") {
+    return ParseNumber<int64_t>(name, value, 1, &c->replica_lag_time_max_ms);
+  }
+  if (name == "unclean.leader.election.enable") {
+    // Only the safe choice: an out-of-sync replica never leads (it could lose acked data).
+    if (value == "false") return absl::OkStatus();
+    return absl::InvalidArgumentError("unclean.leader.election.enable: only false is supported");
+  }
   return absl::InvalidArgumentError(absl::StrCat("unknown topic config '", name, "'"));
 }
 
@@ -186,6 +197,9 @@ std::string TopicConfigValue(const std::string& name, const storage::LogConfig& 
   if (name == "retention.ms") return absl::StrCat(c.retention_ms);
   if (name == "segment.bytes") return absl::StrCat(c.segment_bytes);
   if (name == "segment.ms") return absl::StrCat(c.segment_ms);
+  if (name == "min.insync.replicas") return absl::StrCat(c.min_insync_replicas);
+  if (name == "replica.lag.time.max.ms") return absl::StrCat(c.replica_lag_time_max_ms);
+  if (name == "unclean.leader.election.enable") return "false";
   return "";
 }
 

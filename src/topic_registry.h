@@ -26,7 +26,7 @@
 namespace sluice::broker {
 
 // The topic configs Kafka clients may set, in the order DescribeConfigs lists them.
-inline constexpr std::array<const char*, 13> kTopicConfigNames = {"cleanup.policy",
+inline constexpr std::array<const char*, 16> kTopicConfigNames = {"cleanup.policy",
                                                                   "delete.retention.ms",
                                                                   "flush.messages",
                                                                   "flush.ms",
@@ -35,10 +35,13 @@ inline constexpr std::array<const char*, 13> kTopicConfigNames = {"cleanup.polic
                                                                   "message.timestamp.type",
                                                                   "min.cleanable.dirty.ratio",
                                                                   "min.compaction.lag.ms",
+                                                                  "min.insync.replicas",
+                                                                  "replica.lag.time.max.ms",
                                                                   "retention.bytes",
                                                                   "retention.ms",
                                                                   "segment.bytes",
-                                                                  "segment.ms"};
+                                                                  "segment.ms",
+                                                                  "unclean.leader.election.enable"};
 
 // Applies one `name=value` topic config to `config`. InvalidArgumentError for an unknown name
 // or a bad value. `cleanup.policy` is delete, compact or both (log/cleaner.h).
