@@ -201,6 +201,15 @@ int main(int argc, char** argv) {
       member->CreateTopic(name, partitions, rf, configs, std::move(done));
     };
     ko.default_replication_factor = config->default_replication_factor;
+    ko.alter_partition_state = [&member](const std::string& topic, int32_t partition,
+                                         const cluster::PartitionState& next, int32_t version,
+                                         absl::AnyInvocable<void(absl::Status)> done) {
+      if (member == nullptr) {
+        done(absl::UnavailableError("not in the cluster yet"));
+        return;
+      }
+      member->AlterPartitionState(topic, partition, next, version, std::move(done));
+    };
   }
   const bool kafka = config->kafka_port != 0;
   storage::LogInfo("sluice: %d shards (reactor threads)",
@@ -220,8 +229,9 @@ int main(int argc, char** argv) {
     mo.advertised_host = ko.advertised_host;
     mo.kafka_port = config->kafka_port;
     member = std::make_unique<cluster::ClusterMember>(&shard0.reactor(), mo, cluster_view);
-    // Every topic of the cluster gets its logs here (all its partitions, also those another
-    // broker leads: until partitions are replicated those stay empty).
+    // Every topic of the cluster gets its logs here (all its partitions, also those this
+    // broker does not replicate: those stay empty), then every shard applies the partitions'
+    // leaders and ISRs (src/kafka/replica_manager.h).
     member->set_on_change([set = shards->get(), cluster_view] {
       broker::KafkaBroker& kafka0 = set->kafka0();
       std::shared_ptr<const cluster::ClusterView> view = cluster_view->Get();
@@ -244,6 +254,7 @@ int main(int argc, char** argv) {
                             created.status().message());
         }
       }
+      kafka0.PublishClusterView();
     });
     if (absl::Status s = member->Start(); !s.ok()) {
       storage::LogError("sluice: --zookeeper %s: %s", config->zookeeper, s.message());

@@ -616,7 +616,19 @@ void ClusterMember::Reconcile() {
       }
       const PartitionState& cur = t.states[p];
       if (cur.version < 0) continue;  // not read yet
-      if (cur.leader >= 0 && live(cur.leader)) continue;
+      if (cur.leader >= 0 && live(cur.leader)) {
+        // A live leader keeps its epoch; dead followers leave its ISR at once (the leader
+        // would drop them only after replica.lag.time.max.ms).
+        PartitionState next = cur;
+        next.isr.clear();
+        for (int32_t r : cur.isr) {
+          if (live(r) || r == cur.leader) next.isr.push_back(r);
+        }
+        if (next.isr == cur.isr) continue;
+        next.controller_epoch = controller_epoch_;
+        WriteState(name, partition, next, /*create=*/false);
+        continue;
+      }
       // No leader, or a dead one: the first replica in assignment order that is live and in
       // the ISR leads (never one out of sync: no unclean election). The ISR loses dead
       // members but never its last one, which the partition then waits for.
@@ -721,16 +733,16 @@ void ClusterMember::CreateTopic(const std::string& name, int32_t partitions,
                                                  " with ", live.size(), " live brokers")));
     return;
   }
-  if (replication_factor != 1) {
-    done(absl::InvalidArgumentError(
-        "partitions are not replicated yet in cluster mode: replication factor must be 1"));
-    return;
-  }
   // Round robin from a place that depends on the name, so that topics do not all start on
-  // the same broker.
+  // the same broker: partition p's replicas are the replication_factor live brokers from
+  // start + p on, its first (preferred leader) a different broker for each next partition.
   std::vector<std::vector<int32_t>> replicas(static_cast<size_t>(partitions));
   const size_t start = std::hash<std::string>()(name) % live.size();
-  for (size_t p = 0; p < replicas.size(); ++p) replicas[p] = {live[(start + p) % live.size()]};
+  for (size_t p = 0; p < replicas.size(); ++p) {
+    for (size_t r = 0; r < static_cast<size_t>(replication_factor); ++r) {
+      replicas[p].push_back(live[(start + p + r) % live.size()]);
+    }
+  }
   const std::string assignment = EncodeTopicAssignment(replicas);
   std::vector<ZkOp> ops;
   // Configs with the assignment, atomically: a member that sees the topic reads them with it.
@@ -741,6 +753,20 @@ void ClusterMember::CreateTopic(const std::string& name, int32_t partitions,
   ops.push_back(ZkOp::Create(absl::StrCat(kTopics, "/", name), EncodeTopicAssignment(replicas),
                              CreateMode::kPersistent));
   zk_->Multi(std::move(ops), std::move(done));
+}
+
+void ClusterMember::AlterPartitionState(const std::string& topic, int32_t partition,
+                                        const PartitionState& next, int32_t version,
+                                        absl::AnyInvocable<void(absl::Status)> done) {
+  loop_->AssertInLoopThread();
+  if (zk_ == nullptr || !connected_ || !registered_) {
+    done(absl::UnavailableError("not connected to ZooKeeper"));
+    return;
+  }
+  // Conditional on the version the leader read: a write of the controller (a new leader, an
+  // ISR without a dead broker) or of an older leader in between makes this one fail.
+  zk_->Set(StatePath(topic, partition), EncodePartitionState(next), version,
+           [done = std::move(done)](absl::Status s, ZnodeStat) mutable { done(s); });
 }
 
 void ClusterMember::PublishSoon() {

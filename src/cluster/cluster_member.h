@@ -63,6 +63,11 @@ class ClusterMember {
   void CreateTopic(const std::string& name, int32_t partitions, int32_t replication_factor,
                    const std::map<std::string, std::string>& configs,
                    absl::AnyInvocable<void(absl::Status)> done);
+  // A partition leader's ISR change: writes `next` to the partition's state znode if its
+  // version is still `version`. `done` runs on the loop (FailedPrecondition-like errors when
+  // the version moved: the state watch then brings the newer state). Loop thread.
+  void AlterPartitionState(const std::string& topic, int32_t partition, const PartitionState& next,
+                           int32_t version, absl::AnyInvocable<void(absl::Status)> done);
   // Called on the loop after every change of the published view (topics to materialize).
   void set_on_change(std::function<void()> fn) { on_change_ = std::move(fn); }
 

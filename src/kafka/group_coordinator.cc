@@ -1293,6 +1293,39 @@ void GroupCoordinator::FinishLoading() {
   }
 }
 
+void GroupCoordinator::UnloadPartition(int32_t partition) {
+  std::vector<std::string> ids;
+  for (const auto& [id, g] : groups_) {
+    if (PartitionFor(id) == partition) ids.push_back(id);
+  }
+  for (const std::string& id : ids) {
+    Group& g = *groups_[id];
+    CancelTimers(g);
+    for (auto& [mid, m] : g.members) {
+      if (m.awaiting_join) {
+        kafka::JoinGroupResponse r;
+        r.error_code = kafka::errors::kNotCoordinator;
+        auto done = std::move(m.awaiting_join);
+        done(std::move(r));
+      }
+      if (m.awaiting_sync) {
+        kafka::SyncGroupResponse r;
+        r.error_code = kafka::errors::kNotCoordinator;
+        auto done = std::move(m.awaiting_sync);
+        done(std::move(r));
+      }
+    }
+    groups_.erase(id);
+  }
+}
+
+void GroupCoordinator::FinishLoadingPartition(int32_t partition) {
+  for (auto& [id, g] : groups_) {
+    if (PartitionFor(id) != partition) continue;
+    for (auto& [mid, m] : g->members) ScheduleSession(*g, m);
+  }
+}
+
 std::optional<int64_t> GroupCoordinator::CommittedOffset(const std::string& group,
                                                          const std::string& topic,
                                                          int32_t partition) const {

@@ -117,6 +117,13 @@ class GroupCoordinator {
   // skipped (returns its error for the log line).
   absl::Status Replay(std::span<const uint8_t> key, std::optional<std::span<const uint8_t>> value);
   void FinishLoading();
+  // Cluster mode: this broker stopped leading offsets partition `partition` (or is about to
+  // load it again): its groups are forgotten here, their waiting joins and syncs answered
+  // NOT_COORDINATOR (the client finds the new coordinator).
+  void UnloadPartition(int32_t partition);
+  // After its records were replayed (Replay): starts the session clocks of the partition's
+  // groups, as FinishLoading does for all.
+  void FinishLoadingPartition(int32_t partition);
 
   // Inspection (tests, lag).
   std::optional<int64_t> CommittedOffset(const std::string& group, const std::string& topic,

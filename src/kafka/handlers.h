@@ -61,6 +61,7 @@ void HandleInitProducerId(RequestContext& ctx, kafka::InitProducerIdRequest& req
 void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req);
 void HandleFetch(RequestContext& ctx, kafka::FetchRequest& req);
 void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req);
+void HandleOffsetForLeaderEpoch(RequestContext& ctx, kafka::OffsetForLeaderEpochRequest& req);
 // Consumer groups (kafka_group.cc).
 void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& req);
 void HandleJoinGroup(RequestContext& ctx, kafka::JoinGroupRequest& req);

@@ -17,6 +17,9 @@ namespace sluice::broker {
 // that complete when durable (fdatasync'ed).
 class KafkaBroker::GroupEnvImpl : public GroupEnv {
  public:
+  // Kafka's offsets.commit.timeout.ms.
+  static constexpr absl::Duration kCommitReplicationTimeout = absl::Seconds(5);
+
   explicit GroupEnvImpl(KafkaBroker* broker) : broker_(broker) {}
 
   int64_t NowMs() override { return absl::ToUnixMillis(absl::Now()); }
@@ -47,11 +50,28 @@ class KafkaBroker::GroupEnvImpl : public GroupEnv {
     std::vector<uint8_t> batch = builder.Build();
     // Append drops its callback when it fails at once: keep ours reachable for that case.
     auto holder = std::make_shared<absl::AnyInvocable<void(absl::Status)>>(std::move(done));
-    auto result = log->Append(batch, storage::AckLevel::kDurable,
-                              [holder](absl::Status s, const storage::AppendResult&) {
-                                if (*holder) (*holder)(s);
-                                *holder = nullptr;
-                              });
+    // Cluster mode: a commit counts once the ISR has it too (acks=all), so that the next
+    // coordinator, a follower now, has every commit acknowledged.
+    auto result = log->Append(
+        batch, storage::AckLevel::kDurable,
+        [holder, broker = broker_, partition](absl::Status s, const storage::AppendResult& r) {
+          if (!s.ok() || broker->replicas() == nullptr) {
+            if (*holder) (*holder)(s);
+            *holder = nullptr;
+            return;
+          }
+          broker->replicas()->WaitForReplication(
+              {kOffsetsTopic, partition}, r.last_offset, kCommitReplicationTimeout,
+              [holder](int16_t e) {
+                if (*holder) {
+                  (*holder)(e == 0 ? absl::OkStatus()
+                                   : absl::UnavailableError(absl::StrCat(
+                                         "not replicated: ",
+                                         std::string(kafka::errors::ErrorCodeName(e)))));
+                }
+                *holder = nullptr;
+              });
+        });
     if (!result.ok()) {
       storage::LogWarning("kafka: append to %s-%d failed: %s", kOffsetsTopic, partition,
                           result.status().message());
@@ -74,6 +94,7 @@ KafkaBroker::KafkaBroker(Shard* shard, KafkaOptions options)
   shard_->AddCloseHook([this, alive = alive_] {
     if (*alive) SaveProducerSnapshots();
   });
+  if (options_.cluster != nullptr) replicas_ = std::make_unique<ReplicaManager>(this);
   if (shard_->has_registry()) {
     shard_->set_topic_snapshot(topics().Snapshot());
     topics().set_on_change([this, alive = alive_](const std::vector<std::string>& names) {
@@ -244,8 +265,8 @@ absl::Status KafkaBroker::ReplayOffsetsPartition(int32_t partition) {
   if (log == nullptr) return absl::UnavailableError("no log");
   int64_t offset = log->log_start_offset();
   int skipped = 0;
-  while (offset < log->high_watermark()) {
-    auto slice = log->Read(offset, 1 << 20);
+  while (offset < log->written_offset()) {
+    auto slice = log->ReadForReplica(offset, 1 << 20);
     if (!slice.ok()) return slice.status();
     if (slice->size == 0) break;
     auto bytes = storage::PartitionLog::ReadBytes(*slice);
@@ -334,15 +355,44 @@ absl::StatusOr<std::vector<const TopicInfo*>> KafkaBroker::CreateTopics(
   return created;
 }
 
-int16_t KafkaBroker::LeadershipError(const std::string& topic, int32_t partition) const {
+int16_t KafkaBroker::LeadershipError(const std::string& topic, int32_t partition,
+                                     int32_t client_epoch) const {
   if (options_.cluster == nullptr || IsInternalTopic(topic)) return 0;
+  // Without a live session this broker may have been replaced: it leads nothing (no zombie
+  // leader accepting writes the cluster has given to another; ReplicaManager checks).
   std::shared_ptr<const cluster::ClusterView> view = options_.cluster->Get();
   if (view->topics.count(topic) == 0) return kafka::errors::kUnknownTopicOrPartition;
-  // Without a live session this broker may have been replaced: it leads nothing (no zombie
-  // leader accepting writes the cluster has given to another).
-  return view->session_live && view->LeaderOf(topic, partition) == options_.node_id
-             ? 0
-             : kafka::errors::kNotLeaderOrFollower;
+  return replicas_->LeaderError({topic, partition}, client_epoch);
+}
+
+void KafkaBroker::OffsetsPartitionRoleChanged(int32_t partition, bool leader) {
+  if (groups_ == nullptr) return;
+  groups_->UnloadPartition(partition);
+  if (!leader) return;
+  // What the previous coordinator committed is in this replica's log: load it.
+  const absl::Time start = absl::Now();
+  if (absl::Status s = ReplayOffsetsPartition(partition); !s.ok()) {
+    storage::LogError("kafka: loading %s-%d: %s", kOffsetsTopic, partition, s.message());
+  }
+  groups_->FinishLoadingPartition(partition);
+  storage::LogInfo("kafka: coordinator of %s-%d: groups loaded in %s", kOffsetsTopic, partition,
+                   absl::FormatDuration(absl::Now() - start));
+}
+
+void KafkaBroker::DropProducerState(const storage::TopicPartition& tp, bool discard_snapshot) {
+  producer_state_.erase(tp);
+  if (!discard_snapshot) return;
+  if (storage::PartitionLog* log = shard_->logs().GetLog(tp)) {
+    PartitionProducerState::DiscardSnapshot(log->dir());
+  }
+}
+
+void KafkaBroker::PublishClusterView() {
+  for (int i = 0; i < shard_count(); ++i) {
+    RunOn(i, [](KafkaBroker& b) {
+      if (b.replicas_ != nullptr) b.replicas_->ApplyView(b.options_.cluster->Get());
+    });
+  }
 }
 
 absl::Status KafkaBroker::DeleteTopics(const std::vector<std::string>& names) {
@@ -453,7 +503,9 @@ void KafkaBroker::OnEndOfIteration() {
       bool moved = false;
       for (const auto& [tp, hw] : it->watermarks) {
         storage::PartitionLog* log = shard_->logs().GetLog(tp);
-        if ((log ? log->high_watermark() : -1) != hw) moved = true;
+        const int64_t now_at =
+            log == nullptr ? -1 : (it->replica ? log->written_offset() : log->high_watermark());
+        if (now_at != hw) moved = true;
       }
       if (moved) fired.push_back(std::move(it->wake));
       if (moved || it->cancelled->load(std::memory_order_relaxed) || now > it->deadline) {

@@ -4,10 +4,11 @@
 //
 // Threading: everything runs on the shard thread. Every shard has a KafkaBroker; they reach
 // each other with RunOn (Reactor::Post). Shard 0's broker owns the topic registry and the group
-// coordinator and serves every API but Produce, Fetch, ListOffsets and ApiVersions for
-// connections of all shards (kafka_connection.h forwards them); after every registry change
-// it publishes an immutable TopicSnapshot to the other shards. Produce, Fetch and ListOffsets
-// are split by partition owner (src/shard_map.h) and run on the owners.
+// coordinator and serves every API but Produce, Fetch, ListOffsets, OffsetForLeaderEpoch and
+// ApiVersions for connections of all shards (kafka_connection.h forwards them); after every
+// registry change it publishes an immutable TopicSnapshot to the other shards. Produce, Fetch,
+// ListOffsets and OffsetForLeaderEpoch are split by partition owner (src/shard_map.h) and run
+// on the owners, where each shard's ReplicaManager (cluster mode) keeps their replication.
 #pragma once
 
 #include <atomic>
@@ -30,6 +31,7 @@
 #include "src/cluster/cluster_view.h"
 #include "src/kafka/group_coordinator.h"
 #include "src/kafka/producer_state.h"
+#include "src/kafka/replica_manager.h"
 #include "src/shard.h"
 
 namespace sluice::broker {
@@ -72,6 +74,12 @@ struct KafkaOptions {
                      absl::AnyInvocable<void(absl::Status)> done)>
       create_topic;
   int32_t default_replication_factor = 1;
+  // Cluster mode: where a partition's leader writes a new ISR (the state znode, conditional
+  // on `version`, through shard 0's cluster member; `done` runs on shard 0).
+  std::function<void(const std::string& topic, int32_t partition,
+                     const cluster::PartitionState& next, int32_t version,
+                     absl::AnyInvocable<void(absl::Status)> done)>
+      alter_partition_state;
 };
 
 // A fetch waiting for data (long poll), held by the broker of its connection's shard until
@@ -88,6 +96,7 @@ class PendingFetch {
 // `deadline`.
 struct PartitionWatch {
   std::vector<std::pair<storage::TopicPartition, int64_t>> watermarks;
+  bool replica = false;  // a follower's fetch: watches the written end, not the high watermark
   std::shared_ptr<std::atomic<bool>> cancelled;
   absl::Time deadline;
   absl::AnyInvocable<void()> wake;
@@ -156,11 +165,24 @@ class KafkaBroker {
   // Per-partition idempotent-producer state, loaded on first use (see producer_state.h).
   PartitionProducerState* ProducerState(const std::string& topic, int32_t partition,
                                         storage::PartitionLog* log);
+  // Forgets a partition's producer state (its log was cut: rebuilt from
+  // the log on next use), with its snapshot file when that may describe removed batches.
+  void DropProducerState(const storage::TopicPartition& tp, bool discard_snapshot);
+
+  // Cluster mode: this shard's replication (null for a single node).
+  ReplicaManager* replicas() { return replicas_.get(); }
+  // Shard 0, cluster mode: this broker now leads (or no longer leads) an offsets partition:
+  // the group coordinator loads (unloads) its groups.
+  void OffsetsPartitionRoleChanged(int32_t partition, bool leader);
+  // Shard 0, cluster mode: the cluster view changed; every shard applies it.
+  void PublishClusterView();
   absl::StatusOr<int64_t> NextProducerId() { return topics().NextProducerId(); }
   // Cluster mode: NOT_LEADER_OR_FOLLOWER unless this broker leads the partition (0 then,
   // and always for a single node or an internal topic), UNKNOWN_TOPIC_OR_PARTITION for a
   // topic the cluster does not have. Any shard.
-  int16_t LeadershipError(const std::string& topic, int32_t partition) const;
+  // `client_epoch` is the request's current leader epoch (-1: not checked).
+  int16_t LeadershipError(const std::string& topic, int32_t partition,
+                          int32_t client_epoch = -1) const;
 
   void AddPendingFetch(std::shared_ptr<PendingFetch> fetch) {
     pending_fetches_.push_back(std::move(fetch));
@@ -208,6 +230,7 @@ class KafkaBroker {
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // read by the shard's hooks
   std::unique_ptr<GroupEnv> group_env_;                         // before groups_: outlives it
   std::unique_ptr<GroupCoordinator> groups_;
+  std::unique_ptr<ReplicaManager> replicas_;  // cluster mode
 };
 
 }  // namespace sluice::broker

@@ -184,6 +184,7 @@ bool KafkaConnection::HandleFrame(net::Connection& conn, std::span<const uint8_t
   const int16_t key = req.header->api_key;
   if (broker_->shard_index() != 0 && key != kafka::ProduceRequest::kApiKey &&
       key != kafka::FetchRequest::kApiKey && key != kafka::ListOffsetsRequest::kApiKey &&
+      key != kafka::OffsetForLeaderEpochRequest::kApiKey &&
       key != kafka::ApiVersionsRequest::kApiKey) {
     // Shard 0 owns the registry and the group coordinator: the request is decoded again and
     // handled there, from a copy (the payload is this connection's input buffer); the answer

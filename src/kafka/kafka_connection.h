@@ -15,8 +15,9 @@
 // below half, so a client pipelining requests without reading the answers cannot make the
 // broker buffer more than about twice the limits (src/kafka/responder.h).
 //
-// Shards: the connection lives on the shard that accepted it. Produce, Fetch, ListOffsets and
-// ApiVersions are handled here (the first three split by partition owner); on shards other
+// Shards: the connection lives on the shard that accepted it. Produce, Fetch, ListOffsets,
+// OffsetForLeaderEpoch and ApiVersions are handled here (all but the last split by partition
+// owner); on shards other
 // than 0 every other API is forwarded to shard 0 (registry, group coordinator): the frame is
 // copied, decoded again and handled there, and the answer is posted back to this queue.
 #pragma once

@@ -48,6 +48,8 @@ struct ReadRequest {
   int32_t partition;
   int64_t fetch_offset;
   uint32_t max_bytes;
+  int32_t current_leader_epoch = -1;
+  int32_t replica_id = -1;  // >= 0: a follower (broker id) fetching to replicate
 };
 
 // What the owner found.
@@ -56,6 +58,7 @@ struct ReadResult {
   int16_t error_code = 0;
   int64_t high_watermark = -1;
   int64_t log_start_offset = -1;
+  int64_t watched = -1;      // what a long poll waits to see move (PartitionWatch)
   storage::FileSlice slice;  // size 0: nothing to read
 };
 
@@ -65,7 +68,13 @@ std::vector<ReadResult> ReadPartitions(KafkaBroker& broker, const std::vector<Re
   for (size_t i = 0; i < reqs.size(); ++i) {
     const ReadRequest& r = reqs[i];
     ReadResult& res = out[i];
-    if (int16_t e = broker.LeadershipError(r.topic, r.partition); e != 0) {
+    const bool follower = r.replica_id >= 0;
+    const int16_t e =
+        follower && broker.replicas() != nullptr
+            ? broker.replicas()->OnFollowerFetch({r.topic, r.partition}, r.replica_id,
+                                                 r.fetch_offset, r.current_leader_epoch)
+            : broker.LeadershipError(r.topic, r.partition, r.current_leader_epoch);
+    if (e != 0) {
       res.error_code = e;
       continue;
     }
@@ -76,8 +85,13 @@ std::vector<ReadResult> ReadPartitions(KafkaBroker& broker, const std::vector<Re
     }
     res.high_watermark = log->high_watermark();
     res.log_start_offset = log->log_start_offset();
-    if (r.fetch_offset == res.high_watermark) continue;
-    auto slice = log->Read(r.fetch_offset, std::max<uint32_t>(r.max_bytes, 1));
+    // A follower reads up to the written end (what it copies becomes replicated by its
+    // copying); consumers up to the high watermark.
+    const int64_t end = follower ? log->written_offset() : res.high_watermark;
+    res.watched = end;
+    if (r.fetch_offset == end) continue;
+    auto slice = follower ? log->ReadForReplica(r.fetch_offset, std::max<uint32_t>(r.max_bytes, 1))
+                          : log->Read(r.fetch_offset, std::max<uint32_t>(r.max_bytes, 1));
     if (!slice.ok()) {
       res.error_code = absl::IsOutOfRange(slice.status()) ? kafka::errors::kOffsetOutOfRange
                                                           : kafka::errors::kKafkaStorageError;
@@ -113,13 +127,13 @@ absl::Status TrimToWholeBatches(storage::FileSlice* slice, uint32_t limit) {
 
 // One partition of ListOffsets, on its owner shard.
 void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t partition,
-                          int64_t timestamp,
+                          int64_t timestamp, int32_t current_leader_epoch,
                           kafka::ListOffsetsResponse::ListOffsetsPartitionResponse* rp) {
   constexpr int64_t kLatest = -1;
   constexpr int64_t kEarliest = -2;
   constexpr int64_t kMaxTimestamp = -3;  // KIP-734 (ListOffsets v7)
   rp->partition_index = partition;
-  if (int16_t e = broker.LeadershipError(topic, partition); e != 0) {
+  if (int16_t e = broker.LeadershipError(topic, partition, current_leader_epoch); e != 0) {
     rp->error_code = e;
     return;
   }
@@ -128,7 +142,9 @@ void ListOffsetsPartition(KafkaBroker& broker, const std::string& topic, int32_t
     rp->error_code = kafka::errors::kUnknownTopicOrPartition;
     return;
   }
-  rp->leader_epoch = 0;
+  rp->leader_epoch = broker.replicas() != nullptr
+                         ? std::max(broker.replicas()->LeaderEpoch({topic, partition}), 0)
+                         : 0;
   if (timestamp == kLatest) {
     rp->offset = log->high_watermark();
   } else if (timestamp == kEarliest) {
@@ -164,7 +180,8 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
       for (const auto& p : t.partitions) {
         const uint32_t limit = static_cast<uint32_t>(
             std::min<int64_t>(std::max<int32_t>(p.partition_max_bytes, 0), total));
-        targets_.push_back({t.topic, p.partition, p.fetch_offset, limit});
+        targets_.push_back(
+            {t.topic, p.partition, p.fetch_offset, limit, p.current_leader_epoch, req_.replica_id});
       }
     }
   }
@@ -290,7 +307,7 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     for (size_t i = 0; i < targets_.size(); ++i) {
       const ReadRequest& t = targets_[i];
       by_owner[broker_->OwnerOf(t.topic, t.partition)].push_back(
-          {storage::TopicPartition{t.topic, t.partition}, results_[i].high_watermark});
+          {storage::TopicPartition{t.topic, t.partition}, results_[i].watched});
     }
     const int home = broker_->shard_index();
     const absl::Time deadline = absl::Now() + absl::Milliseconds(req_.max_wait_ms);
@@ -298,6 +315,7 @@ class FetchOperation : public PendingFetch, public std::enable_shared_from_this<
     for (auto& [owner, marks] : by_owner) {
       PartitionWatch w;
       w.watermarks = std::move(marks);
+      w.replica = req_.replica_id >= 0;
       w.cancelled = round_cancel_;
       w.deadline = deadline;
       broker_->RunOn(owner, [w = std::move(w), weak, home](KafkaBroker& b) mutable {
@@ -480,6 +498,7 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
     size_t partition_index;
     int32_t partition;
     int64_t timestamp;
+    int32_t current_leader_epoch;
   };
   auto gather = std::make_shared<Gather>(std::move(ctx.responder));
   std::map<int, std::vector<Item>> by_owner;
@@ -493,7 +512,7 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
       const auto& p = t.partitions[j];
       rt.partitions.emplace_back().partition_index = p.partition_index;
       by_owner[ctx.broker.OwnerOf(t.name, p.partition_index)].push_back(
-          {i, j, p.partition_index, p.timestamp});
+          {i, j, p.partition_index, p.timestamp, p.current_leader_epoch});
     }
   }
   const int home = ctx.broker.shard_index();
@@ -505,7 +524,87 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
                              topics = std::move(topics)](KafkaBroker& b) mutable {
       std::vector<PartitionResponse> out(items.size());
       for (size_t k = 0; k < items.size(); ++k) {
-        ListOffsetsPartition(b, topics[k], items[k].partition, items[k].timestamp, &out[k]);
+        ListOffsetsPartition(b, topics[k], items[k].partition, items[k].timestamp,
+                             items[k].current_leader_epoch, &out[k]);
+      }
+      b.RunOn(home, [gather = std::move(gather), items = std::move(items),
+                     out = std::move(out)](KafkaBroker&) mutable {
+        for (size_t k = 0; k < items.size(); ++k) {
+          gather->resp.topics[items[k].topic_index].partitions[items[k].partition_index] =
+              std::move(out[k]);
+        }
+        gather->Done();
+      });
+    });
+  }
+  gather->Done();
+}
+
+void HandleOffsetForLeaderEpoch(RequestContext& ctx, kafka::OffsetForLeaderEpochRequest& req) {
+  // Asked by followers (replica_id >= 0) before they fetch, and by consumers that check a
+  // position after a leader change (KIP-320). Each partition is answered on its owner.
+  using Result = kafka::OffsetForLeaderEpochResponse::EpochEndOffset;
+  struct Gather {
+    explicit Gather(Responder r) : responder(std::move(r)) {}
+    Responder responder;
+    kafka::OffsetForLeaderEpochResponse resp;
+    int pending = 1;
+    void Done() {
+      if (--pending == 0) responder.Send(resp);
+    }
+  };
+  struct Item {
+    size_t topic_index;
+    size_t partition_index;
+    int32_t partition;
+    int32_t current_leader_epoch;
+    int32_t leader_epoch;
+  };
+  auto gather = std::make_shared<Gather>(std::move(ctx.responder));
+  std::map<int, std::vector<Item>> by_owner;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < req.topics.size(); ++i) {
+    const auto& t = req.topics[i];
+    names.push_back(t.topic);
+    auto& rt = gather->resp.topics.emplace_back();
+    rt.topic = t.topic;
+    for (size_t j = 0; j < t.partitions.size(); ++j) {
+      const auto& p = t.partitions[j];
+      rt.partitions.emplace_back().partition = p.partition;
+      by_owner[ctx.broker.OwnerOf(t.topic, p.partition)].push_back(
+          {i, j, p.partition, p.current_leader_epoch, p.leader_epoch});
+    }
+  }
+  const int home = ctx.broker.shard_index();
+  for (auto& [owner, items] : by_owner) {
+    ++gather->pending;
+    std::vector<std::string> topics;
+    for (const Item& it : items) topics.push_back(names[it.topic_index]);
+    ctx.broker.RunOn(owner, [gather, home, items = std::move(items),
+                             topics = std::move(topics)](KafkaBroker& b) mutable {
+      std::vector<Result> out(items.size());
+      for (size_t k = 0; k < items.size(); ++k) {
+        Result& r = out[k];
+        r.partition = items[k].partition;
+        if (b.GetLog(topics[k], items[k].partition) == nullptr) {
+          r.error_code = kafka::errors::kUnknownTopicOrPartition;
+          continue;
+        }
+        if (b.replicas() == nullptr) {
+          // A single node leads everything at epoch 0 and never cut its log.
+          if (items[k].leader_epoch > 0 || items[k].current_leader_epoch > 0) {
+            r.error_code = kafka::errors::kUnknownLeaderEpoch;
+          } else {
+            r.leader_epoch = 0;
+            r.end_offset = b.GetLog(topics[k], items[k].partition)->log_end_offset();
+          }
+          continue;
+        }
+        ReplicaManager::EpochEnd e = b.replicas()->EndOffsetForEpoch(
+            {topics[k], items[k].partition}, items[k].current_leader_epoch, items[k].leader_epoch);
+        r.error_code = e.error;
+        r.leader_epoch = e.epoch;
+        r.end_offset = e.end_offset;
       }
       b.RunOn(home, [gather = std::move(gather), items = std::move(items),
                      out = std::move(out)](KafkaBroker&) mutable {

@@ -96,7 +96,9 @@ void HandleFindCoordinator(RequestContext& ctx, kafka::FindCoordinatorRequest& r
     *port = facts.self_port;
     if (key_error != 0 || o.cluster == nullptr) return key_error;
     if (o.cluster->Get()->topics.count(kOffsetsTopic) == 0 && o.create_topic) {
-      o.create_topic(kOffsetsTopic, ctx.broker.groups().offsets_partitions(), 1,
+      // offsets.topic.replication.factor: 3, or every live broker when there are fewer.
+      const auto rf = static_cast<int32_t>(std::min<size_t>(3, facts.brokers.size()));
+      o.create_topic(kOffsetsTopic, ctx.broker.groups().offsets_partitions(), std::max(rf, 1),
                      {{"cleanup.policy", "compact"}}, [](absl::Status s) {
                        if (!s.ok() && !absl::IsAlreadyExists(s)) {
                          storage::LogWarning("kafka: creating %s in the cluster: %s", kOffsetsTopic,

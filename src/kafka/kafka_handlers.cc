@@ -24,6 +24,7 @@ constexpr std::array kHandlers = {
     Entry<ProduceRequest, HandleProduce>(0, 9, "Produce"),
     Entry<FetchRequest, HandleFetch>(2, 12, "Fetch"),
     Entry<ListOffsetsRequest, HandleListOffsets>(1, 7, "ListOffsets"),
+    Entry<OffsetForLeaderEpochRequest, HandleOffsetForLeaderEpoch>(0, 4, "OffsetForLeaderEpoch"),
     Entry<MetadataRequest, HandleMetadata>(0, 12, "Metadata"),
     Entry<ApiVersionsRequest, HandleApiVersions>(0, 3, "ApiVersions"),
     Entry<CreateTopicsRequest, HandleCreateTopics>(0, 7, "CreateTopics"),

@@ -109,12 +109,40 @@ storage::ProducedBatchValidator& ShardValidator() {
 // completes the partition.
 void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& state, size_t index,
                       const std::string& topic, int32_t partition, std::span<const uint8_t> records,
-                      int16_t acks, int16_t api_version) {
+                      int16_t acks, int16_t api_version, int32_t timeout_ms) {
   auto resp = [state, index]() -> PartitionResponse& { return state->results[index]; };
   if (int16_t e = broker.LeadershipError(topic, partition); e != 0) {
     resp().error_code = e;
     return;
   }
+  // Cluster mode, acks=all: the batch is answered once the ISR has it (the high watermark
+  // passed it), and refused up front while the ISR is below min.insync.replicas.
+  ReplicaManager* replicas =
+      acks == -1 && !broker.IsInternalTopic(topic) ? broker.replicas() : nullptr;
+  if (replicas != nullptr) {
+    if (int16_t e = replicas->CheckMinInsync({topic, partition}); e != 0) {
+      resp().error_code = e;
+      resp().error_message = "the ISR is smaller than min.insync.replicas";
+      return;
+    }
+  }
+  // Runs once the batch ending at `last_offset` is stored here as asked (status `s`): then
+  // waits for the ISR where acks=all asks for it.
+  auto stored = [&broker, replicas, state, resp, topic, partition, timeout_ms](
+                    absl::Status s, int64_t last_offset) {
+    if (!s.ok() && resp().error_code == 0) resp().error_code = AppendErrorCode(s);
+    if (!s.ok() || replicas == nullptr) {
+      state->Done();
+      return;
+    }
+    broker.replicas()->WaitForReplication({topic, partition}, last_offset,
+                                          absl::Milliseconds(std::max(timeout_ms, 0)),
+                                          [state, resp](int16_t e) {
+                                            if (e != 0 && resp().error_code == 0)
+                                              resp().error_code = e;
+                                            state->Done();
+                                          });
+  };
   storage::PartitionLog* log = broker.GetLog(topic, partition);
   if (log == nullptr) {
     resp().error_code = kafka::errors::kUnknownTopicOrPartition;
@@ -186,14 +214,12 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
         resp().base_offset = dup;
         if (acks != 0) {
           ++state->pending;
-          if (!log->WaitFor(dup + view.last_offset_delta(), level,
-                            [state, resp](absl::Status s, const storage::AppendResult&) {
-                              if (!s.ok() && resp().error_code == 0) {
-                                resp().error_code = AppendErrorCode(s);
-                              }
-                              state->Done();
+          const int64_t last = dup + view.last_offset_delta();
+          if (!log->WaitFor(last, level,
+                            [stored, last](absl::Status s, const storage::AppendResult&) mutable {
+                              stored(s, last);
                             })) {
-            --state->pending;  // already stored
+            stored(absl::OkStatus(), last);  // already stored here
           }
         }
         return;
@@ -208,10 +234,9 @@ void ProducePartition(KafkaBroker& broker, const std::shared_ptr<OwnerBatch>& st
   storage::AppendCallback done;
   if (acks != 0) {
     ++state->pending;
-    done = [state, resp](absl::Status s, const storage::AppendResult& r) {
-      if (!s.ok() && resp().error_code == 0) resp().error_code = AppendErrorCode(s);
+    done = [stored, resp](absl::Status s, const storage::AppendResult& r) mutable {
       if (s.ok() && r.log_append_time_ms >= 0) resp().log_append_time_ms = r.log_append_time_ms;
-      state->Done();
+      stored(s, r.last_offset);
     };
   }
   auto result = log->Append(records, level, std::move(done));
@@ -246,7 +271,7 @@ struct ProducePart {
 // shard. Records must stay valid until this returns; parts for other shards get a copy.
 void DispatchProduce(KafkaBroker& home, const std::shared_ptr<ProduceState>& state,
                      const std::vector<std::string>& topic_names, std::vector<ProducePart> parts,
-                     int16_t acks, int16_t api_version) {
+                     int16_t acks, int16_t api_version, int32_t timeout_ms) {
   std::map<int, std::vector<ProducePart>> by_owner;
   for (ProducePart& p : parts) {
     const std::string& topic = topic_names[p.topic_index];
@@ -293,7 +318,7 @@ void DispatchProduce(KafkaBroker& home, const std::shared_ptr<ProduceState>& sta
     }
     for (const ProducePart& p : list) names.push_back(topic_names[p.topic_index]);
     home.RunOn(owner, [here, list = std::move(list), names = std::move(names), copy, acks,
-                       api_version, merge = std::move(merge)](KafkaBroker& b) mutable {
+                       api_version, timeout_ms, merge = std::move(merge)](KafkaBroker& b) mutable {
       auto batch = std::make_shared<OwnerBatch>();
       batch->results.resize(list.size());
       for (size_t k = 0; k < list.size(); ++k) {
@@ -312,7 +337,7 @@ void DispatchProduce(KafkaBroker& home, const std::shared_ptr<ProduceState>& sta
       }
       for (size_t k = 0; k < list.size(); ++k) {
         ProducePartition(b, batch, k, names[k], list[k].partition, list[k].records, acks,
-                         api_version);
+                         api_version, timeout_ms);
       }
       batch->Done();
     });
@@ -370,12 +395,13 @@ void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
   }
   KafkaBroker& home = ctx.broker;
   const int16_t api_version = ctx.header.api_version;
+  const int32_t timeout_ms = req.timeout_ms;
   bool known = true;
   for (const std::string& n : names) known &= home.FindTopic(n) != nullptr;
   if (known || home.shard_index() == 0) {
     // Shard 0 auto-creates synchronously; known topics need no round trip.
     if (!known) home.EnsureTopics(names, true, [] {});
-    DispatchProduce(home, state, names, std::move(parts), acks, api_version);
+    DispatchProduce(home, state, names, std::move(parts), acks, api_version, timeout_ms);
     return;
   }
   // Unknown topics are auto-created on shard 0 first: keep a copy of the records until then.
@@ -388,10 +414,11 @@ void HandleProduce(RequestContext& ctx, kafka::ProduceRequest& req) {
     copy->insert(copy->end(), p.records.begin(), p.records.end());
     p.records = std::span<const uint8_t>(copy->data() + at, p.records.size());
   }
-  home.EnsureTopics(names, true,
-                    [&home, state, names, parts = std::move(parts), copy, acks, api_version] {
-                      DispatchProduce(home, state, names, parts, acks, api_version);
-                    });
+  home.EnsureTopics(
+      names, true,
+      [&home, state, names, parts = std::move(parts), copy, acks, api_version, timeout_ms] {
+        DispatchProduce(home, state, names, parts, acks, api_version, timeout_ms);
+      });
 }
 
 }  // namespace sluice::broker

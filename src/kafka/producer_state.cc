@@ -59,6 +59,10 @@ void PartitionProducerState::Clear() {
   lru_.clear();
 }
 
+void PartitionProducerState::DiscardSnapshot(const std::string& dir) {
+  (void)storage::RemoveFile(dir + kSnapshotName);
+}
+
 std::unique_ptr<PartitionProducerState> PartitionProducerState::Load(
     const storage::PartitionLog& log, ProducerStateOptions options) {
   std::string name = log.dir();
@@ -66,7 +70,7 @@ std::unique_ptr<PartitionProducerState> PartitionProducerState::Load(
   auto state = std::make_unique<PartitionProducerState>(std::move(options), std::move(name));
   int64_t from = log.log_start_offset();
   int64_t covered = -1;
-  if (state->LoadSnapshot(log.dir() + kSnapshotName, &covered) && covered <= log.high_watermark()) {
+  if (state->LoadSnapshot(log.dir() + kSnapshotName, &covered) && covered <= log.written_offset()) {
     from = std::max(from, covered);
   } else {
     state->Clear();
@@ -152,8 +156,8 @@ absl::Status PartitionProducerState::SaveSnapshot(const std::string& dir,
 
 void PartitionProducerState::Replay(const storage::PartitionLog& log, int64_t from) {
   int64_t offset = from;
-  while (offset < log.high_watermark()) {
-    auto slice = log.Read(offset, kReplayReadBytes);
+  while (offset < log.written_offset()) {
+    auto slice = log.ReadForReplica(offset, kReplayReadBytes);
     if (!slice.ok() || slice->size == 0) break;
     auto bytes = storage::PartitionLog::ReadBytes(*slice);
     if (!bytes.ok()) break;

@@ -70,6 +70,9 @@ class PartitionProducerState {
   PartitionProducerState(ProducerStateOptions options, std::string name);
 
   // Loads the snapshot in `log`'s directory (if any) and replays later batch headers.
+  // Removes the snapshot in `dir`: after the log was cut it may describe batches it no
+  // longer holds (Load then replays the whole log).
+  static void DiscardSnapshot(const std::string& dir);
   static std::unique_ptr<PartitionProducerState> Load(const storage::PartitionLog& log,
                                                       ProducerStateOptions options = {});
 

@@ -1,8 +1,9 @@
 """Consumer groups in a cluster: a group is coordinated by the leader of its __consumer_offsets
 partition (created in ZooKeeper on first use, spread over the brokers like any topic), every
-broker names the same coordinator, and the others answer NOT_COORDINATOR. Its commits live
-with that broker: when the coordinator is killed the group waits (COORDINATOR_NOT_AVAILABLE),
-and once it is back the group resumes from its commits: nothing read twice, nothing skipped."""
+broker names the same coordinator, and the others answer NOT_COORDINATOR. Commits are
+replicated with the offsets partition (three replicas): when the coordinator is killed a
+follower takes over with them, and the group resumes from its commits: nothing read twice,
+nothing skipped."""
 import time
 
 from confluent_kafka import Consumer, KafkaError
@@ -61,8 +62,9 @@ def test(args, root):
     by_id = {i + 1: a for i, a in enumerate(addrs)}
     with c.running():
         admin = AdminClient({"bootstrap.servers": bootstrap, "broker.address.family": "v4"})
-        admin.create_topics([NewTopic("ev", num_partitions=PARTITIONS, replication_factor=1,
-                                      config={"flush.messages": "1"})])["ev"].result(15)
+        admin.create_topics([NewTopic("ev", num_partitions=PARTITIONS, replication_factor=3,
+                                      config={"flush.messages": "1",
+                                              "min.insync.replicas": "2"})])["ev"].result(15)
         wait_for("ev led on every broker", 10,
                  lambda: all(leaders(a, "ev") and min(leaders(a, "ev").values()) >= 0
                              for a in addrs))
@@ -77,28 +79,33 @@ def test(args, root):
         offsets_leaders = leaders(addrs[0], "__consumer_offsets")
         check(offsets_leaders and sorted(set(offsets_leaders.values())) == [1, 2, 3],
               f"__consumer_offsets spread over the brokers: {offsets_leaders}")
+        offsets_layout = layout(addrs[0], "__consumer_offsets")
+        check(all(len(r) == 3 for _, r, _ in offsets_layout.values()),
+              "__consumer_offsets has three replicas")
         print(f"  group gx: coordinator broker {coordinator}; {len(first)} records read, committed")
 
-        # The coordinator dies: the group waits; records go on to partitions still led.
+        # The coordinator dies: a follower of its offsets partition takes over with the group's
+        # commits (replicated before they were acknowledged), and the group resumes from them.
         c.run("kill", str(coordinator))
-        ev = leaders(by_id[next(i for i in (1, 2, 3) if i != coordinator)], "ev")
-        live = [p for p, l in ev.items() if l != coordinator]
-        survivors = ",".join(a for i, a in by_id.items() if i != coordinator)
-        wait_for("the coordinator's partitions offline", 10,
-                 lambda: all(l != coordinator for l in
-                             leaders(survivors.split(",")[0], "ev").values()))
-        second = produce(survivors, "ev", 100, "b", live)
-        c.run("start", str(coordinator))
-        wait_for(f"broker {coordinator} back", 20,
-                 lambda: coordinator_of(addrs, "gx") == coordinator and
-                 all(l >= 0 for l in leaders(addrs[0], "ev").values()))
-        # The group resumes from its commits: exactly the new records.
-        got = consume_group(bootstrap, len(second))
-        check(got == second, f"after the coordinator's return: {len(got)} read, "
+        survivors = [a for i, a in by_id.items() if i != coordinator]
+        successor = wait_for("another coordinator for gx", 20,
+                             lambda: (lambda n: n if n not in (None, coordinator) else None)(
+                                 coordinator_of(survivors, "gx")))
+        wait_for("ev led by the survivors", 20,
+                 lambda: all(l not in (-1, coordinator)
+                             for l in leaders(survivors[0], "ev").values()))
+        second = produce(",".join(survivors), "ev", 100, "b", list(range(PARTITIONS)))
+        got = consume_group(",".join(survivors), len(second))
+        check(got == second, f"after the coordinator's death: {len(got)} read, "
                              f"{len(set(got) & set(first))} of them read before, "
                              f"{len(set(second) - set(got))} new ones missing")
-        print(f"  coordinator killed and back: the group read exactly the {len(second)} new "
-              f"records")
+        print(f"  coordinator {coordinator} killed: broker {successor} coordinates gx, which read "
+              f"exactly the {len(second)} new records")
+        c.run("start", str(coordinator))
+        third = produce(bootstrap, "ev", 60, "c", list(range(PARTITIONS)))
+        got = consume_group(bootstrap, len(third))
+        check(got == third, f"with broker {coordinator} back: {len(got)} of {len(third)}")
+        print(f"  broker {coordinator} back: the group read exactly the {len(third)} new records")
 
 
 if __name__ == "__main__":
