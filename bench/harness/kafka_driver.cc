@@ -6,13 +6,16 @@
 // batch.size, compression.type, ...). Each producer and consumer has its own rd_kafka_t.
 #include <librdkafka/rdkafka.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "bench/harness/clock.h"
 #include "bench/harness/driver.h"
 
@@ -40,7 +43,14 @@ struct KafkaSettings {
   // Start() waits up to this long for the group to assign partitions, so that producers
   // start only once consumers are in place (joining a group takes seconds).
   int assign_wait_ms = 10000;
+  // ackGapsFile: where each producer appends one line "partition<TAB>from_ms<TAB>to_ms" (wall
+  // clock, ms) whenever a partition went kAckGapMs or longer without an acknowledgement: how
+  // bench/failover/run times a leader's replacement (from its kill to its successor's first
+  // acknowledgement of that partition).
+  std::string ack_gaps_file;
 };
+
+constexpr int64_t kAckGapMs = 100;
 
 absl::StatusOr<KafkaSettings> ReadSettings(DriverSettings& s) {
   KafkaSettings k;
@@ -82,6 +92,11 @@ absl::StatusOr<KafkaSettings> ReadSettings(DriverSettings& s) {
     status.Update(aw.status());
   else
     k.assign_wait_ms = static_cast<int>(*aw);
+  absl::StatusOr<std::string> gaps = s.GetString("ackGapsFile", "");
+  if (!gaps.ok())
+    status.Update(gaps.status());
+  else
+    k.ack_gaps_file = *gaps;
   absl::StatusOr<int64_t> at = s.GetInt("adminTimeoutMs", 10000);
   if (!at.ok())
     status.Update(at.status());
@@ -137,6 +152,7 @@ class KafkaProducer final : public Producer {
       rd_kafka_flush(rk_, 5000);
       rd_kafka_destroy(rk_);
     }
+    if (gaps_ != nullptr) fclose(gaps_);
   }
 
   absl::Status Open(const std::string& broker, const KafkaSettings& s, const std::string& topic) {
@@ -152,6 +168,13 @@ class KafkaProducer final : public Producer {
     // acks=0 gives no delivery confirmation worth timing.
     auto it = s.producer.find("acks");
     unconfirmed_ = it != s.producer.end() && it->second == "0";
+    if (!s.ack_gaps_file.empty()) {
+      gaps_ = fopen(s.ack_gaps_file.c_str(), "a");
+      if (gaps_ == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("ackGapsFile ", s.ack_gaps_file, ": ", strerror(errno)));
+      }
+    }
     return absl::OkStatus();
   }
 
@@ -195,6 +218,7 @@ class KafkaProducer final : public Producer {
       }
       return;
     }
+    if (self->gaps_ != nullptr && m->partition >= 0) self->NoteAck(m->partition);
     if (self->unconfirmed_) {
       self->stats_->OnPublishedUnconfirmed(static_cast<int>(m->len));
     } else {
@@ -203,9 +227,25 @@ class KafkaProducer final : public Producer {
     }
   }
 
+  void NoteAck(int32_t partition) {
+    const int64_t now = absl::ToUnixMillis(absl::Now());
+    if (static_cast<size_t>(partition) >= last_ack_ms_.size()) {
+      last_ack_ms_.resize(static_cast<size_t>(partition) + 1, 0);
+    }
+    int64_t& last = last_ack_ms_[static_cast<size_t>(partition)];
+    if (last > 0 && now - last >= kAckGapMs) {
+      fprintf(gaps_, "%d\t%lld\t%lld\n", partition, static_cast<long long>(last),
+              static_cast<long long>(now));
+      fflush(gaps_);
+    }
+    last = now;
+  }
+
   ProducerStats* stats_;
   rd_kafka_t* rk_ = nullptr;
   rd_kafka_topic_t* rkt_ = nullptr;
+  FILE* gaps_ = nullptr;
+  std::vector<int64_t> last_ack_ms_;  // per partition, wall clock
   bool unconfirmed_ = false;
   int since_poll_ = 0;
   int errors_logged_ = 0;
