@@ -1,9 +1,11 @@
 // Operation-sequence fuzzer for PartitionLog: the input is a program of appends, submits,
-// reads, time lookups, ticks, log-start moves, clean restarts, crash restarts and power cuts
-// (through the fault Env, tests/fs/fault_env.h). After every step the log must agree with a
-// simple model: every written batch readable byte for byte at its offsets, offsets contiguous,
-// buffered (never written) batches gone after a crash, and after a power cut a prefix of the
-// written batches left that holds at least every batch that was fdatasync'ed.
+// reads, time lookups, ticks, log-start moves, truncations (TruncateTo), clean restarts, crash
+// restarts and power cuts (through the fault Env, tests/fs/fault_env.h). After every step the
+// log must agree with a simple model: every written batch readable byte for byte at its
+// offsets, offsets contiguous, buffered (never written) batches gone after a crash, and after a
+// power cut a prefix of the written batches left that holds at least every batch that was
+// fdatasync'ed (a truncation lowers the durable offset to its cut: what it removed never comes
+// back, as any batch found at an offset must be the model's).
 // Some appends lend their batch (zero-copy Append with a keep-alive; the log's threshold is
 // lowered so that these small batches take that path): their buffers must be released once
 // everything is written, and never modified.
@@ -53,6 +55,10 @@ class Program {
   size_t size_;
   size_t pos_ = 0;
 };
+
+// Op 1 (submit) followed by this byte is a truncation instead: no input of the corpus had it
+// there when the op was added, so their meaning stayed the same.
+constexpr uint8_t kTruncateOp = 0x7e;
 
 // Lent batches of at least this size are written from the caller's buffer (most of the
 // fuzzer's batches; the smallest ones are copied although lent, as below the real threshold).
@@ -147,7 +153,53 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       case 1: {  // submit (all, or the shard loop's write-behind) and complete
-        const bool behind = (p.Next() & 1) != 0;
+        const uint8_t how = p.Next();
+        if (how == kTruncateOp) {
+          // TruncateTo: mostly at one of the last batches, as a follower cuts its tail; with
+          // the top bit, an offset that is no cut point (refused, nothing cut).
+          const uint8_t sel = p.Next();
+          const int64_t start = log->log_start_offset();
+          const int64_t end = log->log_end_offset();
+          if ((sel & 0x80) != 0) {
+            int64_t inside = -1;  // inside a batch of several records, at or above the start
+            for (const auto* batches : {&m.written, &m.buffered}) {
+              for (const auto& [base, bytes] : *batches) {
+                if (base >= start && RecordBatchView(bytes).last_offset() > base) inside = base + 1;
+              }
+            }
+            const bool in_batch = sel % 3 == 2 && inside >= 0;
+            const int64_t offset = in_batch ? inside : sel % 3 == 0 ? start - 1 : end + 1;
+            Check(absl::IsInvalidArgument(log->TruncateTo(offset)));
+            if (in_batch) {  // refused once the buffered batches were written
+              m.written.merge(m.buffered);
+              m.buffered.clear();
+              check_lent_released();
+            }
+            break;
+          }
+          std::vector<int64_t> points;
+          for (const auto* batches : {&m.written, &m.buffered}) {
+            for (const auto& [base, bytes] : *batches) {
+              if (base >= start) points.push_back(base);
+            }
+          }
+          points.push_back(end);
+          const int64_t cut = points[points.size() - 1 - sel % points.size()];
+          if (trace) fprintf(stderr, "  TruncateTo(%ld)\n", cut);
+          Check(log->TruncateTo(cut).ok());
+          Check(log->log_end_offset() == cut && log->durable_offset() <= cut);
+          if (cut == end) break;  // nothing to do: nothing written either
+          Check(log->high_watermark() == cut);
+          m.written.merge(m.buffered);
+          m.buffered.clear();
+          m.written.erase(m.written.lower_bound(cut), m.written.end());
+          // A crash restart may have brought back a log start below the model's (not yet
+          // checkpointed), and the cut may fall between them.
+          m.start = std::min(m.start, cut);
+          check_lent_released();
+          break;
+        }
+        const bool behind = (how & 1) != 0;
         log->SubmitBuffered(behind ? SubmitMode::kWriteBehind : SubmitMode::kAll);
         io->Submit();
         io->Poll(absl::ZeroDuration());
