@@ -32,6 +32,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <type_traits>
 
 #include "absl/time/clock.h"
 #include "net/kafka/error_codes.h"
@@ -482,12 +483,21 @@ void HandleFetch(RequestContext& ctx, kafka::FetchRequest& req) {
   op->StartRound();
 }
 
-void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
-  using PartitionResponse = kafka::ListOffsetsResponse::ListOffsetsPartitionResponse;
+namespace {
+
+// Answers a request made of topics of partitions (ListOffsets, OffsetForLeaderEpoch): `compute`
+// runs on each partition's owner shard with what was asked of it (`asked[topic][partition]`,
+// which names its `partition`) and returns its answer, placed in `resp` (topics and their
+// partitions already sized as asked) where it was asked; `resp` goes out once every owner
+// answered.
+template <typename Response, typename Asked, typename Compute>
+void AnswerOnOwners(RequestContext& ctx, Response resp, const std::vector<std::string>& names,
+                    const std::vector<std::vector<Asked>>& asked, Compute compute) {
+  using Answer = std::decay_t<decltype(resp.topics[0].partitions[0])>;
   struct Gather {
-    explicit Gather(Responder r) : responder(std::move(r)) {}
+    Gather(Responder r, Response response) : responder(std::move(r)), resp(std::move(response)) {}
     Responder responder;
-    kafka::ListOffsetsResponse resp;
+    Response resp;
     int pending = 1;
     void Done() {
       if (--pending == 0) responder.Send(resp);
@@ -496,23 +506,13 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
   struct Item {
     size_t topic_index;
     size_t partition_index;
-    int32_t partition;
-    int64_t timestamp;
-    int32_t current_leader_epoch;
+    Asked asked;
   };
-  auto gather = std::make_shared<Gather>(std::move(ctx.responder));
+  auto gather = std::make_shared<Gather>(std::move(ctx.responder), std::move(resp));
   std::map<int, std::vector<Item>> by_owner;
-  std::vector<std::string> names;
-  for (size_t i = 0; i < req.topics.size(); ++i) {
-    const auto& t = req.topics[i];
-    names.push_back(t.name);
-    auto& rt = gather->resp.topics.emplace_back();
-    rt.name = t.name;
-    for (size_t j = 0; j < t.partitions.size(); ++j) {
-      const auto& p = t.partitions[j];
-      rt.partitions.emplace_back().partition_index = p.partition_index;
-      by_owner[ctx.broker.OwnerOf(t.name, p.partition_index)].push_back(
-          {i, j, p.partition_index, p.timestamp, p.current_leader_epoch});
+  for (size_t i = 0; i < asked.size(); ++i) {
+    for (size_t j = 0; j < asked[i].size(); ++j) {
+      by_owner[ctx.broker.OwnerOf(names[i], asked[i][j].partition)].push_back({i, j, asked[i][j]});
     }
   }
   const int home = ctx.broker.shard_index();
@@ -520,13 +520,10 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
     ++gather->pending;
     std::vector<std::string> topics;
     for (const Item& it : items) topics.push_back(names[it.topic_index]);
-    ctx.broker.RunOn(owner, [gather, home, items = std::move(items),
+    ctx.broker.RunOn(owner, [gather, home, compute, items = std::move(items),
                              topics = std::move(topics)](KafkaBroker& b) mutable {
-      std::vector<PartitionResponse> out(items.size());
-      for (size_t k = 0; k < items.size(); ++k) {
-        ListOffsetsPartition(b, topics[k], items[k].partition, items[k].timestamp,
-                             items[k].current_leader_epoch, &out[k]);
-      }
+      std::vector<Answer> out(items.size());
+      for (size_t k = 0; k < items.size(); ++k) out[k] = compute(b, topics[k], items[k].asked);
       b.RunOn(home, [gather = std::move(gather), items = std::move(items),
                      out = std::move(out)](KafkaBroker&) mutable {
         for (size_t k = 0; k < items.size(); ++k) {
@@ -540,83 +537,93 @@ void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
   gather->Done();
 }
 
+// One partition of OffsetForLeaderEpoch, on its owner shard.
+kafka::OffsetForLeaderEpochResponse::EpochEndOffset EpochEndPartition(KafkaBroker& b,
+                                                                      const std::string& topic,
+                                                                      int32_t partition,
+                                                                      int32_t current_leader_epoch,
+                                                                      int32_t leader_epoch) {
+  kafka::OffsetForLeaderEpochResponse::EpochEndOffset r;
+  r.partition = partition;
+  storage::PartitionLog* log = b.GetLog(topic, partition);
+  if (log == nullptr) {
+    r.error_code = kafka::errors::kUnknownTopicOrPartition;
+    return r;
+  }
+  if (b.replicas() == nullptr) {
+    // A single node leads everything at epoch 0 and never cut its log.
+    if (leader_epoch > 0 || current_leader_epoch > 0) {
+      r.error_code = kafka::errors::kUnknownLeaderEpoch;
+    } else {
+      r.leader_epoch = 0;
+      r.end_offset = log->log_end_offset();
+    }
+    return r;
+  }
+  ReplicaManager::EpochEnd e =
+      b.replicas()->EndOffsetForEpoch({topic, partition}, current_leader_epoch, leader_epoch);
+  r.error_code = e.error;
+  r.leader_epoch = e.epoch;
+  r.end_offset = e.end_offset;
+  return r;
+}
+
+}  // namespace
+
+void HandleListOffsets(RequestContext& ctx, kafka::ListOffsetsRequest& req) {
+  struct Asked {
+    int32_t partition;
+    int64_t timestamp;
+    int32_t current_leader_epoch;
+  };
+  kafka::ListOffsetsResponse resp;
+  std::vector<std::string> names;
+  std::vector<std::vector<Asked>> asked;
+  for (const auto& t : req.topics) {
+    names.push_back(t.name);
+    auto& rt = resp.topics.emplace_back();
+    rt.name = t.name;
+    auto& a = asked.emplace_back();
+    for (const auto& p : t.partitions) {
+      rt.partitions.emplace_back().partition_index = p.partition_index;
+      a.push_back({p.partition_index, p.timestamp, p.current_leader_epoch});
+    }
+  }
+  AnswerOnOwners(ctx, std::move(resp), names, asked,
+                 [](KafkaBroker& b, const std::string& topic, const Asked& a) {
+                   kafka::ListOffsetsResponse::ListOffsetsPartitionResponse out;
+                   ListOffsetsPartition(b, topic, a.partition, a.timestamp, a.current_leader_epoch,
+                                        &out);
+                   return out;
+                 });
+}
+
 void HandleOffsetForLeaderEpoch(RequestContext& ctx, kafka::OffsetForLeaderEpochRequest& req) {
   // Asked by followers (replica_id >= 0) before they fetch, and by consumers that check a
-  // position after a leader change (KIP-320). Each partition is answered on its owner.
-  using Result = kafka::OffsetForLeaderEpochResponse::EpochEndOffset;
-  struct Gather {
-    explicit Gather(Responder r) : responder(std::move(r)) {}
-    Responder responder;
-    kafka::OffsetForLeaderEpochResponse resp;
-    int pending = 1;
-    void Done() {
-      if (--pending == 0) responder.Send(resp);
-    }
-  };
-  struct Item {
-    size_t topic_index;
-    size_t partition_index;
+  // position after a leader change (KIP-320).
+  struct Asked {
     int32_t partition;
     int32_t current_leader_epoch;
     int32_t leader_epoch;
   };
-  auto gather = std::make_shared<Gather>(std::move(ctx.responder));
-  std::map<int, std::vector<Item>> by_owner;
+  kafka::OffsetForLeaderEpochResponse resp;
   std::vector<std::string> names;
-  for (size_t i = 0; i < req.topics.size(); ++i) {
-    const auto& t = req.topics[i];
+  std::vector<std::vector<Asked>> asked;
+  for (const auto& t : req.topics) {
     names.push_back(t.topic);
-    auto& rt = gather->resp.topics.emplace_back();
+    auto& rt = resp.topics.emplace_back();
     rt.topic = t.topic;
-    for (size_t j = 0; j < t.partitions.size(); ++j) {
-      const auto& p = t.partitions[j];
+    auto& a = asked.emplace_back();
+    for (const auto& p : t.partitions) {
       rt.partitions.emplace_back().partition = p.partition;
-      by_owner[ctx.broker.OwnerOf(t.topic, p.partition)].push_back(
-          {i, j, p.partition, p.current_leader_epoch, p.leader_epoch});
+      a.push_back({p.partition, p.current_leader_epoch, p.leader_epoch});
     }
   }
-  const int home = ctx.broker.shard_index();
-  for (auto& [owner, items] : by_owner) {
-    ++gather->pending;
-    std::vector<std::string> topics;
-    for (const Item& it : items) topics.push_back(names[it.topic_index]);
-    ctx.broker.RunOn(owner, [gather, home, items = std::move(items),
-                             topics = std::move(topics)](KafkaBroker& b) mutable {
-      std::vector<Result> out(items.size());
-      for (size_t k = 0; k < items.size(); ++k) {
-        Result& r = out[k];
-        r.partition = items[k].partition;
-        if (b.GetLog(topics[k], items[k].partition) == nullptr) {
-          r.error_code = kafka::errors::kUnknownTopicOrPartition;
-          continue;
-        }
-        if (b.replicas() == nullptr) {
-          // A single node leads everything at epoch 0 and never cut its log.
-          if (items[k].leader_epoch > 0 || items[k].current_leader_epoch > 0) {
-            r.error_code = kafka::errors::kUnknownLeaderEpoch;
-          } else {
-            r.leader_epoch = 0;
-            r.end_offset = b.GetLog(topics[k], items[k].partition)->log_end_offset();
-          }
-          continue;
-        }
-        ReplicaManager::EpochEnd e = b.replicas()->EndOffsetForEpoch(
-            {topics[k], items[k].partition}, items[k].current_leader_epoch, items[k].leader_epoch);
-        r.error_code = e.error;
-        r.leader_epoch = e.epoch;
-        r.end_offset = e.end_offset;
-      }
-      b.RunOn(home, [gather = std::move(gather), items = std::move(items),
-                     out = std::move(out)](KafkaBroker&) mutable {
-        for (size_t k = 0; k < items.size(); ++k) {
-          gather->resp.topics[items[k].topic_index].partitions[items[k].partition_index] =
-              std::move(out[k]);
-        }
-        gather->Done();
-      });
-    });
-  }
-  gather->Done();
+  AnswerOnOwners(ctx, std::move(resp), names, asked,
+                 [](KafkaBroker& b, const std::string& topic, const Asked& a) {
+                   return EpochEndPartition(b, topic, a.partition, a.current_leader_epoch,
+                                            a.leader_epoch);
+                 });
 }
 
 }  // namespace sluice::broker

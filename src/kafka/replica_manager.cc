@@ -255,21 +255,26 @@ class ReplicaManager::Fetcher {
     in_flight_correlation_ = h.correlation_id;
   }
 
-  void SendEpochQuery(const std::vector<Partition*>& parts) {
-    kafka::OffsetForLeaderEpochRequest req;
-    req.replica_id = manager_->my_id_;
+  // Adds `parts` to a request's topics, one entry per topic, `fill` setting each partition's.
+  template <typename Topics, typename Fill>
+  static void AddByTopic(const std::vector<Partition*>& parts, Topics* topics, Fill fill) {
     std::map<std::string, std::vector<Partition*>> by_topic;
     for (Partition* p : parts) by_topic[p->tp.topic].push_back(p);
     for (auto& [topic, list] : by_topic) {
-      auto& t = req.topics.emplace_back();
+      auto& t = topics->emplace_back();
       t.topic = topic;
-      for (Partition* p : list) {
-        auto& rp = t.partitions.emplace_back();
-        rp.partition = p->tp.partition;
-        rp.current_leader_epoch = p->state.leader_epoch;
-        rp.leader_epoch = manager_->Epochs(*p).latest_epoch();
-      }
+      for (Partition* p : list) fill(t.partitions.emplace_back(), *p);
     }
+  }
+
+  void SendEpochQuery(const std::vector<Partition*>& parts) {
+    kafka::OffsetForLeaderEpochRequest req;
+    req.replica_id = manager_->my_id_;
+    AddByTopic(parts, &req.topics, [this](auto& rp, Partition& p) {
+      rp.partition = p.tp.partition;
+      rp.current_leader_epoch = p.state.leader_epoch;
+      rp.leader_epoch = manager_->Epochs(p).latest_epoch();
+    });
     Send(kafka::OffsetForLeaderEpochRequest::kApiKey, kEpochQueryVersion, req);
   }
 
@@ -281,20 +286,13 @@ class ReplicaManager::Fetcher {
     req.max_bytes = kFetchMaxBytes;
     req.session_id = 0;
     req.session_epoch = -1;
-    std::map<std::string, std::vector<Partition*>> by_topic;
-    for (Partition* p : parts) by_topic[p->tp.topic].push_back(p);
-    for (auto& [topic, list] : by_topic) {
-      auto& t = req.topics.emplace_back();
-      t.topic = topic;
-      for (Partition* p : list) {
-        auto& rp = t.partitions.emplace_back();
-        rp.partition = p->tp.partition;
-        rp.current_leader_epoch = p->state.leader_epoch;
-        rp.fetch_offset = p->log->log_end_offset();
-        rp.log_start_offset = p->log->log_start_offset();
-        rp.partition_max_bytes = kFetchPartitionMaxBytes;
-      }
-    }
+    AddByTopic(parts, &req.topics, [](auto& rp, Partition& p) {
+      rp.partition = p.tp.partition;
+      rp.current_leader_epoch = p.state.leader_epoch;
+      rp.fetch_offset = p.log->log_end_offset();
+      rp.log_start_offset = p.log->log_start_offset();
+      rp.partition_max_bytes = kFetchPartitionMaxBytes;
+    });
     Send(kafka::FetchRequest::kApiKey, kFetchVersion, req);
   }
 

@@ -9,7 +9,7 @@ import sys
 import tempfile
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 
@@ -105,6 +105,32 @@ def produce(bootstrap, topic, n, tag, partitions=None):
     check(p.flush(30) == 0, "every record answered")
     check(not errors, f"delivery errors: {errors[:3]}")
     return acked
+
+
+def read_to_end(bootstrap, topic, partitions, timeout=40):
+    """(partition, offset) -> value of everything in the topic, read by an assigned consumer
+    (no group) from offset 0 to every partition's end."""
+    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
+                  "group.id": "reader", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got, at_end = {}, set()
+    deadline = time.time() + timeout
+    try:
+        while len(at_end) < partitions and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                check(m.error().code() == KafkaError._PARTITION_EOF, f"consumer: {m.error()}")
+                at_end.add(m.partition())
+                continue
+            at_end.discard(m.partition())
+            got[(m.partition(), m.offset())] = m.value()
+    finally:
+        c.close()
+    check(len(at_end) == partitions, f"every partition read to its end: {sorted(at_end)}")
+    return got
 
 
 def wait_for(what, timeout, cond, interval=0.1):

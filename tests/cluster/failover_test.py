@@ -10,12 +10,12 @@ import sys
 import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from cluster_harness import Cluster, check, run, wait_for  # noqa: E402
+from cluster_harness import Cluster, check, read_to_end, run, wait_for  # noqa: E402
 from kafka_raw import Conn, batch, parse_produce_v3, produce_v3  # noqa: E402
 
 TOPIC = "failover"
@@ -63,25 +63,7 @@ class Load(threading.Thread):
 
 
 def read_all(bootstrap):
-    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "group.id": "reader", "enable.auto.commit": False,
-                  "enable.partition.eof": True})
-    c.assign([TopicPartition(TOPIC, p, 0) for p in range(PARTITIONS)])
-    got, at_end = {}, set()
-    deadline = time.time() + 60
-    while len(at_end) < PARTITIONS and time.time() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            check(m.error().code() == KafkaError._PARTITION_EOF, f"consumer: {m.error()}")
-            at_end.add(m.partition())
-            continue
-        at_end.discard(m.partition())
-        got[(m.partition(), m.offset())] = m.value()
-    c.close()
-    check(len(at_end) == PARTITIONS, "every partition read to its end")
-    return got
+    return read_to_end(bootstrap, TOPIC, PARTITIONS, timeout=60)
 
 
 def test(args, root):

@@ -13,15 +13,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from cluster_harness import Cluster, check, run, wait_for  # noqa: E402
+from cluster_harness import Cluster, check, read_to_end, run, wait_for  # noqa: E402
 from harness import npm_modules  # noqa: E402
 from kafka_raw import Conn, batch, parse_produce_v3, produce_v3  # noqa: E402
 
@@ -37,31 +36,8 @@ def partitions(bootstrap, topic):
     return {p: (pm.leader, list(pm.replicas), sorted(pm.isrs)) for p, pm in t.partitions.items()}
 
 
-def read_all(bootstrap, topic, timeout=40):
-    """(partition, offset) -> value of everything in the topic, read to every partition's end
-    by an assigned consumer (no group)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "broker.address.family": "v4",
-                  "group.id": "reader", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    from confluent_kafka import TopicPartition
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    got, at_end = {}, set()
-    deadline = time.time() + timeout
-    try:
-        while len(at_end) < PARTITIONS and time.time() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                check(m.error().code() == KafkaError._PARTITION_EOF, f"consumer: {m.error()}")
-                at_end.add(m.partition())
-                continue
-            at_end.discard(m.partition())
-            got[(m.partition(), m.offset())] = m.value()
-    finally:
-        c.close()
-    check(len(at_end) == PARTITIONS, f"every partition read to its end: {sorted(at_end)}")
-    return got
+def read_all(bootstrap, topic):
+    return read_to_end(bootstrap, topic, PARTITIONS)
 
 
 def clients(addrs, root):
