@@ -27,9 +27,12 @@ namespace {
 constexpr absl::Duration kTickInterval = absl::Milliseconds(100);
 constexpr absl::Duration kConnectTimeout = absl::Seconds(5);
 constexpr absl::Duration kRetryBackoff = absl::Milliseconds(200);
-// Fetch as a Kafka follower does (replica.fetch.*): a long poll of half a second, one byte
-// enough, 1 MiB per partition, 10 MiB per response.
-constexpr int32_t kFetchMaxWaitMs = 500;
+// Fetch as a Kafka follower does (replica.fetch.*: one byte enough, 1 MiB per partition,
+// 10 MiB per response), but with a long poll of 100 ms instead of 500: a partition given to
+// a fetcher whose request is out waits for that request's answer before it is fetched, and
+// at a failover that wait delays the new leader's first acknowledgement (measured: up to
+// 0.6 s of a 3.1 s failover with 500). An idle follower then asks 10 times a second.
+constexpr int32_t kFetchMaxWaitMs = 100;
 constexpr int32_t kFetchMaxBytes = 10 << 20;
 constexpr int32_t kFetchPartitionMaxBytes = 1 << 20;
 // Request versions a Sluice follower sends: the last ones with the classic (non-flexible)
